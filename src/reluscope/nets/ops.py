@@ -1,0 +1,212 @@
+"""The operations a PWLNet is made of: affine maps and piecewise-linear activations.
+
+Every affine op has ``forward`` (the map itself) and ``linear`` (its linear part, bias dropped),
+so that tangents and affine coefficients can be pushed through it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class Op:
+    """An operation on batched tensors (batch dimension first)."""
+
+    #: Short human-readable kind, used in summaries.
+    kind: str = "op"
+
+    def forward(self, *xs: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def linear(self, *xs: Tensor) -> Tensor:
+        """The linear part of the op (the op minus its constant term)."""
+        raise NotImplementedError
+
+    def to(self, device: torch.device | None = None, dtype: torch.dtype | None = None) -> Op:
+        return self
+
+
+def _cast(t: Tensor | None, device, dtype) -> Tensor | None:
+    return None if t is None else t.to(device=device, dtype=dtype)
+
+
+@dataclass
+class LinearOp(Op):
+    """y = x W^T + b."""
+
+    weight: Tensor
+    bias: Tensor | None = None
+    kind: str = "linear"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def linear(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight)
+
+    def to(self, device=None, dtype=None) -> LinearOp:
+        return LinearOp(_cast(self.weight, device, dtype), _cast(self.bias, device, dtype))
+
+
+@dataclass
+class ConvOp(Op):
+    """An N-d convolution (N = 1 or 2) with any stride, padding, dilation, groups and padding mode."""
+
+    weight: Tensor
+    bias: Tensor | None
+    stride: tuple[int, ...]
+    padding: tuple[int, ...] | str
+    dilation: tuple[int, ...]
+    groups: int
+    padding_mode: str = "zeros"
+    reversed_padding: tuple[int, ...] = ()
+    kind: str = "conv"
+
+    def _conv(self, x: Tensor, bias: Tensor | None) -> Tensor:
+        conv = F.conv1d if self.weight.dim() == 3 else F.conv2d
+        padding = self.padding
+        if self.padding_mode != "zeros":
+            x = F.pad(x, self.reversed_padding, mode=self.padding_mode)
+            padding = 0
+        return conv(x, self.weight, bias, self.stride, padding, self.dilation, self.groups)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv(x, self.bias)
+
+    def linear(self, x: Tensor) -> Tensor:
+        return self._conv(x, None)
+
+    def to(self, device=None, dtype=None) -> ConvOp:
+        return ConvOp(
+            _cast(self.weight, device, dtype),
+            _cast(self.bias, device, dtype),
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            self.padding_mode,
+            self.reversed_padding,
+        )
+
+
+@dataclass
+class ScaleShiftOp(Op):
+    """y = x * scale + shift, per channel (dimension 1); eval-mode BatchNorm and constant scaling."""
+
+    scale: Tensor | float
+    shift: Tensor | float | None = None
+    kind: str = "scale_shift"
+
+    def _view(self, t: Tensor | float, x: Tensor) -> Tensor | float:
+        if not isinstance(t, Tensor) or t.dim() == 0:
+            return t
+        return t.reshape((1, -1) + (1,) * (x.dim() - 2))
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = x * self._view(self.scale, x)
+        return y if self.shift is None else y + self._view(self.shift, x)
+
+    def linear(self, x: Tensor) -> Tensor:
+        return x * self._view(self.scale, x)
+
+    def to(self, device=None, dtype=None) -> ScaleShiftOp:
+        def cast(t):
+            return t.to(device=device, dtype=dtype) if isinstance(t, Tensor) else t
+
+        return ScaleShiftOp(cast(self.scale), cast(self.shift))
+
+
+@dataclass
+class AvgPoolOp(Op):
+    """Average pooling (1d or 2d); linear, no constant term."""
+
+    dims: int
+    kernel_size: tuple[int, ...] | int
+    stride: tuple[int, ...] | int | None
+    padding: tuple[int, ...] | int
+    ceil_mode: bool
+    count_include_pad: bool
+    divisor_override: int | None = None
+    kind: str = "avg_pool"
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.dims == 1:
+            return F.avg_pool1d(
+                x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                self.count_include_pad,
+            )
+        return F.avg_pool2d(
+            x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+            self.count_include_pad, self.divisor_override,
+        )
+
+    linear = forward
+
+
+@dataclass
+class ReshapeOp(Op):
+    """Reshape every sample to ``shape`` (Flatten, view, reshape; Identity when shape is unchanged)."""
+
+    shape: tuple[int, ...]
+    kind: str = "reshape"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape((x.shape[0],) + self.shape)
+
+    linear = forward
+
+
+@dataclass
+class AddOp(Op):
+    """y = sum of the inputs, each times its sign (+1 or -1), plus an optional constant."""
+
+    signs: tuple[float, ...]
+    constant: Tensor | float | None = None
+    kind: str = "add"
+
+    def linear(self, *xs: Tensor) -> Tensor:
+        out = xs[0] * self.signs[0] if self.signs[0] != 1 else xs[0]
+        for s, x in zip(self.signs[1:], xs[1:]):
+            out = out + x if s == 1 else out - x
+        return out
+
+    def forward(self, *xs: Tensor) -> Tensor:
+        out = self.linear(*xs)
+        return out if self.constant is None else out + self.constant
+
+    def to(self, device=None, dtype=None) -> AddOp:
+        c = self.constant
+        if isinstance(c, Tensor):
+            c = c.to(device=device, dtype=dtype)
+        return AddOp(self.signs, c)
+
+
+@dataclass
+class ActivationOp(Op):
+    """Leaky ReLU with the given negative slope (0 for ReLU): y = x if x > 0 else slope * x."""
+
+    slope: float = 0.0
+    kind: str = field(default="relu")
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.slope):
+            raise ValueError(f"activation slope must be finite, got {self.slope}")
+        self.kind = "relu" if self.slope == 0 else f"leaky_relu({self.slope:g})"
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.slope == 0:
+            return torch.relu(x)
+        return torch.where(x > 0, x, x * self.slope)
+
+    def gain(self, z: Tensor) -> Tensor:
+        """The local slope at pre-activation z: 1 where z > 0, else ``slope``."""
+        one = torch.ones((), dtype=z.dtype, device=z.device)
+        return torch.where(z > 0, one, one * self.slope)
+
+
+AFFINE_OPS = (LinearOp, ConvOp, ScaleShiftOp, AvgPoolOp, ReshapeOp)

@@ -1,0 +1,212 @@
+"""PWLNet: a network as an ordered graph of affine ops and piecewise-linear activations."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from reluscope.errors import InputError
+from reluscope.nets.ops import ActivationOp, Op
+
+INPUT = "input"
+
+
+@dataclass
+class Node:
+    """One operation of the graph: its unique name, op, input node names and output shape."""
+
+    name: str
+    op: Op
+    inputs: tuple[str, ...]
+    shape: tuple[int, ...]
+    path: str
+
+    @property
+    def is_site(self) -> bool:
+        """True for a piecewise-linear activation (a neuron site)."""
+        return isinstance(self.op, ActivationOp)
+
+
+@dataclass(frozen=True)
+class Site:
+    """A layer of neurons: the activation's name, the shape of its pre-activation and its slope."""
+
+    name: str
+    shape: tuple[int, ...]
+    slope: float
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+class PWLNet:
+    """A piecewise-linear network: f(x) is affine on every region of constant activation pattern.
+
+    Built by :func:`reluscope.nets.trace`. Inputs are batched: ``x`` has shape
+    ``(batch, *input_shape)``.
+    """
+
+    def __init__(self, nodes: list[Node], input_shape: tuple[int, ...], output: str) -> None:
+        self.nodes = nodes
+        self.input_shape = tuple(input_shape)
+        self.output = output
+        self._by_name = {n.name: n for n in nodes}
+        self.sites = [Site(n.name, n.shape, n.op.slope) for n in nodes if n.is_site]
+        self._last_use = {}
+        for i, n in enumerate(nodes):
+            for name in n.inputs:
+                self._last_use[name] = i
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self._by_name[self.output].shape if self.output != INPUT else self.input_shape
+
+    @property
+    def input_dim(self) -> int:
+        return math.prod(self.input_shape)
+
+    @property
+    def output_dim(self) -> int:
+        return math.prod(self.output_shape)
+
+    @property
+    def num_neurons(self) -> int:
+        return sum(s.size for s in self.sites)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        for t in self._tensors():
+            return t.dtype
+        return torch.get_default_dtype()
+
+    @property
+    def device(self) -> torch.device:
+        for t in self._tensors():
+            return t.device
+        return torch.device("cpu")
+
+    def _tensors(self) -> Iterable[Tensor]:
+        for n in self.nodes:
+            for v in vars(n.op).values():
+                if isinstance(v, Tensor) and v.is_floating_point():
+                    yield v
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> PWLNet:
+        """A copy of the network with its parameters on ``device`` and/or in ``dtype``."""
+        nodes = [
+            Node(n.name, n.op.to(device=device, dtype=dtype), n.inputs, n.shape, n.path)
+            for n in self.nodes
+        ]
+        return PWLNet(nodes, self.input_shape, self.output)
+
+    def node(self, name: str) -> Node:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise InputError(
+                f"no node named {name!r}; sites are {[s.name for s in self.sites]}"
+            ) from None
+
+    def __repr__(self) -> str:
+        lines = [f"PWLNet(input_shape={self.input_shape}, output={self.output!r})"]
+        for n in self.nodes:
+            lines.append(f"  {n.name}: {n.op.kind}{list(n.inputs)} -> {n.shape}  [{n.path}]")
+        return "\n".join(lines)
+
+    # ---------------------------------------------------------------- evaluation
+    def check_input(self, x: Tensor) -> Tensor:
+        """Validate a batch of inputs and cast it to the network's dtype and device."""
+        if not isinstance(x, Tensor):
+            x = torch.as_tensor(x)
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise InputError(
+                f"inputs of shape {tuple(x.shape)} do not fit the network: expected "
+                f"(batch, {', '.join(map(str, self.input_shape))})"
+            )
+        x = x.to(device=self.device, dtype=self.dtype)
+        if not torch.isfinite(x).all():
+            raise InputError("inputs contain NaN or inf; expected finite values")
+        return x
+
+    def run(self, x: Tensor, keep: Iterable[str] | None = None) -> dict[str, Tensor]:
+        """Values of the nodes in ``keep`` (all nodes when None) and of the output, for inputs x."""
+        x = self.check_input(x)
+        keep_set = None if keep is None else set(keep) | {self.output}
+        values: dict[str, Tensor] = {INPUT: x}
+        for i, n in enumerate(self.nodes):
+            values[n.name] = n.op.forward(*(values[a] for a in n.inputs))
+            if keep_set is not None:
+                for a in n.inputs:
+                    if self._last_use[a] == i and a not in keep_set:
+                        values.pop(a, None)
+        if keep_set is not None:
+            values = {k: v for k, v in values.items() if k in keep_set}
+        return values
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.run(x, keep=())[self.output]
+
+    forward = __call__
+
+    def preactivations(self, x: Tensor) -> dict[str, Tensor]:
+        """Pre-activations of every neuron site, by site name, each of shape (batch, *site.shape)."""
+        inputs = {self.node(s.name).inputs[0]: s.name for s in self.sites}
+        values = self.run(x, keep=inputs.keys())
+        return {site: values[src] for src, site in inputs.items()}
+
+    def pattern(self, x: Tensor) -> dict[str, Tensor]:
+        """Activation pattern (pre-activation > 0) of every site, by site name."""
+        return {k: v > 0 for k, v in self.preactivations(x).items()}
+
+    def pattern_vector(self, x: Tensor) -> Tensor:
+        """All sites' patterns flattened and concatenated: a bool tensor (batch, num_neurons)."""
+        pats = self.pattern(x)
+        if not pats:
+            return torch.zeros(x.shape[0], 0, dtype=torch.bool, device=self.device)
+        return torch.cat([p.reshape(p.shape[0], -1) for p in pats.values()], dim=1)
+
+    def local_affine(self, x: Tensor, chunk_size: int = 256) -> tuple[Tensor, Tensor]:
+        """The affine map of the region containing each input: f(y) = J y + c on x's region.
+
+        Returns J of shape (batch, output_dim, input_dim) and c of shape (batch, output_dim), with
+        inputs and outputs flattened. A neuron with pre-activation exactly 0 counts as inactive.
+        """
+        x = self.check_input(x)
+        parts = [self._local_affine(x[i : i + chunk_size]) for i in range(0, len(x), chunk_size)]
+        if not parts:
+            d = self.dtype
+            return (
+                torch.zeros(0, self.output_dim, self.input_dim, dtype=d, device=self.device),
+                torch.zeros(0, self.output_dim, dtype=d, device=self.device),
+            )
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def _local_affine(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        b, d = x.shape[0], self.input_dim
+        eye = torch.eye(d, dtype=x.dtype, device=x.device)
+        values: dict[str, Tensor] = {INPUT: x}
+        tangents: dict[str, Tensor] = {INPUT: eye.reshape((1, d) + self.input_shape).expand(b, -1, *self.input_shape)}
+        for i, n in enumerate(self.nodes):
+            ins = [values[a] for a in n.inputs]
+            values[n.name] = n.op.forward(*ins)
+            if n.is_site:
+                gain = n.op.gain(ins[0])
+                tangents[n.name] = tangents[n.inputs[0]] * gain.unsqueeze(1)
+            else:
+                flat = [tangents[a].reshape((b * d,) + tangents[a].shape[2:]) for a in n.inputs]
+                out = n.op.linear(*flat)
+                tangents[n.name] = out.reshape((b, d) + tuple(out.shape[1:]))
+            for a in n.inputs:
+                if self._last_use[a] == i and a != self.output:
+                    values.pop(a, None)
+                    tangents.pop(a, None)
+        jac = tangents[self.output].reshape(b, d, -1).transpose(1, 2)
+        out = values[self.output].reshape(b, -1)
+        const = out - torch.einsum("bod,bd->bo", jac, x.reshape(b, -1))
+        return jac, const

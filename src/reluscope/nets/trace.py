@@ -1,0 +1,382 @@
+"""Turn a torch.nn.Module into a PWLNet with torch.fx."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.fx.passes.shape_prop import ShapeProp
+
+from reluscope.errors import InputError, UnsupportedLayerError
+from reluscope.nets.ops import (
+    ActivationOp,
+    AddOp,
+    AvgPoolOp,
+    ConvOp,
+    LinearOp,
+    Op,
+    ReshapeOp,
+    ScaleShiftOp,
+)
+from reluscope.nets.pwl import INPUT, Node, PWLNet
+
+SUPPORTED = (
+    "Linear, Conv1d, Conv2d, BatchNorm1d/2d (eval mode), AvgPool1d/2d, Flatten, Identity, "
+    "Dropout (eval mode), ReLU, LeakyReLU, residual + and -, scaling by a constant, "
+    "flatten/view/reshape, Sequential nesting"
+)
+
+_RESHAPE_METHODS = {"view", "reshape", "flatten", "contiguous", "squeeze", "unsqueeze"}
+_RESHAPE_FUNCTIONS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze}
+_RELU_FUNCTIONS = {F.relu, torch.relu}
+_ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
+_SUB_FUNCTIONS = {operator.sub, operator.isub, torch.sub}
+
+
+def trace(model: nn.Module, input_shape: Sequence[int], check: bool = True) -> PWLNet:
+    """The piecewise-linear view of ``model`` for inputs of shape ``(batch, *input_shape)``.
+
+    Raises UnsupportedLayerError for anything that is not piecewise-linear or not supported, and
+    InputError when ``input_shape`` does not fit the model. With ``check`` the traced network's
+    output is compared with the module's own on random inputs.
+    """
+    if not isinstance(model, nn.Module):
+        raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    input_shape = _check_shape(input_shape)
+    try:
+        gm = fx.symbolic_trace(model)
+    except Exception as exc:  # torch.fx raises TraceError and assorted errors
+        raise UnsupportedLayerError(
+            type(model).__name__,
+            "untraceable forward",
+            SUPPORTED,
+            f"torch.fx could not trace the forward (data-dependent control flow?): {exc}",
+        ) from exc
+    param = next(model.parameters(), None)
+    dtype = param.dtype if param is not None else torch.get_default_dtype()
+    device = param.device if param is not None else torch.device("cpu")
+    example = torch.randn((2,) + input_shape, dtype=dtype, device=device)
+    try:
+        ShapeProp(gm).propagate(example)
+    except Exception as exc:
+        raise InputError(
+            f"input_shape {input_shape} does not fit {type(model).__name__}: running it on a batch "
+            f"of shape {tuple(example.shape)} failed with: {exc}"
+        ) from exc
+    net = _Builder(gm, input_shape).build()
+    net = fold_batchnorm(net)
+    if check:
+        _check_equal(model, net, example)
+    return net
+
+
+def _check_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in input_shape)
+    except TypeError:
+        raise InputError(
+            f"input_shape must be a sequence of positive ints, got {input_shape!r}"
+        ) from None
+    if not shape or any(s <= 0 for s in shape):
+        raise InputError(f"input_shape must be a non-empty sequence of positive ints, got {shape}")
+    return shape
+
+
+def _check_equal(model: nn.Module, net: PWLNet, x: torch.Tensor) -> None:
+    with torch.no_grad():
+        expected = model(x)
+        got = net(x)
+    scale = expected.abs().max().item() + 1.0
+    tol = 1e-4 if x.dtype != torch.float64 else 1e-9
+    if expected.shape != got.shape or (expected - got).abs().max().item() > tol * scale:
+        raise UnsupportedLayerError(
+            type(model).__name__,
+            "forward mismatch",
+            SUPPORTED,
+            "the traced network does not reproduce the module's output; the forward uses an "
+            "operation the tracer does not model correctly",
+        )
+
+
+class _Builder:
+    def __init__(self, gm: fx.GraphModule, input_shape: tuple[int, ...]) -> None:
+        self.gm = gm
+        self.input_shape = input_shape
+        self.modules = dict(gm.named_modules())
+        self.nodes: list[Node] = []
+        self.alias: dict[str, str] = {}  # fx node name -> PWLNet node name
+        self.constants: dict[str, object] = {}
+        self.output: str | None = None
+
+    def build(self) -> PWLNet:
+        placeholders = 0
+        for node in self.gm.graph.nodes:
+            if node.op == "placeholder":
+                placeholders += 1
+                if placeholders > 1:
+                    raise UnsupportedLayerError(
+                        node.name, "extra forward argument", SUPPORTED,
+                        "the forward must take exactly one tensor input",
+                    )
+                self.alias[node.name] = INPUT
+            elif node.op == "get_attr":
+                self.constants[node.name] = _fetch_attr(self.gm, node.target)
+            elif node.op == "call_module":
+                self._module(node)
+            elif node.op in ("call_function", "call_method"):
+                self._function(node)
+            elif node.op == "output":
+                self._output(node)
+        return PWLNet(self.nodes, self.input_shape, self.output)
+
+    # ------------------------------------------------------------------ helpers
+    def _shape(self, node: fx.Node) -> tuple[int, ...]:
+        meta = node.meta.get("tensor_meta")
+        if meta is None or not hasattr(meta, "shape"):
+            raise UnsupportedLayerError(
+                node.name, "non-tensor output", SUPPORTED, "every operation must return one tensor"
+            )
+        return tuple(meta.shape[1:])
+
+    def _ref(self, arg, owner: fx.Node) -> str:
+        if isinstance(arg, fx.Node) and arg.name in self.alias:
+            return self.alias[arg.name]
+        raise UnsupportedLayerError(
+            owner.name, str(owner.target), SUPPORTED,
+            f"argument {arg!r} is not the output of a supported operation",
+        )
+
+    def _add(self, node: fx.Node, op: Op, inputs: Sequence[str], path: str) -> None:
+        taken = {n.name for n in self.nodes} | {INPUT}
+        name = path if node.op == "call_module" and path not in taken else node.name
+        self.nodes.append(Node(name, op, tuple(inputs), self._shape(node), path))
+        self.alias[node.name] = name
+
+    def _identity(self, node: fx.Node, source) -> None:
+        self.alias[node.name] = self._ref(source, node)
+
+    # ------------------------------------------------------------------ modules
+    def _module(self, node: fx.Node) -> None:
+        path = str(node.target)
+        m = self.modules[node.target]
+        src = self._ref(node.args[0], node) if node.args else None
+        kind = type(m).__name__
+        if isinstance(m, nn.Linear):
+            self._add(node, LinearOp(_param(m.weight), _param(m.bias)), [src], path)
+        elif isinstance(m, (nn.Conv1d, nn.Conv2d)):
+            op = ConvOp(
+                _param(m.weight), _param(m.bias), m.stride, m.padding, m.dilation, m.groups,
+                m.padding_mode, tuple(m._reversed_padding_repeated_twice),
+            )
+            self._add(node, op, [src], path)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            if m.training:
+                raise UnsupportedLayerError(
+                    path, kind, SUPPORTED,
+                    "BatchNorm in training mode is not a fixed affine map: call model.eval()",
+                )
+            if m.running_mean is None:
+                raise UnsupportedLayerError(
+                    path, kind, SUPPORTED,
+                    "BatchNorm without running statistics (track_running_stats=False) is not affine",
+                )
+            scale = torch.rsqrt(m.running_var.detach() + m.eps)
+            if m.weight is not None:
+                scale = scale * m.weight.detach()
+            shift = -m.running_mean.detach() * scale
+            if m.bias is not None:
+                shift = shift + m.bias.detach()
+            self._add(node, ScaleShiftOp(scale.clone(), shift.clone()), [src], path)
+        elif isinstance(m, (nn.AvgPool1d, nn.AvgPool2d)):
+            op = AvgPoolOp(
+                1 if isinstance(m, nn.AvgPool1d) else 2, m.kernel_size, m.stride, m.padding,
+                m.ceil_mode, m.count_include_pad, getattr(m, "divisor_override", None),
+            )
+            self._add(node, op, [src], path)
+        elif isinstance(m, (nn.Flatten, nn.Unflatten)):
+            self._add(node, ReshapeOp(self._shape(node)), [src], path)
+        elif isinstance(m, nn.Identity):
+            self._identity(node, node.args[0])
+        elif isinstance(m, nn.modules.dropout._DropoutNd):
+            if m.training and m.p > 0:
+                raise UnsupportedLayerError(
+                    path, kind, SUPPORTED, "Dropout in training mode is random: call model.eval()"
+                )
+            self._identity(node, node.args[0])
+        elif isinstance(m, nn.ReLU):
+            self._add(node, ActivationOp(0.0), [src], path)
+        elif isinstance(m, nn.LeakyReLU):
+            self._add(node, ActivationOp(float(m.negative_slope)), [src], path)
+        else:
+            detail = ""
+            if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
+                detail = "softmax is not piecewise-linear: trace the model that returns logits"
+            elif isinstance(m, (nn.MaxPool1d, nn.MaxPool2d)):
+                detail = "max pooling is not supported yet: use AvgPool"
+            elif isinstance(m, nn.MultiheadAttention):
+                detail = "attention is not piecewise-linear"
+            else:
+                detail = "this module is not piecewise-linear or not supported"
+            raise UnsupportedLayerError(path, kind, SUPPORTED, detail)
+
+    # ---------------------------------------------------------------- functions
+    def _function(self, node: fx.Node) -> None:
+        target = node.target
+        name = target if isinstance(target, str) else getattr(target, "__name__", str(target))
+        if node.op == "call_method" and target == "size":
+            return  # only used as a reshape argument; shapes come from shape propagation
+        if (node.op == "call_method" and target in _RESHAPE_METHODS) or target in _RESHAPE_FUNCTIONS:
+            src = self._ref(node.args[0], node)
+            shape = self._shape(node)
+            if node.args[0].meta["tensor_meta"].shape[0] != node.meta["tensor_meta"].shape[0]:
+                raise UnsupportedLayerError(
+                    node.name, name, SUPPORTED, "reshapes must keep the batch dimension first"
+                )
+            self._add(node, ReshapeOp(shape), [src], node.name)
+            return
+        if target in _RELU_FUNCTIONS or (node.op == "call_method" and target == "relu"):
+            self._add(node, ActivationOp(0.0), [self._ref(node.args[0], node)], node.name)
+            return
+        if target is F.leaky_relu or (node.op == "call_method" and target == "leaky_relu"):
+            slope = node.args[1] if len(node.args) > 1 else node.kwargs.get("negative_slope", 0.01)
+            self._add(node, ActivationOp(float(slope)), [self._ref(node.args[0], node)], node.name)
+            return
+        if target in _ADD_FUNCTIONS or target in _SUB_FUNCTIONS or (
+            node.op == "call_method" and target in ("add", "sub", "add_", "sub_")
+        ):
+            if node.kwargs.get("alpha", 1) != 1:
+                raise UnsupportedLayerError(node.name, name, SUPPORTED, "alpha != 1 in add/sub")
+            sub = target in _SUB_FUNCTIONS or target in ("sub", "sub_")
+            self._linear_combination(node, node.args[0], node.args[1], -1.0 if sub else 1.0)
+            return
+        if target in (operator.mul, operator.truediv, torch.mul) and self._scalar_arg(node):
+            tensor_arg, factor = self._scalar_arg(node)
+            if target is operator.truediv:
+                if tensor_arg is not node.args[0]:
+                    raise UnsupportedLayerError(node.name, name, SUPPORTED, "division by a tensor")
+                factor = 1.0 / factor
+            self._add(node, ScaleShiftOp(float(factor)), [self._ref(tensor_arg, node)], node.name)
+            return
+        if target is operator.neg:
+            self._add(node, ScaleShiftOp(-1.0), [self._ref(node.args[0], node)], node.name)
+            return
+        detail = "this operation is not piecewise-linear or not supported"
+        if target in (F.softmax, torch.softmax, F.log_softmax) or target in ("softmax",):
+            detail = "softmax is not piecewise-linear: trace the model that returns logits"
+        elif target in (F.max_pool1d, F.max_pool2d, torch.max_pool2d):
+            detail = "max pooling is not supported yet: use AvgPool"
+        elif target is F.scaled_dot_product_attention:
+            detail = "attention is not piecewise-linear"
+        raise UnsupportedLayerError(node.name, name, SUPPORTED, detail)
+
+    def _scalar_arg(self, node: fx.Node):
+        a, b = node.args[0], node.args[1]
+        if isinstance(b, (int, float)) and isinstance(a, fx.Node):
+            return a, float(b)
+        if isinstance(a, (int, float)) and isinstance(b, fx.Node):
+            return b, float(a)
+        return None
+
+    def _linear_combination(self, node: fx.Node, a, b, sign_b: float) -> None:
+        terms, constant = [], 0.0
+        for arg, sign in ((a, 1.0), (b, sign_b)):
+            if isinstance(arg, fx.Node) and arg.name in self.alias:
+                terms.append((self._ref(arg, node), sign))
+            elif isinstance(arg, fx.Node) and arg.name in self.constants:
+                constant = constant + sign * torch.as_tensor(self.constants[arg.name]).detach()
+            elif isinstance(arg, (int, float)):
+                constant = constant + sign * float(arg)
+            else:
+                raise UnsupportedLayerError(node.name, str(node.target), SUPPORTED, f"operand {arg!r}")
+        if not terms:
+            raise UnsupportedLayerError(node.name, str(node.target), SUPPORTED, "constant arithmetic")
+        if isinstance(constant, torch.Tensor):
+            constant = constant.unsqueeze(0) if constant.dim() == len(self._shape(node)) else constant
+        op = AddOp(tuple(s for _, s in terms), None if _is_zero(constant) else constant)
+        self._add(node, op, [t for t, _ in terms], node.name)
+
+    def _output(self, node: fx.Node) -> None:
+        out = node.args[0]
+        if not isinstance(out, fx.Node):
+            raise UnsupportedLayerError(
+                "output", type(out).__name__, SUPPORTED, "forward must return a single tensor"
+            )
+        self.output = self._ref(out, node)
+
+
+def _is_zero(c) -> bool:
+    if isinstance(c, torch.Tensor):
+        return bool((c == 0).all())
+    return c == 0
+
+
+def _param(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.detach().clone()
+
+
+def _fetch_attr(gm: fx.GraphModule, target: str):
+    obj = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def fold_batchnorm(net: PWLNet) -> PWLNet:
+    """Fold each per-channel scale/shift into the Linear or Conv that feeds only it."""
+    users: dict[str, int] = {}
+    for n in net.nodes:
+        for a in n.inputs:
+            users[a] = users.get(a, 0) + 1
+    by_name = {n.name: n for n in net.nodes}
+    replaced: dict[str, str] = {}
+    nodes: list[Node] = []
+    folded: set[str] = set()
+    for n in net.nodes:
+        n = Node(n.name, n.op, tuple(replaced.get(a, a) for a in n.inputs), n.shape, n.path)
+        src = by_name.get(n.inputs[0]) if n.inputs else None
+        if (
+            isinstance(n.op, ScaleShiftOp)
+            and isinstance(n.op.scale, torch.Tensor)
+            and n.op.scale.dim() == 1
+            and src is not None
+            and isinstance(src.op, (LinearOp, ConvOp))
+            and users.get(src.name) == 1
+            and src.name != net.output
+            and src.op.weight.shape[0] == n.op.scale.shape[0]
+        ):
+            prev = next(i for i, m in enumerate(nodes) if m.name == src.name)
+            nodes[prev] = Node(n.name, _fold(src.op, n.op), src.inputs, n.shape, f"{src.path}+{n.path}")
+            folded.add(src.name)
+            continue
+        nodes.append(n)
+    return PWLNet(nodes, net.input_shape, net.output) if folded else net
+
+
+def _fold(op: LinearOp | ConvOp, bn: ScaleShiftOp) -> Op:
+    scale, shift = bn.scale, bn.shift if bn.shift is not None else 0.0
+    w = op.weight * scale.reshape((-1,) + (1,) * (op.weight.dim() - 1))
+    b = shift + (op.bias * scale if op.bias is not None else 0.0)
+    if isinstance(op, LinearOp):
+        return LinearOp(w, b)
+    return ConvOp(w, b, op.stride, op.padding, op.dilation, op.groups, op.padding_mode, op.reversed_padding)
+
+
+def as_pwlnet(model: nn.Module | PWLNet, input_shape: Sequence[int] | None = None) -> PWLNet:
+    """``model`` itself when it is a PWLNet, else its trace (``input_shape`` inferred for MLPs)."""
+    if isinstance(model, PWLNet):
+        return model
+    if input_shape is None:
+        first = next((m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))), None)
+        if not isinstance(first, nn.Linear):
+            raise InputError(
+                f"cannot infer the input shape of {type(model).__name__}: pass input_shape "
+                "(without the batch dimension), e.g. input_shape=(3, 32, 32)"
+            )
+        input_shape = (first.in_features,)
+    return trace(model, input_shape)
+
+
