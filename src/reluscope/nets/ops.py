@@ -137,12 +137,21 @@ class AvgPoolOp(Op):
     def forward(self, x: Tensor) -> Tensor:
         if self.dims == 1:
             return F.avg_pool1d(
-                x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                x,
+                self.kernel_size,
+                self.stride,
+                self.padding,
+                self.ceil_mode,
                 self.count_include_pad,
             )
         return F.avg_pool2d(
-            x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-            self.count_include_pad, self.divisor_override,
+            x,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
         )
 
     linear = forward

@@ -97,7 +97,9 @@ class PWLNet:
                 if isinstance(v, Tensor) and v.is_floating_point():
                     yield v
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> PWLNet:
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> PWLNet:
         """A copy of the network with its parameters on ``device`` and/or in ``dtype``."""
         nodes = [
             Node(n.name, n.op.to(device=device, dtype=dtype), n.inputs, n.shape, n.path)
@@ -191,7 +193,9 @@ class PWLNet:
         b, d = x.shape[0], self.input_dim
         eye = torch.eye(d, dtype=x.dtype, device=x.device)
         values: dict[str, Tensor] = {INPUT: x}
-        tangents: dict[str, Tensor] = {INPUT: eye.reshape((1, d) + self.input_shape).expand(b, -1, *self.input_shape)}
+        tangents: dict[str, Tensor] = {
+            INPUT: eye.reshape((1, d) + self.input_shape).expand(b, -1, *self.input_shape)
+        }
         for i, n in enumerate(self.nodes):
             ins = [values[a] for a in n.inputs]
             values[n.name] = n.op.forward(*ins)

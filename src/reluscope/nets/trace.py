@@ -119,7 +119,9 @@ class _Builder:
                 placeholders += 1
                 if placeholders > 1:
                     raise UnsupportedLayerError(
-                        node.name, "extra forward argument", SUPPORTED,
+                        node.name,
+                        "extra forward argument",
+                        SUPPORTED,
                         "the forward must take exactly one tensor input",
                     )
                 self.alias[node.name] = INPUT
@@ -146,7 +148,9 @@ class _Builder:
         if isinstance(arg, fx.Node) and arg.name in self.alias:
             return self.alias[arg.name]
         raise UnsupportedLayerError(
-            owner.name, str(owner.target), SUPPORTED,
+            owner.name,
+            str(owner.target),
+            SUPPORTED,
             f"argument {arg!r} is not the output of a supported operation",
         )
 
@@ -169,19 +173,29 @@ class _Builder:
             self._add(node, LinearOp(_param(m.weight), _param(m.bias)), [src], path)
         elif isinstance(m, (nn.Conv1d, nn.Conv2d)):
             op = ConvOp(
-                _param(m.weight), _param(m.bias), m.stride, m.padding, m.dilation, m.groups,
-                m.padding_mode, tuple(m._reversed_padding_repeated_twice),
+                _param(m.weight),
+                _param(m.bias),
+                m.stride,
+                m.padding,
+                m.dilation,
+                m.groups,
+                m.padding_mode,
+                tuple(m._reversed_padding_repeated_twice),
             )
             self._add(node, op, [src], path)
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             if m.training:
                 raise UnsupportedLayerError(
-                    path, kind, SUPPORTED,
+                    path,
+                    kind,
+                    SUPPORTED,
                     "BatchNorm in training mode is not a fixed affine map: call model.eval()",
                 )
             if m.running_mean is None:
                 raise UnsupportedLayerError(
-                    path, kind, SUPPORTED,
+                    path,
+                    kind,
+                    SUPPORTED,
                     "BatchNorm without running statistics (track_running_stats=False) is not affine",
                 )
             scale = torch.rsqrt(m.running_var.detach() + m.eps)
@@ -193,8 +207,13 @@ class _Builder:
             self._add(node, ScaleShiftOp(scale.clone(), shift.clone()), [src], path)
         elif isinstance(m, (nn.AvgPool1d, nn.AvgPool2d)):
             op = AvgPoolOp(
-                1 if isinstance(m, nn.AvgPool1d) else 2, m.kernel_size, m.stride, m.padding,
-                m.ceil_mode, m.count_include_pad, getattr(m, "divisor_override", None),
+                1 if isinstance(m, nn.AvgPool1d) else 2,
+                m.kernel_size,
+                m.stride,
+                m.padding,
+                m.ceil_mode,
+                m.count_include_pad,
+                getattr(m, "divisor_override", None),
             )
             self._add(node, op, [src], path)
         elif isinstance(m, (nn.Flatten, nn.Unflatten)):
@@ -229,7 +248,9 @@ class _Builder:
         name = target if isinstance(target, str) else getattr(target, "__name__", str(target))
         if node.op == "call_method" and target == "size":
             return  # only used as a reshape argument; shapes come from shape propagation
-        if (node.op == "call_method" and target in _RESHAPE_METHODS) or target in _RESHAPE_FUNCTIONS:
+        if (
+            node.op == "call_method" and target in _RESHAPE_METHODS
+        ) or target in _RESHAPE_FUNCTIONS:
             src = self._ref(node.args[0], node)
             shape = self._shape(node)
             if node.args[0].meta["tensor_meta"].shape[0] != node.meta["tensor_meta"].shape[0]:
@@ -245,8 +266,10 @@ class _Builder:
             slope = node.args[1] if len(node.args) > 1 else node.kwargs.get("negative_slope", 0.01)
             self._add(node, ActivationOp(float(slope)), [self._ref(node.args[0], node)], node.name)
             return
-        if target in _ADD_FUNCTIONS or target in _SUB_FUNCTIONS or (
-            node.op == "call_method" and target in ("add", "sub", "add_", "sub_")
+        if (
+            target in _ADD_FUNCTIONS
+            or target in _SUB_FUNCTIONS
+            or (node.op == "call_method" and target in ("add", "sub", "add_", "sub_"))
         ):
             if node.kwargs.get("alpha", 1) != 1:
                 raise UnsupportedLayerError(node.name, name, SUPPORTED, "alpha != 1 in add/sub")
@@ -291,11 +314,17 @@ class _Builder:
             elif isinstance(arg, (int, float)):
                 constant = constant + sign * float(arg)
             else:
-                raise UnsupportedLayerError(node.name, str(node.target), SUPPORTED, f"operand {arg!r}")
+                raise UnsupportedLayerError(
+                    node.name, str(node.target), SUPPORTED, f"operand {arg!r}"
+                )
         if not terms:
-            raise UnsupportedLayerError(node.name, str(node.target), SUPPORTED, "constant arithmetic")
+            raise UnsupportedLayerError(
+                node.name, str(node.target), SUPPORTED, "constant arithmetic"
+            )
         if isinstance(constant, torch.Tensor):
-            constant = constant.unsqueeze(0) if constant.dim() == len(self._shape(node)) else constant
+            constant = (
+                constant.unsqueeze(0) if constant.dim() == len(self._shape(node)) else constant
+            )
         op = AddOp(tuple(s for _, s in terms), None if _is_zero(constant) else constant)
         self._add(node, op, [t for t, _ in terms], node.name)
 
@@ -349,7 +378,9 @@ def fold_batchnorm(net: PWLNet) -> PWLNet:
             and src.op.weight.shape[0] == n.op.scale.shape[0]
         ):
             prev = next(i for i, m in enumerate(nodes) if m.name == src.name)
-            nodes[prev] = Node(n.name, _fold(src.op, n.op), src.inputs, n.shape, f"{src.path}+{n.path}")
+            nodes[prev] = Node(
+                n.name, _fold(src.op, n.op), src.inputs, n.shape, f"{src.path}+{n.path}"
+            )
             folded.add(src.name)
             continue
         nodes.append(n)
@@ -362,7 +393,9 @@ def _fold(op: LinearOp | ConvOp, bn: ScaleShiftOp) -> Op:
     b = shift + (op.bias * scale if op.bias is not None else 0.0)
     if isinstance(op, LinearOp):
         return LinearOp(w, b)
-    return ConvOp(w, b, op.stride, op.padding, op.dilation, op.groups, op.padding_mode, op.reversed_padding)
+    return ConvOp(
+        w, b, op.stride, op.padding, op.dilation, op.groups, op.padding_mode, op.reversed_padding
+    )
 
 
 def as_pwlnet(model: nn.Module | PWLNet, input_shape: Sequence[int] | None = None) -> PWLNet:
@@ -370,7 +403,9 @@ def as_pwlnet(model: nn.Module | PWLNet, input_shape: Sequence[int] | None = Non
     if isinstance(model, PWLNet):
         return model
     if input_shape is None:
-        first = next((m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))), None)
+        first = next(
+            (m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))), None
+        )
         if not isinstance(first, nn.Linear):
             raise InputError(
                 f"cannot infer the input shape of {type(model).__name__}: pass input_shape "
@@ -378,5 +413,3 @@ def as_pwlnet(model: nn.Module | PWLNet, input_shape: Sequence[int] | None = Non
             )
         input_shape = (first.in_features,)
     return trace(model, input_shape)
-
-

@@ -1,0 +1,81 @@
+"""Validation shared by the slice functions: networks, points and extents."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from reluscope.errors import InputError
+from reluscope.nets.pwl import PWLNet
+from reluscope.nets.trace import as_pwlnet
+
+
+def point_tensor(value, name: str) -> Tensor:
+    """``value`` as a finite floating-point tensor, or an InputError naming it."""
+    try:
+        t = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise InputError(
+            f"{name} must be a tensor or a sequence of numbers, got {value!r}"
+        ) from exc
+    if not t.is_floating_point():
+        t = t.to(torch.get_default_dtype())
+    if t.numel() == 0:
+        raise InputError(f"{name} is empty; expected the network's input shape")
+    if not torch.isfinite(t).all():
+        raise InputError(f"{name} contains NaN or inf; expected finite values")
+    return t
+
+
+def prepare_net(
+    model: nn.Module | PWLNet, input_shape: Sequence[int] | None, dtype: torch.dtype, example=None
+) -> PWLNet:
+    """The PWLNet of ``model`` in ``dtype``, with finite parameters.
+
+    The input shape is ``input_shape``, else that of a given PWLNet, else inferred from an
+    ``example`` point (a tensor in the input's shape) or from a first Linear layer.
+    """
+    if input_shape is None and not isinstance(model, PWLNet) and example is not None:
+        ex = torch.as_tensor(example)
+        first = next(
+            (m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))), None
+        )
+        if not isinstance(first, nn.Linear) or ex.dim() > 1:
+            input_shape = tuple(ex.shape)
+    net = as_pwlnet(model, input_shape).to(dtype=dtype)
+    check_finite_net(net)
+    return net
+
+
+def check_finite_net(net: PWLNet) -> None:
+    """Raise InputError when a parameter of ``net`` is NaN or inf, naming the node."""
+    for node in net.nodes:
+        for key, val in vars(node.op).items():
+            if (
+                isinstance(val, Tensor)
+                and val.is_floating_point()
+                and not torch.isfinite(val).all()
+            ):
+                raise InputError(
+                    f"the {key} of layer '{node.path}' contains NaN or inf; expected finite weights"
+                )
+
+
+def check_extent(extent: Sequence[float], size: int) -> tuple[float, ...]:
+    """``extent`` as floats (lo, hi, ...) with lo < hi for each axis, or an InputError."""
+    try:
+        ext = tuple(float(e) for e in extent)
+    except (TypeError, ValueError):
+        raise InputError(f"extent must be {size} numbers, got {extent!r}") from None
+    if len(ext) != size:
+        raise InputError(f"extent must be {size} numbers (s_min, s_max, t_min, t_max), got {ext}")
+    if not all(math.isfinite(e) for e in ext):
+        raise InputError(f"extent must be finite, got {ext}")
+    for i in range(0, size, 2):
+        if not ext[i] < ext[i + 1]:
+            raise InputError(f"empty extent {ext}: expected min < max on every axis")
+    return ext

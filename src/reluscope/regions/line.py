@@ -1,0 +1,130 @@
+"""Exact linear pieces of a network along a segment {start + tau (end - start) : tau in [0, 1]}."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from reluscope.errors import InputError
+from reluscope.nets.pwl import PWLNet
+from reluscope.regions.inputs import point_tensor, prepare_net
+from reluscope.regions.walk import Growable, walk
+
+DEFAULT_TOL = 1e-10
+
+
+class LinePartition:
+    """The pieces of a segment on which the network is affine.
+
+    ``breakpoints`` are the parameters tau in [0, 1] of the piece ends, in increasing order
+    (0 and 1 included); piece k is [breakpoints[k], breakpoints[k + 1]].
+    """
+
+    def __init__(
+        self, net: PWLNet, start: Tensor, end: Tensor, breakpoints: Tensor, outputs: Tensor
+    ):
+        self.net = net
+        self.start, self.end = start, end
+        self.breakpoints = breakpoints
+        #: Network output at every breakpoint, shape (num_pieces + 1, output_dim).
+        self.outputs = outputs
+
+    def __repr__(self) -> str:
+        return f"LinePartition(num_pieces={self.num_pieces})"
+
+    @property
+    def num_pieces(self) -> int:
+        return len(self.breakpoints) - 1
+
+    @property
+    def length(self) -> float:
+        """Euclidean length of the segment in input units."""
+        return float((self.end - self.start).norm())
+
+    @property
+    def midpoints(self) -> Tensor:
+        """The parameter tau of the middle of every piece."""
+        return 0.5 * (self.breakpoints[1:] + self.breakpoints[:-1])
+
+    def to_input(self, tau: Tensor) -> Tensor:
+        """Input-space points start + tau (end - start), shape (m, *input_shape)."""
+        tau = torch.as_tensor(tau, dtype=self.start.dtype, device=self.start.device).reshape(-1)
+        shape = (-1,) + (1,) * self.start.dim()
+        return self.start.unsqueeze(0) + tau.reshape(shape) * (self.end - self.start).unsqueeze(0)
+
+    def patterns(self) -> Tensor:
+        """Activation pattern of every piece, bool (num_pieces, num_neurons), in site order."""
+        return self.net.pattern_vector(self.to_input(self.midpoints))
+
+    def affine_maps(self, chunk_size: int = 256) -> tuple[Tensor, Tensor]:
+        """The affine map of every piece in input space: J (pieces, out, in), c (pieces, out)."""
+        return self.net.local_affine(self.to_input(self.midpoints), chunk_size=chunk_size)
+
+    def piece_of(self, tau: Tensor) -> Tensor:
+        """Index of the piece containing each tau (the left one at a breakpoint)."""
+        tau = torch.as_tensor(tau, dtype=self.breakpoints.dtype, device=self.breakpoints.device)
+        inner = self.breakpoints[1:-1].contiguous()
+        return torch.searchsorted(inner, tau.contiguous(), right=False)
+
+
+class _IntervalSplitter:
+    """Splits consecutive intervals of sorted points at the zero crossings of each neuron."""
+
+    def split(self, table: Growable, zoff: int, n: int, eps: Tensor) -> None:
+        rows = table.view()
+        z = rows[:, zoff : zoff + n]
+        sign = (z > eps).to(torch.int8) - (z < -eps).to(torch.int8)
+        i, j = (sign[:-1] * sign[1:] < 0).nonzero(as_tuple=True)
+        if len(i) == 0:
+            return
+        f_a, f_b = z[i, j], z[i + 1, j]
+        t = f_a / (f_a - f_b)
+        new = torch.lerp(rows[i], rows[i + 1], t.unsqueeze(1))
+        new[torch.arange(len(i)), zoff + j] = 0
+        old_key = torch.arange(len(rows), dtype=rows.dtype, device=rows.device)
+        key = torch.cat([old_key, i.to(rows.dtype) + t])
+        both = torch.cat([rows, new])
+        order = torch.argsort(key, stable=True)
+        both, key = both[order], both[order][:, 0]
+        keep = torch.ones(len(both), dtype=torch.bool, device=both.device)
+        keep[1:] = key[1:] != key[:-1]
+        table.data, table.n = both[keep], int(keep.sum())
+
+
+def line(
+    model: nn.Module | PWLNet,
+    start: Tensor | Sequence[float],
+    end: Tensor | Sequence[float],
+    *,
+    input_shape: Sequence[int] | None = None,
+    dtype: torch.dtype = torch.float64,
+    tol: float = DEFAULT_TOL,
+) -> LinePartition:
+    """The exact pieces of the segment from ``start`` to ``end`` on which the network is affine.
+
+    Breakpoints are where some neuron's pre-activation changes sign along the segment.
+    ``tol`` is the relative tolerance under which a point counts as lying on a neuron's zero set.
+    """
+    a = point_tensor(start, "start")
+    net = prepare_net(model, input_shape, dtype, a)
+    pts = []
+    for name, p in (("start", start), ("end", end)):
+        p = point_tensor(p, name).to(dtype=net.dtype, device=net.device)
+        if p.numel() != net.input_dim:
+            raise InputError(
+                f"{name} has {p.numel()} values (shape {tuple(p.shape)}); expected the network's "
+                f"input shape {net.input_shape}"
+            )
+        pts.append(p.reshape(net.input_shape))
+    start_t, end_t = pts
+    if torch.equal(start_t, end_t):
+        raise InputError("start and end coincide: expected a segment of positive length")
+    part = LinePartition(net, start_t, end_t, None, None)
+    tau0 = torch.tensor([[0.0], [1.0]], dtype=net.dtype, device=net.device)
+    coords, outputs = walk(net, tau0, lambda c: part.to_input(c[:, 0]), _IntervalSplitter(), tol)
+    part.breakpoints = coords[:, 0].contiguous()
+    part.outputs = outputs
+    return part

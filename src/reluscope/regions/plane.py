@@ -1,0 +1,306 @@
+"""Exact linear regions of a network on a 2-d slice {origin + s u + t v}."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from reluscope.errors import InputError
+from reluscope.nets.pwl import PWLNet
+from reluscope.regions.boundary import decision_boundary_segments
+from reluscope.regions.inputs import check_extent, check_finite_net, point_tensor, prepare_net
+from reluscope.regions.polygons import PolygonSplitter
+from reluscope.regions.walk import walk
+
+DEFAULT_TOL = 1e-10
+
+
+class PlanePartition:
+    """The partition of a rectangle of a plane into the convex linear regions of a network.
+
+    Coordinates (s, t) are plane coordinates: the input point is origin + s u + t v. Areas are in
+    (s, t) units, which are input-space units when u and v are orthonormal.
+    """
+
+    def __init__(
+        self,
+        net: PWLNet,
+        origin: Tensor,
+        u: Tensor,
+        v: Tensor,
+        extent: tuple[float, float, float, float],
+        vertices: Tensor,
+        outputs: Tensor,
+        polygons: Tensor,
+        counts: Tensor,
+    ) -> None:
+        self.net = net
+        self.origin, self.u, self.v = origin, u, v
+        self.extent = extent
+        #: Plane coordinates of all vertices, shape (num_vertices, 2).
+        self.vertices = vertices
+        #: Network output at every vertex, shape (num_vertices, output_dim).
+        self.outputs = outputs
+        #: Vertex indices of every region, counter-clockwise, padded with the last vertex.
+        self.polygons = polygons
+        #: Number of vertices of every region.
+        self.counts = counts
+        #: Points given to :meth:`plot` by default (e.g. the three points of plane_through).
+        self.marked_points: Tensor | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"PlanePartition(num_regions={self.num_regions}, num_vertices={self.num_vertices}, "
+            f"extent={self.extent})"
+        )
+
+    @property
+    def num_regions(self) -> int:
+        return len(self.polygons)
+
+    @property
+    def num_vertices(self) -> int:
+        return len(self.vertices)
+
+    def polygon(self, k: int) -> Tensor:
+        """The vertices of region k in plane coordinates, shape (n_k, 2), counter-clockwise."""
+        return self.vertices[self.polygons[k, : int(self.counts[k])]]
+
+    def polygon_list(self) -> list[np.ndarray]:
+        """Every region's vertices as a numpy array (n_k, 2)."""
+        verts = self.vertices.cpu().numpy()
+        polys = self.polygons.cpu().numpy()
+        return [verts[p[:c]] for p, c in zip(polys, self.counts.cpu().numpy())]
+
+    def _edges(self) -> tuple[Tensor, Tensor, Tensor]:
+        slot = torch.arange(self.polygons.shape[1], device=self.polygons.device)
+        nxt = torch.where(slot + 1 < self.counts[:, None], slot + 1, 0)
+        valid = slot < self.counts[:, None]
+        return self.polygons, self.polygons.gather(1, nxt), valid
+
+    @cached_property
+    def areas(self) -> Tensor:
+        """Area of every region in (s, t) units (shoelace formula)."""
+        a, b, valid = self._edges()
+        pa, pb = self.vertices[a], self.vertices[b]
+        cross = pa[..., 0] * pb[..., 1] - pa[..., 1] * pb[..., 0]
+        return 0.5 * (cross * valid).sum(1)
+
+    @cached_property
+    def interior_points(self) -> Tensor:
+        """A point strictly inside every region (the mean of its vertices), plane coordinates."""
+        _, _, valid = self._edges()
+        pts = self.vertices[self.polygons] * valid.unsqueeze(2)
+        return pts.sum(1) / self.counts.unsqueeze(1).to(pts.dtype)
+
+    def to_input(self, st: Tensor) -> Tensor:
+        """Input-space points origin + s u + t v for plane coordinates st of shape (m, 2)."""
+        st = torch.as_tensor(st, dtype=self.origin.dtype, device=self.origin.device)
+        return (
+            self.origin.unsqueeze(0)
+            + st[:, :1].reshape((-1,) + (1,) * self.u.dim()) * self.u
+            + st[:, 1:2].reshape((-1,) + (1,) * self.v.dim()) * self.v
+        )
+
+    def patterns(self, chunk_size: int = 4096) -> Tensor:
+        """Activation pattern of every region, bool (num_regions, num_neurons), in site order."""
+        pts = self.interior_points
+        return (
+            torch.cat(
+                [
+                    self.net.pattern_vector(self.to_input(pts[i : i + chunk_size]))
+                    for i in range(0, len(pts), chunk_size)
+                ]
+            )
+            if len(pts)
+            else torch.zeros(0, self.net.num_neurons, dtype=torch.bool)
+        )
+
+    def affine_maps(self, chunk_size: int = 256) -> tuple[Tensor, Tensor]:
+        """The affine map of every region in input space: J (regions, out, in), c (regions, out)."""
+        return self.net.local_affine(self.to_input(self.interior_points), chunk_size=chunk_size)
+
+    def plane_maps(self) -> tuple[Tensor, Tensor]:
+        """The affine map of every region in plane coordinates: f = A (s, t) + c.
+
+        Returns A of shape (regions, out, 2) and c of shape (regions, out).
+        """
+        jac, const = self.affine_maps()
+        basis = torch.stack([self.u.reshape(-1), self.v.reshape(-1)], dim=1)
+        a = jac @ basis
+        c = const + jac @ self.origin.reshape(-1)
+        return a, c
+
+    def adjacency(self) -> Tensor:
+        """Pairs of regions that share an edge, shape (pairs, 2), each pair once."""
+        a, b, valid = self._edges()
+        owner = torch.arange(self.num_regions, device=a.device)[:, None].expand_as(a)
+        a, b, owner = a[valid], b[valid], owner[valid]
+        keep = a != b
+        a, b, owner = a[keep], b[keep], owner[keep]
+        key = torch.minimum(a, b) * (1 << 31) + torch.maximum(a, b)
+        order = torch.argsort(key, stable=True)
+        key, owner = key[order], owner[order]
+        same = key[1:] == key[:-1]
+        return torch.stack([owner[:-1][same], owner[1:][same]], dim=1)
+
+    def locate(self, st: Tensor, chunk_size: int = 256) -> Tensor:
+        """Index of the region containing each point (plane coordinates), -1 when outside.
+
+        A point on a shared edge gets the lowest-index region containing it.
+        """
+        st = torch.as_tensor(st, dtype=self.vertices.dtype, device=self.vertices.device)
+        a, b, valid = self._edges()
+        pa, pb = self.vertices[a], self.vertices[b]
+        scale = max(self.extent[1] - self.extent[0], self.extent[3] - self.extent[2])
+        tol = 1e-12 * scale * scale
+        out = torch.full((len(st),), -1, dtype=torch.long, device=st.device)
+        for i in range(0, len(st), chunk_size):
+            p = st[i : i + chunk_size, None, None, :]
+            cross = (pb[..., 0] - pa[..., 0]) * (p[..., 1] - pa[..., 1]) - (
+                pb[..., 1] - pa[..., 1]
+            ) * (p[..., 0] - pa[..., 0])
+            inside = ((cross >= -tol) | ~valid).all(2)
+            found = inside.any(1)
+            out[i : i + chunk_size] = torch.where(found, inside.to(torch.int8).argmax(1), -1)
+        return out
+
+    def decision_boundary(self, threshold: float = 0.0) -> tuple[Tensor, Tensor]:
+        """Decision-boundary segments in plane coordinates and the class pair of each.
+
+        For a scalar output the boundary is {f = threshold}; for several outputs it is where the
+        arg-max changes. Returns segments (m, 2, 2) and pairs (m, 2) of class indices.
+        """
+        return decision_boundary_segments(
+            self.vertices, self.outputs, self.polygons, self.counts, threshold
+        )
+
+    def plot(self, path, points=None, labels=None, **kwargs) -> None:
+        """Write a PNG of the regions, their edges and the decision boundary; see regions.plot."""
+        from reluscope.regions.plot import plot_plane
+
+        if points is None and self.marked_points is not None:
+            points = self.marked_points
+        plot_plane(self, path, points=points, labels=labels, **kwargs)
+
+
+def plane(
+    model: nn.Module | PWLNet,
+    origin: Tensor | Sequence[float] | None = None,
+    u: Tensor | Sequence[float] | None = None,
+    v: Tensor | Sequence[float] | None = None,
+    extent: Sequence[float] = (-1.0, 1.0, -1.0, 1.0),
+    *,
+    input_shape: Sequence[int] | None = None,
+    dtype: torch.dtype = torch.float64,
+    tol: float = DEFAULT_TOL,
+) -> PlanePartition:
+    """The exact partition of {origin + s u + t v : (s, t) in extent} into linear regions.
+
+    ``extent`` is (s_min, s_max, t_min, t_max). For a network with 2 inputs, origin, u and v
+    default to 0, e1 and e2 (the input plane itself). ``tol`` is the relative tolerance under
+    which a vertex counts as lying on a neuron's zero set. Runs on the model's device, in
+    ``dtype`` (float64 by default).
+    """
+    net = prepare_net(model, input_shape, dtype, origin)
+    origin, u, v = _plane_vectors(net, origin, u, v)
+    ext = check_extent(extent, 4)
+    s0, s1, t0, t1 = ext
+    corners = torch.tensor(
+        [[s0, t0], [s1, t0], [s1, t1], [s0, t1]], dtype=net.dtype, device=net.device
+    )
+    polygons = torch.arange(4, device=net.device).unsqueeze(0)
+    counts = torch.tensor([4], device=net.device)
+    splitter = PolygonSplitter(polygons, counts)
+    part = PlanePartition(net, origin, u, v, ext, corners, None, polygons, counts)
+    coords, outputs = walk(net, corners, part.to_input, splitter, tol)
+    part.vertices = coords.contiguous()
+    part.outputs = outputs
+    part.polygons = splitter.polys.view().contiguous()
+    part.counts = splitter.counts.view().contiguous()
+    return part
+
+
+def plane_through(
+    model: nn.Module | PWLNet,
+    points: Tensor | Sequence,
+    margin: float = 0.25,
+    *,
+    input_shape: Sequence[int] | None = None,
+    dtype: torch.dtype = torch.float64,
+    tol: float = DEFAULT_TOL,
+) -> PlanePartition:
+    """The partition of the plane through three input points, on a rectangle around them.
+
+    u and v are an orthonormal basis of the plane (so areas are in input units), the origin is
+    the points' centroid, and the rectangle covers the points with ``margin`` times their spread
+    on every side. The points' plane coordinates are kept in ``marked_points``.
+    """
+    pts = point_tensor(points, "points")
+    if pts.shape[0] != 3:
+        raise InputError(f"plane_through needs exactly 3 points, got {pts.shape[0]}")
+    net = prepare_net(model, input_shape, dtype, pts[0])
+    pts = pts.to(dtype=net.dtype, device=net.device).reshape(3, -1)
+    if pts.shape[1] != net.input_dim:
+        raise InputError(
+            f"points have {pts.shape[1]} values each; the network takes {net.input_dim} "
+            f"(input shape {net.input_shape})"
+        )
+    center = pts.mean(0)
+    d1, d2 = pts[1] - pts[0], pts[2] - pts[0]
+    if d1.norm() == 0:
+        raise InputError("the first two points coincide: expected three distinct points")
+    u = d1 / d1.norm()
+    w = d2 - (d2 @ u) * u
+    if w.norm() <= 1e-12 * max(float(d2.norm()), 1e-300):
+        raise InputError("the three points are collinear: they do not span a plane")
+    v = w / w.norm()
+    st = torch.stack([(pts - center) @ u, (pts - center) @ v], dim=1)
+    lo, hi = st.min(0).values, st.max(0).values
+    pad = margin * (hi - lo).max()
+    ext = (float(lo[0] - pad), float(hi[0] + pad), float(lo[1] - pad), float(hi[1] + pad))
+    shape = net.input_shape
+    part = plane(
+        net, center.reshape(shape), u.reshape(shape), v.reshape(shape), ext, dtype=dtype, tol=tol
+    )
+    part.marked_points = st
+    return part
+
+
+def _plane_vectors(net: PWLNet, origin, u, v) -> tuple[Tensor, Tensor, Tensor]:
+    shape, dev, dt = net.input_shape, net.device, net.dtype
+    if u is None and v is None and net.input_dim == 2:
+        eye = torch.eye(2, dtype=dt, device=dev)
+        u, v = eye[0].reshape(shape), eye[1].reshape(shape)
+    elif u is None or v is None:
+        raise InputError(
+            f"the network takes inputs of shape {shape}: give the plane's directions u and v "
+            "(or use plane_through with three points)"
+        )
+    vecs = []
+    for name, vec in (("origin", origin), ("u", u), ("v", v)):
+        if vec is None:
+            vec = torch.zeros(shape, dtype=dt, device=dev)
+        vec = point_tensor(vec, name).to(dtype=dt, device=dev)
+        if vec.numel() != net.input_dim:
+            raise InputError(
+                f"{name} has {vec.numel()} values (shape {tuple(vec.shape)}); expected the "
+                f"network's input shape {shape}"
+            )
+        vecs.append(vec.reshape(shape))
+    origin, u, v = vecs
+    nu, nv = u.norm(), v.norm()
+    if nu == 0 or nv == 0:
+        raise InputError(
+            f"degenerate plane: |u| = {float(nu):g}, |v| = {float(nv):g}; expected non-zero directions"
+        )
+    cos = (u.reshape(-1) @ v.reshape(-1)) / (nu * nv)
+    if 1 - abs(float(cos)) < 1e-12:
+        raise InputError("degenerate plane: u and v are parallel; expected independent directions")
+    check_finite_net(net)
+    return origin, u, v
