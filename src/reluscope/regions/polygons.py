@@ -14,7 +14,7 @@ from torch import Tensor
 from reluscope.regions.walk import Growable
 
 _KEY = 1 << 31
-_CHUNK_ELEMENTS = 1 << 24
+_REFRESH_GROWTH = 2
 
 
 class PolygonSplitter:
@@ -25,30 +25,38 @@ class PolygonSplitter:
         self.counts = Growable(counts)
 
     def split(self, table: Growable, zoff: int, n: int, eps: Tensor) -> None:
-        z = table.view()[:, zoff : zoff + n]
-        pos, neg = z > eps, z < -eps
-        cross = self._crossings(pos, neg)
-        del pos, neg
-        neurons = cross.any(0).nonzero().flatten().tolist()
-        if not neurons:
-            return
-        cross_t = cross.t().contiguous()
-        origin = Growable(torch.arange(cross.shape[0], device=cross.device))
-        for j in neurons:
-            cand = cross_t[j][origin.view()].nonzero().flatten()
-            if len(cand):
-                self._split_by(table, zoff + j, float(eps[j]), cand, origin)
+        todo = torch.arange(n, device=table.data.device)
+        while len(todo):
+            # Test the neurons left to do against the current polygons; once the polygons have
+            # multiplied, test the rest again, so each neuron only visits polygons it may cross.
+            z = table.view()[:, zoff : zoff + n][:, todo]
+            cross = self._crossings(z, eps[todo])
+            crossing = _any_bits(cross)[: len(todo)].nonzero().flatten().tolist()
+            refreshed_at = self.polys.n
+            origin = Growable(torch.arange(refreshed_at, device=todo.device))
+            done = len(todo)
+            for bit in crossing:
+                if self.polys.n >= _REFRESH_GROWTH * refreshed_at:
+                    done = bit
+                    break
+                row = ((cross[bit >> 3] >> (bit & 7)) & 1).bool()
+                cand = row[origin.view()].nonzero().flatten()
+                if len(cand):
+                    j = int(todo[bit])
+                    self._split_by(table, zoff + j, float(eps[j]), cand, origin)
+            todo = todo[done:]
 
-    def _crossings(self, pos: Tensor, neg: Tensor) -> Tensor:
-        """For every polygon and neuron: has the polygon vertices strictly on both sides?"""
+    def _crossings(self, z: Tensor, eps: Tensor) -> Tensor:
+        """Bit-packed (ceil(n / 8), polygons) uint8: has the polygon vertices strictly on both
+        sides of each neuron's zero set? Bit k of byte row i is neuron 8 i + k."""
+        pos, neg = _pack(z > eps), _pack(z < -eps)
         polys = self.polys.view()
-        width, n = polys.shape[1], pos.shape[1]
-        out = torch.empty(len(polys), n, dtype=torch.bool, device=pos.device)
-        step = max(1, _CHUNK_ELEMENTS // max(1, width * n))
-        for i in range(0, len(polys), step):
-            idx = polys[i : i + step]
-            out[i : i + step] = pos[idx].any(1) & neg[idx].any(1)
-        return out
+        any_pos = pos[polys[:, 0]]
+        any_neg = neg[polys[:, 0]]
+        for w in range(1, polys.shape[1]):
+            any_pos |= pos[polys[:, w]]
+            any_neg |= neg[polys[:, w]]
+        return (any_pos & any_neg).t().contiguous()
 
     def _split_by(
         self, table: Growable, col: int, eps: float, cand: Tensor, origin: Growable
@@ -111,3 +119,18 @@ def _pad(rows: Tensor, counts: Tensor, width: int) -> Tensor:
     slot = torch.arange(width, device=rows.device)
     col = torch.minimum(slot[None, :], (counts - 1)[:, None]).clamp(max=rows.shape[1] - 1)
     return rows.gather(1, col)
+
+
+def _pack(bits: Tensor) -> Tensor:
+    """Pack a bool (rows, n) tensor into uint8 (rows, ceil(n / 8)), bit k of byte i = column 8 i + k."""
+    rows, n = bits.shape
+    pad = (-n) % 8
+    if pad:
+        bits = torch.cat([bits, bits.new_zeros(rows, pad)], dim=1)
+    weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=bits.device)
+    return (bits.view(rows, -1, 8).to(torch.uint8) * weights).sum(2, dtype=torch.uint8)
+
+
+def _any_bits(packed: Tensor) -> Tensor:
+    """For each neuron (bit), whether any polygon has it set; packed is (bytes, polygons)."""
+    return torch.stack([((packed >> k) & 1).any(1) for k in range(8)], dim=1).reshape(-1)
