@@ -51,8 +51,18 @@ class PWLNet:
     ``(batch, *input_shape)``.
     """
 
-    def __init__(self, nodes: list[Node], input_shape: tuple[int, ...], output: str) -> None:
+    def __init__(
+        self,
+        nodes: list[Node],
+        input_shape: tuple[int, ...],
+        output: str,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
         self.nodes = nodes
+        # dtype and device of a network without parameters (only activations, pooling, ...)
+        self._dtype = dtype
+        self._device = None if device is None else torch.device(device)
         self.input_shape = tuple(input_shape)
         self.output = output
         self._by_name = {n.name: n for n in nodes}
@@ -81,15 +91,19 @@ class PWLNet:
 
     @property
     def dtype(self) -> torch.dtype:
+        return self._fixed_dtype() or torch.get_default_dtype()
+
+    def _fixed_dtype(self) -> torch.dtype | None:
+        """The parameters' dtype, else the one given; None for a parameter-free net."""
         for t in self._tensors():
             return t.dtype
-        return torch.get_default_dtype()
+        return self._dtype
 
     @property
     def device(self) -> torch.device:
         for t in self._tensors():
             return t.device
-        return torch.device("cpu")
+        return self._device or torch.device("cpu")
 
     def _tensors(self) -> Iterable[Tensor]:
         for n in self.nodes:
@@ -105,7 +119,13 @@ class PWLNet:
             Node(n.name, n.op.to(device=device, dtype=dtype), n.inputs, n.shape, n.path)
             for n in self.nodes
         ]
-        return PWLNet(nodes, self.input_shape, self.output)
+        return PWLNet(
+            nodes,
+            self.input_shape,
+            self.output,
+            dtype or self._fixed_dtype(),
+            device or self.device,
+        )
 
     def node(self, name: str) -> Node:
         try:
@@ -131,7 +151,10 @@ class PWLNet:
                 f"inputs of shape {tuple(x.shape)} do not fit the network: expected "
                 f"(batch, {', '.join(map(str, self.input_shape))})"
             )
-        x = x.to(device=self.device, dtype=self.dtype)
+        dtype = self._fixed_dtype()
+        if dtype is None:  # no parameters: keep floating inputs as they are
+            dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
+        x = x.to(device=self.device, dtype=dtype)
         if not torch.isfinite(x).all():
             raise InputError("inputs contain NaN or inf; expected finite values")
         return x
@@ -158,9 +181,9 @@ class PWLNet:
 
     def preactivations(self, x: Tensor) -> dict[str, Tensor]:
         """Pre-activations of every neuron site, by site name, each of shape (batch, *site.shape)."""
-        inputs = {self.node(s.name).inputs[0]: s.name for s in self.sites}
-        values = self.run(x, keep=inputs.keys())
-        return {site: values[src] for src, site in inputs.items()}
+        sources = {s.name: self.node(s.name).inputs[0] for s in self.sites}
+        values = self.run(x, keep=sources.values())
+        return {site: values[src] for site, src in sources.items()}
 
     def pattern(self, x: Tensor) -> dict[str, Tensor]:
         """Activation pattern (pre-activation > 0) of every site, by site name."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
@@ -47,8 +48,13 @@ def trace(model: nn.Module, input_shape: Sequence[int], check: bool = True) -> P
     if not isinstance(model, nn.Module):
         raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
     input_shape = _check_shape(input_shape)
+    root = model
+    if fx.Tracer().is_leaf_module(model, ""):
+        # A bare torch.nn layer would be traced into its functional body (F.linear, ...):
+        # wrap it so that it shows up as a module, named after its type.
+        root = nn.Sequential(OrderedDict([(type(model).__name__, model)]))
     try:
-        gm = fx.symbolic_trace(model)
+        gm = fx.symbolic_trace(root)
     except Exception as exc:  # torch.fx raises TraceError and assorted errors
         raise UnsupportedLayerError(
             type(model).__name__,
@@ -56,10 +62,18 @@ def trace(model: nn.Module, input_shape: Sequence[int], check: bool = True) -> P
             SUPPORTED,
             f"torch.fx could not trace the forward (data-dependent control flow?): {exc}",
         ) from exc
-    param = next(model.parameters(), None)
+    # dtype and device from the parameters, else from floating buffers (BN with affine=False)
+    tensors = (*model.parameters(), *model.buffers())
+    param = next((t for t in tensors if t.is_floating_point()), None)
     dtype = param.dtype if param is not None else torch.get_default_dtype()
     device = param.device if param is not None else torch.device("cpu")
     example = torch.randn((2,) + input_shape, dtype=dtype, device=device)
+    # Before running the model for shapes: a training-mode BatchNorm would update its running
+    # statistics.
+    modules = dict(gm.named_modules())
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            _check_mode(str(node.target), modules[node.target])
     try:
         ShapeProp(gm).propagate(example)
     except Exception as exc:
@@ -76,7 +90,9 @@ def trace(model: nn.Module, input_shape: Sequence[int], check: bool = True) -> P
 
 def _check_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
     try:
-        shape = tuple(int(s) for s in input_shape)
+        if isinstance(input_shape, (str, bytes)):
+            raise TypeError
+        shape = tuple(_as_int(s) for s in input_shape)
     except TypeError:
         raise InputError(
             f"input_shape must be a sequence of positive ints, got {input_shape!r}"
@@ -84,6 +100,31 @@ def _check_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
     if not shape or any(s <= 0 for s in shape):
         raise InputError(f"input_shape must be a non-empty sequence of positive ints, got {shape}")
     return shape
+
+
+def _as_int(s) -> int:
+    """An int, or an integral float (4.0); TypeError for anything else (2.5, '4', True)."""
+    if isinstance(s, bool):
+        raise TypeError
+    if isinstance(s, float) and s.is_integer():
+        return int(s)
+    return operator.index(s)
+
+
+def _check_mode(path: str, m: nn.Module) -> None:
+    """Reject modules whose training-mode forward is not a fixed map."""
+    kind = type(m).__name__
+    if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
+        raise UnsupportedLayerError(
+            path,
+            kind,
+            SUPPORTED,
+            "BatchNorm in training mode is not a fixed affine map: call model.eval()",
+        )
+    if isinstance(m, nn.modules.dropout._DropoutNd) and m.training and m.p > 0:
+        raise UnsupportedLayerError(
+            path, kind, SUPPORTED, "Dropout in training mode is random: call model.eval()"
+        )
 
 
 def _check_equal(model: nn.Module, net: PWLNet, x: torch.Tensor) -> None:
@@ -184,13 +225,7 @@ class _Builder:
             )
             self._add(node, op, [src], path)
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            if m.training:
-                raise UnsupportedLayerError(
-                    path,
-                    kind,
-                    SUPPORTED,
-                    "BatchNorm in training mode is not a fixed affine map: call model.eval()",
-                )
+            _check_mode(path, m)
             if m.running_mean is None:
                 raise UnsupportedLayerError(
                     path,
@@ -221,10 +256,7 @@ class _Builder:
         elif isinstance(m, nn.Identity):
             self._identity(node, node.args[0])
         elif isinstance(m, nn.modules.dropout._DropoutNd):
-            if m.training and m.p > 0:
-                raise UnsupportedLayerError(
-                    path, kind, SUPPORTED, "Dropout in training mode is random: call model.eval()"
-                )
+            _check_mode(path, m)
             self._identity(node, node.args[0])
         elif isinstance(m, nn.ReLU):
             self._add(node, ActivationOp(0.0), [src], path)
@@ -373,6 +405,8 @@ def fold_batchnorm(net: PWLNet) -> PWLNet:
             and n.op.scale.dim() == 1
             and src is not None
             and isinstance(src.op, (LinearOp, ConvOp))
+            # a Linear acts on the last dimension, the scale on dimension 1: same only when 1-d
+            and (isinstance(src.op, ConvOp) or len(src.shape) == 1)
             and users.get(src.name) == 1
             and src.name != net.output
             and src.op.weight.shape[0] == n.op.scale.shape[0]
