@@ -720,3 +720,9 @@ def test_property_random_mlp_forward(case, dtype):
     assert [s.slope for s in net.sites] == pytest.approx(slopes)
     assert net.num_neurons == sum(widths[1:-1])
     assert all(isinstance(n.op, ActivationOp) for n in net.nodes if n.is_site)
+
+
+def test_flatten_over_the_batch_dimension_is_refused():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Flatten(0)).eval()
+    with pytest.raises(UnsupportedLayerError, match="batch dimension"):
+        trace(model, (3,))

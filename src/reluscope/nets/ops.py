@@ -180,7 +180,7 @@ class AddOp(Op):
 
     def linear(self, *xs: Tensor) -> Tensor:
         out = xs[0] * self.signs[0] if self.signs[0] != 1 else xs[0]
-        for s, x in zip(self.signs[1:], xs[1:]):
+        for s, x in zip(self.signs[1:], xs[1:], strict=True):
             out = out + x if s == 1 else out - x
         return out
 

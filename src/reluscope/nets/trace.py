@@ -252,6 +252,10 @@ class _Builder:
             )
             self._add(node, op, [src], path)
         elif isinstance(m, (nn.Flatten, nn.Unflatten)):
+            if node.args[0].meta["tensor_meta"].shape[0] != node.meta["tensor_meta"].shape[0]:
+                raise UnsupportedLayerError(
+                    path, kind, SUPPORTED, "reshapes must keep the batch dimension first"
+                )
             self._add(node, ReshapeOp(self._shape(node)), [src], path)
         elif isinstance(m, nn.Identity):
             self._identity(node, node.args[0])
