@@ -18,7 +18,7 @@ from reluscope.nets.trace import trace
 app = typer.Typer(help="Look inside piecewise-linear (ReLU) networks.", no_args_is_help=True)
 regions_app = typer.Typer(help="Exact linear regions on lines and planes.", no_args_is_help=True)
 app.add_typer(regions_app, name="regions")
-console = Console()
+console = Console(soft_wrap=True)
 
 ModelOpt = Annotated[
     str, typer.Option("--model", "-m", help="Zoo spec (mlp:2-64-64-1) or package.module:factory.")
@@ -80,6 +80,14 @@ def _load(model: str, weights: Path | None, seed: int, input_shape: str | None, 
     return trace(module.to(device), shape)
 
 
+def _check_writable(out: Path) -> None:
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(
+            f"output directory {parent} does not exist: create it or choose another --out"
+        )
+
+
 def _run(fn) -> None:
     try:
         fn()
@@ -113,6 +121,7 @@ def regions_plane(
     def go() -> None:
         from reluscope.regions import plane, plane_through
 
+        _check_writable(out)
         net = _load(model, weights, seed, input_shape, device)
         dt = _dtype(dtype)
         start = time.perf_counter()
@@ -161,6 +170,8 @@ def regions_line(
         from reluscope.regions import line
         from reluscope.regions.plot import plot_line
 
+        if out is not None:
+            _check_writable(out)
         net = _load(model, weights, seed, input_shape, device)
         a, b = parse_points(start, "start").reshape(-1), parse_points(end, "end").reshape(-1)
         t0 = time.perf_counter()

@@ -77,17 +77,11 @@ def plot_plane(
             ax.add_collection(LineCollection(segs.cpu().numpy(), colors="crimson", linewidths=1.6))
     if points is not None:
         pts = np.asarray(points, dtype=float).reshape(-1, 2)
-        ax.scatter(
-            pts[:, 0],
-            pts[:, 1],
-            c=None if labels is None else np.asarray(labels),
-            s=18,
-            edgecolors="white",
-            linewidths=0.6,
-            cmap="tab10",
-            zorder=3,
-            color="black" if labels is None else None,
-        )
+        style = {"s": 18, "edgecolors": "white", "linewidths": 0.6, "zorder": 3}
+        if labels is None:
+            ax.scatter(pts[:, 0], pts[:, 1], color="black", **style)
+        else:
+            ax.scatter(pts[:, 0], pts[:, 1], c=np.asarray(labels), cmap="tab10", **style)
     s0, s1, t0, t1 = partition.extent
     ax.set_xlim(s0, s1)
     ax.set_ylim(t0, t1)
