@@ -17,13 +17,15 @@ from reluscope.nets.trace import as_pwlnet
 def point_tensor(value, name: str) -> Tensor:
     """``value`` as a finite floating-point tensor, or an InputError naming it."""
     try:
-        t = torch.as_tensor(value)
+        # Python numbers are doubles: keep them in float64 rather than torch's default float32
+        # (which would move e.g. 0.1 by 1e-9 before the float64 computation even starts).
+        t = value if isinstance(value, Tensor) else torch.as_tensor(value, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise InputError(
             f"{name} must be a tensor or a sequence of numbers, got {value!r}"
         ) from exc
     if not t.is_floating_point():
-        t = t.to(torch.get_default_dtype())
+        t = t.to(torch.float64)
     if t.numel() == 0:
         raise InputError(f"{name} is empty; expected the network's input shape")
     if not torch.isfinite(t).all():

@@ -84,6 +84,22 @@ class _IntervalSplitter:
         t = f_a / (f_a - f_b)
         new = torch.lerp(rows[i], rows[i + 1], t.unsqueeze(1))
         new[torch.arange(len(i)), zoff + j] = 0
+        if len(i) > 1:
+            # Neurons of this site whose zero sets meet the segment at the same point give
+            # crossings that differ only by rounding: keep one point, as the plane's splitter
+            # does by applying neurons one after the other (a crossing on which another
+            # neuron is already within its tolerance of zero is not a new point).
+            order = torch.argsort(i.to(rows.dtype) + t, stable=True)
+            i, j, t, new = i[order], j[order], t[order], new[order]
+            prev = torch.arange(len(i) - 1, device=i.device)
+            nxt = prev + 1
+            dup = (i[1:] == i[:-1]) & (
+                (new[prev, zoff + j[1:]].abs() <= eps[j[1:]])
+                | (new[nxt, zoff + j[:-1]].abs() <= eps[j[:-1]])
+            )
+            if bool(dup.any()):
+                keep_new = torch.cat([dup.new_ones(1), ~dup])
+                i, t, new = i[keep_new], t[keep_new], new[keep_new]
         old_key = torch.arange(len(rows), dtype=rows.dtype, device=rows.device)
         key = torch.cat([old_key, i.to(rows.dtype) + t])
         both = torch.cat([rows, new])

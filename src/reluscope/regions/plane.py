@@ -75,7 +75,7 @@ class PlanePartition:
         """Every region's vertices as a numpy array (n_k, 2)."""
         verts = self.vertices.cpu().numpy()
         polys = self.polygons.cpu().numpy()
-        return [verts[p[:c]] for p, c in zip(polys, self.counts.cpu().numpy())]
+        return [verts[p[:c]] for p, c in zip(polys, self.counts.cpu().numpy(), strict=True)]
 
     def _edges(self) -> tuple[Tensor, Tensor, Tensor]:
         slot = torch.arange(self.polygons.shape[1], device=self.polygons.device)
@@ -149,25 +149,43 @@ class PlanePartition:
         same = key[1:] == key[:-1]
         return torch.stack([owner[:-1][same], owner[1:][same]], dim=1)
 
-    def locate(self, st: Tensor, chunk_size: int = 256) -> Tensor:
+    def locate(self, st: Tensor, chunk_size: int | None = None) -> Tensor:
         """Index of the region containing each point (plane coordinates), -1 when outside.
 
         A point on a shared edge gets the lowest-index region containing it.
         """
         st = torch.as_tensor(st, dtype=self.vertices.dtype, device=self.vertices.device)
         a, b, valid = self._edges()
-        pa, pb = self.vertices[a], self.vertices[b]
-        scale = max(self.extent[1] - self.extent[0], self.extent[3] - self.extent[2])
+        s0, s1, t0, t1 = self.extent
+        scale = max(s1 - s0, t1 - t0)
         tol = 1e-12 * scale * scale
+        # The side of p with respect to every edge a -> b is the cross product
+        # (b - a) x (p - a) = -d_t p_s + d_s p_t + (d_t a_s - d_s a_t), an affine function of p.
+        # Coordinates are taken relative to the centre of the extent to keep the constant small.
+        center = st.new_tensor([0.5 * (s0 + s1), 0.5 * (t0 + t1)])
+        pa, pb = self.vertices[a] - center, self.vertices[b] - center
+        d = pb - pa
+        coef = torch.stack(
+            [-d[..., 1], d[..., 0], d[..., 1] * pa[..., 0] - d[..., 0] * pa[..., 1]], dim=-1
+        )
+        coef = torch.where(valid.unsqueeze(-1), coef, 0.0)  # (regions, width, 3)
+        # Only the regions whose bounding box (slightly enlarged) holds a point are tested.
+        pad = 1e-9 * scale
+        lo = pa.amin(1) - pad
+        hi = pa.amax(1) + pad
+        n_reg, width = a.shape
+        if chunk_size is None:  # bounds the (points, regions, width) work of one chunk
+            chunk_size = max(1, (1 << 22) // max(1, n_reg * width))
         out = torch.full((len(st),), -1, dtype=torch.long, device=st.device)
         for i in range(0, len(st), chunk_size):
-            p = st[i : i + chunk_size, None, None, :]
-            cross = (pb[..., 0] - pa[..., 0]) * (p[..., 1] - pa[..., 1]) - (
-                pb[..., 1] - pa[..., 1]
-            ) * (p[..., 0] - pa[..., 0])
-            inside = ((cross >= -tol) | ~valid).all(2)
-            found = inside.any(1)
-            out[i : i + chunk_size] = torch.where(found, inside.to(torch.int8).argmax(1), -1)
+            q = st[i : i + chunk_size] - center
+            box = ((q[:, None, :] >= lo) & (q[:, None, :] <= hi)).all(2)
+            pi, pj = box.nonzero(as_tuple=True)
+            cross = torch.einsum("kwc,kc->kw", coef[pj, :, :2], q[pi]) + coef[pj, :, 2]
+            ok = (cross >= -tol).all(1)
+            best = torch.full((len(q),), n_reg, dtype=torch.long, device=st.device)
+            best.scatter_reduce_(0, pi[ok], pj[ok], reduce="amin")
+            out[i : i + chunk_size] = torch.where(best < n_reg, best, -1)
         return out
 
     def decision_boundary(self, threshold: float = 0.0) -> tuple[Tensor, Tensor]:
@@ -207,6 +225,10 @@ def plane(
     which a vertex counts as lying on a neuron's zero set. Runs on the model's device, in
     ``dtype`` (float64 by default).
     """
+    if origin is not None:
+        # validated before it is used to infer the input shape, so that a bad origin gives an
+        # InputError naming it rather than a TypeError from torch
+        origin = point_tensor(origin, "origin")
     net = prepare_net(model, input_shape, dtype, origin)
     origin, u, v = _plane_vectors(net, origin, u, v)
     ext = check_extent(extent, 4)

@@ -15,6 +15,10 @@ from torch import Tensor
 
 from reluscope.nets.pwl import INPUT, PWLNet
 
+#: Pre-activations below this fraction of the layer's largest on a slice are rounding noise
+#: (scaled by the relative tolerance ``tol``).
+_NOISE_FLOOR = 1e-3
+
 
 class Growable:
     """A 2-d tensor that grows by rows with amortised doubling."""
@@ -72,7 +76,7 @@ def walk(
             table = Growable(torch.cat(blocks, dim=1))
             n = blocks[1].shape[1]
             z = blocks[1]
-            eps = tol * z.abs().amax(0) if len(z) else z.new_zeros(n)
+            eps = _tolerances(z, tol)
             splitter.split(table, k, n, eps)
             full = table.view()
             coords = full[:, :k]
@@ -89,6 +93,19 @@ def walk(
                 values.pop(a, None)
     out = values[net.output]
     return coords, out.reshape(len(coords), -1)
+
+
+def _tolerances(z: Tensor, tol: float) -> Tensor:
+    """Per neuron, the magnitude under which a pre-activation value counts as zero.
+
+    ``tol`` times the neuron's largest magnitude on the slice, but at least ``tol`` times
+    _NOISE_FLOOR times the largest of the layer: a neuron that vanishes on the whole slice (a
+    segment or plane inside its zero set) only shows rounding noise there, which must not split.
+    """
+    if len(z) == 0:
+        return z.new_zeros(z.shape[1])
+    amax = z.abs().amax(0)
+    return tol * torch.maximum(amax, _NOISE_FLOOR * amax.max())
 
 
 def _shape(net: PWLNet, name: str) -> tuple[int, ...]:
