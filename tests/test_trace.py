@@ -16,7 +16,7 @@ from torch import nn
 
 from reluscope.errors import InputError, UnsupportedLayerError
 from reluscope.nets import SUPPORTED, cnn, mlp, resnet, trace
-from reluscope.nets.ops import ActivationOp, ScaleShiftOp
+from reluscope.nets.ops import ActivationOp, BatchNormOp, ScaleShiftOp
 
 
 # --------------------------------------------------------------------------- helpers
@@ -396,7 +396,7 @@ def test_batchnorm_is_folded(name, removed, kept):
     assert len(net.nodes) == len(reference.nodes) + kept
     assert len(net.nodes) < len(reference.nodes) + n_bn  # fewer nodes than unfolded
     assert n_bn == removed + kept
-    assert sum(isinstance(n.op, ScaleShiftOp) for n in net.nodes) == kept
+    assert sum(isinstance(n.op, (ScaleShiftOp, BatchNormOp)) for n in net.nodes) == kept
     assert [s.name for s in net.sites] == [s.name for s in reference.sites]
     assert_forward_equal(model, shape, torch.float32)
     assert_forward_equal(model, shape, torch.float64)
@@ -416,7 +416,7 @@ def test_batchnorm_is_folded(name, removed, kept):
 def test_batchnorm_not_after_foldable_op_is_kept(name, kept):
     model, shape = make_case(name)
     net = trace(model, shape)
-    assert sum(isinstance(n.op, ScaleShiftOp) for n in net.nodes) == kept
+    assert sum(isinstance(n.op, (ScaleShiftOp, BatchNormOp)) for n in net.nodes) == kept
     assert_forward_equal(model, shape, torch.float64)
 
 
@@ -726,3 +726,11 @@ def test_flatten_over_the_batch_dimension_is_refused():
     model = nn.Sequential(nn.Linear(3, 4), nn.Flatten(0)).eval()
     with pytest.raises(UnsupportedLayerError, match="batch dimension"):
         trace(model, (3,))
+
+
+def test_float32_batchnorm_analysed_in_float64_is_exact():
+    model = resnet(in_channels=1, image_size=8, width=4, blocks=1, seed=0)
+    net = trace(model, (1, 8, 8)).to(dtype=torch.float64)
+    x = torch.randn(4, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    expected = model.double()(x)
+    assert (net(x) - expected).abs().max().item() < 1e-12

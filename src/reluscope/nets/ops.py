@@ -121,6 +121,43 @@ class ScaleShiftOp(Op):
         return ScaleShiftOp(cast(self.scale), cast(self.shift))
 
 
+class BatchNormOp(Op):
+    """Eval-mode BatchNorm: y = (x - mean) / sqrt(var + eps) * weight + bias, per channel.
+
+    The statistics are kept as given, so that casting to float64 computes the scale exactly.
+    """
+
+    kind = "batch_norm"
+
+    def __init__(self, mean: Tensor, var: Tensor, eps: float, weight=None, bias=None) -> None:
+        self.mean, self.var, self.eps, self.weight, self.bias = mean, var, eps, weight, bias
+
+    @property
+    def scale(self) -> Tensor:
+        scale = torch.rsqrt(self.var + self.eps)
+        return scale if self.weight is None else scale * self.weight
+
+    @property
+    def shift(self) -> Tensor:
+        shift = -self.mean * self.scale
+        return shift if self.bias is None else shift + self.bias
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ScaleShiftOp(self.scale, self.shift).forward(x)
+
+    def linear(self, x: Tensor) -> Tensor:
+        return ScaleShiftOp(self.scale).linear(x)
+
+    def to(self, device=None, dtype=None) -> BatchNormOp:
+        return BatchNormOp(
+            _cast(self.mean, device, dtype),
+            _cast(self.var, device, dtype),
+            self.eps,
+            _cast(self.weight, device, dtype),
+            _cast(self.bias, device, dtype),
+        )
+
+
 @dataclass
 class AvgPoolOp(Op):
     """Average pooling (1d or 2d); linear, no constant term."""

@@ -67,6 +67,8 @@ class PWLNet:
         self.output = output
         self._by_name = {n.name: n for n in nodes}
         self.sites = [Site(n.name, n.shape, n.op.slope) for n in nodes if n.is_site]
+        #: The same network before BatchNorm folding, when some BatchNorm was folded.
+        self.unfolded: PWLNet | None = None
         self._last_use = {}
         for i, n in enumerate(nodes):
             for name in n.inputs:
@@ -114,7 +116,14 @@ class PWLNet:
     def to(
         self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ) -> PWLNet:
-        """A copy of the network with its parameters on ``device`` and/or in ``dtype``."""
+        """A copy of the network with its parameters on ``device`` and/or in ``dtype``.
+
+        Folded BatchNorm layers are folded again from their statistics in the new dtype.
+        """
+        if self.unfolded is not None:
+            from reluscope.nets.trace import fold_batchnorm
+
+            return fold_batchnorm(self.unfolded.to(device=device, dtype=dtype))
         nodes = [
             Node(n.name, n.op.to(device=device, dtype=dtype), n.inputs, n.shape, n.path)
             for n in self.nodes

@@ -17,6 +17,7 @@ from reluscope.nets.ops import (
     ActivationOp,
     AddOp,
     AvgPoolOp,
+    BatchNormOp,
     ConvOp,
     LinearOp,
     Op,
@@ -75,12 +76,15 @@ def trace(model: nn.Module, input_shape: Sequence[int], check: bool = True) -> P
         if node.op == "call_module":
             _check_mode(str(node.target), modules[node.target])
     try:
-        ShapeProp(gm).propagate(example)
+        with torch.no_grad():
+            model(example)
     except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(
             f"input_shape {input_shape} does not fit {type(model).__name__}: running it on a batch "
-            f"of shape {tuple(example.shape)} failed with: {exc}"
+            f"of shape {tuple(example.shape)} failed with: {reason}"
         ) from exc
+    ShapeProp(gm).propagate(example)
     net = _Builder(gm, input_shape).build()
     net = fold_batchnorm(net)
     if check:
@@ -233,13 +237,14 @@ class _Builder:
                     SUPPORTED,
                     "BatchNorm without running statistics (track_running_stats=False) is not affine",
                 )
-            scale = torch.rsqrt(m.running_var.detach() + m.eps)
-            if m.weight is not None:
-                scale = scale * m.weight.detach()
-            shift = -m.running_mean.detach() * scale
-            if m.bias is not None:
-                shift = shift + m.bias.detach()
-            self._add(node, ScaleShiftOp(scale.clone(), shift.clone()), [src], path)
+            op = BatchNormOp(
+                m.running_mean.detach().clone(),
+                m.running_var.detach().clone(),
+                float(m.eps),
+                _param(m.weight),
+                _param(m.bias),
+            )
+            self._add(node, op, [src], path)
         elif isinstance(m, (nn.AvgPool1d, nn.AvgPool2d)):
             op = AvgPoolOp(
                 1 if isinstance(m, nn.AvgPool1d) else 2,
@@ -404,7 +409,7 @@ def fold_batchnorm(net: PWLNet) -> PWLNet:
         n = Node(n.name, n.op, tuple(replaced.get(a, a) for a in n.inputs), n.shape, n.path)
         src = by_name.get(n.inputs[0]) if n.inputs else None
         if (
-            isinstance(n.op, ScaleShiftOp)
+            isinstance(n.op, (ScaleShiftOp, BatchNormOp))
             and isinstance(n.op.scale, torch.Tensor)
             and n.op.scale.dim() == 1
             and src is not None
@@ -422,7 +427,11 @@ def fold_batchnorm(net: PWLNet) -> PWLNet:
             folded.add(src.name)
             continue
         nodes.append(n)
-    return PWLNet(nodes, net.input_shape, net.output) if folded else net
+    if not folded:
+        return net
+    out = PWLNet(nodes, net.input_shape, net.output)
+    out.unfolded = net
+    return out
 
 
 def _fold(op: LinearOp | ConvOp, bn: ScaleShiftOp) -> Op:

@@ -34,21 +34,36 @@ def point_tensor(value, name: str) -> Tensor:
 
 
 def prepare_net(
-    model: nn.Module | PWLNet, input_shape: Sequence[int] | None, dtype: torch.dtype, example=None
+    model: nn.Module | PWLNet,
+    input_shape: Sequence[int] | None,
+    dtype: torch.dtype,
+    example=None,
+    example_name: str = "the first point",
 ) -> PWLNet:
     """The PWLNet of ``model`` in ``dtype``, with finite parameters.
 
     The input shape is ``input_shape``, else that of a given PWLNet, else inferred from an
     ``example`` point (a tensor in the input's shape) or from a first Linear layer.
     """
+    inferred = False
     if input_shape is None and not isinstance(model, PWLNet) and example is not None:
         ex = torch.as_tensor(example)
         first = next(
             (m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))), None
         )
         if not isinstance(first, nn.Linear) or ex.dim() > 1:
-            input_shape = tuple(ex.shape)
-    net = as_pwlnet(model, input_shape).to(dtype=dtype)
+            input_shape, inferred = tuple(ex.shape), True
+    try:
+        net = as_pwlnet(model, input_shape)
+    except InputError as exc:
+        if not inferred:
+            raise
+        raise InputError(
+            f"the input shape {input_shape} was taken from the shape of {example_name}, and it "
+            f"does not fit {type(model).__name__}: give {example_name} in the network's input "
+            "shape, or pass input_shape"
+        ) from exc
+    net = net.to(dtype=dtype)
     check_finite_net(net)
     return net
 

@@ -125,7 +125,7 @@ def line(
     ``tol`` is the relative tolerance under which a point counts as lying on a neuron's zero set.
     """
     a = point_tensor(start, "start")
-    net = prepare_net(model, input_shape, dtype, a)
+    net = prepare_net(model, input_shape, dtype, a, "start")
     pts = []
     for name, p in (("start", start), ("end", end)):
         p = point_tensor(p, name).to(dtype=net.dtype, device=net.device)

@@ -229,7 +229,10 @@ def plane(
         # validated before it is used to infer the input shape, so that a bad origin gives an
         # InputError naming it rather than a TypeError from torch
         origin = point_tensor(origin, "origin")
-    net = prepare_net(model, input_shape, dtype, origin)
+    example, name = (origin, "origin") if origin is not None else (u, "u")
+    if origin is None and u is not None:
+        example = point_tensor(u, "u")
+    net = prepare_net(model, input_shape, dtype, example, name)
     origin, u, v = _plane_vectors(net, origin, u, v)
     ext = check_extent(extent, 4)
     s0, s1, t0, t1 = ext
@@ -266,7 +269,7 @@ def plane_through(
     pts = point_tensor(points, "points")
     if pts.shape[0] != 3:
         raise InputError(f"plane_through needs exactly 3 points, got {pts.shape[0]}")
-    net = prepare_net(model, input_shape, dtype, pts[0])
+    net = prepare_net(model, input_shape, dtype, pts[0], "the points")
     pts = pts.to(dtype=net.dtype, device=net.device).reshape(3, -1)
     if pts.shape[1] != net.input_dim:
         raise InputError(
