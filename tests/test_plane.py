@@ -596,8 +596,13 @@ def test_plane_through_bad_input(small, points, words):
 
 def test_conv_model_without_input_shape_or_origin():
     u, v = orthonormal_pair((1, 8, 8), 0)
-    with pytest.raises(InputError, match="cannot infer the input shape.*input_shape"):
-        reluscope.plane(small_cnn(), u=u, v=v)
+    # the input shape is taken from u when no origin is given
+    inferred = reluscope.plane(small_cnn(), u=u, v=v)
+    given = reluscope.plane(small_cnn(), torch.zeros(1, 8, 8), u, v)
+    assert inferred.num_regions == given.num_regions
+    assert torch.equal(inferred.vertices, given.vertices)
+    with pytest.raises(InputError, match=r"\(64,\) was taken from the shape of u.*input_shape"):
+        reluscope.plane(small_cnn(), u=u.reshape(-1), v=v.reshape(-1))
     with pytest.raises(InputError, match=r"\(1, 8, 8\).*give the plane's directions u and v"):
         reluscope.plane(small_cnn(), origin=torch.zeros(1, 8, 8))
     with pytest.raises(InputError, match=r"u has 56 values.*\(1, 8, 8\)"):
