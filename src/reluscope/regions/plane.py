@@ -243,7 +243,8 @@ def plane(
     counts = torch.tensor([4], device=net.device)
     splitter = PolygonSplitter(polygons, counts)
     part = PlanePartition(net, origin, u, v, ext, corners, None, polygons, counts)
-    coords, outputs = walk(net, corners, part.to_input, splitter, tol)
+    basis = torch.stack([u, v])
+    coords, outputs = walk(net, corners, origin, basis, splitter, tol, affine_first_site=True)
     part.vertices = coords.contiguous()
     part.outputs = outputs
     part.polygons = splitter.polys.view().contiguous()

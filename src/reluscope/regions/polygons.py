@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from reluscope.regions.walk import Growable
+from reluscope.regions.walk import _CHUNK_ELEMENTS, AffineValues, Growable, StoredValues
 
 _KEY = 1 << 31
 _REFRESH_GROWTH = 2
@@ -24,13 +24,12 @@ class PolygonSplitter:
         self.polys = Growable(polygons)
         self.counts = Growable(counts)
 
-    def split(self, table: Growable, zoff: int, n: int, eps: Tensor) -> None:
-        todo = torch.arange(n, device=table.data.device)
+    def split(self, table: Growable, site: StoredValues | AffineValues, eps: Tensor) -> None:
+        todo = torch.arange(site.n, device=table.data.device)
         while len(todo):
             # Test the neurons left to do against the current polygons; once the polygons have
             # multiplied, test the rest again, so each neuron only visits polygons it may cross.
-            z = table.view()[:, zoff : zoff + n][:, todo]
-            cross = self._crossings(z, eps[todo])
+            cross = self._crossings(site, todo, eps[todo])
             crossing = _any_bits(cross)[: len(todo)].nonzero().flatten().tolist()
             refreshed_at = self.polys.n
             origin = Growable(torch.arange(refreshed_at, device=todo.device))
@@ -43,13 +42,20 @@ class PolygonSplitter:
                 cand = row[origin.view()].nonzero().flatten()
                 if len(cand):
                     j = int(todo[bit])
-                    self._split_by(table, zoff + j, float(eps[j]), cand, origin)
+                    self._split_by(table, site, j, float(eps[j]), cand, origin)
             todo = todo[done:]
 
-    def _crossings(self, z: Tensor, eps: Tensor) -> Tensor:
+    def _crossings(self, site: StoredValues | AffineValues, todo: Tensor, eps: Tensor) -> Tensor:
         """Bit-packed (ceil(n / 8), polygons) uint8: has the polygon vertices strictly on both
-        sides of each neuron's zero set? Bit k of byte row i is neuron 8 i + k."""
-        pos, neg = _pack(z > eps), _pack(z < -eps)
+        sides of each neuron ``todo``'s zero set? Bit k of byte row i is neuron todo[8 i + k]."""
+        rows = site.table.n
+        pos = torch.empty(rows, (len(todo) + 7) // 8, dtype=torch.uint8, device=todo.device)
+        neg = torch.empty_like(pos)
+        step = max(1, _CHUNK_ELEMENTS // len(todo))
+        for r0 in range(0, rows, step):
+            z = site.columns(todo, rows=slice(r0, r0 + step))
+            pos[r0 : r0 + step] = _pack(z > eps)
+            neg[r0 : r0 + step] = _pack(z < -eps)
         polys = self.polys.view()
         any_pos = pos[polys[:, 0]]
         any_neg = neg[polys[:, 0]]
@@ -59,11 +65,17 @@ class PolygonSplitter:
         return (any_pos & any_neg).t().contiguous()
 
     def _split_by(
-        self, table: Growable, col: int, eps: float, cand: Tensor, origin: Growable
+        self,
+        table: Growable,
+        site: StoredValues | AffineValues,
+        j: int,
+        eps: float,
+        cand: Tensor,
+        origin: Growable,
     ) -> None:
         idx = self.polys.view()[cand]
         cnt = self.counts.view()[cand]
-        f = table.data[idx, col]
+        f = site.column(idx, j)
         sign = (f > eps).to(torch.int8) - (f < -eps).to(torch.int8)
         hit = (sign > 0).any(1) & (sign < 0).any(1)
         if not bool(hit.all()):
@@ -82,10 +94,10 @@ class PolygonSplitter:
         keys, inverse = torch.unique(lo * _KEY + hi, return_inverse=True)
         ulo, uhi = keys // _KEY, keys % _KEY
         rows_lo, rows_hi = table.data[ulo], table.data[uhi]
-        f_lo, f_hi = rows_lo[:, col], rows_hi[:, col]
+        f_lo, f_hi = site.column(ulo, j), site.column(uhi, j)
         t = (f_lo / (f_lo - f_hi)).unsqueeze(1)
         rows = torch.lerp(rows_lo, rows_hi, t)
-        rows[:, col] = 0
+        site.mark_zero(rows, j)
         new_ids = table.append(rows)
         new_vertex = torch.zeros_like(idx)
         new_vertex[edge] = new_ids[inverse]
