@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import subprocess
 import sys
 
@@ -61,14 +62,28 @@ print(json.dumps({"seconds": best, "regions": count, "peak_mib": peak}))
 """
 
 
-def measure(widths, tool, repeats, device="cpu", dtype="float64") -> dict:
+def measure(widths, tool, repeats, device="cpu", dtype="float64", memory_gib=16.0) -> dict:
+    """Run one tool on one network in a fresh process capped at ``memory_gib`` of address space."""
+
+    def cap() -> None:
+        limit = int(memory_gib * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
     out = subprocess.run(
         [sys.executable, "-c", WORKER, json.dumps([widths, tool, repeats, device, dtype])],
         capture_output=True,
         text=True,
-        check=True,
+        preexec_fn=cap if device == "cpu" else None,
     )
+    if out.returncode != 0:
+        return {"failed": f"failed (exit {out.returncode}; over {memory_gib:g} GiB?)"}
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _cells(result: dict) -> tuple[str, str]:
+    if "failed" in result:
+        return result["failed"], "-"
+    return f"{result['seconds']:.3f}", f"{result['peak_mib']:.0f}"
 
 
 def main() -> None:
@@ -77,28 +92,38 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    parser.add_argument("--memory-gib", type=float, default=16.0, help="address-space cap per run")
     args = parser.parse_args()
 
     configs = {k: v for k, v in CONFIGS.items() if not (args.quick and k == "2-1000-700")}
-    table = Table(title=f"Exact 2-D regions on [-1,1]^2 ({platform.processor() or platform.machine()})")
-    for col in ("network", "regions", "equal", "reluscope s", "regioncam s", "ratio rc/ours",
-                "reluscope MiB", "regioncam MiB"):
+    table = Table(
+        title=f"Exact 2-D regions on [-1,1]^2 ({platform.processor() or platform.machine()})"
+    )
+    for col in (
+        "network",
+        "regions",
+        "equal",
+        "reluscope s",
+        "regioncam s",
+        "ratio rc/ours",
+        "reluscope MiB",
+        "regioncam MiB",
+    ):
         table.add_column(col, justify="right")
     for name, widths in configs.items():
         repeats = 1 if name == "2-1000-700" else args.repeats
-        ours = measure(widths, "reluscope", repeats, args.device, args.dtype)
-        theirs = measure(widths, "regioncam", repeats)
+        ours = measure(widths, "reluscope", repeats, args.device, args.dtype, args.memory_gib)
+        theirs = measure(widths, "regioncam", repeats, memory_gib=args.memory_gib)
+        if "failed" in ours or "failed" in theirs:
+            equal, ratio = "-", "-"
+        else:
+            equal = "yes" if ours["regions"] == theirs["regions"] else f"NO ({theirs['regions']})"
+            ratio = f"{theirs['seconds'] / ours['seconds']:.2f}"
+        (our_s, our_mib), (their_s, their_mib) = _cells(ours), _cells(theirs)
         table.add_row(
-            name,
-            str(ours["regions"]),
-            "yes" if ours["regions"] == theirs["regions"] else f"NO ({theirs['regions']})",
-            f"{ours['seconds']:.3f}",
-            f"{theirs['seconds']:.3f}",
-            f"{theirs['seconds'] / ours['seconds']:.2f}",
-            f"{ours['peak_mib']:.0f}",
-            f"{theirs['peak_mib']:.0f}",
+            name, str(ours.get("regions", "-")), equal, our_s, their_s, ratio, our_mib, their_mib
         )
-    Console().print(table)
+    Console(width=140).print(table)
 
 
 if __name__ == "__main__":

@@ -24,11 +24,11 @@ def _zero_segments(pts: Tensor, g: Tensor, counts: Tensor, eps: Tensor) -> tuple
     cand = torch.cat([pts, cross], dim=1)
     ok = torch.cat([on, edge], dim=1)
     first = ok.to(torch.int8).argmax(1)
-    a = cand[torch.arange(p), first]
+    a = cand[torch.arange(p, device=g.device), first]
     dist = ((cand - a[:, None]) ** 2).sum(2).masked_fill(~ok, -1.0)
-    b = cand[torch.arange(p), dist.argmax(1)]
+    b = cand[torch.arange(p, device=g.device), dist.argmax(1)]
     dist_b = ((cand - b[:, None]) ** 2).sum(2).masked_fill(~ok, -1.0)
-    c = cand[torch.arange(p), dist_b.argmax(1)]
+    c = cand[torch.arange(p, device=g.device), dist_b.argmax(1)]
     length = ((c - b) ** 2).sum(1)
     all_zero = (on | ~valid).all(1)
     good = ok.any(1) & (length > 0) & ~all_zero
@@ -45,7 +45,7 @@ def decision_boundary_segments(
     """
     pts = vertices[polygons]
     vals = outputs[polygons]
-    scale = outputs.abs().max().clamp_min(1e-300) if outputs.numel() else torch.tensor(1.0)
+    scale = outputs.abs().max().clamp_min(1e-300) if outputs.numel() else outputs.new_ones(())
     eps = (1e-12 * scale).expand(len(polygons)).to(vals.dtype)
     if outputs.shape[1] == 1:
         seg, good = _zero_segments(pts, vals[..., 0] - threshold, counts, eps)

@@ -84,7 +84,7 @@ class _IntervalSplitter:
         f_a, f_b = z[i, j], z[i + 1, j]
         t = f_a / (f_a - f_b)
         new = torch.lerp(rows[i], rows[i + 1], t.unsqueeze(1))
-        new[torch.arange(len(i)), zoff + j] = 0
+        new[torch.arange(len(i), device=new.device), zoff + j] = 0
         if len(i) > 1:
             # Neurons of this site whose zero sets meet the segment at the same point give
             # crossings that differ only by rounding: keep one point, as the plane's splitter

@@ -118,7 +118,7 @@ class PlanePartition:
                 ]
             )
             if len(pts)
-            else torch.zeros(0, self.net.num_neurons, dtype=torch.bool)
+            else torch.zeros(0, self.net.num_neurons, dtype=torch.bool, device=pts.device)
         )
 
     def affine_maps(self, chunk_size: int = 256) -> tuple[Tensor, Tensor]:
