@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
-from hypothesis import strategies as st
+from strategies import small_mlps
 from torch import nn
 from torch.func import jacrev, vmap
 
@@ -366,28 +366,12 @@ def test_to_float64_without_parameters():
 
 
 # --------------------------------------------------------------------------- property test
-@st.composite
-def small_mlps(draw):
-    depth = draw(st.integers(1, 3))
-    widths = [draw(st.integers(1, 6)) for _ in range(depth + 2)]
-    bias = draw(st.booleans())
-    slopes = [draw(st.floats(0.0, 1.0, allow_nan=False)) for _ in range(depth)]
-    seed = draw(st.integers(0, 2**16))
-    layers: list[nn.Module] = []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for i in range(depth + 1):
-            layers.append(nn.Linear(widths[i], widths[i + 1], bias=bias))
-            if i < depth:
-                layers.append(nn.ReLU() if slopes[i] == 0 else nn.LeakyReLU(slopes[i]))
-        x = torch.randn(4, widths[0], dtype=F64)
-    return nn.Sequential(*layers).eval().double(), widths, x
-
-
 @settings(max_examples=40, deadline=None)
 @given(small_mlps())
 def test_property_random_mlp_local_affine(case):
-    model, widths, x = case
+    model, widths, _, seed = case
+    model = model.double()
+    x = torch.randn(4, widths[0], dtype=F64, generator=torch.Generator().manual_seed(seed))
     net = trace(model, (widths[0],))
     with torch.no_grad():
         out = model(x)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import small_mlps
 from torch import nn
 
 from reluscope.errors import InputError, UnsupportedLayerError
@@ -693,28 +694,10 @@ def test_non_module(obj):
 
 
 # --------------------------------------------------------------------------- property test
-@st.composite
-def small_mlps(draw):
-    depth = draw(st.integers(1, 3))
-    widths = [draw(st.integers(1, 6)) for _ in range(depth + 2)]
-    bias = draw(st.booleans())
-    slopes = [draw(st.floats(0.0, 1.0, allow_nan=False)) for _ in range(depth)]
-    seed = draw(st.integers(0, 2**16))
-    layers: list[nn.Module] = []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for i in range(depth + 1):
-            layers.append(nn.Linear(widths[i], widths[i + 1], bias=bias))
-            if i < depth:
-                s = slopes[i]
-                layers.append(nn.ReLU() if s == 0 else nn.LeakyReLU(s))
-    return nn.Sequential(*layers).eval(), widths, slopes
-
-
 @settings(max_examples=30, deadline=None)
 @given(small_mlps(), st.sampled_from([torch.float32, torch.float64]))
 def test_property_random_mlp_forward(case, dtype):
-    model, widths, slopes = case
+    model, widths, slopes, _ = case
     assert_forward_equal(model, (widths[0],), dtype)
     net = trace(model.to(dtype), (widths[0],))
     assert [s.slope for s in net.sites] == pytest.approx(slopes)
