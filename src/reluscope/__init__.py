@@ -1,6 +1,12 @@
 """reluscope: look inside piecewise-linear (ReLU) networks."""
 
 from reluscope.errors import InputError, ReluscopeError, UnsupportedLayerError
+from reluscope.measures import (
+    local_complexity,
+    local_rank,
+    neighborhood_complexity,
+    total_variation,
+)
 from reluscope.nets import PWLNet, trace
 from reluscope.regions import line, plane, plane_through
 
@@ -12,7 +18,11 @@ __all__ = [
     "ReluscopeError",
     "UnsupportedLayerError",
     "line",
+    "local_complexity",
+    "local_rank",
+    "neighborhood_complexity",
     "plane",
     "plane_through",
+    "total_variation",
     "trace",
 ]

@@ -1,0 +1,21 @@
+"""Measures of a network on data (paper 1): local complexity, neighbourhood complexity, local
+rank and total variation. Each has a functional form returning a MeasureResult and a streaming
+meter (``update(batch)`` / ``compute()``)."""
+
+from reluscope.measures.local_complexity import LocalComplexityMeter, local_complexity
+from reluscope.measures.local_rank import LocalRankMeter, local_rank
+from reluscope.measures.neighborhood import NeighborhoodMeter, neighborhood_complexity
+from reluscope.measures.results import MeasureResult
+from reluscope.measures.total_variation import TotalVariationMeter, total_variation
+
+__all__ = [
+    "LocalComplexityMeter",
+    "LocalRankMeter",
+    "MeasureResult",
+    "NeighborhoodMeter",
+    "TotalVariationMeter",
+    "local_complexity",
+    "local_rank",
+    "neighborhood_complexity",
+    "total_variation",
+]

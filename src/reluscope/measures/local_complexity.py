@@ -1,0 +1,398 @@
+"""Local complexity (LC) of a piecewise-linear network: the density of linear-region boundaries
+near the data, smoothed by Gaussian noise on the hidden biases (Patel & Montufar, ICML 2025).
+
+By the co-area formula, with noise ``eps ~ N(0, sigma^2)`` added to every hidden neuron's
+pre-activation (``noise_draws`` independent draws per data point; the output layer is not
+perturbed),
+
+    LC = sum over hidden neurons z of  E_x E_eps [ k_sigma(a_z(x)) * ||grad_x z(x)|| ]
+
+in units of boundary (n_0 - 1)-volume per unit of input volume, weighted by the data density
+(1-D inputs: breakpoints per unit length). ``grad_x z`` is the input gradient of the neuron's
+pre-activation in the noisy network (activation pattern of the noisy earlier layers), and:
+
+- preset ``"theory"`` (default): ``centring="full"``, ``normalised=True``. The argument
+  ``a_z = zbar_z = w_z . h~ + b_z`` is the full pre-activation with the neuron's own mean bias
+  (its own noise is integrated out) computed from the earlier layers' noisy activations ``h~``;
+  ``k_sigma(a) = exp(-a^2 / (2 sigma^2)) / (sqrt(2 pi) sigma)``, the normalised Gaussian density.
+- preset ``"paper_code"``: ``centring="no_bias"``, ``normalised=False``, exactly the authors'
+  code: ``a_z = w_z . h~`` (the linear part of the op producing the pre-activation, bias
+  removed) and ``k_sigma(a) = exp(-a^2 / (2 sigma^2))`` (no ``1/(sqrt(2 pi) sigma)``).
+
+For convolutions the noise is per neuron (per channel and position), not per channel bias.
+The noise is drawn independently for every (point, draw) row, whereas the authors' code draws
+one perturbation per batch: the expectation is the same, and independent draws make the
+standard error valid. Sites named in ``layers`` (default: all) are summed; the noise is on all.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import Tensor
+
+from reluscope.errors import InputError
+from reluscope.measures.batches import iterate_batches, take_inputs
+from reluscope.measures.gradnorms import (
+    CHUNK_ELEMENTS,
+    bias_noise,
+    exact_gradient_norms,
+    noisy_pass,
+    sketch_probes,
+)
+from reluscope.measures.lipschitz import neuron_gradient_bounds
+from reluscope.measures.results import MeasureResult
+from reluscope.nets.pwl import PWLNet
+from reluscope.nets.trace import as_pwlnet
+
+#: preset -> (centring, normalised)
+PRESETS = {"theory": ("full", True), "paper_code": ("no_bias", False)}
+METHODS = ("exact", "sketch")
+CENTRINGS = ("full", "no_bias")
+#: Offset of the probe random stream from the noise stream (both seeded by ``seed``).
+_PROBE_STREAM = 0x5EED_0F_9B0BE5
+
+
+def gaussian_kernel(a: Tensor, sigma: float, normalised: bool) -> Tensor:
+    """``exp(-a^2 / (2 sigma^2))``, divided by ``sqrt(2 pi) sigma`` when ``normalised``."""
+    k = torch.exp(-0.5 * (a / sigma) ** 2)
+    return k / (math.sqrt(2 * math.pi) * sigma) if normalised else k
+
+
+class LocalComplexityMeter:
+    """Streaming local complexity: ``update(batch)`` per batch, then ``compute()``.
+
+    Options as in :func:`local_complexity`. Noise (and, for the sketch, probes) are drawn from
+    generators seeded by ``seed`` in the order the batches arrive, so the result depends on the
+    batching; ``reset()`` forgets the batches seen and reseeds.
+    """
+
+    def __init__(
+        self,
+        model,
+        sigma: float = 0.01,
+        *,
+        preset: str = "theory",
+        centring: str | None = None,
+        normalised: bool | None = None,
+        method: str = "exact",
+        noise_draws: int = 1,
+        cutoff: float = 10.0,
+        probes: int = 64,
+        layers: str | Iterable[str] | None = None,
+        bounds: bool = False,
+        input_shape: Sequence[int] | None = None,
+        input_key: str | int | None = None,
+        seed: int = 0,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        if preset not in PRESETS:
+            raise InputError(f"unknown preset {preset!r}; expected one of {list(PRESETS)}")
+        centring = PRESETS[preset][0] if centring is None else centring
+        normalised = PRESETS[preset][1] if normalised is None else normalised
+        _check_options(
+            sigma, method, centring, normalised, noise_draws, cutoff, probes, bounds, seed, dtype
+        )
+        net = as_pwlnet(model, input_shape)
+        self.net = net if dtype is None else net.to(dtype=dtype)
+        self.layers = _check_layers(self.net, layers)
+        self.sigma, self.method, self.cutoff = float(sigma), method, float(cutoff)
+        self.centring, self.normalised = centring, normalised
+        self.noise_draws, self.probes, self.bounds = noise_draws, probes, bounds
+        self.input_key, self.seed = input_key, seed
+        self.params = {
+            "sigma": self.sigma,
+            "preset": preset,
+            "centring": centring,
+            "normalised": normalised,
+            "method": method,
+            "noise_draws": noise_draws,
+            "cutoff": self.cutoff,
+            "probes": probes if method == "sketch" else None,
+            "layers": list(self.layers),
+            "bounds": bounds,
+            "seed": seed,
+            "dtype": str(self.net.dtype).removeprefix("torch."),
+            "device": str(self.net.device),
+        }
+        self._row_bounds: dict[str, Tensor] | None = None
+        self.reset()
+
+    # ------------------------------------------------------------------ streaming
+    def reset(self) -> None:
+        """Forget every batch seen and reseed the noise and probe generators."""
+        self._noise_gen = torch.Generator().manual_seed(self.seed)
+        self._probe_gen = torch.Generator().manual_seed((self.seed + _PROBE_STREAM) % 2**63)
+        self._count = 0
+        width = 1 + len(self.layers)
+        self._mean = torch.zeros(width, dtype=torch.float64)
+        self._m2 = torch.zeros(width, dtype=torch.float64)
+        self._near = 0
+        self._pairs = 0
+        self._truncation = 0.0
+        self._norm_sum = 0.0
+        self._probe_var = 0.0
+
+    def update(self, batch) -> None:
+        """Add a batch: a tensor (batch, *input_shape), a tuple/list (inputs first) or a dict."""
+        if not isinstance(batch, (Tensor, tuple, list, dict)):
+            batch = torch.as_tensor(batch)
+        x = self.net.check_input(take_inputs(batch, self.input_key))
+        if len(x) == 0:
+            return
+        with torch.no_grad():
+            per_row = self._rows(x)
+        # average the noise draws of each point: the points are the independent samples
+        per_point = per_row.reshape(self.noise_draws, len(x), -1).mean(dim=0)
+        samples = torch.cat([per_point.sum(dim=1, keepdim=True), per_point], dim=1).cpu()
+        self._merge(samples)
+
+    def compute(self) -> MeasureResult:
+        """The estimate over every point seen so far."""
+        n = self._count
+        if n == 0:
+            raise InputError("no data seen: call update() with at least one batch of inputs")
+        stderr = (self._m2 / (n - 1) / n).sqrt() if n > 1 else torch.full_like(self._m2, math.nan)
+        names = list(self.layers)
+        extra = {"near_threshold_fraction": self._near / max(self._pairs, 1)}
+        if self.method == "exact":
+            extra["truncation_bound"] = self._truncation / n
+        else:
+            extra["probe_stderr"] = math.sqrt(self._probe_var) / n if self.probes > 1 else math.nan
+        if self.bounds:
+            peak = 1 / (math.sqrt(2 * math.pi) * self.sigma) if self.normalised else 1.0
+            extra["gradient_norm_sum"] = self._norm_sum / n
+            extra["upper_bound"] = peak * self._norm_sum / n
+        return MeasureResult(
+            name="lc",
+            value=float(self._mean[0]),
+            stderr=float(stderr[0]),
+            per_layer={s: float(v) for s, v in zip(names, self._mean[1:], strict=True)},
+            per_layer_stderr={s: float(v) for s, v in zip(names, stderr[1:], strict=True)},
+            params=dict(self.params),
+            extra=extra,
+            num_points=n,
+        )
+
+    def _merge(self, samples: Tensor) -> None:
+        """Chan's parallel update of the running means and squared deviations."""
+        nb = len(samples)
+        mean_b = samples.mean(dim=0)
+        m2_b = ((samples - mean_b) ** 2).sum(dim=0)
+        n = self._count + nb
+        delta = mean_b - self._mean
+        self._mean = self._mean + delta * (nb / n)
+        self._m2 = self._m2 + m2_b + delta**2 * (self._count * nb / n)
+        self._count = n
+
+    # ---------------------------------------------------------------- estimation
+    def _rows(self, x: Tensor) -> Tensor:
+        """Per-row contributions (rows, layers), rows = noise draws x points (draw-major)."""
+        net = self.net
+        rows = x.repeat((self.noise_draws,) + (1,) * (x.dim() - 1))
+        noise = bias_noise(net, len(rows), self.sigma, self._noise_gen)
+        widest = max([net.input_dim] + [math.prod(n.shape) for n in net.nodes])
+        k = self.probes if self.method == "sketch" else 1
+        step = max(1, CHUNK_ELEMENTS // (k * widest))
+        parts = []
+        for i in range(0, len(rows), step):
+            chunk = {s: v[i : i + step] for s, v in noise.items()}
+            parts.append(self._chunk(rows[i : i + step], chunk))
+        return torch.cat(parts)
+
+    def _chunk(self, x: Tensor, noise: dict[str, Tensor]) -> Tensor:
+        """Per-row contributions (rows, layers) of one chunk of rows."""
+        sketch = self.method == "sketch"
+        rec = noisy_pass(
+            self.net,
+            x,
+            noise,
+            self.layers,
+            bias_free=self.centring == "no_bias",
+            probes=sketch_probes(self.net, len(x), self.probes, self._probe_gen)
+            if sketch
+            else None,
+        )
+        parts = []
+        for site in self.layers:
+            arg = (rec.bias_free if self.centring == "no_bias" else rec.preacts)[site]
+            arg = arg.reshape(len(x), -1)
+            weight = gaussian_kernel(arg, self.sigma, self.normalised)
+            near = arg.abs() <= self.cutoff * self.sigma
+            self._near += int(near.sum())
+            self._pairs += near.numel()
+            if sketch:
+                parts.append(self._sketch_site(rec.probe_norms[site], weight))
+            else:
+                parts.append(self._exact_site(site, rec.active, weight, near))
+        if not sketch:
+            return torch.stack(parts, dim=1)
+        per_probe = torch.stack(parts, dim=2)  # (rows, probes, layers)
+        # the probe variance of a row's estimate: the sample variance over the probes, over k
+        probe_var = per_probe.sum(dim=2).var(dim=1).sum() / self.probes
+        self._probe_var += float(probe_var) / self.noise_draws**2
+        return per_probe.mean(dim=1)
+
+    def _sketch_site(self, probe_norms: Tensor, weight: Tensor) -> Tensor:
+        """Each probe's estimate of a site's contribution per row: (rows, probes)."""
+        norms = probe_norms.reshape(len(weight), self.probes, -1)
+        if self.bounds:
+            self._norm_sum += float(norms.sum(dtype=torch.float64)) / self.probes / self.noise_draws
+        return torch.einsum("rkn,rn->rk", norms, weight).to(torch.float64)
+
+    def _exact_site(
+        self, site: str, active: dict[str, Tensor], weight: Tensor, near: Tensor
+    ) -> Tensor:
+        """A site's contribution per row from the exact norms of its near-threshold neurons."""
+        r, i = near.nonzero(as_tuple=True)
+        norms = exact_gradient_norms(self.net, site, active, r, i)
+        out = torch.zeros(len(weight), dtype=torch.float64, device=weight.device)
+        out.index_add_(0, r, (weight[r, i] * norms).to(torch.float64))
+        if not bool(near.all()):
+            bound = self._neuron_bounds()[site].to(device=weight.device, dtype=weight.dtype)
+            neglected = (weight * bound * ~near).sum(dtype=torch.float64)
+            self._truncation += float(neglected) / self.noise_draws
+        if self.bounds:
+            r, i = torch.ones_like(near).nonzero(as_tuple=True)
+            norms = exact_gradient_norms(self.net, site, active, r, i)
+            self._norm_sum += float(norms.sum(dtype=torch.float64)) / self.noise_draws
+        return out
+
+    def _neuron_bounds(self) -> dict[str, Tensor]:
+        """Flattened upper bounds of every neuron's gradient norm, computed once."""
+        if self._row_bounds is None:
+            bounds = neuron_gradient_bounds(self.net)
+            self._row_bounds = {s: b.reshape(-1) for s, b in bounds.items()}
+        return self._row_bounds
+
+
+def local_complexity(
+    model,
+    data,
+    sigma: float = 0.01,
+    *,
+    preset: str = "theory",
+    centring: str | None = None,
+    normalised: bool | None = None,
+    method: str = "exact",
+    noise_draws: int = 1,
+    cutoff: float = 10.0,
+    probes: int = 64,
+    layers: str | Iterable[str] | None = None,
+    bounds: bool = False,
+    batch_size: int = 256,
+    input_shape: Sequence[int] | None = None,
+    input_key: str | int | None = None,
+    seed: int = 0,
+    dtype: torch.dtype | None = None,
+) -> MeasureResult:
+    """The local complexity of ``model`` on ``data`` (see the module docstring for the formula).
+
+    ``model`` is a torch module (traced with ``input_shape``; inferred for MLPs and from a data
+    tensor) or a PWLNet; ``data`` a tensor (batch, *input_shape) or an iterable of batches (a
+    DataLoader yielding tensors, tuples with the inputs first or dicts, see ``input_key``).
+
+    Options: ``sigma`` the noise standard deviation (input-to-pre-activation units);
+    ``preset`` ``"theory"`` or ``"paper_code"``, overridden by ``centring`` (``"full"`` or
+    ``"no_bias"``) and ``normalised``; ``noise_draws`` noise draws per point; ``layers`` the site
+    names to sum (default all); ``seed`` seeds the noise and the probes; ``dtype`` casts the
+    network (e.g. ``torch.float64``).
+
+    ``method="exact"``: gradient norms, computed exactly by reverse sweeps, only for the
+    (point, neuron) pairs with ``|a_z| <= cutoff * sigma``; the cost scales with the number of
+    such near-threshold neurons, not with the input dimension. ``extra["truncation_bound"]``
+    bounds what the cutoff left out: the mean over points of the sum over the neglected neurons
+    of ``k_sigma(a_z)`` times an upper bound of ``||grad_x z||`` (weight-row norms times
+    Lipschitz bounds of the layers below, see :mod:`reluscope.measures.lipschitz`).
+
+    ``method="sketch"``: every neuron's gradient norm is estimated without bias from ``probes``
+    Gaussian random-probe JVPs; the standard error then includes the probe noise, and
+    ``extra["probe_stderr"]`` is the standard error due to the probes alone (from the spread of
+    the single-probe estimates), i.e. of the difference from the exact method on the same
+    points and noise.
+
+    The result (name ``"lc"``): ``value``, ``stderr`` (standard error of the mean over the
+    points, each point averaged over its noise draws), ``per_layer`` contributions with their
+    ``per_layer_stderr``, ``params``, and ``extra``: ``near_threshold_fraction`` (the fraction of
+    (point, draw, neuron) triples with ``|a_z| <= cutoff * sigma``), ``truncation_bound`` (exact
+    method) and, with ``bounds=True``, ``gradient_norm_sum`` = ``E sum_z ||grad_x z||`` and
+    ``upper_bound`` = peak kernel value times it (an upper bound of LC; expensive for the exact
+    method, which then needs every neuron's gradient).
+    """
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise InputError(f"batch_size must be an integer >= 1; got {batch_size!r}")
+    net = _net_for(model, data, input_shape)
+    meter = LocalComplexityMeter(
+        net,
+        sigma,
+        preset=preset,
+        centring=centring,
+        normalised=normalised,
+        method=method,
+        noise_draws=noise_draws,
+        cutoff=cutoff,
+        probes=probes,
+        layers=layers,
+        bounds=bounds,
+        input_key=input_key,
+        seed=seed,
+        dtype=dtype,
+    )
+    for x in iterate_batches(meter.net, data, batch_size, input_key):
+        meter.update(x)
+    result = meter.compute()
+    result.params["batch_size"] = batch_size
+    return result
+
+
+def _net_for(model, data, input_shape: Sequence[int] | None) -> PWLNet:
+    """The PWLNet of ``model``; a CNN's input shape may come from a data tensor."""
+    try:
+        return as_pwlnet(model, input_shape)
+    except InputError:
+        if input_shape is not None or not isinstance(data, Tensor) or data.dim() < 2:
+            raise
+        return as_pwlnet(model, tuple(data.shape[1:]))
+
+
+def _check_options(
+    sigma, method, centring, normalised, noise_draws, cutoff, probes, bounds, seed, dtype
+) -> None:
+    if not _is_number(sigma) or not math.isfinite(sigma) or sigma <= 0:
+        raise InputError(f"sigma must be a finite number > 0; got {sigma!r}")
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}; expected one of {list(METHODS)}")
+    if centring not in CENTRINGS:
+        raise InputError(f"unknown centring {centring!r}; expected one of {list(CENTRINGS)}")
+    if not isinstance(normalised, bool):
+        raise InputError(f"normalised must be True or False; got {normalised!r}")
+    if not isinstance(bounds, bool):
+        raise InputError(f"bounds must be True or False; got {bounds!r}")
+    if not _is_number(cutoff) or math.isnan(cutoff) or cutoff <= 0:
+        raise InputError(f"cutoff must be a number > 0 (in units of sigma); got {cutoff!r}")
+    for name, value in (("noise_draws", noise_draws), ("probes", probes)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InputError(f"{name} must be an integer >= 1; got {value!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise InputError(f"seed must be an integer >= 0; got {seed!r}")
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise InputError(f"dtype must be a floating torch.dtype or None; got {dtype!r}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_layers(net: PWLNet, layers: str | Iterable[str] | None) -> tuple[str, ...]:
+    names = [s.name for s in net.sites]
+    if not names:
+        raise InputError("the network has no ReLU/LeakyReLU sites: its local complexity is 0")
+    if layers is None:
+        return tuple(names)
+    chosen = (layers,) if isinstance(layers, str) else tuple(layers)
+    unknown = [s for s in chosen if s not in names]
+    if unknown or not chosen:
+        raise InputError(f"layers {list(chosen)} are not a non-empty subset of the sites {names}")
+    return tuple(s for s in names if s in chosen)

@@ -1,0 +1,261 @@
+"""Total variation TV(f; p) = E_{x~p} ||grad_x f(x)|| (Patel & Montufar 2025), and the
+quantities of its bound by local complexity.
+
+Which f is explicit (``output``), with gradients taken in output units per input unit:
+- "logits": the whole output; the norm is the Frobenius norm of the input Jacobian J_f(x).
+- an int k: output k (flattened index); the Euclidean norm of its gradient.
+- "predicted": the output with the largest value at x (the first one on ties).
+- "norm": ||f(x)||_2, whose gradient is J_f(x)^T f(x) / ||f(x)||_2 (0 where f(x) = 0).
+
+The bound (spec section 2 item 4, section 5 item 9). For each site l in ``layers`` the output
+factors as f = g_l o z^(l), so J_f(x) = Dg_l J_l(x) and ||J_f(x)||_op <= Lip(g_l) ||J_l(x)||_op.
+Averaging over the L chosen sites and taking expectations:
+    E ||J_f||_op <= max_l Lip(g_l) * (1/L) * sum_l E ||J_l(x)||_op.
+The scalar options have ||grad|| <= ||J_f||_op; for "logits" ||J_f||_F <= sqrt(rank J_f)
+||J_f||_op <= sqrt(min(output_dim, input_dim)) ||J_f||_op, so the bound reported as ``tv_bound``
+carries that factor for "logits" and none otherwise. Lip(g_l) is the upper bound of
+:func:`reluscope.measures.lipschitz.lipschitz_from_sites` (sums over paths of products of
+operator norms). The factorisation needs every path from the input to the output to pass through
+the site's pre-activation: true for every site of an MLP or a plain CNN, but not for a site
+inside a residual branch, which the bound therefore leaves out (see :func:`factoring_sites`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from reluscope.errors import InputError
+from reluscope.measures.jacobians import (
+    Meter,
+    check_nonnegative,
+    jacobian_pass,
+    spectral_norm,
+)
+from reluscope.measures.lipschitz import lipschitz_from_sites
+from reluscope.measures.results import MeasureResult
+from reluscope.nets.pwl import INPUT, PWLNet, Site
+
+NAME = "tv"
+OUTPUTS = ("logits", "predicted", "norm")
+_BAD = "bad_neurons"
+
+
+def c_eta(eta: float, sigma: float) -> float:
+    """c^eta_bias = exp(-eta^2 / (2 sigma^2)) / (sqrt(2 pi) sigma): the density of the bias
+    noise N(0, sigma^2) at distance eta (per pre-activation unit). It underflows to 0 when
+    eta / sigma is above about 38."""
+    return math.exp(-(eta**2) / (2 * sigma**2)) / (math.sqrt(2 * math.pi) * sigma)
+
+
+def output_gradient_norm(output: str | int, value: Tensor, jac: Tensor) -> Tensor:
+    """Per point ||grad_x f(x)|| for the ``output`` option, from the output values (batch, out)
+    and the output Jacobian (batch, out, in)."""
+    if output == "logits":
+        return torch.linalg.matrix_norm(jac)
+    if output == "norm":
+        norm = value.norm(dim=1, keepdim=True)
+        unit = torch.where(norm > 0, value / norm.clamp_min(torch.finfo(value.dtype).tiny), 0.0)
+        return torch.einsum("bo,boi->bi", unit, jac).norm(dim=1)
+    if output == "predicted":
+        k = value.argmax(dim=1)
+    else:
+        k = torch.full((len(value),), output, device=value.device)
+    return jac[torch.arange(len(jac), device=jac.device), k].norm(dim=1)
+
+
+def factoring_sites(net: PWLNet) -> list[Site]:
+    """The sites through whose pre-activation every path from the input to the output passes,
+    so that the output is a function g_l of the pre-activation alone."""
+    out = []
+    for site in net.sites:
+        src = net.node(site.name).inputs[0]
+        reached = {INPUT} if src != INPUT else set()
+        for n in net.nodes:  # in execution (topological) order
+            if n.name != src and any(a in reached for a in n.inputs):
+                reached.add(n.name)
+        if net.output not in reached:
+            out.append(site)
+    return out
+
+
+def bad_neurons(preactivations: dict[str, Tensor], counted: Iterable[str]) -> Tensor:
+    """Per point, the number of neurons of the ``counted`` sites that are not good: those of
+    sites after the first site (in network order) whose neurons are all inactive
+    (pre-activation <= 0) at the point. ``preactivations`` holds every site, in order."""
+    counted = set(counted)
+    first = next(iter(preactivations.values()))
+    total = torch.zeros(len(first), dtype=torch.float64, device=first.device)
+    dead = torch.zeros(len(first), dtype=torch.bool, device=first.device)
+    for name, z in preactivations.items():
+        if name in counted:
+            total += dead.to(torch.float64) * z.shape[1]
+        dead = dead | (z <= 0).all(dim=1)
+    return total
+
+
+class TotalVariationMeter(Meter):
+    """Streaming total variation and LC-TV bound quantities: ``update(batch)`` then
+    ``compute()``. See :func:`total_variation` for the arguments."""
+
+    def __init__(
+        self,
+        model: nn.Module | PWLNet,
+        output: str | int = "logits",
+        *,
+        eta: float = 1.0,
+        sigma: float = 0.01,
+        bound: bool = True,
+        layers: Iterable[str] | str | None = None,
+        batch_size: int | None = None,
+        input_shape: Sequence[int] | None = None,
+        input_key: str | int | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(model, layers, batch_size, input_shape, input_key, dtype)
+        self.output = _check_output(output, self.net.output_dim)
+        self.eta = check_nonnegative("eta", eta, positive=True)
+        self.sigma = check_nonnegative("sigma", sigma, positive=True)
+        if not isinstance(bound, bool):
+            raise InputError(f"bound must be True or False, got {bound!r}")
+        self.bound = bound
+        if bound:
+            self.sites = _bound_sites(self.net, self.sites, layers is None)
+        self._lipschitz: dict[str, float] | None = None
+
+    def _accumulate(self, x: Tensor) -> None:
+        names = [s.name for s in self.sites] if self.bound else []
+        p = jacobian_pass(self.net, x, names, output=True)
+        self.stats.add(NAME, output_gradient_norm(self.output, p.output, p.output_jacobian))
+        if not self.bound:
+            return
+        for name in names:
+            self.stats.add(name, spectral_norm(p.site_jacobians[name]))
+        self.stats.add(_BAD, bad_neurons(p.preactivations, names))
+
+    def compute(self) -> MeasureResult:
+        """TV over the points so far (with its standard error) and, with ``bound``, the bound's
+        quantities in ``extra``."""
+        n = self._require_points(NAME)
+        names = [s.name for s in self.sites]
+        params = dict(
+            output=self.output,
+            bound=self.bound,
+            eta=self.eta,
+            sigma=self.sigma,
+            layers=names,
+            dtype=str(self.net.dtype),
+        )
+        extra = self._bound_extra(names) if self.bound else {}
+        return MeasureResult(
+            name=NAME,
+            value=self.stats.mean(NAME),
+            stderr=self.stats.stderr(NAME),
+            params=params,
+            extra=extra,
+            num_points=n,
+        )
+
+    def _bound_extra(self, names: list[str]) -> dict[str, float]:
+        if self._lipschitz is None:  # the net is a fixed snapshot: compute once
+            self._lipschitz = lipschitz_from_sites(self.net)
+        lips = self._lipschitz
+        op_norms = {name: self.stats.mean(name) for name in names}
+        lip_max = max(float(lips[name]) for name in names)
+        factor = 1.0
+        if self.output == "logits":
+            factor = math.sqrt(min(self.net.output_dim, self.net.input_dim))
+        extra = {f"lipschitz.{name}": float(lips[name]) for name in names}
+        extra.update({f"jacobian_op_norm.{name}": v for name, v in op_norms.items()})
+        extra.update(
+            lipschitz_above=lip_max,
+            tv_bound=factor * lip_max * sum(op_norms.values()) / len(names),
+            c_eta=c_eta(self.eta, self.sigma),
+            B=self.stats.mean(_BAD),
+        )
+        return extra
+
+
+def _bound_sites(net: PWLNet, chosen: list[Site], default: bool) -> list[Site]:
+    """The chosen sites that the output factors through (all of them unless ``default``), or
+    an InputError naming the others."""
+    ok = [s.name for s in factoring_sites(net)]
+    if default and ok:
+        return [s for s in chosen if s.name in ok]
+    others = [s.name for s in chosen if s.name not in ok]
+    if others:
+        raise InputError(
+            f"the TV bound needs sites that every input-output path passes through; {others} "
+            f"lie on residual branches. Choose layers among {ok}, or pass bound=False"
+        )
+    return chosen
+
+
+def _check_output(output: str | int, output_dim: int) -> str | int:
+    """``output`` if it is one of OUTPUTS or an output index in range, else an InputError."""
+    if isinstance(output, str) and output in OUTPUTS:
+        return output
+    if isinstance(output, int) and not isinstance(output, bool):
+        if 0 <= output < output_dim:
+            return output
+        raise InputError(
+            f"output={output} is not an output index: the network has {output_dim} outputs, "
+            f"expected 0 <= output < {output_dim}"
+        )
+    raise InputError(f"unknown output {output!r}; expected one of {list(OUTPUTS)} or an int index")
+
+
+def total_variation(
+    model: nn.Module | PWLNet,
+    data,
+    output: str | int = "logits",
+    *,
+    eta: float = 1.0,
+    sigma: float = 0.01,
+    bound: bool = True,
+    layers: Iterable[str] | str | None = None,
+    batch_size: int | None = None,
+    input_shape: Sequence[int] | None = None,
+    input_key: str | int | None = None,
+    dtype: torch.dtype | None = None,
+) -> MeasureResult:
+    """TV = E_x ||grad_x f(x)|| over ``data``, for the ``output`` option ("logits", an int index,
+    "predicted" or "norm"; see the module docstring), in output units per input unit.
+
+    With ``bound`` (default) ``extra`` holds the quantities of the LC-TV bound, over the sites in
+    ``layers`` (default: every site the output factors through, see :func:`factoring_sites`;
+    all sites of an MLP or a plain CNN, the sites outside residual branches of a ResNet):
+    - "lipschitz.<site>": Lip(g_l), an upper bound of the Lipschitz constant of the map from the
+      site's pre-activation to the output; "lipschitz_above" = max over the sites.
+    - "jacobian_op_norm.<site>": E_x ||J_l(x)||_op, the mean spectral norm of the input Jacobian
+      of the site's pre-activation.
+    - "tv_bound" = max_l Lip(g_l) * (1/L) * sum_l E_x ||J_l(x)||_op, times
+      sqrt(min(output_dim, input_dim)) for "logits" (Frobenius <= sqrt(rank) * spectral): an
+      upper bound of ``value`` for sequential networks.
+    - "c_eta" = exp(-eta^2 / (2 sigma^2)) / (sqrt(2 pi) sigma), the constant of the LC bound.
+    - "B": the mean number of neurons (of the chosen sites) that are not good, i.e. that sit in
+      a site after the first site whose neurons are all inactive at x.
+
+    ``data`` is a tensor (batch first) or an iterable of batches (a DataLoader of tensors, tuples
+    or dicts; ``input_key`` picks the inputs). ``batch_size`` points share a tangent pass
+    (default: as many as keep the largest tangent near 2**26 numbers). Device and dtype follow
+    the model unless ``dtype`` is given. ``bound=False`` skips the bound (and its cost: spectral
+    norms of every site's Jacobian, operator norms of every layer). Returns a MeasureResult named "tv" with the standard error over points.
+    """
+    meter = TotalVariationMeter(
+        model,
+        output,
+        eta=eta,
+        sigma=sigma,
+        bound=bound,
+        layers=layers,
+        batch_size=batch_size,
+        input_shape=input_shape,
+        input_key=input_key,
+        dtype=dtype,
+    )
+    return meter.update_from(data).compute()
