@@ -71,27 +71,48 @@ def _near_counts(
     so that memory stays bounded."""
     proj = points @ direction
     order = np.argsort(proj, kind="stable")
-    sorted_proj = proj[order]
+    sorted_proj, sorted_points, sorted_weights = proj[order], points[order], weights[order]
     rounding = 64 * np.finfo(np.float64).eps * points.shape[1] * float(np.abs(points).max())
     reach = (atol + rounding) * float(np.abs(direction).sum()) * (1 + 1e-9)
+    query_proj = queries @ direction
+    query_order = np.argsort(query_proj, kind="stable")  # sorted queries: cache-friendly search
     counts = np.zeros(len(queries))
     best = np.full(len(queries), np.inf)
     chunk = max(1, 2**21 // points.shape[1])
     for start in range(0, len(queries), chunk):
-        q = queries[start : start + chunk]
-        qp = q @ direction
+        which = query_order[start : start + chunk]
+        qp, q = query_proj[which], queries[which]
         lo = np.searchsorted(sorted_proj, qp - reach, side="left")
         num = np.searchsorted(sorted_proj, qp + reach, side="right") - lo
         owner = np.repeat(np.arange(len(q)), num)
-        offset = np.arange(num.sum()) - np.repeat(np.cumsum(num) - num, num)
-        cand = order[np.repeat(lo, num) + offset]
-        dist = np.abs(points[cand] - q[owner]).max(1)
+        cand = np.repeat(lo, num) + np.arange(num.sum()) - np.repeat(np.cumsum(num) - num, num)
+        dist = np.abs(sorted_points[cand] - q[owner]).max(1)
         ok = dist <= atol
-        counts[start : start + len(q)] = np.bincount(
-            owner[ok], weights=weights[cand[ok]], minlength=len(q)
-        )
-        np.minimum.at(best[start : start + len(q)], owner[ok], dist[ok])
+        counts[which] = np.bincount(owner[ok], weights=sorted_weights[cand[ok]], minlength=len(q))
+        nearest = np.full(len(q), np.inf)
+        np.minimum.at(nearest, owner[ok], dist[ok])
+        best[which] = nearest
     return counts, best
+
+
+def _merge_duplicates(z: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct rows of z, the index of each row's distinct row and the copies of each.
+
+    Rows are grouped by a random 64-bit hash of their bits; the grouping is then verified, and
+    on a hash collision (probability about P^2 / 2^64) np.unique over rows decides."""
+    bits = np.ascontiguousarray(z).view(np.uint64)
+    mult = np.random.default_rng(seed).integers(1, 2**63, size=z.shape[1], dtype=np.uint64) | 1
+    with np.errstate(over="ignore"):  # xor-shift-multiply mixing, so that z and -z differ
+        mixed = (bits ^ (bits >> np.uint64(31))) * np.uint64(0xBF58476D1CE4E5B9)
+        mixed ^= mixed >> np.uint64(27)
+        keys = (mixed * mult).sum(axis=1, dtype=np.uint64)
+    _, first, inverse, counts = np.unique(
+        keys, return_index=True, return_inverse=True, return_counts=True
+    )
+    unique = z[first]
+    if not np.array_equal(unique[inverse].view(np.uint64), bits):
+        unique, inverse, counts = np.unique(z, axis=0, return_inverse=True, return_counts=True)
+    return unique, inverse.reshape(-1), counts
 
 
 def _mirror_counts(
@@ -101,11 +122,10 @@ def _mirror_counts(
     of its mirror -z, and the distance from -z to the nearest of those (inf if none).
 
     Bitwise-identical rows are merged first, so that heavy duplication costs nothing."""
-    unique, inverse, weight = np.unique(z, axis=0, return_inverse=True, return_counts=True)
+    unique, inverse, weight = _merge_duplicates(z, seed)
     direction = np.random.default_rng(seed).standard_normal(z.shape[1])
     copies, _ = _near_counts(unique, weight.astype(np.float64), unique, atol, direction)
     mirrors, dist = _near_counts(unique, weight.astype(np.float64), -unique, atol, direction)
-    inverse = inverse.reshape(-1)
     return copies[inverse], mirrors[inverse], dist[inverse]
 
 

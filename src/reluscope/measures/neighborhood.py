@@ -86,8 +86,8 @@ class NeighborhoodMeter(Meter):
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise InputError(f"seed must be an integer >= 0, got {seed!r}")
         self.seed = seed
-        self.frame = orthonormal_frame(self.net.input_dim, self.n_directions, seed, self.net.dtype)
-        self.frame = self.frame.to(self.net.device)
+        frame = orthonormal_frame(self.net.input_dim, self.n_directions, seed, self.net.dtype)
+        self.frame = frame.to(self.net.device)
         self._sources = {s.name: self.net.node(s.name).inputs[0] for s in self.sites}
 
     def _accumulate(self, x: Tensor) -> None:
