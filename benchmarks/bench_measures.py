@@ -2,15 +2,17 @@
 
 The reference is the authors' method: for every hidden layer l, ``vmap(jacfwd(x -> z_l(x)))``
 of the noisy network (one JVP per input dimension, the whole Jacobian recomputed per layer),
-then the kernel-weighted sum of the row norms. A second, stronger baseline ("jacfwd, 1 pass")
+then the kernel-weighted sum of the row norms. A second, stronger baseline ("reference_1pass")
 computes the Jacobians of all layers in one forward-mode pass. All methods use the same points
 and the same noise draws (same seed), float32 on the CPU, sigma = 0.01, theory preset.
 
 Models: the paper's MNIST MLP (784 -> 4x200 -> 10) and CIFAR MLP (3072 -> 7x1000 -> 10) with
 the authors' initialisation (weights N(0, 1/fan_in), zero biases, seeded), standard-normal
 inputs; and ``reluscope.nets.resnet()`` (3x32x32 inputs, width 16, 2 blocks, BatchNorm folded).
-Each measurement runs in its own process; peak memory is that process's ru_maxrss, also shown
-above the baseline of a process that only built the model and the data.
+Each measurement runs in its own process, one warm-up call on one point first; peak memory is
+that process's ru_maxrss, also shown above the baseline of a process that only built the model
+and the data. Each process uses one torch thread (``--threads``): on a small machine shared
+with other jobs, torch's two-thread pool slowed small ops by up to 80x in our runs.
 
     python benchmarks/bench_measures.py                 # everything (about 3-5 min on 2 cores)
     python benchmarks/bench_measures.py --cifar-points 64 --cifar-reference-points 4
@@ -111,14 +113,22 @@ def worker(spec: dict) -> dict:
     x = x[: spec["points"]]
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out: dict = {"threads": torch.get_num_threads()}
-    start = time.perf_counter()
-    if spec["method"] in ("reference", "reference_1pass"):
-        out["value"] = reference(net, x, SIGMA, spec["method"] == "reference_1pass")
-    elif spec["method"] != "baseline":
-        kwargs = {"probes": spec["probes"]} if spec["method"] == "sketch" else {}
-        r = local_complexity(net, x, SIGMA, method=spec["method"], **kwargs)
-        out.update(value=r.value, stderr=r.stderr, extra=r.extra)
-    out["seconds"] = time.perf_counter() - start
+    method = spec["method"]
+
+    def call(points):
+        if method in ("reference", "reference_1pass"):
+            return {"value": reference(net, points, SIGMA, method == "reference_1pass")}
+        kwargs = {"probes": spec["probes"]} if method == "sketch" else {}
+        r = local_complexity(net, points, SIGMA, method=method, **kwargs)
+        return {"value": r.value, "stderr": r.stderr, "extra": r.extra}
+
+    if method != "baseline":
+        call(x[:1])  # warm-up: lazy library initialisation
+        start = time.perf_counter()
+        out.update(call(x))
+        out["seconds"] = time.perf_counter() - start
+    else:
+        out["seconds"] = 0.0
     out["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["baseline_mib"] = baseline
     return out
@@ -160,8 +170,8 @@ def plan(args) -> list[dict]:
             for k in args.probes
         ]
     jobs += [
-        {"case": "resnet", "method": "baseline", "points": 256} | t,
-        {"case": "resnet", "method": "sketch", "points": 256, "probes": 64} | t,
+        {"case": "resnet", "method": "baseline", "points": args.resnet_points} | t,
+        {"case": "resnet", "method": "sketch", "points": args.resnet_points, "probes": 64} | t,
         {"case": "resnet", "method": "exact", "points": args.resnet_exact_points} | t,
         {"case": "resnet", "method": "sketch", "points": args.resnet_exact_points, "probes": 64}
         | t,
@@ -222,19 +232,22 @@ def report(results: list[dict]) -> None:
                 diff,
                 peak,
             )
-    Console().print(table)
+    Console(width=160).print(table)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads per process (0: torch's default)"
+    )
     parser.add_argument("--mnist-points", type=int, default=256)
-    parser.add_argument("--mnist-reference-points", type=int, default=256)
+    parser.add_argument("--mnist-reference-points", type=int, default=128)
     parser.add_argument("--cifar-points", type=int, default=256)
     parser.add_argument("--cifar-reference-points", type=int, default=8)
-    parser.add_argument("--resnet-exact-points", type=int, default=4)
-    parser.add_argument("--probes", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--resnet-points", type=int, default=128)
+    parser.add_argument("--resnet-exact-points", type=int, default=2)
+    parser.add_argument("--probes", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--json", help="also write the raw results to this file")
     args = parser.parse_args()
     if args.worker:

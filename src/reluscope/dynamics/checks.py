@@ -26,7 +26,7 @@ def as_tensor(value: Any, name: str, device: torch.device | str | None = None) -
         t = torch.as_tensor(np.asarray(value) if not isinstance(value, Tensor) else value)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise InputError(f"{name} must be a numeric array or tensor; got {type(value)}") from exc
-    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.int16)):
+    if t.is_complex() or t.dtype == torch.bool:
         raise InputError(f"{name} must hold real numbers; got dtype {t.dtype}")
     t = t.detach().to(device=device, dtype=DTYPE)
     if t.numel() == 0:
@@ -107,12 +107,12 @@ def as_weights(
     return out
 
 
-def fit_weights(weights: tuple[Tensor, ...], x: Tensor, y: Tensor, name: str = "weights") -> None:
-    """Check that the first layer takes x's features and the last gives y's outputs."""
-    if weights[0].shape[1] != x.shape[1] or weights[-1].shape[0] != y.shape[1]:
+def fit_weights(weights: tuple[Tensor, ...], inputs: int, outputs: int) -> None:
+    """Check that the first layer takes ``inputs`` features and the last gives ``outputs``."""
+    if weights[0].shape[1] != inputs or weights[-1].shape[0] != outputs:
         raise InputError(
-            f"{name} map {weights[0].shape[1]} inputs to {weights[-1].shape[0]} outputs, but "
-            f"the data have {x.shape[1]} features and {y.shape[1]} outputs"
+            f"the weights map {weights[0].shape[1]} inputs to {weights[-1].shape[0]} outputs, "
+            f"but the data have {inputs} features and {outputs} outputs"
         )
 
 

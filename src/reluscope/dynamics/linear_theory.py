@@ -79,13 +79,15 @@ def whiten(x: Any) -> Tensor:
 def whitening_error(x: Any) -> float:
     """max |Sigma^x - I|: how far the inputs are from whitened (0 for whitened inputs)."""
     sigma = second_moment(x)
-    return float((sigma - torch.eye(len(sigma), dtype=sigma.dtype)).abs().max())
+    return float(
+        (sigma - torch.eye(len(sigma), dtype=sigma.dtype, device=sigma.device)).abs().max()
+    )
 
 
 def linear_floor(x: Any, y: Any) -> float:
     """The loss 1/2 <||y - B x||^2> of the least-squares linear map without intercept, i.e.
     1/2 <||y||^2> - 1/2 tr(Sigma^{yx} (Sigma^x)^+ Sigma^{xy}) (target units squared)."""
-    xt, yt = as_data(x, y)
+    xt, yt = as_data(x, y, "cpu")
     beta = torch.linalg.lstsq(xt, yt, driver="gelsd").solution
     return float(0.5 * ((yt - xt @ beta) ** 2).sum(1).mean())
 
@@ -109,7 +111,7 @@ def modes(x: Any, y: Any, whiten: bool = False, atol: float = 1e-6) -> Modes:
     Inputs whose second moment differs from I by more than ``atol`` (max abs entry) raise
     InputError unless ``whiten=True``, which whitens them first (see :func:`whitening_matrix`);
     the modes then describe a network trained on the whitened inputs."""
-    xt, yt = as_data(x, y)
+    xt, yt = as_data(x, y, "cpu")
     if not isinstance(whiten, bool):
         raise InputError(f"whiten must be true or false; got {whiten!r}")
     atol = positive_real(atol, "atol")
@@ -227,12 +229,12 @@ def projected_initial_strength(weights: Any, modes: Modes, alpha: float = 1.0) -
 
 def _two_layer(weights: Any, modes: Modes) -> tuple[Tensor, Tensor]:
     """(W_1, W_2) of a two-layer network that fits the modes' input and output sizes."""
-    ws = as_weights(weights)
+    ws = as_weights(weights, device="cpu")
     if len(ws) != 2:
         raise InputError(
             f"the closed form is for two-layer networks (W_1, W_2); got {len(ws)} weight matrices"
         )
-    fit_weights(ws, torch.empty(1, modes.right.shape[0]), torch.empty(1, modes.left.shape[0]))
+    fit_weights(ws, modes.right.shape[0], modes.left.shape[0])
     return ws
 
 
@@ -262,15 +264,16 @@ class TheoryCurve:
         return half_way_step(self.t, self.loss, final=self.modes.floor)
 
     def to_records(self, **tags: Any) -> list[dict[str, Any]]:
-        """Tidy rows (t, metric, mode, value): the loss at each time, then u_i(t) per mode."""
+        """Tidy rows (step, metric, mode, value): the loss at each time t (in steps), then
+        u_i(t) per mode (metric "strength")."""
         base = dict(tags, alpha=self.alpha, lr=self.lr)
         rows = [
-            dict(base, t=float(t), metric="loss", mode=None, value=float(v))
+            dict(base, step=float(t), metric="loss", mode=None, value=float(v))
             for t, v in zip(self.t, self.loss, strict=True)
         ]
         for i in range(self.strengths.shape[1]):
             rows += [
-                dict(base, t=float(t), metric="strength", mode=i, value=float(v))
+                dict(base, step=float(t), metric="strength", mode=i, value=float(v))
                 for t, v in zip(self.t, self.strengths[:, i], strict=True)
             ]
         return rows

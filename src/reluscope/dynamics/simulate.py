@@ -98,7 +98,7 @@ class Trajectory:
     @property
     def steps(self) -> np.ndarray:
         """The step index of each loss value: 0, 1, ..., len(loss) - 1."""
-        return np.arange(len(self.loss), dtype=np.float64)
+        return np.arange(len(self.loss))
 
     @property
     def rescaled_steps(self) -> np.ndarray:
@@ -149,7 +149,7 @@ def gradient_descent(
     substeps = count(substeps, "substeps", minimum=1)
     xt, yt = as_data(x, y, device)
     ws = as_weights(weights, device=xt.device)
-    fit_weights(ws, xt, yt)
+    fit_weights(ws, xt.shape[1], yt.shape[1])
     bs = None if biases is None else as_biases(biases, ws, xt.device)
     chosen = _snapshot_steps(snapshots, steps)
     wanted = set(chosen)

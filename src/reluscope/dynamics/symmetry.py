@@ -5,11 +5,13 @@ itself to be symmetric: then odd-times-even averages vanish and the loss splits 
 an even part. The exact test matches every point z = (x, y) with a mirror point -z within
 ``atol`` in the max norm, and also checks multiplicities, so that the empirical distribution
 itself is symmetric. It sorts the points by a random projection and checks only the points whose
-projection is close enough: O(P log P) time for well-separated points. The distribution-level proxies of spec 5(c) are
-the mean input and target, and the odd-residual statistic: with e = y - B x the least-squares
-residual, max over random unit directions w of |<e |w^T x|>|, the gradient that drives the even
-part of a bias-free network. It is 0 (to rounding) on a symmetric sample and of order
-1/sqrt(P) on an unsymmetrised i.i.d. sample of a symmetric distribution.
+projection is close enough: O(P log P) time for well-separated points.
+
+The distribution-level proxies of spec 5(c) are the mean input and target, and the odd-residual
+statistic: with e = y - B x the least-squares residual, max over random unit directions w of
+|<e |w^T x|>|, the gradient that drives the even part of a bias-free network. It is 0 (to
+rounding) on a symmetric sample and of order 1/sqrt(P) on an unsymmetrised i.i.d. sample of a
+symmetric distribution.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ class SymmetryReport:
     Proxies: ``mean_x_norm`` = ||<x>||, ``mean_y_norm`` = ||<y>|| (input and target units);
     ``odd_residual`` = max_w |<e |w^T x|>| (target times input units) and
     ``odd_residual_corr`` the same as a correlation, |<e g>| / sqrt(<e^2> <g^2>) with g = |w^T x|
-    (dimensionless, 0 when the linear fit is exact), over ``directions`` random unit w.
+    (dimensionless; 0 when the linear fit is exact to rounding), over ``directions`` random
+    unit w.
     """
 
     symmetric: bool
@@ -139,8 +142,11 @@ def _odd_residual(
     w = torch.randn(x.shape[1], directions, generator=gen, dtype=x.dtype)
     g = (x @ (w / w.norm(dim=0))).abs()
     cross = (e.T @ g / len(x)).abs()
-    scale = torch.sqrt((e**2).mean(0))[:, None] * torch.sqrt((g**2).mean(0))[None, :]
-    corr = torch.where(scale > 0, cross / scale.clamp_min(1e-300), torch.zeros_like(cross))
+    e_rms = torch.sqrt((e**2).mean(0))
+    exact = e_rms <= 1e-12 * torch.sqrt((y**2).mean(0))  # a linear fit exact to rounding
+    scale = e_rms[:, None] * torch.sqrt((g**2).mean(0))[None, :]
+    usable = (scale > 0) & ~exact[:, None]
+    corr = torch.where(usable, cross / scale.clamp_min(1e-300), torch.zeros_like(cross))
     return float(cross.max()), float(corr.max())
 
 
@@ -150,7 +156,7 @@ def symmetry_report(
     """Test whether (x, y) is closed under (x, y) -> (-x, -y), exactly within ``atol`` (default
     1e-9 max(1, max |z|)) and by the proxies (``directions`` random directions from ``seed``,
     which also seeds the projection of the exact test, whose result does not depend on it)."""
-    xt, yt = as_data(x, y)
+    xt, yt = as_data(x, y, "cpu")
     z = torch.cat([xt, yt], 1).numpy()
     scale = float(np.abs(z).max())
     atol = 1e-9 * max(1.0, scale) if atol is None else positive_real(atol, "atol")

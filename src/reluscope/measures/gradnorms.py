@@ -139,55 +139,106 @@ def sketch_probes(net: PWLNet, rows: int, k: int, generator: torch.Generator) ->
     return torch.randn(shape, generator=generator, dtype=net.dtype).to(net.device)
 
 
-def exact_gradient_norms(
-    net: PWLNet, site: str, active: dict[str, Tensor], rows: Tensor, neurons: Tensor
-) -> Tensor:
-    """``||grad_x z||`` for the pairs (rows[p], neurons[p]) of ``site``'s pre-activation.
+class ExactGradientNorms:
+    """Exact ``||grad_x z||`` for chosen (row, neuron) pairs of the sites of ``net``.
 
-    ``neurons`` index the flattened pre-activation; ``active`` is :attr:`NoisyPass.active` for
-    the rows. Pairs are processed in chunks of at most ``CHUNK_ELEMENTS`` elements per node.
+    One reverse sweep per site: one-hot cotangents at the neurons' pre-activation go back
+    through the transposed linear parts of the ops and the rows' stored activation gains
+    (:attr:`NoisyPass.active`). When a sweep's whole cotangent ``c`` sits at one node t whose
+    value is a fixed linear map ``M_t`` of the input (no site upstream) with fewer entries than
+    the input, it ends with ``||c M_t||^2 = c G_t c^T``, ``G_t = M_t M_t^T`` computed once in
+    float64: for an MLP this replaces the product with the first weight matrix (n_1 x n_0) by
+    one with ``W_1 W_1^T`` (n_1 x n_1).
     """
-    src = net.node(site).inputs[0]
-    if src == INPUT or len(rows) == 0:
-        return torch.ones(len(rows), dtype=net.dtype, device=net.device)
-    end = next(i for i, n in enumerate(net.nodes) if n.name == src)
-    widest = max([net.input_dim] + [math.prod(n.shape) for n in net.nodes[: end + 1]])
-    step = max(1, CHUNK_ELEMENTS // widest)
-    parts = [
-        _reverse_sweep(net, end, active, rows[i : i + step], neurons[i : i + step])
-        for i in range(0, len(rows), step)
-    ]
-    return torch.cat(parts)
 
+    def __init__(self, net: PWLNet) -> None:
+        self.net = net
+        self._index = {n.name: i for i, n in enumerate(net.nodes)}
+        self._input_linear = {INPUT}  # nodes whose value is a linear map of the input alone
+        for n in net.nodes:
+            if not n.is_site and all(a in self._input_linear for a in n.inputs):
+                self._input_linear.add(n.name)
+        self._grams: dict[str, Tensor | None] = {}
 
-def _reverse_sweep(
-    net: PWLNet, end: int, active: dict[str, Tensor], rows: Tensor, neurons: Tensor
-) -> Tensor:
-    """Norms of the input gradients of one-hot cotangents at node ``end``'s output."""
-    node = net.nodes[end]
-    p = len(rows)
-    cot: dict[str, Tensor] = {}
-    if isinstance(node.op, LinearOp) and len(node.shape) == 1:
-        # the cotangent of a one-hot through a Linear is a row of its weight
-        cot[node.inputs[0]] = node.op.weight[neurons]
-        end -= 1
-    else:
-        onehot = torch.zeros(p, math.prod(node.shape), dtype=net.dtype, device=net.device)
-        onehot[torch.arange(p, device=net.device), neurons] = 1.0
-        cot[node.name] = onehot.reshape((p,) + node.shape)
-    for n in reversed(net.nodes[: end + 1]):
-        c = cot.pop(n.name, None)
-        if c is None:
-            continue
-        if n.is_site:
-            _accumulate(cot, n.inputs[0], c * _gain(n.op, active[n.name][rows], c.dtype))
-        elif isinstance(n.op, AddOp):
-            for sign, a in zip(n.op.signs, n.inputs, strict=True):
-                _accumulate(cot, a, c if sign == 1 else sign * c)
+    def __call__(
+        self, site: str, active: dict[str, Tensor], rows: Tensor, neurons: Tensor
+    ) -> Tensor:
+        """Norms for the pairs (rows[p], neurons[p]); ``neurons`` index the flattened site.
+
+        Pairs are processed in chunks of at most ``CHUNK_ELEMENTS`` elements per node.
+        """
+        net = self.net
+        src = net.node(site).inputs[0]
+        if src == INPUT or len(rows) == 0:
+            return torch.ones(len(rows), dtype=net.dtype, device=net.device)
+        end = self._index[src]
+        widest = max([net.input_dim] + [math.prod(n.shape) for n in net.nodes[: end + 1]])
+        step = max(1, CHUNK_ELEMENTS // widest)
+        parts = [
+            self._sweep(end, active, rows[i : i + step], neurons[i : i + step])
+            for i in range(0, len(rows), step)
+        ]
+        return torch.cat(parts)
+
+    def _sweep(self, end: int, active: dict[str, Tensor], rows: Tensor, neurons: Tensor) -> Tensor:
+        """Norms of the input gradients of one-hot cotangents at node ``end``'s output."""
+        net = self.net
+        node = net.nodes[end]
+        p = len(rows)
+        gram = self._gram(node.name)
+        if gram is not None:  # a one-hot's squared norm is a diagonal entry
+            return gram.diagonal()[neurons].sqrt().to(net.dtype)
+        cot: dict[str, Tensor] = {}
+        if isinstance(node.op, LinearOp) and len(node.shape) == 1:
+            # the cotangent of a one-hot through a Linear is a row of its weight
+            cot[node.inputs[0]] = node.op.weight[neurons]
+            end -= 1
         else:
-            shape = net.input_shape if n.inputs[0] == INPUT else net.node(n.inputs[0]).shape
-            _accumulate(cot, n.inputs[0], _adjoint(n.op, c, shape))
-    return cot[INPUT].reshape(p, -1).norm(dim=1)
+            onehot = torch.zeros(p, math.prod(node.shape), dtype=net.dtype, device=net.device)
+            onehot[torch.arange(p, device=net.device), neurons] = 1.0
+            cot[node.name] = onehot.reshape((p,) + node.shape)
+        for n in reversed(net.nodes[: end + 1]):
+            if len(cot) == 1:
+                ((name, c),) = cot.items()
+                gram = self._gram(name)
+                if gram is not None:
+                    c = c.reshape(p, -1).to(torch.float64)
+                    squares = ((c @ gram) * c).sum(dim=1).clamp(min=0)
+                    return squares.sqrt().to(net.dtype)
+            c = cot.pop(n.name, None)
+            if c is None:
+                continue
+            if n.is_site:
+                _accumulate(cot, n.inputs[0], c * _gain(n.op, active[n.name][rows], c.dtype))
+            elif isinstance(n.op, AddOp):
+                for sign, a in zip(n.op.signs, n.inputs, strict=True):
+                    _accumulate(cot, a, c if sign == 1 else sign * c)
+            else:
+                shape = net.input_shape if n.inputs[0] == INPUT else net.node(n.inputs[0]).shape
+                _accumulate(cot, n.inputs[0], _adjoint(n.op, c, shape))
+        return cot[INPUT].reshape(p, -1).norm(dim=1)
+
+    def _gram(self, name: str) -> Tensor | None:
+        """``G_t = M_t M_t^T`` (float64) for a node t = ``name`` that qualifies, else None."""
+        if name not in self._grams:
+            self._grams[name] = self._compute_gram(name)
+        return self._grams[name]
+
+    def _compute_gram(self, name: str) -> Tensor | None:
+        net = self.net
+        if name == INPUT or name not in self._input_linear:
+            return None
+        nodes = [n for n in net.nodes[: self._index[name] + 1] if n.name in self._input_linear]
+        widest = max(math.prod(n.shape) for n in nodes)
+        size = math.prod(net.node(name).shape)
+        if size >= net.input_dim or widest * net.input_dim > 4 * CHUNK_ELEMENTS:
+            return None
+        eye = torch.eye(net.input_dim, dtype=net.dtype, device=net.device)
+        values = {INPUT: eye.reshape((net.input_dim,) + net.input_shape)}
+        for n in nodes:
+            values[n.name] = n.op.linear(*(values[a] for a in n.inputs))
+        transposed = values[name].reshape(net.input_dim, -1).to(torch.float64)  # M_t^T
+        return transposed.T @ transposed
 
 
 def _accumulate(cot: dict[str, Tensor], name: str, value: Tensor) -> None:

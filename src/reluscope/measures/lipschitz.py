@@ -84,9 +84,9 @@ def _lanczos_norm(op: Op, shape: tuple[int, ...], iters: int, seed: int, tol: fl
     dtype = torch.float64 if tensors and tensors[0].dtype == torch.float64 else torch.float32
     op = op.to(dtype=dtype)
     n = math.prod(shape)
-    steps = max(1, min(iters, n))
     out, adjoint = torch.func.vjp(op.linear, torch.zeros((1,) + shape, dtype=dtype, device=device))
     m = out.numel()
+    steps = max(1, min(iters, n, m))  # the Krylov spaces have at most min(n, m) dimensions
     vs = torch.zeros(steps + 1, n, dtype=dtype, device=device)  # orthonormal input basis
     us = torch.zeros(steps, m, dtype=dtype, device=device)  # orthonormal output basis
     gen = torch.Generator().manual_seed(seed)
@@ -96,13 +96,13 @@ def _lanczos_norm(op: Op, shape: tuple[int, ...], iters: int, seed: int, tol: fl
     estimate = 0.0
     for j in range(steps):
         u = op.linear(vs[j].reshape((1,) + shape)).reshape(-1)
-        u = u - us[:j].T @ (us[:j] @ u)  # full reorthogonalisation
+        u = _orthogonalise(u, us[:j])
         alphas.append(float(u.norm()))
         if alphas[-1] == 0.0:
             break
         us[j] = u / alphas[-1]
         w = adjoint(us[j].reshape(out.shape))[0].reshape(-1)
-        w = w - vs[: j + 1].T @ (vs[: j + 1] @ w)
+        w = _orthogonalise(w, vs[: j + 1])
         betas.append(float(w.norm()))
         last = j == steps - 1 or betas[-1] == 0.0
         if j % 5 == 4 or last:
@@ -115,6 +115,13 @@ def _lanczos_norm(op: Op, shape: tuple[int, ...], iters: int, seed: int, tol: fl
             estimate = new
         vs[j + 1] = w / betas[-1]
     return max([estimate, *alphas])
+
+
+def _orthogonalise(x: Tensor, basis: Tensor) -> Tensor:
+    """``x`` minus its projection on the orthonormal rows of ``basis`` (Gram-Schmidt, twice)."""
+    for _ in range(2):
+        x = x - basis.T @ (basis @ x)
+    return x
 
 
 def _input_shape(net: PWLNet, name: str) -> tuple[int, ...]:

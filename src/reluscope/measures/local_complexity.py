@@ -27,7 +27,9 @@ standard error valid. Sites named in ``layers`` (default: all) are summed; the n
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import numbers
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -37,8 +39,8 @@ from reluscope.errors import InputError
 from reluscope.measures.batches import iterate_batches, take_inputs
 from reluscope.measures.gradnorms import (
     CHUNK_ELEMENTS,
+    ExactGradientNorms,
     bias_noise,
-    exact_gradient_norms,
     noisy_pass,
     sketch_probes,
 )
@@ -118,6 +120,7 @@ class LocalComplexityMeter:
             "device": str(self.net.device),
         }
         self._row_bounds: dict[str, Tensor] | None = None
+        self._exact_norms = ExactGradientNorms(self.net)
         self.reset()
 
     # ------------------------------------------------------------------ streaming
@@ -247,7 +250,7 @@ class LocalComplexityMeter:
     ) -> Tensor:
         """A site's contribution per row from the exact norms of its near-threshold neurons."""
         r, i = near.nonzero(as_tuple=True)
-        norms = exact_gradient_norms(self.net, site, active, r, i)
+        norms = self._exact_norms(site, active, r, i)
         out = torch.zeros(len(weight), dtype=torch.float64, device=weight.device)
         out.index_add_(0, r, (weight[r, i] * norms).to(torch.float64))
         if not bool(near.all()):
@@ -256,7 +259,7 @@ class LocalComplexityMeter:
             self._truncation += float(neglected) / self.noise_draws
         if self.bounds:
             r, i = torch.ones_like(near).nonzero(as_tuple=True)
-            norms = exact_gradient_norms(self.net, site, active, r, i)
+            norms = self._exact_norms(site, active, r, i)
             self._norm_sum += float(norms.sum(dtype=torch.float64)) / self.noise_draws
         return out
 
@@ -343,8 +346,7 @@ def local_complexity(
     for x in iterate_batches(meter.net, data, batch_size, input_key):
         meter.update(x)
     result = meter.compute()
-    result.params["batch_size"] = batch_size
-    return result
+    return dataclasses.replace(result, params=result.params | {"batch_size": batch_size})
 
 
 def _net_for(model, data, input_shape: Sequence[int] | None) -> PWLNet:
@@ -382,7 +384,7 @@ def _check_options(
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _check_layers(net: PWLNet, layers: str | Iterable[str] | None) -> tuple[str, ...]:
