@@ -7,9 +7,11 @@ perturbed),
 
     LC = sum over hidden neurons z of  E_x E_eps [ k_sigma(a_z(x)) * ||grad_x z(x)|| ]
 
-in units of boundary (n_0 - 1)-volume per unit of input volume, weighted by the data density
-(1-D inputs: breakpoints per unit length). ``grad_x z`` is the input gradient of the neuron's
-pre-activation in the noisy network (activation pattern of the noisy earlier layers), and:
+the (n_0 - 1)-volume of the neuron zero sets (the region boundaries) weighted by the data
+density, in units of 1 / (input length); for 1-D inputs uniform on [a, b] and sigma -> 0, the
+number of breakpoints in [a, b] divided by b - a. ``grad_x z`` is the input gradient of the
+neuron's pre-activation in the noisy network (activation pattern of the noisy earlier layers),
+and:
 
 - preset ``"theory"`` (default): ``centring="full"``, ``normalised=True``. The argument
   ``a_z = zbar_z = w_z . h~ + b_z`` is the full pre-activation with the neuron's own mean bias
@@ -30,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -140,7 +142,7 @@ class LocalComplexityMeter:
 
     def update(self, batch) -> None:
         """Add a batch: a tensor (batch, *input_shape), a tuple/list (inputs first) or a dict."""
-        if not isinstance(batch, (Tensor, tuple, list, dict)):
+        if not isinstance(batch, (Tensor, tuple, list, Mapping)):
             batch = torch.as_tensor(batch)
         x = self.net.check_input(take_inputs(batch, self.input_key))
         if len(x) == 0:
