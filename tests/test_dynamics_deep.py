@@ -21,14 +21,7 @@ from reluscope.dynamics import (
 )
 from reluscope.errors import InputError
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small matrices: one thread is fastest and immune to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.25, 1.0])

@@ -26,14 +26,7 @@ from reluscope.dynamics import (
 )
 from reluscope.errors import InputError
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small matrices: one thread is fastest and immune to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def multi_mode_data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,9 +6,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from measure_helpers import DictDataset, stream
 from torch import nn
 from torch.func import jacrev
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 import reluscope as rs
 from reluscope.measures.jacobians import output_jacobian, site_jacobians
@@ -174,27 +175,14 @@ def test_layers_selection_dtype_and_cnn():
     assert 0 < full.per_layer["1"] <= 16 and full.per_layer["4"] <= 2 * 2 * 2
 
 
-class _Dicts(Dataset):
-    def __init__(self, x: torch.Tensor) -> None:
-        self.x = x
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"image": self.x[i], "label": torch.tensor(i % 3)}
-
-
 def test_streaming_over_dataloaders_equals_tensor_call():
     model = mlp([4, 5, 5, 3], seed=2).double()
     x = torch.randn(17, 4, dtype=torch.float64)
     ref = local_rank(model, x, atol=0.1)
     tuples = DataLoader(TensorDataset(x, torch.zeros(17)), batch_size=5)
     assert local_rank(model, tuples, atol=0.1) == ref
-    assert local_rank(model, DataLoader(_Dicts(x), batch_size=4), atol=0.1) == ref
-    meter = LocalRankMeter(model, atol=0.1, batch_size=3)
-    for batch in tuples:
-        meter.update(batch)
+    assert local_rank(model, DataLoader(DictDataset(x, "image"), batch_size=4), atol=0.1) == ref
+    meter = stream(LocalRankMeter(model, atol=0.1, batch_size=3), tuples)
     assert meter.compute() == ref
     meter.reset()
     meter.update(x[:2])

@@ -6,8 +6,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from measure_helpers import DictDataset, stream
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 import reluscope as rs
 from reluscope.measures.jacobians import site_jacobians
@@ -156,28 +157,15 @@ def test_float32_model_float64_option_and_batch_size_invariance():
     assert c.value == pytest.approx(a.value, abs=0.2)
 
 
-class _Dicts(Dataset):
-    def __init__(self, x: torch.Tensor) -> None:
-        self.x = x
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"pixels": self.x[i], "label": torch.tensor(0)}
-
-
 def test_streaming_over_dataloaders_equals_tensor_call():
     model = mlp([4, 8, 8, 2], seed=7).double()
     x = torch.randn(21, 4, dtype=torch.float64)
     ref = neighborhood_complexity(model, x, 0.3, n_vertices=6)
     tuples = DataLoader(TensorDataset(x, torch.zeros(21)), batch_size=8)
     assert neighborhood_complexity(model, tuples, 0.3, n_vertices=6) == ref
-    dicts = DataLoader(_Dicts(x), batch_size=5)
+    dicts = DataLoader(DictDataset(x, "pixels"), batch_size=5)
     assert neighborhood_complexity(model, dicts, 0.3, n_vertices=6, input_key="pixels") == ref
-    meter = NeighborhoodMeter(model, 0.3, 6, batch_size=2, input_key="pixels")
-    for batch in dicts:
-        meter.update(batch)
+    meter = stream(NeighborhoodMeter(model, 0.3, 6, batch_size=2, input_key="pixels"), dicts)
     assert meter.compute() == ref
     meter.reset()
     meter.update(x[0])  # a single point

@@ -8,9 +8,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from measure_helpers import DictDataset, stream
 from torch import nn
 from torch.func import jacrev
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 import reluscope as rs
 from reluscope.measures.jacobians import site_jacobians
@@ -168,27 +169,14 @@ def test_b_equals_a_hand_count_with_dead_layers():
     assert total_variation(_dead_net(), x, layers=["5"]).extra["B"] == pytest.approx(8 / 3)
 
 
-class _Dicts(Dataset):
-    def __init__(self, x: torch.Tensor) -> None:
-        self.x = x
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"x": self.x[i], "y": torch.tensor(1)}
-
-
 def test_streaming_over_dataloaders_equals_tensor_call():
     model = mlp([4, 6, 6, 2], seed=5).double()
     x = torch.randn(19, 4, dtype=torch.float64)
     ref = total_variation(model, x, "predicted")
     tuples = DataLoader(TensorDataset(torch.zeros(19), x), batch_size=6)
     assert total_variation(model, tuples, "predicted", input_key=1) == ref
-    assert total_variation(model, DataLoader(_Dicts(x), batch_size=4), "predicted") == ref
-    meter = TotalVariationMeter(model, "predicted", batch_size=5, input_key=1)
-    for batch in tuples:
-        meter.update(batch)
+    assert total_variation(model, DataLoader(DictDataset(x, "x"), batch_size=4), "predicted") == ref
+    meter = stream(TotalVariationMeter(model, "predicted", batch_size=5, input_key=1), tuples)
     assert meter.compute() == ref
     meter.reset()
     with pytest.raises(rs.InputError, match="before any data"):

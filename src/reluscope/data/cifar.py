@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from reluscope.data.dataset import Dataset
-from reluscope.data.files import as_dataset, data_root, find_file
+from reluscope.data.files import as_dataset, data_root, find_file, read_npz_part
 from reluscope.data.options import choice, flag
 from reluscope.errors import InputError
 
@@ -63,11 +63,8 @@ def cifar10(
     dirs = [root, root / "cifar-10-batches-py", root / "cifar10"]
     npz = find_file(dirs, ["cifar10.npz"])
     if npz is not None:
-        with np.load(npz, allow_pickle=False) as arrays:
-            keys = (f"x_{part}", f"y_{part}")
-            if not set(keys) <= set(arrays.files):
-                raise InputError(f"{str(npz)!r} has arrays {arrays.files}; expected {list(keys)}")
-            x, y = arrays[keys[0]], arrays[keys[1]].reshape(-1)
+        x, y = read_npz_part(npz, part)
+        y = y.reshape(-1)
         if x.ndim == 4 and x.shape[-1] == 3:
             x = x.transpose(0, 3, 1, 2)
         source = npz

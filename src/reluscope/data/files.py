@@ -102,6 +102,16 @@ def data_root(data_dir: str | os.PathLike[str] | None, dataset: str, expected: s
     return root
 
 
+def read_npz_part(path: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
+    """The arrays ``x_{part}`` and ``y_{part}`` of the ``.npz`` file at ``path`` (the layout of
+    ``mnist.npz`` and ``cifar10.npz``)."""
+    with np.load(path, allow_pickle=False) as arrays:
+        keys = (f"x_{part}", f"y_{part}")
+        if not set(keys) <= set(arrays.files):
+            raise InputError(f"{str(path)!r} has arrays {arrays.files}; expected {list(keys)}")
+        return arrays[keys[0]], arrays[keys[1]]
+
+
 def find_file(dirs: list[Path], names: list[str]) -> Path | None:
     """The first existing file among ``names`` in ``dirs`` (directories searched in order)."""
     for folder in dirs:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from reluscope.data.dataset import Dataset
-from reluscope.data.files import as_dataset, data_root, find_file
+from reluscope.data.files import as_dataset, data_root, find_file, read_npz_part
 from reluscope.data.options import choice, flag
 from reluscope.errors import InputError
 
@@ -62,11 +62,7 @@ def mnist(
     dirs = [root, root / "mnist", root / "MNIST" / "raw"]
     npz = find_file(dirs, ["mnist.npz"])
     if npz is not None:
-        with np.load(npz, allow_pickle=False) as arrays:
-            keys = (f"x_{part}", f"y_{part}")
-            if not set(keys) <= set(arrays.files):
-                raise InputError(f"{str(npz)!r} has arrays {arrays.files}; expected {list(keys)}")
-            x, y = arrays[keys[0]], arrays[keys[1]]
+        x, y = read_npz_part(npz, part)
         source = npz
     else:
         images = _idx_file(dirs, IDX_PREFIX[part], "images", 3)

@@ -6,26 +6,19 @@ import numbers
 from typing import Any
 
 from reluscope.errors import InputError
-from reluscope.nets.spec import parse_value
+from reluscope.nets.spec import parse_kwargs
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """Split ``'gaussian:n=500,d=2'`` into ``('gaussian', {'n': 500, 'd': 2})``.
 
-    Values are parsed like model specs: bool, none, int, float, or string."""
+    Options are parsed as model-spec keyword arguments are (``nets.spec.parse_kwargs``): bool,
+    none, int, float, dash-separated tuple of numbers, or string."""
     name, _, rest = spec.strip().partition(":")
-    options: dict[str, Any] = {}
-    for item in rest.split(",") if rest else []:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier() or not value.strip():
-            raise InputError(
-                f"bad option {item!r} in data spec {spec!r}; expected 'name' or "
-                "'name:key=value,...', e.g. 'gaussian:n=500,d=2'"
-            )
-        if key in options:
-            raise InputError(f"option {key!r} given twice in data spec {spec!r}")
-        options[key] = parse_value(value)
+    if not rest:
+        return name.strip(), {}
+    expected = "'name' or 'name:key=value,...', e.g. 'gaussian:n=500,d=2'"
+    options = parse_kwargs(rest, spec, spec_kind="data", noun="option", expected=expected)
     return name.strip(), options
 
 

@@ -251,20 +251,24 @@ class Meter:
     """Base of the streaming measures (torchmetrics style): ``update(batch)`` for each batch,
     then ``compute()``; ``reset()`` starts over.
 
-    The model is traced once, at construction: the meter measures a snapshot of its weights.
-    ``batch`` is a tensor of inputs, a tuple/list (inputs first, or element ``input_key``) or a
-    dict (key ``input_key``, default "x"/"input"/"inputs"/"image"/"images"). Points are
-    processed ``batch_size`` at a time whatever the size of the batches given.
+    The model is traced once, at construction (``input_shape`` is needed to trace a module whose
+    first layer is not Linear), cast to ``dtype`` when given: the meter measures a snapshot of
+    its weights. ``layers`` picks the sites (default all). ``batch`` is a tensor of inputs, a
+    tuple/list (inputs first, or element ``input_key``) or a dict (key ``input_key``, default
+    "x"/"input"/"inputs"/"image"/"images"). Points are processed ``batch_size`` at a time
+    whatever the size of the batches given (default: :func:`default_chunk_size`). Subclasses and
+    their functional forms take these keywords as ``**options``.
     """
 
     def __init__(
         self,
         model: nn.Module | PWLNet,
-        layers: Iterable[str] | str | None,
-        batch_size: int | None,
-        input_shape: Sequence[int] | None,
-        input_key: str | int | None,
-        dtype: torch.dtype | None,
+        *,
+        layers: Iterable[str] | str | None = None,
+        batch_size: int | None = None,
+        input_shape: Sequence[int] | None = None,
+        input_key: str | int | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         self.net = prepare_net(model, input_shape, dtype)
         self.sites = select_sites(self.net, layers)

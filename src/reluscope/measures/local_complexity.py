@@ -278,32 +278,23 @@ def local_complexity(
     data,
     sigma: float = 0.01,
     *,
-    preset: str = "theory",
-    centring: str | None = None,
-    normalised: bool | None = None,
-    method: str = "exact",
-    noise_draws: int = 1,
-    cutoff: float = 10.0,
-    probes: int = 64,
-    layers: str | Iterable[str] | None = None,
-    bounds: bool = False,
     batch_size: int = 256,
     input_shape: Sequence[int] | None = None,
-    input_key: str | int | None = None,
-    seed: int = 0,
-    dtype: torch.dtype | None = None,
+    **options,
 ) -> MeasureResult:
     """The local complexity of ``model`` on ``data`` (see the module docstring for the formula).
 
     ``model`` is a torch module (traced with ``input_shape``; inferred for MLPs and from a data
     tensor) or a PWLNet; ``data`` a tensor (batch, *input_shape) or an iterable of batches (a
-    DataLoader yielding tensors, tuples with the inputs first or dicts, see ``input_key``).
+    DataLoader yielding tensors, tuples with the inputs first or dicts, see ``input_key``),
+    processed ``batch_size`` points at a time.
 
-    Options: ``sigma`` the noise standard deviation (input-to-pre-activation units);
-    ``preset`` ``"theory"`` or ``"paper_code"``, overridden by ``centring`` (``"full"`` or
-    ``"no_bias"``) and ``normalised``; ``noise_draws`` noise draws per point; ``layers`` the site
-    names to sum (default all); ``seed`` seeds the noise and the probes; ``dtype`` casts the
-    network (e.g. ``torch.float64``).
+    ``sigma`` and the keywords in ``options`` go to :class:`LocalComplexityMeter` (whose
+    signature gives their defaults): ``sigma`` the noise standard deviation
+    (input-to-pre-activation units); ``preset`` ``"theory"`` or ``"paper_code"``, overridden by
+    ``centring`` (``"full"`` or ``"no_bias"``) and ``normalised``; ``noise_draws`` noise draws
+    per point; ``layers`` the site names to sum (default all); ``seed`` seeds the noise and the
+    probes; ``dtype`` casts the network (e.g. ``torch.float64``).
 
     ``method="exact"``: gradient norms, computed exactly by reverse sweeps, only for the
     (point, neuron) pairs with ``|a_z| <= cutoff * sigma``; the cost scales with the number of
@@ -329,23 +320,8 @@ def local_complexity(
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise InputError(f"batch_size must be an integer >= 1; got {batch_size!r}")
     net = _net_for(model, data, input_shape)
-    meter = LocalComplexityMeter(
-        net,
-        sigma,
-        preset=preset,
-        centring=centring,
-        normalised=normalised,
-        method=method,
-        noise_draws=noise_draws,
-        cutoff=cutoff,
-        probes=probes,
-        layers=layers,
-        bounds=bounds,
-        input_key=input_key,
-        seed=seed,
-        dtype=dtype,
-    )
-    for x in iterate_batches(meter.net, data, batch_size, input_key):
+    meter = LocalComplexityMeter(net, sigma, **options)
+    for x in iterate_batches(meter.net, data, batch_size, meter.input_key):
         meter.update(x)
     result = meter.compute()
     return dataclasses.replace(result, params=result.params | {"batch_size": batch_size})

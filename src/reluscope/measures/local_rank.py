@@ -9,9 +9,6 @@ min(input_dim, site width, rank of every weight before the site).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-
-import torch
 import torch.nn as nn
 from torch import Tensor
 
@@ -30,23 +27,16 @@ NAME = "local_rank"
 class LocalRankMeter(Meter):
     """Streaming local rank: ``update(batch)`` then ``compute()``.
 
-    See :func:`local_rank` for the arguments. ``batch_size`` is the number of points per tangent
-    pass (default: sized to the network, see :func:`~reluscope.measures.jacobians.default_chunk_size`).
+    See :func:`local_rank` for the arguments; ``options`` are the keywords of
+    :class:`~reluscope.measures.jacobians.Meter`. ``batch_size`` is the number of points per
+    tangent pass (default: sized to the network, see
+    :func:`~reluscope.measures.jacobians.default_chunk_size`).
     """
 
     def __init__(
-        self,
-        model: nn.Module | PWLNet,
-        atol: float = 0.01,
-        rtol: float = 0.0,
-        *,
-        layers: Iterable[str] | str | None = None,
-        batch_size: int | None = None,
-        input_shape: Sequence[int] | None = None,
-        input_key: str | int | None = None,
-        dtype: torch.dtype | None = None,
+        self, model: nn.Module | PWLNet, atol: float = 0.01, rtol: float = 0.0, **options
     ) -> None:
-        super().__init__(model, layers, batch_size, input_shape, input_key, dtype)
+        super().__init__(model, **options)
         self.atol = check_nonnegative("atol", atol)
         self.rtol = check_nonnegative("rtol", rtol)
 
@@ -80,39 +70,22 @@ class LocalRankMeter(Meter):
 
 
 def local_rank(
-    model: nn.Module | PWLNet,
-    data,
-    atol: float = 0.01,
-    rtol: float = 0.0,
-    *,
-    layers: Iterable[str] | str | None = None,
-    batch_size: int | None = None,
-    input_shape: Sequence[int] | None = None,
-    input_key: str | int | None = None,
-    dtype: torch.dtype | None = None,
+    model: nn.Module | PWLNet, data, atol: float = 0.01, rtol: float = 0.0, **options
 ) -> MeasureResult:
     """Expected numerical rank of the input Jacobian of each site's pre-activation over ``data``.
 
     ``atol`` (absolute, in the Jacobian's units: pre-activation units per input unit) and
     ``rtol`` (relative to the largest singular value) set the rank tolerance
-    max(atol, rtol * sigma_max). ``layers`` picks the sites (default all). ``data`` is a tensor
-    (batch first) or an iterable of batches (a DataLoader of tensors, tuples or dicts;
-    ``input_key`` picks the inputs). ``batch_size`` points share a tangent pass (default: as
-    many as keep the largest tangent near 2**26 numbers). Device and dtype follow the model
-    unless ``dtype`` is given.
+    max(atol, rtol * sigma_max). ``data`` is a tensor (batch first) or an iterable of batches (a
+    DataLoader of tensors, tuples or dicts). ``options`` are the keywords of
+    :class:`~reluscope.measures.jacobians.Meter`: ``layers`` picks the sites (default all),
+    ``input_key`` the inputs of each batch; ``batch_size`` points share a tangent pass (default:
+    as many as keep the largest tangent near 2**26 numbers); ``input_shape`` is needed to trace a
+    module whose first layer is not Linear. Device and dtype follow the model unless ``dtype`` is
+    given.
 
     Returns a MeasureResult named "local_rank": ``per_layer`` is every chosen site's expected
     rank (with standard errors over points) and ``value`` that of the LAST chosen site (named in
     ``params["value_layer"]``).
     """
-    meter = LocalRankMeter(
-        model,
-        atol,
-        rtol,
-        layers=layers,
-        batch_size=batch_size,
-        input_shape=input_shape,
-        input_key=input_key,
-        dtype=dtype,
-    )
-    return meter.update_from(data).compute()
+    return LocalRankMeter(model, atol, rtol, **options).update_from(data).compute()

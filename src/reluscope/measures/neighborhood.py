@@ -14,8 +14,6 @@ boundary can pass between the vertices), and the count need not grow with r.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-
 import torch
 import torch.nn as nn
 from torch import Tensor
@@ -58,8 +56,9 @@ def cross_polytope(x: Tensor, frame: Tensor, radius: float, include_center: bool
 class NeighborhoodMeter(Meter):
     """Streaming neighbourhood complexity: ``update(batch)`` then ``compute()``.
 
-    See :func:`neighborhood_complexity` for the arguments. ``batch_size`` is the number of
-    points whose vertices are forwarded together (default 64).
+    See :func:`neighborhood_complexity` for the arguments; ``options`` are the other keywords of
+    :class:`~reluscope.measures.jacobians.Meter`. ``batch_size`` is the number of points whose
+    vertices are forwarded together (default 64).
     """
 
     def __init__(
@@ -70,13 +69,10 @@ class NeighborhoodMeter(Meter):
         seed: int = 0,
         include_center: bool = False,
         *,
-        layers: Iterable[str] | str | None = None,
         batch_size: int | None = 64,
-        input_shape: Sequence[int] | None = None,
-        input_key: str | int | None = None,
-        dtype: torch.dtype | None = None,
+        **options,
     ) -> None:
-        super().__init__(model, layers, batch_size, input_shape, input_key, dtype)
+        super().__init__(model, batch_size=batch_size, **options)
         self.radius = check_nonnegative("radius", radius, positive=True)
         if not isinstance(include_center, bool):
             raise InputError(f"include_center must be True or False, got {include_center!r}")
@@ -157,12 +153,7 @@ def neighborhood_complexity(
     n_vertices: int = 50,
     seed: int = 0,
     include_center: bool = False,
-    *,
-    layers: Iterable[str] | str | None = None,
-    batch_size: int | None = 64,
-    input_shape: Sequence[int] | None = None,
-    input_key: str | int | None = None,
-    dtype: torch.dtype | None = None,
+    **options,
 ) -> MeasureResult:
     """Mean number of neurons whose boundary crosses the cross-polytope of radius ``radius``
     around each point of ``data`` (Humayun et al.'s local complexity).
@@ -170,26 +161,17 @@ def neighborhood_complexity(
     ``n_vertices`` is the total number of vertices: 2P (even) without the centre, 2P + 1 (odd)
     with ``include_center``; the P <= input_dim directions come from ``seed``
     (:func:`orthonormal_frame`). ``radius`` is in input units (Euclidean distance from x to each
-    vertex). ``layers`` restricts the count to some sites (default all). ``data`` is a tensor
-    (batch first; split in ``batch_size`` points) or an iterable of batches (a DataLoader of
-    tensors, tuples or dicts; ``input_key`` picks the inputs). Device and dtype follow the model
-    unless ``dtype`` is given.
+    vertex). ``data`` is a tensor (batch first) or an iterable of batches (a DataLoader of
+    tensors, tuples or dicts). ``options`` are the keywords of
+    :class:`~reluscope.measures.jacobians.Meter`: ``layers`` restricts the count to some sites
+    (default all), ``input_key`` picks the inputs of each batch, points are processed
+    ``batch_size`` at a time (default 64 here), ``input_shape`` is needed to trace a module
+    whose first layer is not Linear. Device and dtype follow the model unless ``dtype`` is given.
 
     Returns a MeasureResult named "neighborhood": ``value`` is the mean total count over points
     with its standard error, ``per_layer`` the mean count of each site, and ``extra`` the
     per-site fractions of the site's width ("fraction.<site>") and the total fraction
     ("fraction").
     """
-    meter = NeighborhoodMeter(
-        model,
-        radius,
-        n_vertices,
-        seed,
-        include_center,
-        layers=layers,
-        batch_size=batch_size,
-        input_shape=input_shape,
-        input_key=input_key,
-        dtype=dtype,
-    )
+    meter = NeighborhoodMeter(model, radius, n_vertices, seed, include_center, **options)
     return meter.update_from(data).compute()

@@ -23,7 +23,7 @@ inside a residual branch, which the bound therefore leaves out (see :func:`facto
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import torch
 import torch.nn as nn
@@ -100,7 +100,8 @@ def bad_neurons(preactivations: dict[str, Tensor], counted: Iterable[str]) -> Te
 
 class TotalVariationMeter(Meter):
     """Streaming total variation and LC-TV bound quantities: ``update(batch)`` then
-    ``compute()``. See :func:`total_variation` for the arguments."""
+    ``compute()``. See :func:`total_variation` for the arguments; ``options`` are the other
+    keywords of :class:`~reluscope.measures.jacobians.Meter`."""
 
     def __init__(
         self,
@@ -111,12 +112,9 @@ class TotalVariationMeter(Meter):
         sigma: float = 0.01,
         bound: bool = True,
         layers: Iterable[str] | str | None = None,
-        batch_size: int | None = None,
-        input_shape: Sequence[int] | None = None,
-        input_key: str | int | None = None,
-        dtype: torch.dtype | None = None,
+        **options,
     ) -> None:
-        super().__init__(model, layers, batch_size, input_shape, input_key, dtype)
+        super().__init__(model, layers=layers, **options)
         self.output = _check_output(output, self.net.output_dim)
         self.eta = check_nonnegative("eta", eta, positive=True)
         self.sigma = check_nonnegative("sigma", sigma, positive=True)
@@ -210,18 +208,7 @@ def _check_output(output: str | int, output_dim: int) -> str | int:
 
 
 def total_variation(
-    model: nn.Module | PWLNet,
-    data,
-    output: str | int = "logits",
-    *,
-    eta: float = 1.0,
-    sigma: float = 0.01,
-    bound: bool = True,
-    layers: Iterable[str] | str | None = None,
-    batch_size: int | None = None,
-    input_shape: Sequence[int] | None = None,
-    input_key: str | int | None = None,
-    dtype: torch.dtype | None = None,
+    model: nn.Module | PWLNet, data, output: str | int = "logits", **options
 ) -> MeasureResult:
     """TV = E_x ||grad_x f(x)|| over ``data``, for the ``output`` option ("logits", an int index,
     "predicted" or "norm"; see the module docstring), in output units per input unit.
@@ -241,21 +228,13 @@ def total_variation(
       a site after the first site whose neurons are all inactive at x.
 
     ``data`` is a tensor (batch first) or an iterable of batches (a DataLoader of tensors, tuples
-    or dicts; ``input_key`` picks the inputs). ``batch_size`` points share a tangent pass
-    (default: as many as keep the largest tangent near 2**26 numbers). Device and dtype follow
-    the model unless ``dtype`` is given. ``bound=False`` skips the bound (and its cost: spectral
-    norms of every site's Jacobian, operator norms of every layer). Returns a MeasureResult named "tv" with the standard error over points.
+    or dicts). ``options`` are the keywords of :class:`TotalVariationMeter`: ``eta`` (default
+    1.0) and ``sigma`` (default 0.01) of "c_eta", ``bound``, ``layers``, and those of
+    :class:`~reluscope.measures.jacobians.Meter`: ``input_key`` picks the inputs of each batch;
+    ``batch_size`` points share a tangent pass (default: as many as keep the largest tangent near
+    2**26 numbers); ``input_shape`` is needed to trace a module whose first layer is not Linear.
+    Device and dtype follow the model unless ``dtype`` is given. ``bound=False`` skips the bound
+    (and its cost: spectral norms of every site's Jacobian, operator norms of every layer).
+    Returns a MeasureResult named "tv" with the standard error over points.
     """
-    meter = TotalVariationMeter(
-        model,
-        output,
-        eta=eta,
-        sigma=sigma,
-        bound=bound,
-        layers=layers,
-        batch_size=batch_size,
-        input_shape=input_shape,
-        input_key=input_key,
-        dtype=dtype,
-    )
-    return meter.update_from(data).compute()
+    return TotalVariationMeter(model, output, **options).update_from(data).compute()

@@ -60,19 +60,28 @@ def parse_value(text: str) -> Any:
     return text.strip()
 
 
-def parse_kwargs(text: str, spec: str) -> dict[str, Any]:
-    """Parse ``k=v,k=v`` into a dict of parsed values; InputError on bad syntax."""
+def parse_kwargs(
+    text: str,
+    spec: str,
+    *,
+    spec_kind: str = "model",
+    noun: str = "keyword argument",
+    expected: str = "a comma-separated list of key=value",
+) -> dict[str, Any]:
+    """Parse ``k=v,k=v`` (part of ``spec``) into a dict of values parsed by :func:`parse_value`.
+
+    Raises InputError on bad syntax or a repeated key; the messages call each item a ``noun``
+    in a ``spec_kind`` spec and say what was ``expected`` (model-spec wording by default)."""
     kwargs: dict[str, Any] = {}
     for item in text.split(","):
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key.isidentifier() or not value.strip():
             raise InputError(
-                f"bad keyword argument {item!r} in model spec {spec!r}; "
-                "expected a comma-separated list of key=value"
+                f"bad {noun} {item!r} in {spec_kind} spec {spec!r}; expected {expected}"
             )
         if key in kwargs:
-            raise InputError(f"keyword argument {key!r} given twice in model spec {spec!r}")
+            raise InputError(f"{noun} {key!r} given twice in {spec_kind} spec {spec!r}")
         kwargs[key] = parse_value(value)
     return kwargs
 
