@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from reluscope.errors import InputError, ReluscopeError
+from reluscope.io import atomic_write
 from reluscope.nets.spec import infer_input_shape, load_model
 from reluscope.nets.trace import trace
 
@@ -221,19 +222,12 @@ def _check_output_file(out: Path) -> None:
 
 
 def _write_records(frame, out: Path) -> None:
-    """Write ``frame`` to ``out`` (Parquet, or CSV for .csv) through a temporary file renamed
-    into place, so that a failure leaves any existing ``out`` untouched."""
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        if out.suffix.lower() == ".csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            frame.to_parquet(tmp, index=False)
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise InputError(f"cannot write {out}: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write ``frame`` to ``out`` (Parquet, or CSV for .csv) atomically, so that a failure
+    leaves any existing ``out`` untouched."""
+    if out.suffix.lower() == ".csv":
+        atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
+    else:
+        atomic_write(out, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
 def _fit_data(net_shape: tuple[int, ...] | None, data_shape: tuple[int, ...], model, data) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -14,24 +13,15 @@ import numpy as np  # noqa: E402
 from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
 
 from reluscope.errors import InputError  # noqa: E402
+from reluscope.io import atomic_write  # noqa: E402
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 150) -> Path:
     """Write ``fig`` as PNG to ``path`` atomically (temporary name, then rename)."""
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise InputError(f"output directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent or ".")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise InputError(f"cannot write {path}: {exc}") from exc
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
     finally:
         plt.close(fig)
-    return path
 
 
 def plot_plane(

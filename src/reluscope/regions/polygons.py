@@ -15,6 +15,8 @@ from reluscope.regions.walk import _CHUNK_ELEMENTS, AffineValues, Growable, Stor
 
 _KEY = 1 << 31
 _REFRESH_GROWTH = 2
+#: Below this many polygons a re-test costs more than it saves.
+_REFRESH_MIN_POLYGONS = 1024
 
 
 class PolygonSplitter:
@@ -35,7 +37,7 @@ class PolygonSplitter:
             origin = Growable(torch.arange(refreshed_at, device=todo.device))
             done = len(todo)
             for bit in crossing:
-                if self.polys.n >= _REFRESH_GROWTH * refreshed_at:
+                if self.polys.n >= max(_REFRESH_GROWTH * refreshed_at, _REFRESH_MIN_POLYGONS):
                     done = bit
                     break
                 row = ((cross[bit >> 3] >> (bit & 7)) & 1).bool()
