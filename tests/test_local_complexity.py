@@ -246,7 +246,7 @@ def test_layers_select_sites():
     part = local_complexity(net, x, 0.1, layers=[names[2], names[0]])
     assert list(part.per_layer) == [names[0], names[2]]
     assert part.value == pytest.approx(full.per_layer[names[0]] + full.per_layer[names[2]])
-    with pytest.raises(InputError, match=r"sites \['1', '3', '5'\]"):
+    with pytest.raises(InputError, match=r"sites are \['1', '3', '5'\]"):
         local_complexity(net, x, 0.1, layers=["fc9"])
 
 

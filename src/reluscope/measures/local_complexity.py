@@ -47,6 +47,7 @@ from reluscope.measures.gradnorms import (
     sketch_probes,
 )
 from reluscope.measures.lipschitz import neuron_gradient_bounds
+from reluscope.measures.options import select_sites
 from reluscope.measures.results import MeasureResult
 from reluscope.nets.pwl import PWLNet
 from reluscope.nets.trace import as_pwlnet
@@ -101,7 +102,7 @@ class LocalComplexityMeter:
         )
         net = as_pwlnet(model, input_shape)
         self.net = net if dtype is None else net.to(dtype=dtype)
-        self.layers = _check_layers(self.net, layers)
+        self.layers = tuple(site.name for site in select_sites(self.net, layers))
         self.sigma, self.method, self.cutoff = float(sigma), method, float(cutoff)
         self.centring, self.normalised = centring, normalised
         self.noise_draws, self.probes, self.bounds = noise_draws, probes, bounds
@@ -363,16 +364,3 @@ def _check_options(
 
 def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_layers(net: PWLNet, layers: str | Iterable[str] | None) -> tuple[str, ...]:
-    names = [s.name for s in net.sites]
-    if not names:
-        raise InputError("the network has no ReLU/LeakyReLU sites: its local complexity is 0")
-    if layers is None:
-        return tuple(names)
-    chosen = (layers,) if isinstance(layers, str) else tuple(layers)
-    unknown = [s for s in chosen if s not in names]
-    if unknown or not chosen:
-        raise InputError(f"layers {list(chosen)} are not a non-empty subset of the sites {names}")
-    return tuple(s for s in names if s in chosen)

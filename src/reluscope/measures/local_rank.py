@@ -12,12 +12,9 @@ from __future__ import annotations
 import torch.nn as nn
 from torch import Tensor
 
-from reluscope.measures.jacobians import (
-    Meter,
-    check_nonnegative,
-    jacobian_pass,
-    singular_values,
-)
+from reluscope.measures.jacobians import jacobian_pass, singular_values
+from reluscope.measures.meter import Meter
+from reluscope.measures.options import check_nonnegative
 from reluscope.measures.results import MeasureResult
 from reluscope.nets.pwl import PWLNet
 
@@ -28,7 +25,7 @@ class LocalRankMeter(Meter):
     """Streaming local rank: ``update(batch)`` then ``compute()``.
 
     See :func:`local_rank` for the arguments; ``options`` are the keywords of
-    :class:`~reluscope.measures.jacobians.Meter`. ``batch_size`` is the number of points per
+    :class:`~reluscope.measures.meter.Meter`. ``batch_size`` is the number of points per
     tangent pass (default: sized to the network, see
     :func:`~reluscope.measures.jacobians.default_chunk_size`).
     """
@@ -78,7 +75,7 @@ def local_rank(
     ``rtol`` (relative to the largest singular value) set the rank tolerance
     max(atol, rtol * sigma_max). ``data`` is a tensor (batch first) or an iterable of batches (a
     DataLoader of tensors, tuples or dicts). ``options`` are the keywords of
-    :class:`~reluscope.measures.jacobians.Meter`: ``layers`` picks the sites (default all),
+    :class:`~reluscope.measures.meter.Meter`: ``layers`` picks the sites (default all),
     ``input_key`` the inputs of each batch; ``batch_size`` points share a tangent pass (default:
     as many as keep the largest tangent near 2**26 numbers); ``input_shape`` is needed to trace a
     module whose first layer is not Linear. Device and dtype follow the model unless ``dtype`` is

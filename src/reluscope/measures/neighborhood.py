@@ -19,7 +19,8 @@ import torch.nn as nn
 from torch import Tensor
 
 from reluscope.errors import InputError
-from reluscope.measures.jacobians import Meter, check_nonnegative
+from reluscope.measures.meter import Meter
+from reluscope.measures.options import check_nonnegative
 from reluscope.measures.results import MeasureResult
 from reluscope.nets.pwl import PWLNet
 
@@ -57,7 +58,7 @@ class NeighborhoodMeter(Meter):
     """Streaming neighbourhood complexity: ``update(batch)`` then ``compute()``.
 
     See :func:`neighborhood_complexity` for the arguments; ``options`` are the other keywords of
-    :class:`~reluscope.measures.jacobians.Meter`. ``batch_size`` is the number of points whose
+    :class:`~reluscope.measures.meter.Meter`. ``batch_size`` is the number of points whose
     vertices are forwarded together (default 64).
     """
 
@@ -163,7 +164,7 @@ def neighborhood_complexity(
     (:func:`orthonormal_frame`). ``radius`` is in input units (Euclidean distance from x to each
     vertex). ``data`` is a tensor (batch first) or an iterable of batches (a DataLoader of
     tensors, tuples or dicts). ``options`` are the keywords of
-    :class:`~reluscope.measures.jacobians.Meter`: ``layers`` restricts the count to some sites
+    :class:`~reluscope.measures.meter.Meter`: ``layers`` restricts the count to some sites
     (default all), ``input_key`` picks the inputs of each batch, points are processed
     ``batch_size`` at a time (default 64 here), ``input_shape`` is needed to trace a module
     whose first layer is not Linear. Device and dtype follow the model unless ``dtype`` is given.

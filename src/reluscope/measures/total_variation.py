@@ -30,13 +30,10 @@ import torch.nn as nn
 from torch import Tensor
 
 from reluscope.errors import InputError
-from reluscope.measures.jacobians import (
-    Meter,
-    check_nonnegative,
-    jacobian_pass,
-    spectral_norm,
-)
+from reluscope.measures.jacobians import jacobian_pass, spectral_norm
 from reluscope.measures.lipschitz import lipschitz_from_sites
+from reluscope.measures.meter import Meter
+from reluscope.measures.options import check_nonnegative
 from reluscope.measures.results import MeasureResult
 from reluscope.nets.pwl import INPUT, PWLNet, Site
 
@@ -101,7 +98,7 @@ def bad_neurons(preactivations: dict[str, Tensor], counted: Iterable[str]) -> Te
 class TotalVariationMeter(Meter):
     """Streaming total variation and LC-TV bound quantities: ``update(batch)`` then
     ``compute()``. See :func:`total_variation` for the arguments; ``options`` are the other
-    keywords of :class:`~reluscope.measures.jacobians.Meter`."""
+    keywords of :class:`~reluscope.measures.meter.Meter`."""
 
     def __init__(
         self,
@@ -230,7 +227,7 @@ def total_variation(
     ``data`` is a tensor (batch first) or an iterable of batches (a DataLoader of tensors, tuples
     or dicts). ``options`` are the keywords of :class:`TotalVariationMeter`: ``eta`` (default
     1.0) and ``sigma`` (default 0.01) of "c_eta", ``bound``, ``layers``, and those of
-    :class:`~reluscope.measures.jacobians.Meter`: ``input_key`` picks the inputs of each batch;
+    :class:`~reluscope.measures.meter.Meter`: ``input_key`` picks the inputs of each batch;
     ``batch_size`` points share a tangent pass (default: as many as keep the largest tangent near
     2**26 numbers); ``input_shape`` is needed to trace a module whose first layer is not Linear.
     Device and dtype follow the model unless ``dtype`` is given. ``bound=False`` skips the bound
