@@ -1,4 +1,4 @@
-"""Hypothesis strategies shared by the tests."""
+"""Hypothesis strategies and model helpers shared by the tests."""
 
 from __future__ import annotations
 
@@ -26,3 +26,17 @@ def small_mlps(draw):
             if i < depth:
                 layers.append(nn.ReLU() if slopes[i] == 0 else nn.LeakyReLU(slopes[i]))
     return nn.Sequential(*layers).eval(), widths, slopes, seed
+
+
+def randomize_bn(model: nn.Module) -> nn.Module:
+    """Non-trivial running statistics and affine parameters for every BatchNorm."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n))
+                m.running_var.copy_(0.3 + 2 * torch.rand(n))
+                if m.affine:
+                    m.weight.copy_(0.5 + torch.rand(n) * torch.sign(torch.randn(n)))
+                    m.bias.copy_(0.5 * torch.randn(n))
+    return model

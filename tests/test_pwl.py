@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
-from strategies import small_mlps
+from strategies import randomize_bn, small_mlps
 from torch import nn
 from torch.func import jacrev, vmap
 
@@ -24,17 +24,6 @@ F64 = torch.float64
 
 
 # --------------------------------------------------------------------------- models
-def randomize_bn(model: nn.Module) -> None:
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n))
-                m.running_var.copy_(0.3 + 2 * torch.rand(n))
-                m.weight.copy_(0.5 + torch.rand(n) * torch.sign(torch.randn(n)))
-                m.bias.copy_(0.5 * torch.randn(n))
-
-
 class Residual(nn.Module):
     def __init__(self) -> None:
         super().__init__()

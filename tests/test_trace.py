@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import small_mlps
+from strategies import randomize_bn, small_mlps
 from torch import nn
 
 from reluscope.errors import InputError, UnsupportedLayerError
@@ -21,20 +21,6 @@ from reluscope.nets.ops import ActivationOp, BatchNormOp, ScaleShiftOp
 
 
 # --------------------------------------------------------------------------- helpers
-def randomize_bn(model: nn.Module) -> nn.Module:
-    """Non-trivial running statistics and affine parameters for every BatchNorm."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n))
-                m.running_var.copy_(0.3 + 2 * torch.rand(n))
-                if m.affine:
-                    m.weight.copy_(0.5 + torch.rand(n) * torch.sign(torch.randn(n)))
-                    m.bias.copy_(0.5 * torch.randn(n))
-    return model
-
-
 def build(factory: Callable[[], nn.Module], input_shape, seed: int = 0) -> nn.Module:
     """The model, in eval mode, with random BN statistics and LazyLinear materialized."""
     with torch.random.fork_rng(devices=[]):
