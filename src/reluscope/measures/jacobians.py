@@ -1,45 +1,25 @@
-"""Exact input Jacobians of a PWLNet's sites and output.
+"""Exact input Jacobians of a PWLNet's sites and output, and their singular values.
 
-Jacobians are computed in forward mode: the identity tangent of the input (one tangent per input
-coordinate) is pushed through the graph, multiplied by each activation's local gain (1 where the
-pre-activation is > 0, else the negative slope; a pre-activation of exactly 0 counts as inactive).
-One pass gives the Jacobians of every site's pre-activation and of the output. Inputs and
-outputs are flattened: a Jacobian has shape (batch, n_out, input_dim), in output units per input
-unit.
+Jacobians come from :meth:`PWLNet.jacobian_pass` (forward mode: one pass gives every site's and
+the output's Jacobian). Inputs and outputs are flattened: a Jacobian has shape
+(batch, n_out, input_dim), in output units per input unit.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
 from reluscope.measures.options import check_chunk, select_sites
-from reluscope.nets.pwl import INPUT, PWLNet
+from reluscope.nets.pwl import PWLNet
 from reluscope.nets.trace import as_pwlnet
 
 #: The largest tangent tensor (in numbers) the default chunk size aims for.
 TANGENT_BUDGET = 2**26
-
-
-@dataclass(frozen=True)
-class JacobianPass:
-    """What one tangent pass gives for a batch of inputs.
-
-    ``preactivations``: every site's pre-activation up to the last requested site (or all sites
-    when the output was requested), flattened to (batch, site.size). ``site_jacobians``: the
-    requested sites' Jacobians (batch, site.size, input_dim). ``output`` (batch, output_dim) and
-    ``output_jacobian`` (batch, output_dim, input_dim) when requested, else None.
-    """
-
-    preactivations: dict[str, Tensor]
-    site_jacobians: dict[str, Tensor]
-    output: Tensor | None
-    output_jacobian: Tensor | None
 
 
 def default_chunk_size(net: PWLNet) -> int:
@@ -47,49 +27,6 @@ def default_chunk_size(net: PWLNet) -> int:
     (between 1 and 256 points)."""
     widest = max([math.prod(n.shape) for n in net.nodes] + [net.input_dim])
     return max(1, min(256, TANGENT_BUDGET // (widest * net.input_dim)))
-
-
-def jacobian_pass(
-    net: PWLNet, x: Tensor, sites: Iterable[str] = (), output: bool = False
-) -> JacobianPass:
-    """One forward-mode pass over the batch ``x`` (already checked, in the net's dtype/device):
-    Jacobians of the pre-activations of ``sites`` and, with ``output``, of the output.
-
-    The pass stops after the last site needed when the output is not requested.
-    """
-    wanted = set(sites)
-    if output:
-        stop = len(net.nodes) - 1
-    else:
-        stop = max((i for i, n in enumerate(net.nodes) if n.name in wanted), default=-1)
-    b, d = x.shape[0], net.input_dim
-    eye = torch.eye(d, dtype=x.dtype, device=x.device)
-    values: dict[str, Tensor] = {INPUT: x}
-    tangents: dict[str, Tensor] = {
-        INPUT: eye.reshape((1, d) + net.input_shape).expand(b, -1, *net.input_shape)
-    }
-    pre: dict[str, Tensor] = {}
-    jacs: dict[str, Tensor] = {}
-    for i, n in enumerate(net.nodes[: stop + 1]):
-        ins = [values[a] for a in n.inputs]
-        values[n.name] = n.op.forward(*ins)
-        if n.is_site:
-            pre[n.name] = ins[0].reshape(b, -1)
-            if n.name in wanted:
-                jacs[n.name] = tangents[n.inputs[0]].reshape(b, d, -1).transpose(1, 2)
-            tangents[n.name] = tangents[n.inputs[0]] * n.op.gain(ins[0]).unsqueeze(1)
-        else:
-            flat = [tangents[a].reshape((b * d,) + tangents[a].shape[2:]) for a in n.inputs]
-            out = n.op.linear(*flat)
-            tangents[n.name] = out.reshape((b, d) + tuple(out.shape[1:]))
-        for a in n.inputs:
-            if net._last_use[a] == i and a != net.output:
-                values.pop(a, None)
-                tangents.pop(a, None)
-    if not output:
-        return JacobianPass(pre, jacs, None, None)
-    out_jac = tangents[net.output].reshape(b, d, -1).transpose(1, 2)
-    return JacobianPass(pre, jacs, values[net.output].reshape(b, -1), out_jac)
 
 
 def singular_values(jac: Tensor) -> Tensor:
@@ -137,7 +74,7 @@ def site_jacobians(
     names = [s.name for s in select_sites(net, sites)]
     x = _batch(net, x)
     step = check_chunk(chunk_size) or default_chunk_size(net)
-    parts = [jacobian_pass(net, x[i : i + step], names) for i in range(0, len(x), step)]
+    parts = [net.jacobian_pass(x[i : i + step], names) for i in range(0, len(x), step)]
     if not parts:
         return {s.name: x.new_zeros(0, s.size, net.input_dim) for s in net.sites if s.name in names}
     return {name: torch.cat([p.site_jacobians[name] for p in parts]) for name in names}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch.nn as nn
 from torch import Tensor
 
-from reluscope.measures.jacobians import jacobian_pass, singular_values
+from reluscope.measures.jacobians import singular_values
 from reluscope.measures.meter import Meter
 from reluscope.measures.options import check_nonnegative
 from reluscope.measures.results import MeasureResult
@@ -39,7 +39,7 @@ class LocalRankMeter(Meter):
 
     def _accumulate(self, x: Tensor) -> None:
         names = [s.name for s in self.sites]
-        jacs = jacobian_pass(self.net, x, names).site_jacobians
+        jacs = self.net.jacobian_pass(x, names).site_jacobians
         for name in names:
             s = singular_values(jacs[name])
             tol = (self.rtol * s[..., :1]).clamp_min(self.atol)

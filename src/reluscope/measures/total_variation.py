@@ -30,7 +30,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from reluscope.errors import InputError
-from reluscope.measures.jacobians import jacobian_pass, spectral_norm
+from reluscope.measures.jacobians import spectral_norm
 from reluscope.measures.lipschitz import lipschitz_from_sites
 from reluscope.measures.meter import Meter
 from reluscope.measures.options import check_nonnegative
@@ -124,7 +124,7 @@ class TotalVariationMeter(Meter):
 
     def _accumulate(self, x: Tensor) -> None:
         names = [s.name for s in self.sites] if self.bound else []
-        p = jacobian_pass(self.net, x, names, output=True)
+        p = self.net.jacobian_pass(x, names, output=True)
         self.stats.add(NAME, output_gradient_norm(self.output, p.output, p.output_jacobian))
         if not self.bound:
             return

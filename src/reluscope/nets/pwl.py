@@ -32,6 +32,22 @@ class Node:
 
 
 @dataclass(frozen=True)
+class JacobianPass:
+    """What one tangent pass gives for a batch of inputs.
+
+    ``preactivations``: every site's pre-activation up to the last requested site (or all sites
+    when the output was requested), flattened to (batch, site.size). ``site_jacobians``: the
+    requested sites' Jacobians (batch, site.size, input_dim). ``output`` (batch, output_dim) and
+    ``output_jacobian`` (batch, output_dim, input_dim) when requested, else None.
+    """
+
+    preactivations: dict[str, Tensor]
+    site_jacobians: dict[str, Tensor]
+    output: Tensor | None
+    output_jacobian: Tensor | None
+
+
+@dataclass(frozen=True)
 class Site:
     """A layer of neurons: the activation's name, the shape of its pre-activation and its slope."""
 
@@ -221,19 +237,37 @@ class PWLNet:
             )
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
-    def _local_affine(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def jacobian_pass(
+        self, x: Tensor, sites: Iterable[str] = (), output: bool = False
+    ) -> JacobianPass:
+        """One forward-mode pass over the batch ``x`` (already checked, in the net's dtype/device):
+        Jacobians of the pre-activations of ``sites`` and, with ``output``, of the output.
+
+        The identity tangent of the input is pushed through the linear parts, multiplied by each
+        activation's gain (a pre-activation of exactly 0 counts as inactive). The pass stops
+        after the last site needed when the output is not requested.
+        """
+        wanted = set(sites)
+        if output:
+            stop = len(self.nodes) - 1
+        else:
+            stop = max((i for i, n in enumerate(self.nodes) if n.name in wanted), default=-1)
         b, d = x.shape[0], self.input_dim
         eye = torch.eye(d, dtype=x.dtype, device=x.device)
         values: dict[str, Tensor] = {INPUT: x}
         tangents: dict[str, Tensor] = {
             INPUT: eye.reshape((1, d) + self.input_shape).expand(b, -1, *self.input_shape)
         }
-        for i, n in enumerate(self.nodes):
+        pre: dict[str, Tensor] = {}
+        jacs: dict[str, Tensor] = {}
+        for i, n in enumerate(self.nodes[: stop + 1]):
             ins = [values[a] for a in n.inputs]
             values[n.name] = n.op.forward(*ins)
             if n.is_site:
-                gain = n.op.gain(ins[0])
-                tangents[n.name] = tangents[n.inputs[0]] * gain.unsqueeze(1)
+                pre[n.name] = ins[0].reshape(b, -1)
+                if n.name in wanted:
+                    jacs[n.name] = tangents[n.inputs[0]].reshape(b, d, -1).transpose(1, 2)
+                tangents[n.name] = tangents[n.inputs[0]] * n.op.gain(ins[0]).unsqueeze(1)
             else:
                 flat = [tangents[a].reshape((b * d,) + tangents[a].shape[2:]) for a in n.inputs]
                 out = n.op.linear(*flat)
@@ -242,7 +276,12 @@ class PWLNet:
                 if self._last_use[a] == i and a != self.output:
                     values.pop(a, None)
                     tangents.pop(a, None)
-        jac = tangents[self.output].reshape(b, d, -1).transpose(1, 2)
-        out = values[self.output].reshape(b, -1)
-        const = out - torch.einsum("bod,bd->bo", jac, x.reshape(b, -1))
-        return jac, const
+        if not output:
+            return JacobianPass(pre, jacs, None, None)
+        out_jac = tangents[self.output].reshape(b, d, -1).transpose(1, 2)
+        return JacobianPass(pre, jacs, values[self.output].reshape(b, -1), out_jac)
+
+    def _local_affine(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        p = self.jacobian_pass(x, output=True)
+        const = p.output - torch.einsum("bod,bd->bo", p.output_jacobian, x.reshape(len(x), -1))
+        return p.output_jacobian, const
