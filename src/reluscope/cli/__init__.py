@@ -1,0 +1,16 @@
+"""The ``reluscope`` command line: one module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from reluscope.cli.measure import measure
+from reluscope.cli.regions import regions_app
+
+app = typer.Typer(help="Look inside piecewise-linear (ReLU) networks.", no_args_is_help=True)
+app.add_typer(regions_app, name="regions")
+app.command("measure")(measure)
+
+
+def main() -> None:
+    app()

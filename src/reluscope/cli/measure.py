@@ -1,0 +1,181 @@
+"""``reluscope measure``: local complexity, neighbourhood complexity, local rank, TV."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+import typer
+from rich.table import Table
+
+from reluscope.cli.common import (
+    DeviceOpt,
+    DtypeOpt,
+    ModelOpt,
+    WeightsOpt,
+    _check_writable,
+    _dtype,
+    _run,
+    console,
+)
+from reluscope.errors import InputError
+from reluscope.io import atomic_write
+from reluscope.nets.spec import infer_input_shape, load_model
+from reluscope.nets.trace import trace
+
+MEASURES = ("lc", "neighborhood", "local-rank", "tv")
+OUT_SUFFIXES = (".parquet", ".csv")
+
+
+def _parse_measures(text: str, radius: float | None) -> list[str]:
+    """The requested measure names, checked, in order and without repeats."""
+    names = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    unknown = [m for m in names if m not in MEASURES]
+    if unknown or not names:
+        raise InputError(
+            f"unknown measure(s) {unknown or text!r} in --measures; valid: {', '.join(MEASURES)}"
+        )
+    if "neighborhood" in names and radius is None:
+        raise InputError(
+            "the neighborhood measure needs --radius R (the cross-polytope radius, in input units)"
+        )
+    return names
+
+
+def _check_output_file(out: Path) -> None:
+    """Fail before any computation when ``out`` cannot be written as .parquet or .csv."""
+    if out.suffix.lower() not in OUT_SUFFIXES:
+        raise InputError(f"--out {out} must end in {' or '.join(OUT_SUFFIXES)}")
+    _check_writable(out)
+    if out.is_dir():
+        raise InputError(f"--out {out} is a directory; expected a file name")
+    if not os.access(out.parent if str(out.parent) else Path("."), os.W_OK):
+        raise InputError(f"cannot write to the directory of --out {out}: permission denied")
+
+
+def _write_records(frame, out: Path) -> None:
+    """Write ``frame`` to ``out`` (Parquet, or CSV for .csv) atomically, so that a failure
+    leaves any existing ``out`` untouched."""
+    if out.suffix.lower() == ".csv":
+        atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
+    else:
+        atomic_write(out, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def _fit_data(net_shape: tuple[int, ...] | None, data_shape: tuple[int, ...], model, data) -> None:
+    """InputError naming both shapes when the data's points do not fit the model's input."""
+    if net_shape is None or tuple(net_shape) == tuple(data_shape):
+        return
+    hint = ""
+    if int(np.prod(net_shape)) == int(np.prod(data_shape)):
+        flat = "true" if len(net_shape) == 1 else "false"
+        hint = f" (same size: try flatten={flat} in the spec of digits, mnist or cifar10)"
+    raise InputError(
+        f"data {data!r} has points of shape {tuple(data_shape)}, but model {model!r} expects "
+        f"inputs of shape {tuple(net_shape)}{hint}"
+    )
+
+
+def _format(value: float | None) -> str:
+    return "" if value is None or value != value else f"{value:.6g}"
+
+
+def measure(
+    model: ModelOpt,
+    data: Annotated[
+        str,
+        typer.Option(
+            help="gaussian[:n=..,d=..,classes=..], uniform, digits, mnist1d, modular[:p=97], "
+            "mnist, cifar10 (from --data-dir), or a .npz/.npy/.pt file."
+        ),
+    ],
+    measures: Annotated[
+        str, typer.Option(help=f"Comma-separated, from: {', '.join(MEASURES)}.")
+    ] = "lc",
+    weights: WeightsOpt = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Directory holding local MNIST / CIFAR-10 files.")
+    ] = None,
+    n: Annotated[
+        int | None, typer.Option("--n", help="Measure on a random subsample of N points.")
+    ] = None,
+    sigma: Annotated[float, typer.Option(help="Bias-noise scale of lc and tv.")] = 0.01,
+    preset: Annotated[str, typer.Option(help="lc kernel: theory or paper_code.")] = "theory",
+    method: Annotated[str, typer.Option(help="lc gradient norms: exact or sketch.")] = "exact",
+    radius: Annotated[
+        float | None, typer.Option(help="Cross-polytope radius of neighborhood (input units).")
+    ] = None,
+    n_vertices: Annotated[int, typer.Option(help="Cross-polytope vertices of neighborhood.")] = 50,
+    atol: Annotated[float, typer.Option(help="Rank tolerance of local-rank.")] = 0.01,
+    output: Annotated[
+        str, typer.Option(help="tv output: logits, norm, predicted, or an output index.")
+    ] = "logits",
+    seed: Annotated[int, typer.Option(help="Seed of the model, the data and the measures.")] = 0,
+    dtype: DtypeOpt = "float64",
+    device: DeviceOpt = "cpu",
+    out: Annotated[
+        Path | None, typer.Option(help="Write tidy records to this .parquet (or .csv) file.")
+    ] = None,
+) -> None:
+    """Measure a model on data: local complexity, neighbourhood complexity, local rank, total
+    variation. Prints a table and optionally writes tidy records (model, data, seed, metric,
+    layer, value, stderr)."""
+
+    def go() -> None:
+        import pandas as pd
+
+        from reluscope.data import load_data, subsample
+        from reluscope.measures import (
+            local_complexity,
+            local_rank,
+            neighborhood_complexity,
+            total_variation,
+        )
+
+        names = _parse_measures(measures, radius)
+        if out is not None:
+            _check_output_file(out)
+        dt = _dtype(dtype)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise InputError(f"--device {device} asked for, but CUDA is not available here")
+        dataset = load_data(data, seed=seed, data_dir=data_dir)
+        if n is not None:
+            dataset = subsample(dataset, n, seed)
+        module, shape = load_model(model, weights, seed=seed)
+        _fit_data(shape or infer_input_shape(module), dataset.input_shape, model, data)
+        net = trace(module.to(device), dataset.input_shape)
+        tv_output = int(output) if output.lstrip("-").isdigit() else output
+        runs = {
+            "lc": lambda x: local_complexity(
+                net, x, sigma, preset=preset, method=method, seed=seed, dtype=dt
+            ),
+            "neighborhood": lambda x: neighborhood_complexity(
+                net, x, radius, n_vertices, seed, dtype=dt
+            ),
+            "local-rank": lambda x: local_rank(net, x, atol, dtype=dt),
+            "tv": lambda x: total_variation(net, x, tv_output, sigma=sigma, dtype=dt),
+        }
+        for name in names:  # a one-point dry run of each measure checks its options first
+            runs[name](dataset.x[:1])
+        records, timings = [], []
+        for i, name in enumerate(names, 1):
+            with console.status(f"[{i}/{len(names)}] {name} on {len(dataset)} points"):
+                start = time.perf_counter()
+                result = runs[name](dataset.x)
+                timings.append(f"{name} {time.perf_counter() - start:.2f} s")
+            records += result.to_records(model=model, data=data, seed=seed)
+        table = Table("measure", "layer", "value", "stderr", caption=", ".join(timings))
+        for row in records:
+            table.add_row(
+                row["metric"], row["layer"] or "", _format(row["value"]), _format(row["stderr"])
+            )
+        console.print(table)
+        if out is not None:
+            _write_records(pd.DataFrame(records), out)
+            console.print(f"wrote {len(records)} records to {out}")
+
+    _run(go)
