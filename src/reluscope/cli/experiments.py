@@ -1,0 +1,152 @@
+"""``reluscope experiments | run | reproduce``: the papers' experiments and the HTML report."""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from reluscope.cli.common import _run, console
+from reluscope.errors import InputError
+
+ScaleOpt = Annotated[str, typer.Option(help="quick (minutes, on generated data) or paper.")]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(help="Directory of MNIST / CIFAR-10 files, for experiments with a data_dir."),
+]
+
+
+def _with_data_dir(config_cls: Any, overrides: dict[str, Any], data_dir: Path | None) -> dict:
+    if data_dir is not None and "data_dir" in config_cls.model_fields:
+        return {"data_dir": str(data_dir), **overrides}
+    return overrides
+
+
+def list_experiments() -> None:
+    """List the registered experiments and their configuration keys."""
+    from reluscope.experiments import experiments
+
+    table = Table("name", "paper", "title", "config keys")
+    for e in experiments():
+        table.add_row(e.name, e.paper, e.title, ", ".join(e.config.model_fields))
+    console.print(table)
+
+
+def _print_outcome(summary) -> None:
+    outcome = summary.outcome
+    state = "reused an earlier run" if summary.reused else f"{summary.elapsed_s:.1f} s"
+    console.print(f"[bold]{summary.experiment.name}[/] ({state}) -> {summary.run_dir}")
+    for p in outcome.predictions:
+        badge = "[green]PASS[/]" if p.passed else "[red]FAIL[/]"
+        console.print(f"  {badge} {p.claim} [dim]({p.measured})[/]")
+    for key, value in outcome.numbers.items():
+        console.print(
+            f"  {key} = {value:.4g}" if isinstance(value, float) else f"  {key} = {value}"
+        )
+
+
+def run(
+    name: Annotated[str, typer.Argument(help="Experiment name (see `reluscope experiments`).")],
+    scale: ScaleOpt = "quick",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Config override key=value (repeatable; JSON values)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default runs/NAME).")] = None,
+    data_dir: DataDirOpt = None,
+    rerun: Annotated[bool, typer.Option(help="Recompute even if the run finished.")] = False,
+) -> None:
+    """Run one experiment: records, figures and PASS/FAIL predictions in its run directory.
+    An interrupted run resumes from its checkpoints when run again with the same settings."""
+
+    def go() -> None:
+        from reluscope.experiments import get_experiment, parse_overrides, run_experiment
+
+        experiment = get_experiment(name)
+        overrides = _with_data_dir(experiment.config, parse_overrides(set_ or []), data_dir)
+        summary = _interruptible(
+            lambda: run_experiment(
+                name, scale, overrides, out, rerun=rerun, progress=True, console=console
+            ),
+            out or Path("runs") / name,
+        )
+        _print_outcome(summary)
+
+    _run(go)
+
+
+def _interruptible(call, where: Path):
+    try:
+        return call()
+    except KeyboardInterrupt:
+        console.print(
+            f"\n[yellow]interrupted[/]: what finished is kept in {where}; "
+            "run the same command again to resume."
+        )
+        raise typer.Exit(130) from None
+
+
+def reproduce(
+    scale: ScaleOpt = "quick",
+    out: Annotated[
+        Path, typer.Option(help="Output directory; the report is OUT/index.html.")
+    ] = Path("reluscope-report"),
+    only: Annotated[
+        str | None, typer.Option(help="Comma-separated experiment names (default: all).")
+    ] = None,
+    data_dir: DataDirOpt = None,
+    rerun: Annotated[bool, typer.Option(help="Recompute runs that already finished.")] = False,
+) -> None:
+    """Run every registered experiment and write one self-contained HTML report,
+    OUT/index.html. Finished runs in OUT are reused, so an interrupted reproduce resumes."""
+
+    def go() -> None:
+        from reluscope.experiments import experiments, get_experiment, run_experiment
+        from reluscope.report.html import write_report
+
+        chosen = (
+            [get_experiment(n.strip()) for n in only.split(",") if n.strip()]
+            if only
+            else experiments()
+        )
+        if not chosen:
+            raise InputError("no experiments to run (is --only empty?)")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create output directory {out}: {exc}") from exc
+        runs, failures = [], []
+        for i, experiment in enumerate(chosen, 1):
+            console.rule(f"[{i}/{len(chosen)}] {experiment.name}: {experiment.title}")
+            overrides = _with_data_dir(experiment.config, {}, data_dir)
+            try:
+                summary = _interruptible(
+                    lambda e=experiment, o=overrides: run_experiment(
+                        e, scale, o, out / e.name, rerun=rerun, console=console
+                    ),
+                    out,
+                )
+            except InputError as exc:
+                failures.append((experiment.name, str(exc)))
+                console.print(f"[red]error[/] in {experiment.name}: {exc}")
+                continue
+            except Exception:  # one broken experiment must not lose the others' results
+                failures.append((experiment.name, traceback.format_exc()))
+                console.print(f"[red]error[/] in {experiment.name}:\n{traceback.format_exc()}")
+                continue
+            runs.append(summary)
+            _print_outcome(summary)
+        report = write_report(runs, out / "index.html", failures)
+        predictions = [p for r in runs for p in r.outcome.predictions]
+        console.rule()
+        console.print(
+            f"{sum(p.passed for p in predictions)}/{len(predictions)} predictions PASS, "
+            f"{len(failures)} experiment(s) failed; report: {report}"
+        )
+        if failures:
+            raise typer.Exit(1)
+
+    _run(go)

@@ -1,0 +1,20 @@
+"""The papers' experiments: validated configs, a registry by name, and a resumable runner."""
+
+from reluscope.experiments.config import ExperimentConfig, parse_overrides
+from reluscope.experiments.outcome import Figure, Outcome, Prediction
+from reluscope.experiments.registry import Experiment, experiments, get_experiment
+from reluscope.experiments.runner import RunContext, RunSummary, run_experiment
+
+__all__ = [
+    "Experiment",
+    "ExperimentConfig",
+    "Figure",
+    "Outcome",
+    "Prediction",
+    "RunContext",
+    "RunSummary",
+    "experiments",
+    "get_experiment",
+    "parse_overrides",
+    "run_experiment",
+]

@@ -1,0 +1,76 @@
+"""What an experiment produces: tidy records, figures with captions, key numbers and the
+paper's predictions evaluated as PASS/FAIL on the measured numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from reluscope.io import atomic_write
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A prediction of the paper (``claim``), whether the run bears it out, and the numbers
+    that decided it (``measured``)."""
+
+    claim: str
+    passed: bool
+    measured: str
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A PNG written by the experiment (``file``, relative to its run directory)."""
+
+    file: str
+    caption: str
+
+
+@dataclass
+class Outcome:
+    """The result of one experiment run."""
+
+    records: pd.DataFrame
+    figures: list[Figure] = field(default_factory=list)
+    numbers: dict[str, float] = field(default_factory=dict)
+    predictions: list[Prediction] = field(default_factory=list)
+    summary: str = ""
+
+    def save(self, run_dir: Path, extra: dict[str, Any]) -> None:
+        """Write ``records.parquet`` and ``outcome.json`` (numbers, predictions, figures and
+        ``extra``) into ``run_dir``, each atomically."""
+        atomic_write(run_dir / "records.parquet", lambda t: self.records.to_parquet(t, index=False))
+        payload = {
+            **extra,
+            "summary": self.summary,
+            "numbers": {k: _plain(v) for k, v in self.numbers.items()},
+            "predictions": [asdict(p) for p in self.predictions],
+            "figures": [asdict(f) for f in self.figures],
+        }
+        text = json.dumps(payload, indent=2, allow_nan=True)
+        atomic_write(run_dir / "outcome.json", lambda t: t.write_text(text))
+
+    @classmethod
+    def load(cls, run_dir: Path) -> tuple[Outcome, dict[str, Any]]:
+        """The outcome saved in ``run_dir`` and the rest of its ``outcome.json``."""
+        payload = json.loads((run_dir / "outcome.json").read_text())
+        outcome = cls(
+            records=pd.read_parquet(run_dir / "records.parquet"),
+            figures=[Figure(**f) for f in payload.pop("figures")],
+            numbers=payload.pop("numbers"),
+            predictions=[Prediction(**p) for p in payload.pop("predictions")],
+            summary=payload.pop("summary"),
+        )
+        return outcome, payload
+
+
+def _plain(value: Any) -> Any:
+    value = float(value) if hasattr(value, "__float__") else value
+    return None if isinstance(value, float) and math.isnan(value) else value

@@ -1,0 +1,96 @@
+"""The experiments reluscope knows, found by name. An experiment module anywhere under
+``reluscope.experiments`` registers itself by defining ``EXPERIMENT = Experiment(...)``."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
+
+from reluscope.errors import InputError
+from reluscope.experiments.config import ExperimentConfig
+
+if TYPE_CHECKING:
+    from reluscope.experiments.outcome import Outcome
+    from reluscope.experiments.runner import RunContext
+
+PAPERS: dict[str, str] = {
+    "local_complexity": "Patel & Montufar, On the Local Complexity of Linear Regions in Deep "
+    "ReLU Networks (ICML 2025); Humayun et al. (ICML 2024)",
+    "low_rank_bounds": "Pinto, Rangamani & Poggio, On Generalization Bounds for Neural Networks "
+    "with Low Rank Layers (ALT 2025)",
+    "bias_free_relu": "Zhang, Saxe & Latham, When Are Bias-Free ReLU Networks Effectively "
+    "Linear Networks? (TMLR 2025)",
+}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A named experiment: its configuration class and ``run(config, context) -> Outcome``.
+    ``order`` sorts experiments of the same paper in the report."""
+
+    name: str
+    title: str
+    paper: str
+    description: str
+    config: type[ExperimentConfig]
+    run: Callable[[ExperimentConfig, RunContext], Outcome]
+    order: int = 0
+
+    def __post_init__(self) -> None:
+        if self.paper not in PAPERS:
+            raise ValueError(f"experiment {self.name}: paper must be one of {list(PAPERS)}")
+
+
+@cache
+def _registry() -> dict[str, Experiment]:
+    import reluscope.experiments as package
+
+    found: dict[str, Experiment] = {}
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        module = importlib.import_module(info.name)
+        experiment = getattr(module, "EXPERIMENT", None)
+        if isinstance(experiment, Experiment):
+            if experiment.name in found:
+                raise RuntimeError(f"two experiments are named {experiment.name!r}")
+            found[experiment.name] = experiment
+    papers = list(PAPERS)
+    ordered = sorted(found.values(), key=lambda e: (papers.index(e.paper), e.order, e.name))
+    return {e.name: e for e in ordered}
+
+
+def experiments() -> list[Experiment]:
+    """Every registered experiment, grouped by paper, in report order."""
+    return list(_registry().values())
+
+
+def get_experiment(name: str) -> Experiment:
+    """The registered experiment called ``name``, or a user's experiment given as
+    ``package.module:ATTRIBUTE`` (an importable ``Experiment``); an InputError lists the valid
+    names otherwise."""
+    if ":" in name:
+        return _import_experiment(name)
+    registry = _registry()
+    if name not in registry:
+        raise InputError(
+            f"unknown experiment {name!r}; registered: {', '.join(registry) or '(none)'}, "
+            "or give your own as package.module:ATTRIBUTE"
+        )
+    return registry[name]
+
+
+def _import_experiment(path: str) -> Experiment:
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InputError(f"cannot import the module of experiment {path!r}: {exc}") from exc
+    experiment = getattr(module, attribute, None)
+    if not isinstance(experiment, Experiment):
+        raise InputError(
+            f"{path!r} is not an Experiment (found {type(experiment).__name__} in {module_name})"
+        )
+    return experiment

@@ -1,0 +1,120 @@
+"""Running one experiment into a run directory: validated config, resumable, skipped when it
+already finished with the same config."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from reluscope.errors import InputError
+from reluscope.experiments.config import ExperimentConfig
+from reluscope.experiments.outcome import Outcome
+from reluscope.experiments.registry import Experiment, get_experiment
+from reluscope.io import atomic_write
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What an experiment's ``run`` gets besides its config: where to write (``run_dir``), the
+    scale, whether to show progress, and the console to print on."""
+
+    run_dir: Path
+    scale: str
+    progress: bool = True
+    console: Console | None = None
+
+    def path(self, name: str) -> Path:
+        """A file inside the run directory (for figures and other outputs)."""
+        return self.run_dir / name
+
+    def subdir(self, name: str) -> Path:
+        """A sub-directory of the run directory (e.g. one training run's checkpoints), created."""
+        path = self.run_dir / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A finished run: the experiment, its config, its outcome, where it lives, how long it took
+    (seconds), and whether it was read back from an earlier run instead of computed."""
+
+    experiment: Experiment
+    config: ExperimentConfig
+    outcome: Outcome
+    run_dir: Path
+    elapsed_s: float
+    scale: str
+    reused: bool
+
+
+def prepare_run_dir(run_dir: Path, config: dict[str, Any], name: str) -> bool:
+    """Create ``run_dir`` and record ``config`` in it. True when the directory already holds a
+    finished run of this config. A directory of another experiment or config is an InputError."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create run directory {run_dir}: {exc}") from exc
+    if not os.access(run_dir, os.W_OK):
+        raise InputError(f"run directory {run_dir} is not writable")
+    config_file = run_dir / "config.json"
+    stamp = {"experiment": name, "config": config}
+    if config_file.exists():
+        earlier = json.loads(config_file.read_text())
+        if earlier != stamp:
+            diff = _differences(earlier.get("config", {}), config)
+            raise InputError(
+                f"{run_dir} holds a run of {earlier.get('experiment')!r} with another config "
+                f"({diff}); resume it with the same settings, or choose another output directory"
+            )
+        return (run_dir / "outcome.json").exists()
+    atomic_write(config_file, lambda t: t.write_text(json.dumps(stamp, indent=2)))
+    return False
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = sorted(set(old) | set(new))
+    changed = [
+        f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys if old.get(k) != new.get(k)
+    ]
+    return "; ".join(changed) or "experiment differs"
+
+
+def run_experiment(
+    experiment: str | Experiment,
+    scale: str = "quick",
+    overrides: dict[str, Any] | None = None,
+    run_dir: str | os.PathLike | None = None,
+    *,
+    rerun: bool = False,
+    progress: bool = True,
+    console: Console | None = None,
+) -> RunSummary:
+    """Run ``experiment`` (an Experiment, or its name as for ``get_experiment``) at ``scale``
+    with config ``overrides`` into ``run_dir`` (default ``runs/NAME``). A finished run of the same config there is read back instead of
+    recomputed unless ``rerun``; an interrupted one resumes from its checkpoints."""
+    if not isinstance(experiment, Experiment):
+        experiment = get_experiment(experiment)
+    name = experiment.name
+    config = experiment.config.build(scale, overrides)
+    run_dir = Path(run_dir) if run_dir is not None else Path("runs") / name
+    finished = prepare_run_dir(run_dir, config.to_json(), name)
+    if finished and not rerun:
+        outcome, extra = Outcome.load(run_dir)
+        return RunSummary(
+            experiment, config, outcome, run_dir, extra.get("elapsed_s", 0.0), scale, True
+        )
+    start = time.perf_counter()
+    outcome = experiment.run(config, RunContext(run_dir, scale, progress, console))
+    elapsed = time.perf_counter() - start
+    outcome.save(
+        run_dir,
+        {"experiment": name, "scale": scale, "config": config.to_json(), "elapsed_s": elapsed},
+    )
+    return RunSummary(experiment, config, outcome, run_dir, elapsed, scale, False)
