@@ -5,6 +5,7 @@ from reluscope.measures import (
     local_complexity,
     local_rank,
     neighborhood_complexity,
+    neural_collapse,
     total_variation,
 )
 from reluscope.nets import PWLNet, trace
@@ -21,6 +22,7 @@ __all__ = [
     "local_complexity",
     "local_rank",
     "neighborhood_complexity",
+    "neural_collapse",
     "plane",
     "plane_through",
     "total_variation",

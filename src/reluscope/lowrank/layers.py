@@ -5,7 +5,6 @@ weight replaced by its best rank-r approximation)."""
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 import torch.nn as nn
@@ -69,10 +68,17 @@ class LowRankLinear(nn.Module):
         return self.u(self.v(x))
 
     @torch.no_grad()
-    def set_weight(self, weight: Tensor, bias: Tensor | None = None, rank: int | None = None) -> None:
+    def set_weight(
+        self, weight: Tensor, bias: Tensor | None = None, rank: int | None = None
+    ) -> None:
         """Set U V to the best rank-``rank`` (default: self.rank) approximation of ``weight``
         in balanced factors; columns of U and rows of V beyond ``rank`` are zero. ``bias`` is
         copied when given."""
+        if tuple(weight.shape) != (self.out_features, self.in_features):
+            raise InputError(
+                f"weight of shape {tuple(weight.shape)} does not fit the layer: expected "
+                f"({self.out_features}, {self.in_features})"
+            )
         u, v = balanced_factors(weight, min(self.rank, rank or self.rank))
         self.u.weight.zero_()
         self.v.weight.zero_()
@@ -126,9 +132,13 @@ def weight_layers(model: nn.Module) -> dict[str, nn.Module]:
     """The model's Linear and LowRankLinear layers by module name ('' for the model itself),
     leaving out the Linear factors inside a LowRankLinear."""
     out: dict[str, nn.Module] = {}
+    factored: list[str] = []  # names of the LowRankLinear layers seen (parents come first)
     for name, m in model.named_modules():
-        inside = any(name.startswith(f"{k}.") or k == "" for k, o in out.items() if _is_lr(o))
-        if isinstance(m, (nn.Linear, LowRankLinear)) and not inside:
+        if any(k == "" or name.startswith(f"{k}.") for k in factored):
+            continue
+        if isinstance(m, LowRankLinear):
+            factored.append(name)
+        if isinstance(m, (nn.Linear, LowRankLinear)):
             out[name] = m
     if not out:
         raise InputError(
@@ -136,10 +146,6 @@ def weight_layers(model: nn.Module) -> dict[str, nn.Module]:
             "work on Linear layers only"
         )
     return out
-
-
-def _is_lr(m: nn.Module) -> bool:
-    return isinstance(m, LowRankLinear)
 
 
 def check_rank(rank, out_features: int, in_features: int, where: str) -> int:
@@ -217,10 +223,3 @@ def truncate_svd(model: nn.Module, rank: Ranks) -> nn.Module:
         else:
             layer.weight.copy_(best_rank_approximation(layer.weight, r))
     return model
-
-
-def dropped_energy(weight: Tensor, rank: int) -> float:
-    """sqrt(sum of the squared singular values of ``weight`` beyond the top ``rank``): the
-    Frobenius error of the best rank-r approximation."""
-    s = torch.linalg.svdvals(weight.detach().to(torch.float64))
-    return math.sqrt(float((s[rank:] ** 2).sum()))

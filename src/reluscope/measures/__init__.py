@@ -5,6 +5,11 @@ meter (``update(batch)`` / ``compute()``)."""
 from reluscope.measures.local_complexity import LocalComplexityMeter, local_complexity
 from reluscope.measures.local_rank import LocalRankMeter, local_rank
 from reluscope.measures.neighborhood import NeighborhoodMeter, neighborhood_complexity
+from reluscope.measures.neural_collapse import (
+    NeuralCollapseMeter,
+    NeuralCollapseResult,
+    neural_collapse,
+)
 from reluscope.measures.results import MeasureResult
 from reluscope.measures.total_variation import TotalVariationMeter, total_variation
 
@@ -13,9 +18,12 @@ __all__ = [
     "LocalRankMeter",
     "MeasureResult",
     "NeighborhoodMeter",
+    "NeuralCollapseMeter",
+    "NeuralCollapseResult",
     "TotalVariationMeter",
     "local_complexity",
     "local_rank",
     "neighborhood_complexity",
+    "neural_collapse",
     "total_variation",
 ]

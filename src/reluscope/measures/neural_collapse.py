@@ -6,8 +6,10 @@ c, class means mu_c, global mean mu_G (the mean of all points), centred means
 M = [mu_c - mu_G]_c (p x C), Sigma_W = (1/N) sum_i (h_i - mu_{c_i})(h_i - mu_{c_i})^T and
 Sigma_B = (1/C) M M^T. Only classes with at least one point count (C = their number, >= 2).
 
-- ``nc1`` = Tr(Sigma_W Sigma_B^+) / C (Moore-Penrose pseudo-inverse; singular values of M below
-  max(p, C) * eps * the largest count as zero); ``nc1_trace`` = Tr(Sigma_W) / Tr(Sigma_B).
+- ``nc1`` = Tr(Sigma_W Sigma_B^+) / C (Moore-Penrose pseudo-inverse). M n = 0 for the counts
+  n, so M is used through M Q (Q an orthonormal basis of n's complement, M Q Q^T M^T = M M^T),
+  and singular values at most max(p, C) * eps * max(sigma_1, max_c ||mu_c||) count as zero,
+  the rounding level of the centred means. ``nc1_trace`` = Tr(Sigma_W) / Tr(Sigma_B).
 - ``cdnv``: the class-distance normalised variance (Var_c + Var_c') / (2 ||mu_c - mu_c'||^2),
   averaged over the pairs c < c', with Var_c the mean squared distance of class c to mu_c.
 - ``nc2_equinorm`` = std_c ||mu_c - mu_G|| / mean_c ||mu_c - mu_G||; ``nc2_equiangular`` = std of
@@ -110,9 +112,12 @@ class ClassStatistics:
         total = counts.sum()
         centred = (mu - (counts @ mu) / total).T  # M, p x C
         sw = self.scatter / total
-        u, s, _ = torch.linalg.svd(centred, full_matrices=False)
-        tol = s.max() * max(p, c) * torch.finfo(_F64).eps
-        kept = s > tol
+        # sum_c n_c (mu_c - mu_G) = 0: M has rank <= C - 1. Project that null direction out
+        # exactly (Q: orthonormal basis of counts^perp) so that rounding cannot revive it.
+        q = torch.linalg.qr(counts.unsqueeze(1), mode="complete").Q[:, 1:]
+        u, s, _ = torch.linalg.svd(centred @ q, full_matrices=False)
+        scale = torch.maximum(s.max(), mu.norm(dim=1).max())  # rounding of M is relative to mu
+        kept = s > max(p, c) * torch.finfo(_F64).eps * scale
         tr_sw = torch.trace(sw)
         tr_sb = (s * s).sum() / c
         if kept.any():
@@ -122,7 +127,7 @@ class ClassStatistics:
             nc1 = tr_sw / torch.zeros((), dtype=_F64)  # inf, or NaN when Sigma_W = 0 too
         var = self.squares[keep] / counts
         dist2 = torch.cdist(mu, mu, compute_mode="donot_use_mm_for_euclid_dist") ** 2
-        i, j = torch.triu_indices(c, c, 1)
+        i, j = torch.triu_indices(c, c, 1, device=mu.device)
         out = dict(
             nc1=nc1,
             nc1_trace=tr_sw / tr_sb,
@@ -133,7 +138,7 @@ class ClassStatistics:
         )
         out.update({f"nc2_{k}": v for k, v in simplex_distances(centred.T).items()})
         if classifier is not None:
-            w = classifier.to(device=mu.device, dtype=_F64)[keep.to(classifier.device)]
+            w = classifier.to(device=mu.device, dtype=_F64)[keep]
             out.update({f"w_{k}": v for k, v in simplex_distances(w).items()})
             out["nc3"] = torch.linalg.matrix_norm(
                 w.T / torch.linalg.matrix_norm(w) - centred / torch.linalg.matrix_norm(centred)
@@ -150,7 +155,7 @@ def simplex_distances(vectors: Tensor) -> dict[str, Tensor]:
     gram = vectors @ vectors.T
     norms = gram.diagonal().sqrt()
     cos = gram / (norms.unsqueeze(0) * norms.unsqueeze(1))
-    i, j = torch.triu_indices(c, c, 1)
+    i, j = torch.triu_indices(c, c, 1, device=vectors.device)
     pairs = cos[i, j]
     eye = torch.eye(c, dtype=vectors.dtype, device=vectors.device)
     etf = (eye - 1.0 / c) / (c - 1) ** 0.5
@@ -418,7 +423,9 @@ class NeuralCollapseMeter:
     def compute(self) -> NeuralCollapseResult:
         """The metrics over every point added so far."""
         if not self._labels:
-            raise InputError("NeuralCollapseMeter.compute() before any data: call update first")
+            raise InputError(
+                "no points yet: call update(x, y) with at least one point before compute()"
+            )
         labels = torch.cat(self._labels)
         predictions = torch.cat(self._predictions)
         weight = self.classifier.weight if self.classifier and self.net.output_dim > 1 else None

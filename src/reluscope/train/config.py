@@ -27,7 +27,7 @@ class TrainConfig(BaseModel):
     min_lr: float = Field(0.0, ge=0, description="end of the cosine schedule")
     dtype: Literal["float32", "float64"] = "float32"
     device: str = "cpu"
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="seeds the batches, the global RNG and the probes")
     checkpoint_every: int | None = Field(None, ge=1, description="steps between checkpoints")
 
     @model_validator(mode="after")

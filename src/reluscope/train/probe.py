@@ -3,24 +3,37 @@ probes to any training loop (the Trainer uses it too) and collects tidy records.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
+from torch import Tensor
 
 from reluscope.data import Dataset
+from reluscope.errors import InputError
 from reluscope.measures.results import MeasureResult
 from reluscope.train.schedule import Schedule
 
 RECORD_COLUMNS = ("run", "step", "metric", "layer", "split", "value", "stderr")
 
 
+SPLITS = ("train", "test", "random")
+
+
+def step_seed(seed: int, step: int) -> int:
+    """A seed in [0, 2**32) for the probes at ``step`` of a run seeded with ``seed``."""
+    return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
+
+
 @dataclass
 class ProbeContext:
     """What a probe sees: the model (in eval mode while probes run), the step, the data splits,
-    the analysis dtype and device, and a seed that depends on the step only."""
+    the analysis dtype and device, a seed that depends on the step only (:func:`step_seed`), the
+    training loss kind (``"ce"`` or ``"mse"``) and a cache kept across steps by the runner."""
 
     model: torch.nn.Module
     step: int
@@ -29,22 +42,77 @@ class ProbeContext:
     dtype: torch.dtype
     device: torch.device
     seed: int
-    _net: Any = field(default=None, repr=False)
+    loss: str = "ce"
+    cache: dict = field(default_factory=dict, repr=False)
+    _nets: dict = field(default_factory=dict, repr=False)
+    _modules: dict = field(default_factory=dict, repr=False)
 
-    def net(self):
-        """The model traced into a PWLNet (once per step, shared by all probes)."""
-        if self._net is None:
-            from reluscope.nets.trace import trace
+    def net(self, dtype: torch.dtype | None = None):
+        """The model traced into a PWLNet (once per step, shared by all probes), in ``dtype``
+        (default: the context's dtype)."""
+        dtype = dtype or self.dtype
+        if dtype not in self._nets:
+            if not self._nets:
+                from reluscope.nets.trace import trace
 
-            self._net = trace(self.model, self.train.input_shape)
-        return self._net
+                self._nets[None] = trace(self.model, self.train.input_shape)
+            net = self._nets[None]
+            self._nets[dtype] = net if net.dtype == dtype else net.to(dtype=dtype)
+        return self._nets[dtype]
+
+    def module(self, dtype: torch.dtype | None = None) -> torch.nn.Module:
+        """The model itself, or a copy in ``dtype`` (default: the context's dtype) when its
+        parameters have another dtype (made once per step)."""
+        dtype = dtype or self.dtype
+        param = next(self.model.parameters(), None)
+        if param is None or param.dtype == dtype:
+            return self.model
+        if dtype not in self._modules:
+            self._modules[dtype] = copy.deepcopy(self.model).to(dtype=dtype)
+        return self._modules[dtype]
 
     def split(self, name: str) -> Dataset:
         """The ``train`` or ``test`` split."""
         data = self.train if name == "train" else self.test
         if data is None:
-            raise ValueError(f"no {name} split was given to the trainer")
+            raise InputError(f"no {name} split was given to the trainer or probe runner")
         return data
+
+    def points(
+        self, split: str, n: int | None = None, dtype: torch.dtype | None = None, seed: int = 0
+    ) -> tuple[Tensor, Tensor | None]:
+        """Inputs and labels of the first ``n`` points (all when None) of ``split``, on the
+        context's device in ``dtype`` (default: the context's dtype).
+
+        ``"random"``: ``n`` Gaussian points with the per-feature mean and standard deviation of
+        the training inputs, drawn from ``seed`` (the same points at every step); no labels."""
+        dtype = dtype or self.dtype
+        if split == "random":
+            if n is None:
+                raise InputError('the "random" split needs a number of points n_points')
+            key = ("random", n, seed)
+            if key not in self.cache:
+                self.cache[key] = random_points(self.train, n, seed)
+            x, y = self.cache[key], None
+        elif split in ("train", "test"):
+            data = self.split(split)
+            x, y = data.x[:n], None if data.y is None else data.y[:n]
+        else:
+            raise InputError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
+        x = x.to(device=self.device, dtype=dtype)
+        return x, None if y is None else y.to(self.device)
+
+
+def random_points(data: Dataset, n: int, seed: int = 0) -> Tensor:
+    """``n`` float32 points x = mean + std * g, g standard Gaussian drawn on the CPU from
+    ``seed``, with the per-feature mean and standard deviation of ``data.x``."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InputError(f"the number of random points must be an integer >= 1; got {n!r}")
+    x = data.x.double()
+    mean, std = x.mean(dim=0), x.std(dim=0) if len(x) > 1 else torch.zeros_like(x[0])
+    gen = torch.Generator().manual_seed(seed)
+    g = torch.randn((n,) + data.input_shape, generator=gen, dtype=torch.float64)
+    return (mean + std * g).float()
 
 
 ProbeOutput = MeasureResult | Iterable[Mapping[str, Any]]

@@ -1,0 +1,127 @@
+"""``reluscope sweep``: an experiment over a grid of config values and seeds, on local worker
+processes or on Ray."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from reluscope.cli.common import _run, console
+from reluscope.cli.experiments import DataDirOpt, ScaleOpt, _interruptible, _with_data_dir
+
+MAX_NUMBERS = 6
+
+
+def sweep(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Experiment name (see `reluscope experiments`) or package.module:ATTR."
+        ),
+    ],
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(help="key=v1,v2,... (repeatable; values read like --set values)."),
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="Run every grid point with seeds 0..K-1.")] = 1,
+    scale: ScaleOpt = "quick",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Fixed config override key=value (repeatable; JSON values)."),
+    ] = None,
+    backend: Annotated[str, typer.Option(help="local (worker processes) or ray.")] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: local)."),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(help="Runs at a time (local processes, or CPUs of a local Ray).")
+    ] = 1,
+    out: Annotated[
+        Path, typer.Option(help="Output directory; the runs go to OUT/NAME/RUN_ID.")
+    ] = Path("runs"),
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Run an experiment once per combination of the --grid values and seed, skipping runs
+    that already finished; write all records to OUT/NAME/sweep.parquet (with the grid values
+    and seed as columns) and print PASS/FAIL counts and key numbers (mean +- std over seeds)."""
+
+    def go() -> None:
+        from reluscope.experiments import get_experiment, parse_overrides
+        from reluscope.sweep import parse_grid, run_sweep
+
+        experiment = get_experiment(name)
+        overrides = _with_data_dir(experiment.config, parse_overrides(set_ or []), data_dir)
+        values = parse_grid(grid or [])
+        result = _interruptible(
+            lambda: run_sweep(
+                name,
+                values,
+                seeds,
+                scale,
+                overrides,
+                out,
+                backend,
+                workers,
+                address,
+                console=console,
+            ),
+            out / experiment.name,
+        )
+        console.print(_summary_table(result))
+        for run in result.failures:
+            console.print(
+                f"[red]FAILED[/] {run.point.run_id}: {run.error} "
+                f"[dim](traceback: {run.run_dir / 'error.txt'})[/]"
+            )
+        counts = {s: sum(r.status == s for r in result.runs) for s in ("ran", "reused", "failed")}
+        console.print(
+            f"{len(result.runs)} runs ({', '.join(f'{n} {s}' for s, n in counts.items())}); "
+            f"{len(result.records)} records in {result.directory / 'sweep.parquet'}, "
+            f"per-run status in {result.directory / 'runs.parquet'}"
+        )
+        if result.failures:
+            raise typer.Exit(1)
+
+    _run(go)
+
+
+def _summary_table(result) -> Table:
+    """Per grid point: runs, PASS/FAIL counts of the predictions, key numbers mean +- std."""
+    summary = result.summary()
+    numbers = [c[: -len("_mean")] for c in summary.columns if c.endswith("_mean")]
+    shown = numbers[:MAX_NUMBERS]
+    caption = (
+        f"{len(numbers) - len(shown)} more numbers in runs.parquet" if shown != numbers else None
+    )
+    table = Table(
+        *result.grid_keys,
+        "runs",
+        "PASS",
+        "FAIL",
+        *shown,
+        title=f"sweep {result.name}: mean ± std over seeds",
+        caption=caption,
+    )
+    for _, row in summary.iterrows():
+        done = f"{row['runs'] - row['failed_runs']}/{row['runs']}"
+        if row["failed_runs"]:
+            done = f"[red]{done}[/]"
+        table.add_row(
+            *(str(row[k]) for k in result.grid_keys),
+            done,
+            f"[green]{row['passed']}[/]" if row["passed"] else "0",
+            f"[red]{row['failed']}[/]" if row["failed"] else "0",
+            *(_mean_std(row[f"{n}_mean"], row[f"{n}_std"]) for n in shown),
+        )
+    return table
+
+
+def _mean_std(mean: float, std: float) -> str:
+    if math.isnan(mean):
+        return ""
+    return f"{mean:.4g}" if math.isnan(std) else f"{mean:.4g} ± {std:.2g}"

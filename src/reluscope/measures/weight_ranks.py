@@ -1,0 +1,447 @@
+"""Norms and ranks of every weight layer: what norm- and rank-based generalisation bounds use.
+
+For each Linear, Conv1d and Conv2d layer, in the order the network applies them:
+
+* spectral norm ||W||_2, Frobenius norm ||W||_F, ||W^T||_{2,1} (the sum over output units of
+  the Euclidean norm of their incoming weights, i.e. of the rows of W), nuclear norm;
+* exact rank (singular values above sigma_1 * max(rows, cols) * eps of the weight's dtype: the
+  default tolerance of numpy's and torch's ``matrix_rank``), numerical rank (singular values
+  above max(atol, rtol * sigma_1)), stable rank ||W||_F^2 / ||W||_2^2, effective rank
+  exp(H(p)) with p = sigma / sum(sigma) (Roy & Vetterli 2007), and the singular values.
+
+A convolution is reported twice. ``norm_kind='conv operator'``: the numbers of the convolution
+as the linear map it is on the given input shape (its unrolled matrix, with the layer's stride,
+padding, dilation and groups), which is what enters the bounds. ``norm_kind='reshaped kernel'``:
+the numbers of the kernel reshaped to (C_out, C_in/groups * prod(kernel)), a common but
+different proxy. Everything is computed in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from reluscope.errors import InputError, UnsupportedLayerError
+from reluscope.measures.conv_operator import ConvOperator
+from reluscope.nets.ops import ConvOp, LinearOp
+from reluscope.nets.pwl import INPUT, PWLNet
+
+#: Default relative tolerance of the numerical rank when neither rtol nor atol is given.
+DEFAULT_RTOL = 1e-3
+CONV_METHODS = ("auto", "fft", "dense", "lanczos")
+SUPPORTED_LAYERS = "Linear, Conv1d, Conv2d"
+_SCALARS = (
+    "spectral_norm",
+    "frobenius_norm",
+    "l21_norm",
+    "nuclear_norm",
+    "rank",
+    "numerical_rank",
+    "stable_rank",
+    "effective_rank",
+)
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """Norms and ranks of one matrix: a Linear weight, a convolution operator or a reshaped
+    kernel (``norm_kind``), with ``shape`` its (rows, columns) = (outputs, inputs).
+
+    ``method`` says how the singular values were found: 'svd' (of the matrix), 'fft' (exact,
+    circular convolution), 'dense svd' (of the unrolled matrix) or 'lanczos' (spectral
+    norm only: then nuclear norm, ranks, effective rank and spectrum are None). Frobenius and
+    (2,1) norms are always exact.
+    """
+
+    layer: str
+    kind: str
+    norm_kind: str
+    method: str
+    shape: tuple[int, int]
+    spectral_norm: float
+    frobenius_norm: float
+    l21_norm: float
+    nuclear_norm: float | None
+    rank: int | None
+    numerical_rank: int | None
+    stable_rank: float
+    effective_rank: float | None
+    spectrum: tuple[float, ...] | None = field(repr=False)
+    has_bias: bool = False
+
+
+@dataclass(frozen=True)
+class WeightRanks:
+    """Per-layer norms and ranks of a network (see the module docstring), and the options used.
+
+    ``layers`` holds one entry per Linear layer and two per convolution (operator first, then
+    reshaped kernel), in the order the network applies them.
+    """
+
+    layers: tuple[LayerStats, ...]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def operators(self) -> tuple[LayerStats, ...]:
+        """The entries of the layers' true linear maps (Linear matrices and conv operators)."""
+        return tuple(s for s in self.layers if s.norm_kind != "reshaped kernel")
+
+    def get(self, layer: str, norm_kind: str | None = None) -> LayerStats:
+        """The entry of ``layer`` (its operator unless ``norm_kind`` says otherwise)."""
+        for s in self.layers if norm_kind else self.operators:
+            if s.layer == layer and (norm_kind is None or s.norm_kind == norm_kind):
+                return s
+        names = sorted({(s.layer, s.norm_kind) for s in self.layers})
+        raise InputError(f"no entry for layer {layer!r} ({norm_kind or 'operator'}); have {names}")
+
+    def to_records(self, **tags: Any) -> list[dict[str, Any]]:
+        """Tidy rows (layer, kind, norm_kind, method, metric, value, plus ``tags``), one per
+        scalar of each entry; a quantity that was not computed has value None."""
+        rows = []
+        for s in self.layers:
+            for metric in _SCALARS:
+                value = getattr(s, metric)
+                rows.append(
+                    dict(
+                        tags,
+                        layer=s.layer,
+                        kind=s.kind,
+                        norm_kind=s.norm_kind,
+                        method=s.method,
+                        metric=metric,
+                        value=None if value is None else float(value),
+                    )
+                )
+        return rows
+
+    def to_frame(self, **tags: Any):
+        """The records as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.to_records(**tags))
+
+    def summary(self):
+        """A wide pandas DataFrame: one row per entry, one column per field but the spectrum."""
+        import pandas as pd
+
+        names = [f.name for f in fields(LayerStats) if f.name != "spectrum"]
+        return pd.DataFrame([{n: getattr(s, n) for n in names} for s in self.layers])
+
+    def spectrum_records(self, **tags: Any) -> list[dict[str, Any]]:
+        """Tidy rows (layer, norm_kind, index, value) of every computed singular value."""
+        return [
+            dict(tags, layer=s.layer, norm_kind=s.norm_kind, index=i, value=v)
+            for s in self.layers
+            if s.spectrum is not None
+            for i, v in enumerate(s.spectrum)
+        ]
+
+
+# --------------------------------------------------------------------------- one matrix
+def rank_thresholds(
+    sigma_max: float, shape: Sequence[int], eps: float, rtol: float | None, atol: float | None
+) -> tuple[float, float]:
+    """(exact-rank tolerance, numerical-rank tolerance) for a matrix of ``shape`` whose largest
+    singular value is ``sigma_max``: sigma_max * max(shape) * eps, and max(atol, rtol *
+    sigma_max) with rtol = DEFAULT_RTOL when both are None (a missing one counts as 0)."""
+    if rtol is None and atol is None:
+        rtol = DEFAULT_RTOL
+    return sigma_max * max(shape) * eps, max(atol or 0.0, (rtol or 0.0) * sigma_max)
+
+
+def effective_rank(singular_values: Tensor) -> float:
+    """exp of the Shannon entropy of sigma / sum(sigma) (Roy & Vetterli); 0 for a zero matrix."""
+    s = singular_values[singular_values > 0]
+    if len(s) == 0:
+        return 0.0
+    p = s / s.sum()
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def _from_singular_values(
+    s: Tensor, *, shape: tuple[int, int], frobenius: float, l21: float, eps: float, tols: dict
+) -> dict[str, Any]:
+    """The LayerStats fields that follow from the singular values ``s`` (descending)."""
+    s1 = float(s[0]) if len(s) else 0.0
+    exact_tol, numerical_tol = rank_thresholds(s1, shape, eps, **tols)
+    return dict(
+        shape=shape,
+        spectral_norm=s1,
+        frobenius_norm=frobenius,
+        l21_norm=l21,
+        nuclear_norm=float(s.sum()),
+        rank=int((s > exact_tol).sum()),
+        numerical_rank=int((s > numerical_tol).sum()),
+        stable_rank=frobenius**2 / s1**2 if s1 > 0 else 0.0,
+        effective_rank=effective_rank(s),
+        spectrum=tuple(s.tolist()),
+    )
+
+
+def matrix_stats(
+    weight: Tensor,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    eps: float | None = None,
+) -> dict[str, Any]:
+    """Norms and ranks of a 2-D ``weight`` (rows = outputs) as a dict of LayerStats fields.
+
+    ``eps`` (default: that of the weight's dtype) sets the exact-rank tolerance.
+    """
+    if eps is None:
+        eps = torch.finfo(weight.dtype).eps
+    w = weight.detach().to(torch.float64)
+    s = torch.linalg.svdvals(w)
+    return _from_singular_values(
+        s,
+        shape=(w.shape[0], w.shape[1]),
+        frobenius=float(w.norm()),
+        l21=float(w.norm(dim=1).sum()),
+        eps=eps,
+        tols=dict(rtol=rtol, atol=atol),
+    )
+
+
+# --------------------------------------------------------------------------- layers
+@dataclass(frozen=True)
+class _Layer:
+    path: str
+    op: LinearOp | ConvOp
+    input_shape: tuple[int, ...] | None
+
+
+def _linear_op(m: nn.Linear) -> LinearOp:
+    return LinearOp(m.weight.detach(), None if m.bias is None else m.bias.detach())
+
+
+def _conv_op(m: nn.Conv1d | nn.Conv2d) -> ConvOp:
+    return ConvOp(
+        m.weight.detach(),
+        None if m.bias is None else m.bias.detach(),
+        m.stride,
+        m.padding,
+        m.dilation,
+        m.groups,
+        m.padding_mode,
+        tuple(m._reversed_padding_repeated_twice),
+    )
+
+
+def _module_layers(model: nn.Module, input_shape: tuple[int, ...] | None) -> list[_Layer]:
+    """Linear / Conv1d / Conv2d layers of ``model``: in call order with their input shapes when
+    ``input_shape`` is given (one forward pass in eval mode), else in definition order."""
+    found: dict[str, nn.Module] = {}
+    for path, m in model.named_modules():
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            found[path or type(m).__name__] = m
+        elif isinstance(m, nn.modules.conv._ConvNd):
+            raise UnsupportedLayerError(
+                path or type(m).__name__,
+                type(m).__name__,
+                SUPPORTED_LAYERS,
+                "weight_ranks measures Linear layers and 1-D / 2-D convolutions",
+            )
+    if input_shape is None:
+        convs = [p for p, m in found.items() if not isinstance(m, nn.Linear)]
+        if convs:
+            raise InputError(
+                f"the model has convolutions (first at {convs[0]!r}); their operator norm depends "
+                "on the input size: pass input_shape=(channels, *spatial), e.g. (1, 28, 28)"
+            )
+        return [_Layer(p, _linear_op(m), None) for p, m in found.items()]
+    calls: dict[str, tuple[int, ...]] = {}
+
+    def record(path: str):
+        def hook(_module: nn.Module, args: tuple) -> None:
+            calls.setdefault(path, tuple(args[0].shape[1:]))
+
+        return hook
+
+    hooks = [m.register_forward_pre_hook(record(p)) for p, m in found.items()]
+    param = next((p for p in model.parameters() if p.is_floating_point()), None)
+    dtype = param.dtype if param is not None else torch.get_default_dtype()
+    device = param.device if param is not None else torch.device("cpu")
+    training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros((1,) + input_shape, dtype=dtype, device=device))
+    except Exception as exc:
+        raise InputError(
+            f"the model does not run on inputs of shape (batch, {', '.join(map(str, input_shape))})"
+            f" given by input_shape: {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        model.train(training)
+        for h in hooks:
+            h.remove()
+    layers = []
+    for p, shape in calls.items():
+        m = found[p]
+        if isinstance(m, nn.Linear):
+            layers.append(_Layer(p, _linear_op(m), shape))
+        else:
+            layers.append(_Layer(p, _conv_op(m), shape))
+    return layers
+
+
+def _net_layers(net: PWLNet) -> list[_Layer]:
+    layers = []
+    for n in net.nodes:
+        if isinstance(n.op, (LinearOp, ConvOp)):
+            src = n.inputs[0]
+            shape = net.input_shape if src == INPUT else net.node(src).shape
+            layers.append(_Layer(n.path or n.name, n.op, tuple(shape)))
+    return layers
+
+
+def _check_tol(value: float | None, name: str) -> None:
+    ok = value is None or (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+    if not ok:
+        raise InputError(f"{name} must be a finite number >= 0 or None, got {value!r}")
+
+
+def _conv_stats(
+    layer: _Layer, method: str, max_dense: int, eps: float, tols: dict, seed: int
+) -> LayerStats:
+    op = ConvOperator(layer.op, layer.input_shape)
+    rows = op.row_norms()
+    shape = (op.d_out, op.d_in)
+    frobenius, l21 = float(rows.norm()), float(rows.sum())
+    if method == "auto":
+        if op.is_circular():
+            method = "fft"
+        elif op.d_in * op.d_out <= max_dense:
+            method = "dense"
+        else:
+            method = "lanczos"
+    if method == "fft" and not op.is_circular():
+        raise InputError(
+            f"conv_method='fft' needs a circular convolution (padding_mode='circular', stride 1, "
+            f"output the input's size); layer {layer.path!r} is not one: use 'auto'"
+        )
+    kind = f"conv{layer.op.weight.dim() - 2}d"
+    common = dict(layer=layer.path, kind=kind, norm_kind="conv operator")
+    common["has_bias"] = layer.op.bias is not None
+    if method == "lanczos":
+        sigma, _ = op.spectral_norm(seed=seed)
+        return LayerStats(
+            **common,
+            method="lanczos",
+            shape=shape,
+            spectral_norm=sigma,
+            frobenius_norm=frobenius,
+            l21_norm=l21,
+            nuclear_norm=None,
+            rank=None,
+            numerical_rank=None,
+            stable_rank=frobenius**2 / sigma**2 if sigma > 0 else 0.0,
+            effective_rank=None,
+            spectrum=None,
+        )
+    if method == "fft":
+        s = op.fft_singular_values()
+    else:
+        s = torch.linalg.svdvals(op.dense())
+    stats = _from_singular_values(s, shape=shape, frobenius=frobenius, l21=l21, eps=eps, tols=tols)
+    return LayerStats(**common, method="fft" if method == "fft" else "dense svd", **stats)
+
+
+def weight_ranks(
+    model: nn.Module | PWLNet,
+    input_shape: Sequence[int] | None = None,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    conv_method: str = "auto",
+    max_dense: int = 2**22,
+    seed: int = 0,
+) -> WeightRanks:
+    """Norms and ranks of every Linear / Conv1d / Conv2d layer of ``model`` (see module doc).
+
+    ``model``: a torch module (its layers' own weights; BatchNorm is not folded in) or a
+    PWLNet (its affine ops as they are). ``input_shape`` (without batch) is needed for
+    convolutions; with it the layers come in call order. ``rtol`` / ``atol``: tolerances of the
+    numerical rank (default rtol = 1e-3). ``conv_method``: how a conv operator's singular values
+    are found: 'fft' (exact; circular convolutions only), 'dense' (SVD of the unrolled matrix),
+    'lanczos' (spectral norm only, by Lanczos iteration on A^T A from a start seeded with
+    ``seed``), or 'auto': fft when possible, else dense when the unrolled matrix has at most
+    ``max_dense`` entries, else lanczos.
+    """
+    _check_tol(rtol, "rtol")
+    _check_tol(atol, "atol")
+    if conv_method not in CONV_METHODS:
+        raise InputError(f"conv_method must be one of {CONV_METHODS}, got {conv_method!r}")
+    if isinstance(max_dense, bool) or not isinstance(max_dense, int) or max_dense < 0:
+        raise InputError(f"max_dense must be an integer >= 0, got {max_dense!r}")
+    shape = None
+    if input_shape is not None:
+        try:
+            shape = tuple(int(s) for s in input_shape)
+        except (TypeError, ValueError):
+            shape = ()
+        if not shape or any(s < 1 for s in shape):
+            raise InputError(
+                f"input_shape must be a sequence of positive integers, got {input_shape!r}"
+            )
+    if isinstance(model, PWLNet):
+        if shape is not None and shape != model.input_shape:
+            raise InputError(
+                f"input_shape {shape} differs from the PWLNet's input shape {model.input_shape}"
+            )
+        layers = _net_layers(model)
+    elif isinstance(model, nn.Module):
+        layers = _module_layers(model, shape)
+    else:
+        raise InputError(f"expected a torch.nn.Module or a PWLNet, got {type(model).__name__}")
+    tols = dict(rtol=rtol, atol=atol)
+    out: list[LayerStats] = []
+    for layer in layers:
+        weight = layer.op.weight
+        eps = torch.finfo(weight.dtype).eps
+        has_bias = layer.op.bias is not None
+        if isinstance(layer.op, LinearOp):
+            stats = matrix_stats(weight, eps=eps, **tols)
+            out.append(
+                LayerStats(
+                    layer=layer.path,
+                    kind="linear",
+                    norm_kind="matrix",
+                    method="svd",
+                    has_bias=has_bias,
+                    **stats,
+                )
+            )
+            continue
+        out.append(_conv_stats(layer, conv_method, max_dense, eps, tols, seed))
+        kernel = matrix_stats(weight.reshape(weight.shape[0], -1), eps=eps, **tols)
+        out.append(
+            LayerStats(
+                layer=layer.path,
+                kind=out[-1].kind,
+                norm_kind="reshaped kernel",
+                method="svd",
+                has_bias=has_bias,
+                **kernel,
+            )
+        )
+    params = dict(
+        input_shape=shape,
+        rtol=DEFAULT_RTOL if rtol is None and atol is None else rtol,
+        atol=atol,
+        conv_method=conv_method,
+        max_dense=max_dense,
+        seed=seed,
+    )
+    return WeightRanks(tuple(out), params)

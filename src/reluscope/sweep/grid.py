@@ -1,0 +1,130 @@
+"""A sweep's grid: ``key=v1,v2,...`` strings read like ``--set`` values, and their expansion into
+runs (every combination of the grid values, times seeds 0..K-1), each with a readable,
+file-system-safe run id."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from reluscope.errors import InputError
+from reluscope.experiments.config import parse_overrides
+
+UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
+MAX_RUN_ID = 100
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One run of a sweep: its grid values with the seed last (``values``), every config
+    override of the run (the fixed ones and ``values``), and ``run_id``, the name of its
+    directory."""
+
+    run_id: str
+    values: dict[str, Any]
+    overrides: dict[str, Any]
+
+
+def parse_grid(pairs: list[str]) -> dict[str, list[Any]]:
+    """``["lr=1e-3,1e-2", "widths=[64,64],[128]"]`` -> ``{"lr": [0.001, 0.01], "widths":
+    [[64, 64], [128]]}``. Values are split at commas outside brackets and quotes, and each is
+    read like a ``--set`` value (JSON when it parses, else a string)."""
+    grid: dict[str, list[Any]] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InputError(f"--grid expects key=v1,v2,..., got {pair!r}")
+        if key in grid:
+            raise InputError(
+                f"--grid {key} is given twice; give all its values once: --grid {key}=v1,v2,..."
+            )
+        pieces = _split_values(text)
+        if not all(pieces):
+            raise InputError(f"--grid {pair!r} has an empty value; expected key=v1,v2,...")
+        grid[key] = [parse_overrides([f"{key}={piece}"])[key] for piece in pieces]
+    return grid
+
+
+def _split_values(text: str) -> list[str]:
+    """``text`` split at the commas that are outside brackets, braces and double quotes."""
+    pieces, current, depth, quoted, escaped = [], [], 0, False, False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif quoted:
+            escaped, quoted = char == "\\", char != '"'
+        elif char == '"':
+            quoted = True
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            pieces.append("".join(current).strip())
+            current = []
+            continue
+        current.append(char)
+    pieces.append("".join(current).strip())
+    return pieces
+
+
+def expand_grid(
+    grid: dict[str, list[Any]], seeds: int, overrides: dict[str, Any] | None = None
+) -> list[SweepPoint]:
+    """Every combination of the ``grid`` values (the last key varying fastest), each with seeds
+    ``0..seeds-1`` (innermost), and the fixed ``overrides`` added to every run. The seed is set
+    by ``seeds`` only: a ``seed`` grid key or override is an InputError, and so are an empty or
+    repeated value list and a key given both in the grid and in ``overrides``."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise InputError(f"seeds must be a positive integer (runs seeds 0..K-1), got {seeds!r}")
+    fixed = dict(overrides or {})
+    if "seed" in grid or "seed" in fixed:
+        raise InputError(
+            "seed cannot be a grid key or a fixed override: --seeds K runs seeds 0..K-1 "
+            "at every grid point"
+        )
+    for key, values in grid.items():
+        if key in fixed:
+            raise InputError(f"{key} is both a grid key and a fixed override; give it once")
+        if not isinstance(values, list | tuple) or not values:
+            raise InputError(f"grid key {key} needs a non-empty list of values, got {values!r}")
+        texts = [_canonical(v) for v in values]
+        repeated = sorted({t for t in texts if texts.count(t) > 1})
+        if repeated:
+            raise InputError(f"grid key {key} repeats the value(s) {', '.join(repeated)}")
+    keys = list(grid)
+    points = []
+    for combination in itertools.product(*(grid[k] for k in keys)):
+        for seed in range(seeds):
+            values = {**dict(zip(keys, combination, strict=True)), "seed": seed}
+            points.append(SweepPoint(run_id(values), values, {**fixed, **values}))
+    ids = [p.run_id for p in points]
+    clashes = sorted({i for i in ids if ids.count(i) > 1})
+    if clashes:
+        raise InputError(
+            f"different grid values give the same run directory {clashes[0]!r}; "
+            'write each value of a key in one way (e.g. not both 1 and "1")'
+        )
+    return points
+
+
+def run_id(values: dict[str, Any]) -> str:
+    """The directory name of a run: ``key=value`` pairs joined by commas, e.g.
+    ``lr=0.001,wd=0.01,seed=1``. Characters other than letters, digits and ``._=,+-`` become
+    ``_`` and a short hash of the values is then appended (so that the name stays unique); a
+    name longer than 100 characters is replaced by ``run-`` and a hash."""
+    text = ",".join(f"{k}={v if isinstance(v, str) else _canonical(v)}" for k, v in values.items())
+    safe = UNSAFE.sub("_", text)
+    digest = hashlib.sha1(_canonical(values).encode()).hexdigest()
+    if safe != text:
+        safe = f"{safe}-{digest[:6]}"
+    return safe if len(safe) <= MAX_RUN_ID else f"run-{digest[:12]}"
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)

@@ -1,0 +1,118 @@
+"""``ProbeRunner``: runs probes on their schedules in any training loop and keeps their records."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from reluscope.data import Dataset
+from reluscope.errors import InputError
+from reluscope.io import atomic_write
+from reluscope.train.losses import LOSSES
+from reluscope.train.probe import Probe, ProbeContext, records_frame, step_seed, to_records
+from reluscope.train.schedule import Schedule
+
+
+class ProbeRunner:
+    """Runs ``probes`` at the steps of their schedules (``default_schedule`` for those without
+    one) and collects their tidy records (columns RECORD_COLUMNS, ``run`` = ``run_name``).
+
+    In a training loop, call ``maybe_run(model, step)`` once at every step (step 0 before the
+    first update, step s after s updates). Probes see the model in eval mode (its mode is
+    restored afterwards), analyse it in ``dtype`` on ``device`` (default: those of the model's
+    parameters), get the seed :func:`step_seed` (``seed``, step) and the loss kind ``loss``.
+    The probes run inside ``torch.random.fork_rng``: they never change the global random state,
+    so adding or removing probes does not change the training.
+    """
+
+    def __init__(
+        self,
+        probes: Iterable[Probe],
+        train: Dataset,
+        test: Dataset | None = None,
+        run_name: str = "run",
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        default_schedule: Schedule | None = None,
+        seed: int = 0,
+        loss: str = "ce",
+    ) -> None:
+        self.probes = list(probes)
+        for p in self.probes:
+            if not isinstance(p, Probe):
+                raise InputError(f"probes must be Probe objects; got {type(p).__name__}")
+            if p.schedule is None and default_schedule is None:
+                raise InputError(
+                    f"probe {p.name!r} has no schedule: give it schedule= or give the runner "
+                    "default_schedule= (e.g. log_steps(total_steps))"
+                )
+        if not isinstance(train, Dataset) or (test is not None and not isinstance(test, Dataset)):
+            raise InputError("train (and test, if given) must be reluscope.data.Dataset objects")
+        if dtype is not None and (
+            not isinstance(dtype, torch.dtype) or not dtype.is_floating_point
+        ):
+            raise InputError(f"dtype must be a floating torch.dtype or None; got {dtype!r}")
+        if loss not in LOSSES:
+            raise InputError(f"unknown loss {loss!r}; expected one of {list(LOSSES)}")
+        self.train, self.test, self.run_name = train, test, str(run_name)
+        self.dtype = dtype
+        self.device = None if device is None else torch.device(device)
+        self.default_schedule, self.seed, self.loss = default_schedule, seed, loss
+        self.records: list[dict[str, Any]] = []
+        self._cache: dict = {}
+
+    def due(self, step: int) -> list[Probe]:
+        """The probes scheduled at ``step``."""
+        return [p for p in self.probes if step in (p.schedule or self.default_schedule)]
+
+    def maybe_run(self, model: nn.Module, step: int) -> list[dict[str, Any]]:
+        """Run the probes due at ``step``; returns their new records (also kept)."""
+        due = self.due(step)
+        return self.run(model, step, due) if due else []
+
+    def run(
+        self, model: nn.Module, step: int, probes: Iterable[Probe] | None = None
+    ) -> list[dict[str, Any]]:
+        """Run ``probes`` (default: all) now, whatever their schedules; returns the new records.
+        If a probe fails, no record of this call is kept."""
+        param = next(model.parameters(), None)
+        dtype = self.dtype or (param.dtype if param is not None else torch.float32)
+        device = self.device or (param.device if param is not None else torch.device("cpu"))
+        ctx = ProbeContext(
+            model=model,
+            step=int(step),
+            train=self.train,
+            test=self.test,
+            dtype=dtype,
+            device=device,
+            seed=step_seed(self.seed, int(step)),
+            loss=self.loss,
+            cache=self._cache,
+        )
+        devices = [device] if device.type == "cuda" else []
+        was_training = model.training
+        new: list[dict[str, Any]] = []
+        try:
+            with torch.random.fork_rng(devices=devices):
+                model.eval()
+                for p in self.probes if probes is None else probes:
+                    new.extend(to_records(p.measure(ctx), p, self.run_name, step))
+        finally:
+            model.train(was_training)
+        self.records.extend(new)
+        return new
+
+    def frame(self) -> pd.DataFrame:
+        """All records so far as a DataFrame (columns RECORD_COLUMNS)."""
+        return records_frame(self.records)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the records to ``path`` as Parquet, atomically."""
+        frame = self.frame()
+        return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
