@@ -1,7 +1,7 @@
 """A cheap experiment for the sweep tests: it trains nothing. Its records are the closed form
 ``value(step) = a * step**2 + seed + (sum(widths) if mode == "y" else 0)`` for steps
 ``0..n-1``; it appends a line to ``calls.txt`` in its run directory each time it runs, draws
-one tiny figure, and raises when ``fail`` is set."""
+one tiny figure, and raises when ``a`` is negative."""
 
 from __future__ import annotations
 
@@ -27,13 +27,12 @@ class FixtureConfig(ExperimentConfig):
     n: int = Field(3, ge=2)
     mode: Literal["x", "y"] = "x"
     widths: list[int] = [4]
-    fail: bool = False
 
 
 def run(config: FixtureConfig, ctx: RunContext) -> Outcome:
     with ctx.path("calls.txt").open("a") as calls:
         calls.write("run\n")
-    if config.fail:
+    if config.a < 0:
         raise RuntimeError(f"asked to fail (a={config.a})")
     shift = config.seed + (sum(config.widths) if config.mode == "y" else 0)
     steps = list(range(config.n))

@@ -50,7 +50,9 @@ def test_fgsm_equals_closed_form_on_a_linear_model():
     # two classes: the margin drops by exactly eps * ||w_y - w_other||_1, so the loss becomes
     # softplus(-(margin - eps * ||dw||_1))
     drop = eps * margin_direction(model, y).abs().sum(dim=1)
-    torch.testing.assert_close(margins(model, adv, y), margins(model, x, y) - drop, rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        margins(model, adv, y), margins(model, x, y) - drop, rtol=0, atol=1e-12
+    )
     loss = F.cross_entropy(model(adv), y, reduction="none").detach()
     torch.testing.assert_close(loss, F.softplus(-(margins(model, x, y) - drop)), rtol=1e-12, atol=0)
     assert (loss > F.cross_entropy(model(x), y, reduction="none").detach()).all()
@@ -129,7 +131,9 @@ def test_adversarial_accuracy_is_the_exact_robust_accuracy_of_a_linear_model():
     m = margins(model, x, y)
     # robust iff the margin survives the worst case: m > eps * ||w_y - w_other||_1
     robust = (m > eps * margin_direction(model, y).abs().sum(dim=1)).double()
-    result = adversarial_accuracy(model, x, y, "pgd", eps=eps, step_size=eps / 2, steps=5, batch_size=64)
+    result = adversarial_accuracy(
+        model, x, y, "pgd", eps=eps, step_size=eps / 2, steps=5, batch_size=64
+    )
     assert result.value == pytest.approx(robust.mean().item(), abs=1e-15)
     assert result.stderr == pytest.approx(robust.std().item() / 200**0.5, rel=1e-12)
     assert result.extra["clean_accuracy"] == pytest.approx((m > 0).double().mean().item())

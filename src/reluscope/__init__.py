@@ -7,6 +7,7 @@ from reluscope.measures import (
     neighborhood_complexity,
     neural_collapse,
     total_variation,
+    weight_ranks,
 )
 from reluscope.nets import PWLNet, trace
 from reluscope.regions import line, plane, plane_through
@@ -27,4 +28,5 @@ __all__ = [
     "plane_through",
     "total_variation",
     "trace",
+    "weight_ranks",
 ]

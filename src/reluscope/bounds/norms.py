@@ -69,7 +69,10 @@ class NetworkNorms:
     @property
     def stable_ranks(self) -> tuple[float, ...]:
         """||W_l||_F^2 / ||W_l||_2^2 (0 for a zero layer)."""
-        return tuple(f**2 / s**2 if s > 0 else 0.0 for f, s in zip(self.frobenius, self.spectral))
+        return tuple(
+            f**2 / s**2 if s > 0 else 0.0
+            for f, s in zip(self.frobenius, self.spectral, strict=True)
+        )
 
     @classmethod
     def from_matrices(
@@ -81,12 +84,14 @@ class NetworkNorms:
         rank_kind: str = "exact",
         rtol: float | None = None,
         atol: float | None = None,
+        eps: float | None = None,
     ) -> NetworkNorms:
         """The numbers of the matrices ``weights`` (W_1 first, each (d_l, d_{l-1})).
 
         ``ranks``: given, or each matrix's 'exact' rank (default tolerance) or 'numerical'
         rank (``rtol`` / ``atol``, as in :func:`reluscope.measures.weight_ranks.matrix_stats`),
-        chosen by ``rank_kind``. ``reference``: matrices M_l for the (2,1) distances.
+        chosen by ``rank_kind``; ``eps`` (default: the matrices' dtype's) sets the exact-rank
+        tolerance. ``reference``: matrices M_l for the (2,1) distances.
         """
         if rank_kind not in ("exact", "numerical"):
             raise InputError(f"rank_kind must be 'exact' or 'numerical', got {rank_kind!r}")
@@ -106,7 +111,7 @@ class NetworkNorms:
             shapes = [tuple(w.shape) for w in weights]
             if [tuple(m.shape) for m in reference] != shapes:
                 raise InputError(f"reference matrices must have the shapes {shapes}")
-        stats = [matrix_stats(w, rtol=rtol, atol=atol) for w in weights]
+        stats = [matrix_stats(w, rtol=rtol, atol=atol, eps=eps) for w in weights]
         if ranks is None:
             key = "rank" if rank_kind == "exact" else "numerical_rank"
             ranks = [s[key] for s in stats]
@@ -137,11 +142,15 @@ class SampleStats:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "n", checks.integer(self.n, "n"))
-        object.__setattr__(self, "data_norm", checks.real(self.data_norm, "data_norm", nonnegative=True))
-        object.__setattr__(self, "max_norm", checks.real(self.max_norm, "max_norm", nonnegative=True))
-        if self.max_norm > self.data_norm * (1 + 1e-12) or self.data_norm > self.max_norm * math.sqrt(
-            self.n
-        ) * (1 + 1e-12):
+        object.__setattr__(
+            self, "data_norm", checks.real(self.data_norm, "data_norm", nonnegative=True)
+        )
+        object.__setattr__(
+            self, "max_norm", checks.real(self.max_norm, "max_norm", nonnegative=True)
+        )
+        if self.max_norm > self.data_norm * (
+            1 + 1e-12
+        ) or self.data_norm > self.max_norm * math.sqrt(self.n) * (1 + 1e-12):
             raise InputError(
                 f"inconsistent sample norms: expected max_norm <= data_norm <= sqrt(n) * max_norm, "
                 f"got n={self.n}, data_norm={self.data_norm}, max_norm={self.max_norm}"

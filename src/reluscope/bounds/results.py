@@ -29,7 +29,8 @@ class BoundResult:
     The norm-dependent complexity term ("main") is split exactly as
     main = prefactor * norm_product * rank_factor (all in log10): ``norm_product`` is the product
     of the layers' spectral norms, ``rank_factor`` is how ranks, widths or stable ranks enter
-    (``rank_form`` says how: a 'sum' over layers, a 'product', ...), and ``prefactor`` is the
+    (``rank_form`` says how: 'sum' or 'product' over layers, 'sum^(3/2)' for BFT's
+    (sum of 2/3 powers)^(3/2), 'sqrt(sum)' for NBS), and ``prefactor`` is the
     rest (constants, data norm, sample size, margin). ``rank_factor_substituted`` is the rank
     factor once every Frobenius or (2,1) norm is replaced by its worst case at rank r_l
     (||W||_F <= sqrt(r) ||W||_2, ||W^T||_{2,1} <= sqrt(d_out) ||W||_F), so that

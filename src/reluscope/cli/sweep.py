@@ -75,7 +75,7 @@ def sweep(
         console.print(_summary_table(result))
         for run in result.failures:
             console.print(
-                f"[red]FAILED[/] {run.point.run_id}: {run.error} "
+                f"[red]FAILED[/] {run.run_id}: {run.error} "
                 f"[dim](traceback: {run.run_dir / 'error.txt'})[/]"
             )
         counts = {s: sum(r.status == s for r in result.runs) for s in ("ran", "reused", "failed")}
@@ -107,7 +107,7 @@ def _summary_table(result) -> Table:
         title=f"sweep {result.name}: mean ± std over seeds",
         caption=caption,
     )
-    for _, row in summary.iterrows():
+    for row in summary.to_dict("records"):
         done = f"{row['runs'] - row['failed_runs']}/{row['runs']}"
         if row["failed_runs"]:
             done = f"[red]{done}[/]"

@@ -12,6 +12,7 @@ from reluscope.measures.neural_collapse import (
 )
 from reluscope.measures.results import MeasureResult
 from reluscope.measures.total_variation import TotalVariationMeter, total_variation
+from reluscope.measures.weight_ranks import LayerStats, WeightRanks, weight_ranks
 
 __all__ = [
     "LocalComplexityMeter",
@@ -26,4 +27,7 @@ __all__ = [
     "neighborhood_complexity",
     "neural_collapse",
     "total_variation",
+    "LayerStats",
+    "WeightRanks",
+    "weight_ranks",
 ]

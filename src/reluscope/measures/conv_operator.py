@@ -107,7 +107,8 @@ class ConvOperator:
         )
 
     def fft_singular_values(self) -> Tensor:
-        """All singular values of a circular convolution (prod(spatial) * min(C_out, C_in)), descending.
+        """All prod(spatial) * min(C_out, C_in) singular values of a circular convolution,
+        descending.
 
         The kernel is laid on the input grid (tap k at position dilation * k, modulo the size),
         transformed with an FFT over the spatial axes, and the C_out x C_in matrix of every

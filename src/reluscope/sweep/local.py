@@ -11,8 +11,8 @@ from reluscope.sweep.task import RunTask, TaskResult, available_cores, execute, 
 
 def run_local(tasks: list[RunTask], workers: int) -> Iterator[TaskResult]:
     """Run ``tasks`` in ``workers`` spawned processes (each with ``cores // workers`` torch
-    threads), yielding each result as soon as its run ends. Stopping early (Ctrl-C) cancels the
-    runs not yet started."""
+    threads), yielding each result as soon as its run ends. Stopping early (Ctrl-C) stops the
+    workers at once; their runs resume from their checkpoints when the sweep is run again."""
     if not tasks:
         return
     threads = max(1, available_cores() // workers)
@@ -28,4 +28,15 @@ def run_local(tasks: list[RunTask], workers: int) -> Iterator[TaskResult]:
                 yield lost(futures[future], exc)
         finished = True
     finally:
-        executor.shutdown(wait=finished, cancel_futures=True)
+        if finished:
+            executor.shutdown()
+        else:
+            _stop(executor)
+
+
+def _stop(executor: ProcessPoolExecutor) -> None:
+    """Cancel the runs not started and end the worker processes now."""
+    processes = list((executor._processes or {}).values())  # no public way before Python 3.14
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()

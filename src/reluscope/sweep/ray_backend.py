@@ -71,7 +71,7 @@ def _start(ray: ModuleType, workers: int, address: str | None) -> None:
         if address:
             ray.init(address=address, **options)
         else:
-            ray.init(num_cpus=workers, **options)
+            ray.init(address="local", num_cpus=workers, **options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
         raise InputError(f"cannot connect to {where}: {exc}") from exc

@@ -22,7 +22,8 @@ STATUS_COLUMNS = ("status", "elapsed_s", "passed", "failed", "error")
 class SweepRun:
     """One run of a sweep: its point, its validated config (JSON values), its directory, its
     status (``ran``, ``reused`` from an earlier sweep, or ``failed``), its duration in seconds,
-    its outcome (None when it failed) and its error (one line) when it failed."""
+    its outcome (None when it failed), and its error (one line) and traceback when it
+    failed."""
 
     point: SweepPoint
     config: dict[str, Any]
@@ -31,12 +32,18 @@ class SweepRun:
     elapsed_s: float
     outcome: Outcome | None = None
     error: str = ""
+    traceback: str = field(default="", repr=False)
+
+    @property
+    def run_id(self) -> str:
+        """The run's id, the name of its directory."""
+        return self.point.run_id
 
     def columns(self, keys: tuple[str, ...]) -> dict[str, Any]:
         """``run_id`` and the run's config values of ``keys`` and ``seed`` (lists and dicts as
         compact JSON text, so that they can be grouped on)."""
         values = {key: _cell(self.config[key]) for key in (*keys, "seed")}
-        return {"run_id": self.point.run_id, **values}
+        return {"run_id": self.run_id, **values}
 
 
 @dataclass(frozen=True)

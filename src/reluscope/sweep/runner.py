@@ -3,6 +3,7 @@ run the others on a backend (local processes or Ray), and gather their records."
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import closing
@@ -39,10 +40,10 @@ def run_sweep(
     console: Console | None = None,
 ) -> SweepResult:
     """Run ``experiment`` (an Experiment, a registered name or ``package.module:ATTRIBUTE``,
-    importable by the workers) once per
-    combination of the ``grid`` values and seed ``0..seeds-1``, with the fixed ``overrides``,
-    each into ``out_dir/NAME/RUN_ID``, and write the records of all runs to
-    ``out_dir/NAME/sweep.parquet`` and each run's status to ``runs.parquet``.
+    importable by the workers) once per combination of the ``grid`` values and seed
+    ``0..seeds-1``, with the fixed ``overrides``, each into ``out_dir/NAME/RUN_ID``, and write
+    the records of all runs to ``out_dir/NAME/sweep.parquet`` and each run's status to
+    ``runs.parquet``.
 
     Every config is validated before anything runs. Runs that already finished with the same
     config are read back, not run again. ``backend="local"`` runs ``workers`` processes here;
@@ -61,6 +62,9 @@ def run_sweep(
     target = experiment
     if not isinstance(experiment, Experiment):
         experiment = get_experiment(experiment)
+    points = expand_grid(grid, seeds, overrides)
+    configs = _validate(experiment, points, scale)
+    grid = _validated_grid(grid, points, configs)
     points = expand_grid(grid, seeds, overrides)
     configs = _validate(experiment, points, scale)
     if backend == "ray":
@@ -107,6 +111,7 @@ def run_sweep(
                 result.elapsed_s,
                 result.outcome,
                 result.error,
+                result.traceback,
             )
             bar.update(total, advance=1, description=_describe(experiment.name, runs))
     ordered = [runs[p.run_id] for p in points]
@@ -134,6 +139,23 @@ def _validate(
         except InputError as exc:
             raise InputError(f"run {point.run_id} of the sweep: {exc}") from None
     return configs
+
+
+def _validated_grid(
+    grid: dict[str, list[Any]], points: list[SweepPoint], configs: list[ExperimentConfig]
+) -> dict[str, list[Any]]:
+    """``grid`` with each value replaced by its validated JSON value (``1`` -> ``1.0`` for a
+    float key), so that run ids, columns and re-runs do not depend on how a value was written."""
+    validated: dict[str, dict[str, Any]] = {key: {} for key in grid}
+    for point, config in zip(points, configs, strict=True):
+        values = config.to_json()
+        for key in grid:
+            validated[key].setdefault(_text(point.values[key]), values[key])
+    return {key: [validated[key][_text(v)] for v in values] for key, values in grid.items()}
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _results(

@@ -61,7 +61,7 @@ def execute(task: RunTask, threads: int) -> TaskResult:
         )
     except Exception as exc:
         trace = traceback.format_exc()
-        if os.access(task.run_dir, os.W_OK):
+        if os.access(task.run_dir, os.W_OK):  # absent when the run failed before creating it
             error_file.write_text(trace)
         message = f"{type(exc).__name__}: {exc}"
         return TaskResult(

@@ -45,7 +45,7 @@ class ProgressDisplay:
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"),
+                TextColumn("{task.fields[info]}", markup=False),
                 transient=True,
             )
             self._task = self._progress.add_task(description, total=total, completed=start, info="")

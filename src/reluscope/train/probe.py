@@ -143,13 +143,18 @@ def to_records(output: ProbeOutput, probe: Probe, run: str, step: int) -> list[d
                 "run": run,
                 "step": int(step),
                 "metric": str(row.get("metric", probe.name)),
-                "layer": row.get("layer") or None,
-                "split": row.get("split", probe.split),
+                "layer": _label(row.get("layer")),
+                "split": _label(row.get("split", probe.split)),
                 "value": float(row["value"]) if row.get("value") is not None else float("nan"),
                 "stderr": float(row["stderr"]) if row.get("stderr") is not None else float("nan"),
             }
         )
     return records
+
+
+def _label(value: Any) -> str | None:
+    """A layer or split label as a string (None and "" mean none)."""
+    return None if value is None or value == "" else str(value)
 
 
 def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:

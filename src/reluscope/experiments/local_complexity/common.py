@@ -1,0 +1,184 @@
+"""What the local-complexity experiments share: their data (generated, bundled, or MNIST /
+CIFAR-10 from a data directory, normalised as in the authors' code), the paper's MLP
+initialisation, a training call, and reading series out of tidy records."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.axes import Axes
+from torch import nn
+
+from reluscope.data import Dataset, load_data, split, subsample
+from reluscope.errors import InputError
+from reluscope.experiments.runner import RunContext
+from reluscope.train import Probe, Schedule, TrainConfig, Trainer
+
+#: Per-channel (mean, std) of the pixels in [0, 1], as normalised in the authors' code.
+NORMALISATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "mnist": ((0.1307,), (0.3081,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+}
+#: Data sets with their own test files (read as ``name:part=train`` and ``name:part=test``).
+FILE_DATASETS = ("mnist", "cifar10")
+
+
+def load_splits(
+    spec: str, n_train: int, n_test: int, data_dir: str | None = None, seed: int = 0
+) -> tuple[Dataset, Dataset]:
+    """A seeded training subset of ``n_train`` points and a test subset of ``n_test`` points.
+
+    MNIST and CIFAR-10 (``spec`` "mnist" or "cifar10", read from ``data_dir``) take both from
+    their own train and test files and are normalised per channel as in the authors' code
+    (``NORMALISATION``); any other spec of :func:`reluscope.data.load_data` is generated (from
+    ``seed``) and split at random into the two subsets."""
+    name = spec.split(":", 1)[0].strip().lower()
+    if name in FILE_DATASETS:
+        options = spec.split(":", 1)[1] + "," if ":" in spec else ""
+        if "part=" in options:
+            raise InputError(f"data {spec!r}: the train and test parts are chosen by the experiment")
+        parts = [
+            load_data(f"{name}:{options}part={part}", seed=seed, data_dir=data_dir)
+            for part in ("train", "test")
+        ]
+        train = _take(parts[0], n_train, seed, "n_train")
+        test = _take(parts[1], n_test, seed + 1, "n_test")
+        return _normalise(train, name), _normalise(test, name)
+    data = load_data(spec, seed=seed, data_dir=data_dir)
+    if n_train + n_test > len(data):
+        raise InputError(
+            f"data {spec!r} has {len(data)} points: n_train + n_test = {n_train} + {n_test} "
+            "is more than that"
+        )
+    train, test = split(data, n_train / len(data), seed=seed)
+    return train, _take(test, n_test, seed + 1, "n_test")
+
+
+def _take(data: Dataset, n: int, seed: int, what: str) -> Dataset:
+    if n > len(data):
+        raise InputError(f"{what}={n} is more than the {len(data)} points of {data.name!r}")
+    return data if n == len(data) else subsample(data, n, seed)
+
+
+def _normalise(data: Dataset, name: str) -> Dataset:
+    mean, std = (torch.tensor(v) for v in NORMALISATION[name])
+    x = data.x.reshape(len(data), len(mean), -1)
+    x = ((x - mean[:, None]) / std[:, None]).reshape(data.x.shape)
+    return Dataset(x.float(), data.y, data.name, {**data.info, "normalised": True})
+
+
+def classes(data: Dataset) -> int:
+    """The number of classes of a labelled data set (``info["classes"]``, else max label + 1)."""
+    return int(data.info.get("classes") or int(data.y.max()) + 1)
+
+
+def paper_mlp(input_dim: int, hidden: Sequence[int], outputs: int, gain: float, seed: int) -> nn.Module:
+    """``Linear-ReLU-...-Linear`` with weights drawn from N(0, gain^2 / fan_in) and zero biases,
+    the initialisation of the authors' code (gain 1: LeCun normal, sqrt(2): He normal)."""
+    widths = [input_dim, *hidden, outputs]
+    generator = torch.Generator().manual_seed(seed)
+    layers: list[nn.Module] = []
+    for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+        linear = nn.Linear(fan_in, fan_out)
+        with torch.no_grad():
+            linear.weight.copy_(torch.randn(fan_out, fan_in, generator=generator))
+            linear.weight.mul_(gain / math.sqrt(fan_in))
+            linear.bias.zero_()
+        layers.append(linear)
+        if i < len(widths) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def train_run(
+    ctx: RunContext,
+    name: str,
+    model: nn.Module,
+    train: Dataset,
+    test: Dataset,
+    config: TrainConfig,
+    probes: Sequence[Probe],
+    schedule: Schedule,
+) -> tuple[pd.DataFrame, nn.Module]:
+    """Train ``model`` with ``probes`` (default ``schedule``) in the sub-directory ``name`` of
+    the run directory (checkpointed there, so an interrupted experiment resumes); returns the
+    records and the trained model."""
+    trainer = Trainer(
+        model,
+        train,
+        test,
+        config,
+        probes=probes,
+        run_dir=ctx.subdir(name),
+        run_name=name,
+        progress=ctx.progress,
+        default_schedule=schedule,
+    )
+    return trainer.fit(), trainer.model
+
+
+def checkpoint_every(steps: int) -> int:
+    """Checkpoint about 20 times per run (at least every 1000 steps for short runs)."""
+    return max(1000, steps // 20)
+
+
+def series(
+    records: pd.DataFrame,
+    metric: str,
+    split: str | None = None,
+    layer: str | None = None,
+    run: str | None = None,
+) -> pd.DataFrame:
+    """The rows of one metric (total when ``layer`` is None) as a frame indexed by step, with
+    columns value and stderr, sorted by step."""
+    rows = records[records["metric"] == metric]
+    rows = rows[rows["layer"].isna()] if layer is None else rows[rows["layer"] == layer]
+    if split is not None:
+        rows = rows[rows["split"] == split]
+    if run is not None:
+        rows = rows[rows["run"] == run]
+    return rows.set_index("step")[["value", "stderr"]].sort_index()
+
+
+def layers(records: pd.DataFrame, metric: str) -> list[str]:
+    """The layer names of a per-layer metric, in the order they first appear."""
+    rows = records[(records["metric"] == metric) & records["layer"].notna()]
+    return list(dict.fromkeys(rows["layer"]))
+
+
+def first_step_at_least(values: pd.Series, threshold: float) -> int | None:
+    """The first step (index) where ``values`` reaches ``threshold``, None if never."""
+    hits = values[values >= threshold]
+    return None if hits.empty else int(hits.index[0])
+
+
+def plot_series(
+    ax: Axes, frame: pd.DataFrame, label: str, color: str | None = None, band: bool = True
+) -> None:
+    """Plot a series against step + 1 on a log axis, with a +-1 standard-error band."""
+    x = frame.index.to_numpy() + 1
+    y = frame["value"].to_numpy()
+    (line,) = ax.plot(x, y, marker=".", ms=3, lw=1.2, label=label, color=color)
+    err = frame["stderr"].to_numpy()
+    if band and np.isfinite(err).any():
+        err = np.nan_to_num(err)
+        ax.fill_between(x, y - err, y + err, color=line.get_color(), alpha=0.2, lw=0)
+    ax.set_xscale("log")
+
+
+def mark_step(ax: Axes, step: int | None, label: str, color: str = "0.4") -> None:
+    """A dashed vertical line at ``step`` (plotted at step + 1)."""
+    if step is not None:
+        ax.axvline(step + 1, color=color, ls="--", lw=0.9, label=label)
+
+
+def save_frame(path: Path, frame: pd.DataFrame) -> None:
+    """Write ``frame`` to Parquet atomically."""
+    from reluscope.io import atomic_write
+
+    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))

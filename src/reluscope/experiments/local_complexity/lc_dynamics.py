@@ -1,0 +1,274 @@
+"""``lc-dynamics``: local complexity, local rank, total variation, accuracy and adversarial
+accuracy of an MLP over training (Patel & Montufar, Sec. 4 and Fig. 3; spec §4.1-4.2)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from reluscope.experiments import Experiment, ExperimentConfig, Figure, Outcome, Prediction
+from reluscope.experiments.local_complexity import common
+from reluscope.experiments.runner import RunContext
+from reluscope.report.figures import new_figure, save_png
+from reluscope.train import TrainConfig, log_steps, probes
+
+SOURCE = "spec local_complexity.md §5, prediction"
+#: Train accuracy from which the run counts as interpolating.
+INTERPOLATION = 0.99
+#: Relative local-rank drop of the deepest layer that counts as a collapse.
+COLLAPSE = 0.2
+#: Median relative train/test LC gap under which the two count as tracking each other.
+TRACKING = 0.1
+
+
+class LCDynamicsConfig(ExperimentConfig):
+    """Quick: scikit-learn digits, a 4x64 MLP at twice the He initialisation, AdamW with strong
+    weight decay so that the late phase arrives within a few thousand steps. Paper: the authors'
+    MNIST MLP (1000 training images, 4x200, AdamW lr 1e-4, weight decay 0.01, batch 64, 1e6
+    steps, PGD eps 80/255 in normalised units)."""
+
+    PAPER: ClassVar[dict[str, Any]] = {
+        "data": "mnist",
+        "n_train": 1000,
+        "n_test": 1000,
+        "hidden": [200, 200, 200, 200],
+        "lr": 1e-4,
+        "weight_decay": 0.01,
+        "steps": 1_000_000,
+        "n_probes": 50,
+        "n_points": 1000,
+        "adv_eps": 80 / 255,
+        "adv_step": 10 / 255,
+    }
+
+    data: str = Field("digits", description="data spec; mnist/cifar10 are read from data_dir")
+    data_dir: str | None = Field(None, description="directory holding MNIST / CIFAR-10 files")
+    n_train: int = Field(1000, ge=10, description="training points")
+    n_test: int = Field(500, ge=10, description="test points")
+    hidden: list[int] = Field([64, 64, 64, 64], min_length=2, description="hidden widths")
+    init_gain: float = Field(
+        2 * math.sqrt(2), gt=0, description="weights ~ N(0, gain^2/fan_in); 2x He as in Fig. 3"
+    )
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.5, ge=0, description="AdamW decoupled decay (weights only)")
+    batch_size: int = Field(64, ge=1)
+    steps: int = Field(6000, ge=10)
+    n_probes: int = Field(30, ge=5, description="log-spaced probe steps")
+    n_points: int = Field(256, ge=8, description="points per split for LC, rank, TV, PGD")
+    sigma: float = Field(0.01, gt=0, description="LC bias-noise scale")
+    rank_atol: float = Field(0.01, gt=0, description="local-rank tolerance (authors' 0.01)")
+    adv_eps: float = Field(0.1, gt=0, description="PGD L_inf radius, input units")
+    adv_step: float = Field(0.025, gt=0, description="PGD step size, input units")
+    adv_iters: int = Field(10, ge=1)
+    dtype: str = Field("float32", pattern="^(float32|float64)$")
+
+
+def run(config: LCDynamicsConfig, ctx: RunContext) -> Outcome:
+    c = config
+    train, test = common.load_splits(c.data, c.n_train, c.n_test, c.data_dir, c.seed)
+    lo, hi = float(min(train.x.min(), test.x.min())), float(max(train.x.max(), test.x.max()))
+    model = common.paper_mlp(
+        train.x[0].numel(), c.hidden, common.classes(train), c.init_gain, c.seed
+    )
+    train_config = TrainConfig(
+        steps=c.steps,
+        batch_size=c.batch_size,
+        optimizer="adamw",
+        lr=c.lr,
+        weight_decay=c.weight_decay,
+        loss="ce",
+        dtype=c.dtype,
+        device=c.device,
+        seed=c.seed,
+        checkpoint_every=common.checkpoint_every(c.steps),
+    )
+    n = c.n_points
+    probe_list = [
+        probes.accuracy_loss(),
+        probes.local_complexity(c.sigma, splits=("train", "test"), n_points=n),
+        probes.local_rank(c.rank_atol, splits=("train",), n_points=n),
+        probes.total_variation(c.sigma, splits=("train",), n_points=n, bound=False),
+        probes.adversarial(
+            c.adv_eps, c.adv_step, c.adv_iters, bounds=(lo, hi), splits=("test",), n_points=n
+        ),
+    ]
+    records, _ = common.train_run(
+        ctx, "train", model, train, test, train_config, probe_list, log_steps(c.steps, c.n_probes)
+    )
+    facts = analyse(records)
+    figure = _figure(records, facts, ctx)
+    return Outcome(
+        records=records,
+        figures=[figure],
+        numbers=facts["numbers"],
+        predictions=_predictions(facts),
+        summary=(
+            f"{c.data}: {len(train)} training points, MLP {c.hidden}, {c.steps} AdamW steps "
+            f"(weight decay {c.weight_decay}). Train LC goes from "
+            f"{facts['numbers']['lc_train_init']:.3g} at init to "
+            f"{facts['numbers']['lc_train_end']:.3g} at the end; interpolation at step "
+            f"{facts['interp']}."
+        ),
+    )
+
+
+def analyse(records: pd.DataFrame) -> dict[str, Any]:
+    """Interpolation step, late LC drop, local-rank change of every layer, delayed robustness
+    and the train/test LC gap, from the records of a run."""
+    acc = common.series(records, "accuracy", "train")["value"]
+    lc = common.series(records, "lc", "train")
+    lc_test = common.series(records, "lc", "test")
+    adv = common.series(records, "adv_accuracy", "test")
+    interp = common.first_step_at_least(acc, INTERPOLATION)
+    end = int(lc.index[-1])
+    numbers: dict[str, float] = {
+        "lc_train_init": float(lc["value"].iloc[0]),
+        "lc_train_end": float(lc["value"].iloc[-1]),
+        "lc_test_end": float(lc_test["value"].iloc[-1]),
+        "train_accuracy_end": float(acc.iloc[-1]),
+        "test_accuracy_end": float(common.series(records, "accuracy", "test")["value"].iloc[-1]),
+        "adv_accuracy_end": float(adv["value"].iloc[-1]),
+        "interpolation_step": float("nan") if interp is None else float(interp),
+    }
+    gap = (lc["value"] - lc_test["value"]).abs() / (0.5 * (lc["value"] + lc_test["value"]))
+    numbers["lc_train_test_median_rel_gap"] = float(gap.median())
+    facts: dict[str, Any] = {"interp": interp, "end": end, "numbers": numbers}
+    if interp is None:
+        return facts
+    after = lc.loc[interp:]
+    peak = int(after["value"].idxmax())
+    numbers["lc_peak_after_interp_step"] = float(peak)
+    numbers["lc_peak_after_interp"] = float(after.loc[peak, "value"])
+    numbers["lc_drop"] = numbers["lc_peak_after_interp"] - numbers["lc_train_end"]
+    numbers["lc_drop_stderr"] = float(np.hypot(after.loc[peak, "stderr"], lc["stderr"].iloc[-1]))
+    for layer in common.layers(records, "local_rank"):
+        rank = common.series(records, "local_rank", "train", layer)["value"]
+        numbers[f"rank_at_peak.{layer}"] = float(rank.loc[peak])
+        numbers[f"rank_end.{layer}"] = float(rank.iloc[-1])
+        numbers[f"rank_rel_drop.{layer}"] = float(1 - rank.iloc[-1] / rank.loc[peak])
+    a_int, a_end = float(adv.loc[interp, "value"]), float(adv["value"].iloc[-1])
+    numbers["adv_accuracy_at_interp"] = a_int
+    numbers["adv_accuracy_max_after_interp"] = float(adv.loc[interp:, "value"].max())
+    numbers["adv_rise_stderr"] = float(np.hypot(adv.loc[interp, "stderr"], adv["stderr"].iloc[-1]))
+    facts["peak"] = peak
+    facts["layers"] = common.layers(records, "local_rank")
+    return facts
+
+
+def _predictions(facts: dict[str, Any]) -> list[Prediction]:
+    num = facts["numbers"]
+    if facts["interp"] is None:
+        missing = "the run never reached {:.0%} train accuracy".format(INTERPOLATION)
+        claims = [
+            "LC falls late in training, after interpolation",
+            "The late LC drop coincides with a collapse of the deep layers' local rank",
+            "Adversarial accuracy rises after interpolation (delayed robustness)",
+        ]
+        preds = [Prediction(cl, False, missing, f"{SOURCE} 11-12") for cl in claims]
+    else:
+        drop, err = num["lc_drop"], num["lc_drop_stderr"]
+        first, last = facts["layers"][0], facts["layers"][-1]
+        deep, shallow = num[f"rank_rel_drop.{last}"], num[f"rank_rel_drop.{first}"]
+        a_int, a_end = num["adv_accuracy_at_interp"], num["adv_accuracy_end"]
+        rise_err = num["adv_rise_stderr"]
+        preds = [
+            Prediction(
+                "LC falls late in training: the train LC at the end is below its maximum after "
+                f"interpolation (train accuracy >= {INTERPOLATION}) by more than 2 standard errors",
+                bool(drop > 2 * err),
+                f"max after interpolation {num['lc_peak_after_interp']:.4g} (step "
+                f"{int(num['lc_peak_after_interp_step'])}), end {num['lc_train_end']:.4g}: drop "
+                f"{drop:.4g} vs 2 x stderr {2 * err:.3g}",
+                f"{SOURCE} 11",
+            ),
+            Prediction(
+                "The late LC drop coincides with a local-rank collapse of the deep layers: "
+                f"between the LC maximum and the end, the deepest hidden layer's local rank "
+                f"falls by more than {COLLAPSE:.0%}, and by more than the first layer's",
+                bool(deep > COLLAPSE and deep > shallow),
+                f"relative rank drop: {last} {deep:.1%} "
+                f"({num[f'rank_at_peak.{last}']:.1f} -> {num[f'rank_end.{last}']:.1f}), "
+                f"{first} {shallow:.1%}",
+                f"{SOURCE} 12",
+            ),
+            Prediction(
+                "Delayed robustness: PGD accuracy at the end is higher than at interpolation by "
+                "more than 2 standard errors",
+                bool(a_end - a_int > 2 * rise_err),
+                f"adversarial accuracy {a_int:.3f} at interpolation (step {facts['interp']}), "
+                f"{a_end:.3f} at the end (max after interpolation "
+                f"{num['adv_accuracy_max_after_interp']:.3f}); 2 x stderr {2 * rise_err:.3f}",
+                f"{SOURCE} 12",
+            ),
+        ]
+    gap = num["lc_train_test_median_rel_gap"]
+    preds.append(
+        Prediction(
+            f"Train and test LC track each other: median relative gap over the probed steps "
+            f"below {TRACKING:.0%}",
+            bool(gap < TRACKING),
+            f"median |LC_train - LC_test| / mean = {gap:.1%}",
+            f"{SOURCE} 16",
+        )
+    )
+    return preds
+
+
+def _figure(records: pd.DataFrame, facts: dict[str, Any], ctx: RunContext) -> Figure:
+    fig, axes = new_figure(2, 2, size=(4.6, 3.3))
+    interp = facts["interp"]
+    ax = axes[0]
+    for split in ("train", "test"):
+        common.plot_series(ax, common.series(records, "lc", split), f"LC {split}")
+    ax.set_ylabel("local complexity (1 / input unit)")
+    ax = axes[1]
+    for layer in common.layers(records, "local_rank"):
+        common.plot_series(ax, common.series(records, "local_rank", "train", layer), layer)
+    ax.set_ylabel("local rank (train points)")
+    ax = axes[2]
+    common.plot_series(ax, common.series(records, "tv", "train"), "TV (logits)")
+    ax.set_ylabel("total variation E||df/dx||_F")
+    ax = axes[3]
+    for metric, split, label in (
+        ("accuracy", "train", "train accuracy"),
+        ("accuracy", "test", "test accuracy"),
+        ("adv_accuracy", "test", "PGD accuracy (test)"),
+    ):
+        common.plot_series(ax, common.series(records, metric, split), label)
+    ax.set_ylabel("accuracy")
+    for ax in axes:
+        common.mark_step(ax, interp, "interpolation")
+        if "peak" in facts:
+            common.mark_step(ax, facts["peak"], "LC max after interp.", color="tab:red")
+        ax.set_xlabel("training step + 1")
+        ax.legend(fontsize="x-small")
+    save_png(fig, ctx.path("lc_dynamics.png"))
+    return Figure(
+        "lc_dynamics.png",
+        "Training dynamics of the MLP against step + 1 (log scale), bands = +-1 standard error "
+        "over points. Top left: local complexity (theory preset, sigma as configured) at train "
+        "and test points; top right: local rank of each hidden layer's pre-activation "
+        "Jacobian; bottom left: total variation of the logits; bottom right: train, test and "
+        "PGD adversarial accuracy. Grey dashed: first step with train accuracy >= "
+        f"{INTERPOLATION}; red dashed: the LC maximum after it. Look for LC falling after the "
+        "red line while the deep layers' rank collapses and the PGD accuracy rises.",
+    )
+
+
+EXPERIMENT = Experiment(
+    name="lc-dynamics",
+    title="Local complexity, local rank and robustness over training",
+    paper="local_complexity",
+    description=(
+        "Trains an MLP and logs LC (train and test points), per-layer local rank, total "
+        "variation, accuracy and PGD adversarial accuracy at log-spaced steps: LC drops late "
+        "in training, together with the deep layers' local rank, and robustness arrives late."
+    ),
+    config=LCDynamicsConfig,
+    run=run,
+    order=1,
+)
