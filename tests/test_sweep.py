@@ -281,3 +281,12 @@ def test_a_seeds_only_sweep_is_summarised_over_seeds_and_clashing_columns_rename
     assert (row["runs"], row["failed_runs"]) == (3, 0)
     assert row["x_mean"] == pytest.approx(np.mean([0, 1, 4]))
     assert row["x_std"] == pytest.approx(np.std([0, 1, 4], ddof=1))
+
+
+def test_cli_missing_ray_says_how_to_install_it(monkeypatch, tmp_path: Path):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    args = ["sweep", FIXTURE, "--grid", "a=1", "--backend", "ray", "--out", str(tmp_path)]
+    cli = CliRunner().invoke(app, args)
+    assert cli.exit_code == 2
+    assert 'pip install "reluscope[ray]"' in cli.output
+    assert not any(tmp_path.iterdir())

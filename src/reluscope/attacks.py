@@ -165,12 +165,10 @@ def adversarial_accuracy(
 
 
 # ---------------------------------------------------------------------------- helpers
-def _check_number(name: str, value, positive: bool = False) -> float:
+def _check_number(name: str, value) -> float:
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise InputError(
-            f"{name} must be a finite number {'> 0' if positive else '>= 0'}; got {value!r}"
-        )
+    if not ok or not math.isfinite(value) or value < 0:
+        raise InputError(f"{name} must be a finite number >= 0; got {value!r}")
     return float(value)
 
 

@@ -9,8 +9,16 @@ import typer
 from rich import box
 from rich.table import Table
 
-from reluscope.cli.common import ModelOpt, WeightsOpt, _run, console, parse_numbers
-from reluscope.cli.measure import _check_output_file, _fit_data, _write_records
+from reluscope.cli.common import (
+    ModelOpt,
+    WeightsOpt,
+    _check_output_file,
+    _fit_data,
+    _run,
+    _write_records,
+    console,
+    parse_numbers,
+)
 from reluscope.errors import InputError
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,7 @@ import typer
 from rich.console import Console
 
 from reluscope.errors import InputError, ReluscopeError
+from reluscope.io import atomic_write
 from reluscope.nets.spec import infer_input_shape, load_model
 from reluscope.nets.trace import trace
 
@@ -90,3 +92,40 @@ def _run(fn) -> None:
     except ReluscopeError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
+
+
+OUT_SUFFIXES = (".parquet", ".csv")
+
+
+def _check_output_file(out: Path) -> None:
+    """Fail before any computation when ``out`` cannot be written as .parquet or .csv."""
+    if out.suffix.lower() not in OUT_SUFFIXES:
+        raise InputError(f"--out {out} must end in {' or '.join(OUT_SUFFIXES)}")
+    _check_writable(out)
+    if out.is_dir():
+        raise InputError(f"--out {out} is a directory; expected a file name")
+    if not os.access(out.parent if str(out.parent) else Path("."), os.W_OK):
+        raise InputError(f"cannot write to the directory of --out {out}: permission denied")
+
+
+def _write_records(frame, out: Path) -> None:
+    """Write ``frame`` to ``out`` (Parquet, or CSV for .csv) atomically, so that a failure
+    leaves any existing ``out`` untouched."""
+    if out.suffix.lower() == ".csv":
+        atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
+    else:
+        atomic_write(out, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def _fit_data(net_shape: tuple[int, ...] | None, data_shape: tuple[int, ...], model, data) -> None:
+    """InputError naming both shapes when the data's points do not fit the model's input."""
+    if net_shape is None or tuple(net_shape) == tuple(data_shape):
+        return
+    hint = ""
+    if int(np.prod(net_shape)) == int(np.prod(data_shape)):
+        flat = "true" if len(net_shape) == 1 else "false"
+        hint = f" (same size: try flatten={flat} in the spec of digits, mnist or cifar10)"
+    raise InputError(
+        f"data {data!r} has points of shape {tuple(data_shape)}, but model {model!r} expects "
+        f"inputs of shape {tuple(net_shape)}{hint}"
+    )

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from reluscope.cli.common import _run, console
@@ -65,9 +66,9 @@ def sweep(
                 scale,
                 overrides,
                 out,
-                backend,
-                workers,
-                address,
+                backend=backend,
+                workers=workers,
+                address=address,
                 console=console,
             ),
             out / experiment.name,
@@ -75,14 +76,14 @@ def sweep(
         console.print(_summary_table(result))
         for run in result.failures:
             console.print(
-                f"[red]FAILED[/] {run.run_id}: {run.error} "
-                f"[dim](traceback: {run.run_dir / 'error.txt'})[/]"
+                f"[red]FAILED[/] {escape(run.run_id)}: {escape(run.error)} "
+                f"[dim](traceback: {escape(str(run.run_dir / 'error.txt'))})[/]"
             )
         counts = {s: sum(r.status == s for r in result.runs) for s in ("ran", "reused", "failed")}
         console.print(
             f"{len(result.runs)} runs ({', '.join(f'{n} {s}' for s, n in counts.items())}); "
-            f"{len(result.records)} records in {result.directory / 'sweep.parquet'}, "
-            f"per-run status in {result.directory / 'runs.parquet'}"
+            f"{len(result.records)} records in {escape(str(result.directory / 'sweep.parquet'))}, "
+            f"per-run status in {escape(str(result.directory / 'runs.parquet'))}"
         )
         if result.failures:
             raise typer.Exit(1)
@@ -112,7 +113,7 @@ def _summary_table(result) -> Table:
         if row["failed_runs"]:
             done = f"[red]{done}[/]"
         table.add_row(
-            *(str(row[k]) for k in result.grid_keys),
+            *(escape(str(row[k])) for k in result.grid_keys),
             done,
             f"[green]{row['passed']}[/]" if row["passed"] else "0",
             f"[red]{row['failed']}[/]" if row["failed"] else "0",

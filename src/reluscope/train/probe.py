@@ -19,8 +19,6 @@ from reluscope.measures.results import MeasureResult
 from reluscope.train.schedule import Schedule
 
 RECORD_COLUMNS = ("run", "step", "metric", "layer", "split", "value", "stderr")
-
-
 SPLITS = ("train", "test", "random")
 
 
@@ -51,12 +49,12 @@ class ProbeContext:
         """The model traced into a PWLNet (once per step, shared by all probes), in ``dtype``
         (default: the context's dtype)."""
         dtype = dtype or self.dtype
-        if dtype not in self._nets:
-            if not self._nets:
-                from reluscope.nets.trace import trace
+        if "traced" not in self._nets:
+            from reluscope.nets.trace import trace
 
-                self._nets[None] = trace(self.model, self.train.input_shape)
-            net = self._nets[None]
+            self._nets["traced"] = trace(self.model, self.train.input_shape)
+        if dtype not in self._nets:
+            net = self._nets["traced"]
             self._nets[dtype] = net if net.dtype == dtype else net.to(dtype=dtype)
         return self._nets[dtype]
 

@@ -208,6 +208,7 @@ class Trainer:
     def _save(self) -> None:
         state = {
             "config": self.config.model_dump_json(),
+            "run": self.runner.run_name,
             "probes": [p.name for p in self.runner.probes],
             "step": self.step,
             "probed": self._probed,
@@ -227,6 +228,8 @@ class Trainer:
             return
         state = load_checkpoint(path, self.device)
         diffs = config_differences(state["config"], self.config)
+        if state["run"] != self.runner.run_name:
+            diffs.append(f"run_name: {state['run']!r} -> {self.runner.run_name!r}")
         if diffs:
             raise InputError(
                 f"{path} belongs to a run with another config ({'; '.join(diffs)}): resume with "
