@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from reluscope.errors import InputError, ReluscopeError
 from reluscope.io import atomic_write
@@ -90,7 +91,7 @@ def _run(fn) -> None:
     try:
         fn()
     except ReluscopeError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from reluscope.cli.common import _run, console
@@ -41,7 +42,7 @@ def _print_outcome(summary) -> None:
     console.print(f"[bold]{summary.experiment.name}[/] ({state}) -> {summary.run_dir}")
     for p in outcome.predictions:
         badge = "[green]PASS[/]" if p.passed else "[red]FAIL[/]"
-        console.print(f"  {badge} {p.claim} [dim]({p.measured})[/]")
+        console.print(f"  {badge} {escape(p.claim)} [dim]({escape(p.measured)})[/]")
     for key, value in outcome.numbers.items():
         console.print(
             f"  {key} = {value:.4g}" if isinstance(value, float) else f"  {key} = {value}"
@@ -131,11 +132,13 @@ def reproduce(
                 )
             except InputError as exc:
                 failures.append((experiment.name, str(exc)))
-                console.print(f"[red]error[/] in {experiment.name}: {exc}")
+                console.print(f"[red]error[/] in {experiment.name}: {escape(str(exc))}")
                 continue
             except Exception:  # one broken experiment must not lose the others' results
                 failures.append((experiment.name, traceback.format_exc()))
-                console.print(f"[red]error[/] in {experiment.name}:\n{traceback.format_exc()}")
+                console.print(
+                    f"[red]error[/] in {experiment.name}:\n{escape(traceback.format_exc())}"
+                )
                 continue
             runs.append(summary)
             _print_outcome(summary)

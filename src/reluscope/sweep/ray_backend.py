@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import site
 import sys
 import sysconfig
 from collections.abc import Iterator
@@ -78,9 +79,12 @@ def _start(ray: ModuleType, workers: int, address: str | None) -> None:
 
 
 def _import_path() -> str:
-    """This process's import directories outside the Python installation, as a PYTHONPATH."""
-    installed = {os.path.realpath(p) for p in sysconfig.get_paths().values()}
-    installed |= {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}
+    """This process's import directories other than the standard library and site-packages
+    (the working directory, PYTHONPATH, ...), as a PYTHONPATH."""
+    paths = sysconfig.get_paths()
+    installed = [paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")]
+    installed += [*site.getsitepackages(), site.getusersitepackages()]
+    installed = [os.path.realpath(p) for p in installed]
     entries = []
     for entry in sys.path:
         path = os.path.realpath(entry or os.getcwd())
