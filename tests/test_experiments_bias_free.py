@@ -176,12 +176,13 @@ def test_deep_low_rank_numbers(outcomes):
         ("bias-free-equivalence", {"alphas": [-0.1]}, "alphas"),
         ("bias-free-equivalence", {"alphas": []}, "alphas"),
         ("bias-free-equivalence", {"hidden": 51}, "even"),
-        ("bias-free-equivalence", {"n": 3, "d": 10}, "2n >= d"),
+        ("bias-free-equivalence", {"n": 9, "d": 10}, "n >= d"),
         ("bias-free-equivalence", {"bogus": 1}, "unknown config key"),
         ("breaking-symmetry", {"narrow": 100, "hidden": 100}, "narrow"),
         ("breaking-symmetry", {"lr": 0}, "lr"),
         ("depth-gap", {"steps": 0}, "steps"),
         ("deep-low-rank", {"depth": 2}, "depth"),
+        ("deep-low-rank", {"n": 5, "d": 6}, "n >= d"),
     ],
 )
 def test_invalid_configs_are_input_errors(tmp_path, name, overrides, match):

@@ -171,7 +171,7 @@ def test_cli_reproduce_writes_report_and_keeps_results_when_one_fails(tmp_path, 
         return real(name)
 
     monkeypatch.setattr(runner, "get_experiment", fake)
-    monkeypatch.setattr("reluscope.experiments.get_experiment", fake)
+    monkeypatch.setattr("reluscope.experiments.reproduce.get_experiment", fake)
     out = tmp_path / "report"
     result = cli.invoke(app, ["reproduce", "--only", f"{TOY},failing", "--out", str(out)])
     assert result.exit_code == 1, result.output
@@ -201,3 +201,25 @@ def test_cli_lists_experiments():
     assert result.exit_code == 0
     for e in experiments():
         assert e.name in result.output
+
+
+def test_reproduce_in_worker_processes_equals_in_process(tmp_path):
+    from reluscope.experiments.reproduce import reproduce
+
+    seen = []
+    serial = reproduce([TOY], "quick", tmp_path / "serial", overrides=lambda e: {"seed": 5})
+    parallel = reproduce(
+        [TOY],
+        "quick",
+        tmp_path / "parallel",
+        overrides=lambda e: {"seed": 5},
+        workers=2,
+        on_result=lambda name, result: seen.append(name),
+    )
+    assert seen == ["toy"] and not parallel.failures
+    assert parallel.runs[0].outcome.numbers == serial.runs[0].outcome.numbers
+    pd.testing.assert_frame_equal(parallel.runs[0].outcome.records, serial.runs[0].outcome.records)
+    assert (tmp_path / "parallel" / "index.html").exists()
+    with pytest.raises(InputError, match="unknown config key"):
+        reproduce([TOY], "quick", tmp_path / "bad", overrides=lambda e: {"nope": 1})
+    assert not (tmp_path / "bad" / "toy").exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,7 +10,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from reluscope.cli.common import _run, console
-from reluscope.errors import InputError
 
 ScaleOpt = Annotated[str, typer.Option(help="quick (minutes, on generated data) or paper.")]
 DataDirOpt = Annotated[
@@ -30,7 +28,10 @@ def list_experiments() -> None:
     """List the registered experiments and their configuration keys."""
     from reluscope.experiments import experiments
 
-    table = Table("name", "paper", "title", "config keys")
+    table = Table()
+    table.add_column("name", no_wrap=True)
+    for column in ("paper", "title", "config keys"):
+        table.add_column(column)
     for e in experiments():
         table.add_row(e.name, e.paper, e.title, ", ".join(e.config.model_fields))
     console.print(table)
@@ -100,56 +101,43 @@ def reproduce(
     ] = None,
     data_dir: DataDirOpt = None,
     rerun: Annotated[bool, typer.Option(help="Recompute runs that already finished.")] = False,
+    workers: Annotated[
+        int, typer.Option(help="Experiments run at once, in worker processes (1: in this one).")
+    ] = 1,
 ) -> None:
     """Run every registered experiment and write one self-contained HTML report,
     OUT/index.html. Finished runs in OUT are reused, so an interrupted reproduce resumes."""
 
     def go() -> None:
-        from reluscope.experiments import experiments, get_experiment, run_experiment
-        from reluscope.report.html import write_report
+        from reluscope.experiments.reproduce import reproduce as run_all
 
-        chosen = (
-            [get_experiment(n.strip()) for n in only.split(",") if n.strip()]
-            if only
-            else experiments()
+        def show(name: str, result) -> None:
+            if isinstance(result, str):
+                console.print(f"[red]error[/] in {name}:\n{escape(result)}")
+            else:
+                _print_outcome(result)
+
+        names = [n.strip() for n in only.split(",") if n.strip()] if only is not None else None
+        done = _interruptible(
+            lambda: run_all(
+                names,
+                scale,
+                out,
+                overrides=lambda e: _with_data_dir(e.config, {}, data_dir),
+                rerun=rerun,
+                workers=workers,
+                console=console if workers == 1 else None,
+                on_result=show,
+            ),
+            out,
         )
-        if not chosen:
-            raise InputError("no experiments to run (is --only empty?)")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"cannot create output directory {out}: {exc}") from exc
-        runs, failures = [], []
-        for i, experiment in enumerate(chosen, 1):
-            console.rule(f"[{i}/{len(chosen)}] {experiment.name}: {experiment.title}")
-            overrides = _with_data_dir(experiment.config, {}, data_dir)
-            try:
-                summary = _interruptible(
-                    lambda e=experiment, o=overrides: run_experiment(
-                        e, scale, o, out / e.name, rerun=rerun, console=console
-                    ),
-                    out,
-                )
-            except InputError as exc:
-                failures.append((experiment.name, str(exc)))
-                console.print(f"[red]error[/] in {experiment.name}: {escape(str(exc))}")
-                continue
-            except Exception:  # one broken experiment must not lose the others' results
-                failures.append((experiment.name, traceback.format_exc()))
-                console.print(
-                    f"[red]error[/] in {experiment.name}:\n{escape(traceback.format_exc())}"
-                )
-                continue
-            runs.append(summary)
-            _print_outcome(summary)
-        report = write_report(runs, out / "index.html", failures)
-        predictions = [p for r in runs for p in r.outcome.predictions]
+        predictions = [p for r in done.runs for p in r.outcome.predictions]
         console.rule()
         console.print(
             f"{sum(p.passed for p in predictions)}/{len(predictions)} predictions PASS, "
-            f"{len(failures)} experiment(s) failed; report: {report}"
+            f"{len(done.failures)} experiment(s) failed; report: {done.report}"
         )
-        if failures:
+        if done.failures:
             raise typer.Exit(1)
 
     _run(go)

@@ -89,9 +89,7 @@ class BreakingConfig(ExperimentConfig):
     @model_validator(mode="after")
     def _check(self) -> BreakingConfig:
         if self.n < self.d:
-            raise ValueError(
-                f"whitening the unaugmented sample needs n >= d; got {self.n}, {self.d}"
-            )
+            raise ValueError(f"whitening needs n >= d draws; got n={self.n}, d={self.d}")
         if self.narrow >= self.hidden:
             raise ValueError(f"narrow ({self.narrow}) must be < hidden ({self.hidden})")
         return self

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from reluscope.dynamics import (
     compare,
@@ -71,6 +71,12 @@ class DeepLowRankConfig(ExperimentConfig):
     snapshots: int = Field(61, ge=2, description="times at which the spectra are taken")
     linear: float = Field(1.2, description="target y = linear z + cubic z^3, z = x_1")
     cubic: float = Field(0.5, description="nonlinear odd part of the target")
+
+    @model_validator(mode="after")
+    def _check(self) -> DeepLowRankConfig:
+        if self.n < self.d:
+            raise ValueError(f"whitening needs n >= d draws; got n={self.n}, d={self.d}")
+        return self
 
 
 def run(config: DeepLowRankConfig, ctx: RunContext) -> Outcome:

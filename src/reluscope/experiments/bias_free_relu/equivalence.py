@@ -78,8 +78,8 @@ class EquivalenceConfig(ExperimentConfig):
     def _check(self) -> EquivalenceConfig:
         if self.hidden % 2:
             raise ValueError(f"hidden must be even for the paired start; got {self.hidden}")
-        if 2 * self.n < self.d:
-            raise ValueError(f"whitening needs 2n >= d points; got n={self.n}, d={self.d}")
+        if self.n < self.d:
+            raise ValueError(f"whitening needs n >= d draws; got n={self.n}, d={self.d}")
         return self
 
 

@@ -41,7 +41,9 @@ def load_splits(
     if name in FILE_DATASETS:
         options = spec.split(":", 1)[1] + "," if ":" in spec else ""
         if "part=" in options:
-            raise InputError(f"data {spec!r}: the train and test parts are chosen by the experiment")
+            raise InputError(
+                f"data {spec!r}: the train and test parts are chosen by the experiment"
+            )
         parts = [
             load_data(f"{name}:{options}part={part}", seed=seed, data_dir=data_dir)
             for part in ("train", "test")
@@ -77,7 +79,9 @@ def classes(data: Dataset) -> int:
     return int(data.info.get("classes") or int(data.y.max()) + 1)
 
 
-def paper_mlp(input_dim: int, hidden: Sequence[int], outputs: int, gain: float, seed: int) -> nn.Module:
+def paper_mlp(
+    input_dim: int, hidden: Sequence[int], outputs: int, gain: float, seed: int
+) -> nn.Module:
     """``Linear-ReLU-...-Linear`` with weights drawn from N(0, gain^2 / fan_in) and zero biases,
     the initialisation of the authors' code (gain 1: LeCun normal, sqrt(2): He normal)."""
     widths = [input_dim, *hidden, outputs]

@@ -169,9 +169,7 @@ def _phase_numbers(lc: pd.DataFrame, phases: dict[str, int]) -> dict[str, float]
 def _predictions(n: dict[str, float]) -> list[Prediction]:
     t_train, t_test = n["train_step"], n["test_step"]
     delayed = math.isfinite(t_test) and t_test >= DELAY_FACTOR * max(t_train, 1)
-    significant = {
-        k: n[k] > 2 * n[f"{k}_stderr"] for k in ("descent", "ascent", "second_descent")
-    }
+    significant = {k: n[k] > 2 * n[f"{k}_stderr"] for k in ("descent", "ascent", "second_descent")}
     in_phase3 = math.isfinite(t_test) and t_test > n["ascent_end_step"]
     return [
         Prediction(

@@ -103,9 +103,17 @@ def run(config: InitScaleConfig, ctx: RunContext) -> Outcome:
     records = pd.concat(frames, ignore_index=True)
     extra = pd.DataFrame(
         [
-            {"run": f"width_{r.width}_alpha_{r.init_scale:g}", "step": c.steps, "metric": m,
-             "layer": None, "split": None, "value": getattr(r, m), "stderr": math.nan,
-             "width": r.width, "init_scale": r.init_scale}
+            {
+                "run": f"width_{r.width}_alpha_{r.init_scale:g}",
+                "step": c.steps,
+                "metric": m,
+                "layer": None,
+                "split": None,
+                "value": getattr(r, m),
+                "stderr": math.nan,
+                "width": r.width,
+                "init_scale": r.init_scale,
+            }
             for r in table.itertuples()
             for m in ("param_change", "lc_change")
         ]
@@ -116,8 +124,12 @@ def run(config: InitScaleConfig, ctx: RunContext) -> Outcome:
 
 
 def _summary(
-    records: pd.DataFrame, init: torch.nn.Module, model: torch.nn.Module, alpha: float,
-    width: int, steps: int,
+    records: pd.DataFrame,
+    init: torch.nn.Module,
+    model: torch.nn.Module,
+    alpha: float,
+    width: int,
+    steps: int,
 ) -> dict[str, float]:
     """Relative LC change |LC_T - LC_0| / LC_0 and relative parameter change
     ||theta_T - theta_0|| / ||theta_0|| of one run (theta_0 = alpha times the initial weights)."""

@@ -162,7 +162,7 @@ def analyse(records: pd.DataFrame) -> dict[str, Any]:
 def _predictions(facts: dict[str, Any]) -> list[Prediction]:
     num = facts["numbers"]
     if facts["interp"] is None:
-        missing = "the run never reached {:.0%} train accuracy".format(INTERPOLATION)
+        missing = f"the run never reached {INTERPOLATION:.0%} train accuracy"
         claims = [
             "LC falls late in training, after interpolation",
             "The late LC drop coincides with a collapse of the deep layers' local rank",

@@ -116,7 +116,10 @@ def train_clipped(
 
 
 def trained(
-    ctx: RunContext, name: str, build: Callable[[], nn.Module], fit: Callable[[nn.Module], nn.Module]
+    ctx: RunContext,
+    name: str,
+    build: Callable[[], nn.Module],
+    fit: Callable[[nn.Module], nn.Module],
 ) -> nn.Module:
     """``fit(build())``, saved as ``NAME/model.pt`` in the run directory; when that file exists
     (an interrupted run being resumed) the saved weights are loaded into ``build()`` instead."""

@@ -1,0 +1,543 @@
+"""``neural-collapse``: an MLP trained into the terminal phase of training (TPT: 100 % train
+accuracy, then more cross-entropy steps with weight decay), with neural collapse NC1-NC4, the
+ranks of the weights and the collapse-aware low-rank bound tracked at log-spaced steps (spec
+``low_rank_bounds.md`` §4, §6.1 item 8, §6.2 item 5).
+
+One run: a bias-free ReLU MLP (so it lies in the bounds' class as it is) trained by SGD with
+momentum and weight decay on a labelled data set (quick: 500 scikit-learn digits; paper: MNIST
+from ``data_dir``), inputs standardised with the training split's per-feature mean and std. At
+each measured step, on the training points: NC1-NC4 at every layer
+(:func:`reluscope.neural_collapse`), per weight layer the numerical rank (singular values above
+``rank_rtol`` sigma_1), stable and effective rank, spectral norm and the share of ||W||_F^2
+beyond the top C singular values, and the post hoc low-rank bound of the network ("plain") and
+its collapse-aware form (:func:`reluscope.bounds.collapse.collapse_aware`, best split), at the
+margin gamma = the ``margin_quantile`` quantile of the positive training margins.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Annotated, Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import Field
+
+from reluscope.bounds import default_margin
+from reluscope.bounds.collapse import collapse_aware, collapsed_ranks
+from reluscope.bounds.network import mlp_weights
+from reluscope.data import Dataset, load_data, split, subsample
+from reluscope.errors import InputError
+from reluscope.experiments import (
+    Experiment,
+    ExperimentConfig,
+    Figure,
+    Outcome,
+    Prediction,
+    RunContext,
+)
+from reluscope.measures.neural_collapse import neural_collapse
+from reluscope.measures.weight_ranks import weight_ranks
+from reluscope.nets.trace import trace
+from reluscope.nets.zoo import mlp
+from reluscope.report.figures import new_figure, save_png
+from reluscope.train import Probe, ProbeContext, TrainConfig, Trainer, log_steps, probes
+
+SPEC = "spec low_rank_bounds.md"
+NC1_DROP = 10.0  # NC1 falls by at least an order of magnitude over the TPT
+NC4_TOLERANCE = 0.01  # nearest class mean disagrees with the network on <= 1 % of points
+NC_METRICS = (
+    "nc1",
+    "nc1_trace",
+    "cdnv",
+    "nc2_equinorm",
+    "nc2_equiangular",
+    "nc2_maxangle",
+    "nc2_etf",
+    "w_etf",
+    "nc3",
+    "nc4",
+    "ncc_error",
+    "means_rank",
+)
+RANK_METRICS = (
+    "numerical_rank",
+    "stable_rank",
+    "effective_rank",
+    "spectral_norm",
+    "tail_share",
+)
+
+
+class NeuralCollapseConfig(ExperimentConfig):
+    """Quick scale: 500 digits (400 for training), MLP 64-128-128-128-10, full-batch SGD for
+    8000 steps (about 30 s on one core). Paper scale: MNIST (48 000 training points), MLP
+    784-512-512-512-10, mini-batches of 128 for 60 000 steps with a cosine learning rate (our
+    choice after Papyan et al. 2020's protocol: the paper itself reports no experiments)."""
+
+    PAPER: ClassVar[dict[str, Any]] = {
+        "data": "mnist",
+        "points": None,
+        "hidden": [512, 512, 512],
+        "steps": 60000,
+        "batch_size": 128,
+        "weight_decay": 5e-4,
+        "schedule": "cosine",
+        "probes": 60,
+        "nc_points": 10000,
+    }
+
+    data: str = Field("digits", description="data set spec for reluscope.data.load_data")
+    data_dir: str | None = Field(None, description="directory of MNIST / CIFAR-10 files")
+    points: int | None = Field(
+        500, ge=4, description="points drawn from the data set before the split (None: all)"
+    )
+    train_fraction: float = Field(0.8, gt=0, lt=1, description="share of points for training")
+    standardize: bool = Field(True, description="z-score inputs with the training split's stats")
+    hidden: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [128, 128, 128],
+        min_length=1,
+        description="hidden widths of the MLP",
+    )
+    init_scale: float = Field(
+        math.sqrt(6),
+        gt=0,
+        description="multiplies PyTorch's default init (sqrt(6): He's variance 2/fan_in)",
+    )
+    steps: int = Field(8000, ge=1, description="SGD steps")
+    batch_size: int = Field(512, ge=1, description="points per step (>= train size: full batch)")
+    lr: float = Field(0.05, gt=0, description="learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    weight_decay: float = Field(1e-3, ge=0, description="weight decay (L2, on the weights)")
+    schedule: Literal["constant", "cosine"] = Field("constant", description="lr schedule")
+    probes: int = Field(40, ge=2, description="log-spaced measurement steps (about)")
+    nc_points: int | None = Field(
+        None, ge=4, description="training points measured (the first ones; None: all)"
+    )
+    margin_quantile: float = Field(
+        0.1, gt=0, lt=1, description="bound margin: this quantile of the positive margins"
+    )
+    delta: float = Field(0.05, gt=0, lt=1, description="bounds hold with probability 1 - delta")
+    C1: float = Field(1.0, gt=0, description="Maurer's chain-rule constant C1 (unverified)")
+    C2: float = Field(1.0, ge=0, description="Maurer's chain-rule constant C2 (unverified)")
+    rank_rtol: float = Field(1e-3, gt=0, lt=1, description="numerical rank: sigma > rtol sigma_1")
+
+
+# ----------------------------------------------------------------------------- data and model
+def prepare_data(config: NeuralCollapseConfig) -> tuple[Dataset, Dataset, int]:
+    """(train, test, C): the data set of ``config`` subsampled, split and standardised (per
+    feature, with the training split's mean and std; constant features are only centred)."""
+    data = load_data(config.data, seed=config.seed, data_dir=config.data_dir)
+    if data.y is None:
+        raise InputError(f"data set {config.data!r} has no labels; neural collapse needs classes")
+    if config.points is not None:
+        data = subsample(data, min(config.points, len(data)), seed=config.seed)
+    train, test = split(data, config.train_fraction, seed=config.seed)
+    classes = int(data.y.max()) + 1
+    if len(torch.unique(train.y)) < 2:
+        raise InputError(f"the training split of {config.data!r} holds fewer than two classes")
+    if config.standardize:
+        x = train.x.reshape(len(train), -1).double()
+        mean, std = x.mean(dim=0), x.std(dim=0)
+        std = torch.where(std > 0, std, torch.ones_like(std))
+
+        def scale(d: Dataset) -> Dataset:
+            z = (d.x.reshape(len(d), -1).double() - mean) / std
+            return replace(d, x=z.reshape(d.x.shape).float(), info={**d.info, "standardized": True})
+
+        train, test = scale(train), scale(test)
+    return train, test, classes
+
+
+def build_model(config: NeuralCollapseConfig, input_dim: int, classes: int) -> torch.nn.Module:
+    """The bias-free MLP input_dim - hidden... - classes (PyTorch's default init, seeded)."""
+    return mlp([input_dim, *config.hidden, classes], bias=False, seed=config.seed)
+
+
+def weight_layer_names(model: torch.nn.Module) -> list[str]:
+    """The module names of the model's Linear layers, input first."""
+    return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+
+
+# ----------------------------------------------------------------------------- the probe
+def collapse_probe(config: NeuralCollapseConfig, classes: int, schedule) -> Probe:
+    """NC metrics per layer, weight ranks per layer and both bounds, on the training points."""
+
+    def measure(ctx: ProbeContext) -> list[dict[str, Any]]:
+        x, y = ctx.points("train", config.nc_points, dtype=torch.float64)
+        net = ctx.net(torch.float64)
+        rows = []
+        nc = neural_collapse(net, x, y)
+        for layer, values in nc.values.items():
+            rows += [
+                dict(metric=m, layer=layer, value=values[m]) for m in NC_METRICS if m in values
+            ]
+        for s in weight_ranks(net, rtol=config.rank_rtol).operators:
+            sigma = np.asarray(s.spectrum)
+            tail = float((sigma[classes:] ** 2).sum() / (sigma**2).sum()) if sigma.any() else 0.0
+            values = dict(
+                numerical_rank=s.numerical_rank,
+                stable_rank=s.stable_rank,
+                effective_rank=s.effective_rank,
+                spectral_norm=s.spectral_norm,
+                tail_share=tail,
+            )
+            rows += [dict(metric=m, layer=s.layer, value=v) for m, v in values.items()]
+        return [dict(r, split="train") for r in rows] + bound_rows(net, x, y, config, ctx)
+
+    return Probe("collapse", measure, schedule)
+
+
+def bound_rows(net, x, y, config: NeuralCollapseConfig, ctx: ProbeContext) -> list[dict]:
+    """Records of the plain and the collapse-aware post hoc bounds (none while no training
+    point has a positive margin), and the accuracy of the truncated network on both splits."""
+    with torch.no_grad():
+        out = net(x)
+    if not (out.argmax(dim=1) == y).any():
+        return []
+    gamma = default_margin(out, y, config.margin_quantile)
+    ca = collapse_aware(
+        net,
+        x,
+        y,
+        margin=gamma,
+        delta=config.delta,
+        C1=config.C1,
+        C2=config.C2,
+        rtol=config.rank_rtol,
+    )
+    plain, best = ca.plain, ca.best
+    values = {
+        "margin": gamma,
+        "log10_bound_plain": plain.log10_value,
+        "log10_bound_collapse": best.log10_value,
+        "log10_rank_factor_plain": plain.log10_rank_factor,
+        "log10_rank_factor_collapse": best.log10_rank_factor,
+        "log10_collapsed_factor": best.params["log10_collapsed_factor"],
+        "log10_norm_product": plain.log10_norm_product,
+        "margin_risk_plain": plain.margin_risk,
+        "margin_risk_collapse": best.margin_risk,
+        "collapse_split": ca.best_split,
+        "spec_split": ca.rank_split,
+    }
+    rows = [dict(metric=m, value=float(v), split="train") for m, v in values.items()]
+    weights = mlp_weights(net, tuple(x.shape[1:]))
+    ranks = collapsed_ranks(
+        ca.norms.widths,
+        ca.norms.ranks,
+        ca.classes,
+        ca.best_split,
+        absorbed=weights.biases_absorbed,
+    )
+    small = weights.truncated(ranks)
+    for name in ("train", "test"):
+        xs, ys = ctx.points(name, dtype=torch.float64)
+        with torch.no_grad():
+            hit = (small(xs).argmax(dim=1) == ys).double().mean().item()
+        rows.append(dict(metric="truncated_accuracy", value=hit, split=name))
+    return rows
+
+
+# ----------------------------------------------------------------------------- run
+def say(ctx: RunContext, text: str) -> None:
+    """A progress line on the run's console, if it has one and progress is on."""
+    if ctx.progress and ctx.console is not None:
+        ctx.console.log(text)
+
+
+def run(config: NeuralCollapseConfig, ctx: RunContext) -> Outcome:
+    """Train, measure along the way, and judge the spec's predictions on the records."""
+    train, test, classes = prepare_data(config)
+    model = build_model(config, train.x[0].numel(), classes)
+    layers = weight_layer_names(model)
+    schedule = log_steps(config.steps, config.probes)
+    train_config = TrainConfig(
+        steps=config.steps,
+        batch_size=config.batch_size,
+        optimizer="sgd",
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        init_scale=config.init_scale,
+        schedule=config.schedule,
+        loss="ce",
+        seed=config.seed,
+        device=config.device,
+        checkpoint_every=max(config.steps // 10, 1),
+    )
+    say(ctx, f"neural-collapse: training {[train.x[0].numel(), *config.hidden, classes]}")
+    trainer = Trainer(
+        model,
+        train,
+        test,
+        train_config,
+        probes=[probes.accuracy_loss(), collapse_probe(config, classes, schedule)],
+        run_dir=ctx.subdir("train"),
+        run_name="mlp",
+        progress=ctx.progress,
+        default_schedule=schedule,
+    )
+    records = trainer.fit()
+    penultimate = trace(trainer.model, train.input_shape).sites[-1].name
+    series = Series(records, penultimate, layers)
+    numbers = _numbers(series, classes)
+    figures = [
+        _nc_figure(ctx, series),
+        _rank_figure(ctx, series, classes),
+        _bound_figure(ctx, series),
+    ]
+    return Outcome(
+        records=records,
+        figures=figures,
+        numbers=numbers,
+        predictions=_predictions(numbers, series, classes),
+        summary=_summary(numbers, classes),
+    )
+
+
+class Series:
+    """The records as per-step series: ``get(metric, layer=None, split='train')``; the
+    penultimate layer's name, the weight layers' names and the interpolation step."""
+
+    def __init__(self, records: pd.DataFrame, penultimate: str, layers: list[str]) -> None:
+        self.records, self.penultimate, self.layers = records, penultimate, layers
+        acc = self.get("accuracy")
+        reached = acc[acc >= 1.0]
+        self.interpolation = int(reached.index[0]) if len(reached) else None
+        self.last = int(records["step"].max())
+
+    def get(self, metric: str, layer: str | None = None, split: str | None = "train") -> pd.Series:
+        r = self.records
+        keep = r["metric"] == metric
+        keep &= r["layer"].isna() if layer is None else r["layer"] == layer
+        if split is not None:
+            keep &= r["split"] == split
+        return r[keep].set_index("step")["value"].sort_index()
+
+    def at(self, metric: str, step: int | None, layer: str | None = None, split="train") -> float:
+        s = self.get(metric, layer, split)
+        return float(s.loc[step]) if step is not None and step in s.index else math.nan
+
+
+def _numbers(s: Series, classes: int) -> dict[str, float]:
+    """Key numbers at the interpolation step and at the end (NC at the penultimate layer)."""
+    pen, end, interp = s.penultimate, s.last, s.interpolation
+    n: dict[str, float] = {"classes": classes, "interpolation_step": interp or math.nan}
+    for m in ("nc1", "nc1_trace", "cdnv"):
+        n[f"{m}_interpolation"] = s.at(m, interp, pen)
+        n[f"{m}_end"] = s.at(m, end, pen)
+    n["nc1_drop"] = n["nc1_interpolation"] / n["nc1_end"]
+    n["nc1_min"] = float(s.get("nc1", pen).min())
+    for m in ("nc2_etf", "nc2_equinorm", "w_etf", "nc3", "nc4"):
+        n[f"{m}_end"] = s.at(m, end, pen)
+    for split in ("train", "test"):
+        n[f"{split}_accuracy_end"] = s.at("accuracy", end, split=split)
+        n[f"truncated_{split}_accuracy_end"] = s.at("truncated_accuracy", end, split=split)
+    for layer in s.layers:
+        n[f"numerical_rank_end_{layer}"] = s.at("numerical_rank", end, layer)
+        n[f"stable_rank_end_{layer}"] = s.at("stable_rank", end, layer)
+    for m in ("log10_bound_plain", "log10_bound_collapse", "collapse_split", "spec_split"):
+        n[f"{m}_end"] = s.at(m, end)
+    return n
+
+
+def _predictions(n: dict[str, float], s: Series, classes: int) -> list[Prediction]:
+    """The spec's neural-collapse predictions, each decided by its stated threshold."""
+    top = s.layers[-2] if len(s.layers) > 1 else s.layers[-1]
+    rank = n[f"numerical_rank_end_{top}"]
+    interp = s.interpolation
+    nc1 = (
+        f"NC1 {n['nc1_interpolation']:.3g} at step {interp} (100 % train accuracy) -> "
+        f"{n['nc1_end']:.3g} at step {s.last}: drop x{n['nc1_drop']:.3g} (smallest "
+        f"{n['nc1_min']:.3g}); Tr(Sw)/Tr(Sb) {n['nc1_trace_interpolation']:.3g} -> "
+        f"{n['nc1_trace_end']:.3g}"
+        if interp is not None
+        else f"train accuracy never reached 100 % (end: {n['train_accuracy_end']:.2%}): no TPT"
+    )
+    ranks = ", ".join(f"{k}: {n[f'numerical_rank_end_{k}']:.0f}" for k in s.layers)
+    plain, aware = n["log10_bound_plain_end"], n["log10_bound_collapse_end"]
+    split = n["collapse_split_end"]
+    depth = len(s.layers)
+    return [
+        Prediction(
+            claim=f"NC1 = Tr(Sw Sb^+)/C at the penultimate layer falls by at least x{NC1_DROP:g} "
+            "from the first step at 100 % train accuracy to the end of training",
+            passed=bool(interp is not None and n["nc1_drop"] >= NC1_DROP),
+            measured=nc1,
+            source=f"{SPEC} §6.2 item 5 (NC1 -> 0 in the TPT; Papyan et al. 2020)",
+        ),
+        Prediction(
+            claim=f"The top hidden weight layer ({top}) ends with numerical rank <= C = {classes} "
+            f"(singular values above rank_rtol * sigma_1)",
+            passed=bool(rank <= classes),
+            measured=f"numerical ranks at the end: {ranks} (weight layers, input first)",
+            source=f"{SPEC} §4.1 and §6.2 item 5 (top-layer ranks -> C)",
+        ),
+        Prediction(
+            claim=f"NC4: the nearest class mean of the penultimate features agrees with the "
+            f"network's prediction on all but <= {NC4_TOLERANCE:.0%} of the training points",
+            passed=bool(n["nc4_end"] <= NC4_TOLERANCE),
+            measured=f"disagreement {n['nc4_end']:.2%} at the end",
+            source=f"{SPEC} §4.2 (NC4)",
+        ),
+        Prediction(
+            claim="At the end, the collapse-aware bound counts at least one hidden layer at rank "
+            "<= C (best split k <= L - 2) and so is below the plain post hoc bound",
+            passed=bool(split <= depth - 2),
+            measured=f"log10 bound: plain {plain:.3f}, collapse-aware {aware:.3f} at split "
+            f"k = {split:.0f} of L = {depth} (spec rule on numerical ranks: "
+            f"k = {n['spec_split_end']:.0f}); truncated network: train accuracy "
+            f"{n['truncated_train_accuracy_end']:.2%}, test {n['truncated_test_accuracy_end']:.2%}",
+            source=f"{SPEC} §6.1 item 8 and §6.2 item 5 (our derivation)",
+        ),
+    ]
+
+
+def _summary(n: dict[str, float], classes: int) -> str:
+    if math.isnan(n["interpolation_step"]):
+        return (
+            f"The MLP did not reach 100 % train accuracy (end: {n['train_accuracy_end']:.2%}), "
+            "so there is no terminal phase to examine."
+        )
+    return (
+        f"After 100 % train accuracy (step {n['interpolation_step']:.0f}) NC1 went from "
+        f"{n['nc1_interpolation']:.3g} to {n['nc1_end']:.3g} (smallest {n['nc1_min']:.3g}), NC4 "
+        f"ended at {n['nc4_end']:.2%}; the collapse-aware bound (log10 "
+        f"{n['log10_bound_collapse_end']:.2f}) vs the plain one ({n['log10_bound_plain_end']:.2f}) "
+        f"with C = {classes} classes."
+    )
+
+
+# ----------------------------------------------------------------------------- figures
+def _mark(ax, s: Series) -> None:
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("training step")
+    if s.interpolation is not None:
+        ax.axvline(s.interpolation, color="grey", lw=0.8, ls=":")
+
+
+def _nc_figure(ctx: RunContext, s: Series) -> Figure:
+    fig, axes = new_figure(2, 2, size=(4.6, 3.3))
+    a, b, c, d = axes
+    sites = list(dict.fromkeys(s.records.loc[s.records["metric"] == "nc1", "layer"]))
+    colours = _colours(len(sites))
+    for site, colour in zip(sites, colours, strict=True):
+        a.plot(s.get("nc1", site), color=colour, label=f"layer {site}")
+    a.plot(s.get("nc1_trace", s.penultimate), color="k", ls="--", lw=1, label="Tr(Sw)/Tr(Sb), pen.")
+    a.set_yscale("log")
+    a.set_title("NC1 = Tr(Sw Sb⁺)/C")
+    for metric in ("nc2_equinorm", "nc2_equiangular", "nc2_maxangle", "nc2_etf", "w_etf"):
+        b.plot(s.get(metric, s.penultimate), label=metric)
+    b.set_yscale("log")
+    b.set_title("NC2 (penultimate features; w_etf: classifier)")
+    c.plot(s.get("nc3", s.penultimate), color="C3")
+    c.set_yscale("log")
+    c.set_title("NC3 = ‖Wᵀ/‖W‖ − M/‖M‖‖_F")
+    eps = 1e-4
+    d.plot(s.get("nc4", s.penultimate).clip(lower=eps), label="NC4 (NCC ≠ network)")
+    for split, ls in (("train", "-"), ("test", "--")):
+        d.plot((1 - s.get("accuracy", split=split)).clip(lower=eps), ls=ls, label=f"{split} error")
+    d.set_yscale("log")
+    d.set_title(f"NC4 and errors (floored at {eps:g})")
+    for ax in axes:
+        _mark(ax, s)
+        ax.legend(fontsize=6)
+    save_png(fig, ctx.path("nc_metrics.png"))
+    return Figure(
+        "nc_metrics.png",
+        "Neural collapse of the MLP's training features against training step (log scale; the "
+        "dotted line marks the first measured step at 100 % train accuracy, where the terminal "
+        "phase begins). (a) NC1 = Tr(Σ_W Σ_B⁺)/C at every hidden layer (post-ReLU) and the "
+        "output, and the trace ratio Tr(Σ_W)/Tr(Σ_B) at the penultimate layer (dashed): within-"
+        "class variability relative to between-class, 0 under collapse. (b) NC2: distances of "
+        "the centred class means (and classifier rows, w_etf) from a simplex ETF. (c) NC3: "
+        "misalignment of classifier and class means. (d) NC4: fraction of training points whose "
+        "nearest class mean differs from the network's prediction, and train/test errors. All "
+        "dimensionless; all should fall towards 0 in the terminal phase if the features collapse.",
+    )
+
+
+def _colours(count: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    return [cmap(0.9 * i / max(count - 1, 1)) for i in range(count)]
+
+
+def _rank_figure(ctx: RunContext, s: Series, classes: int) -> Figure:
+    fig, axes = new_figure(3, 1, size=(4.2, 3.3))
+    a, b, c = axes
+    colours = _colours(len(s.layers))
+    for layer, colour in zip(s.layers, colours, strict=True):
+        a.plot(s.get("numerical_rank", layer), color=colour, label=f"W {layer}")
+        b.plot(s.get("stable_rank", layer), color=colour, label=f"W {layer}")
+        b.plot(s.get("effective_rank", layer), color=colour, ls="--")
+        c.plot(s.get("tail_share", layer).clip(lower=1e-12), color=colour, label=f"W {layer}")
+    for ax in (a, b):
+        ax.axhline(classes, color="k", lw=0.8, ls=":", label=f"C = {classes}")
+        ax.axhline(classes - 1, color="grey", lw=0.8, ls=":", label="C − 1")
+        ax.set_yscale("log")
+    a.set_title("numerical rank (σ > rtol σ₁)")
+    b.set_title("stable rank ‖W‖²_F/‖W‖²₂ (solid), effective rank (dashed)")
+    c.set_yscale("log")
+    c.set_title("share of ‖W‖²_F beyond the top C singular values")
+    for ax in axes:
+        _mark(ax, s)
+        ax.legend(fontsize=6)
+    save_png(fig, ctx.path("weight_ranks.png"))
+    return Figure(
+        "weight_ranks.png",
+        "Ranks of the MLP's weight matrices against training step (log scale; dotted vertical "
+        "line: start of the terminal phase), one colour per layer from input (dark) to output "
+        "(light). Left: numerical rank (singular values above rank_rtol times the largest); "
+        "middle: stable rank and entropy-based effective rank; right: fraction of the squared "
+        "Frobenius norm outside the top C singular values (0 for rank <= C). Dotted horizontal "
+        "lines: C and C − 1. Under collapse the top layers' ranks should approach C (or C − 1).",
+    )
+
+
+def _bound_figure(ctx: RunContext, s: Series) -> Figure:
+    fig, axes = new_figure(2, 1, size=(4.6, 3.4))
+    a, b = axes
+    a.plot(s.get("log10_bound_plain"), label="plain (exact ranks)")
+    a.plot(s.get("log10_bound_collapse"), label="collapse-aware (best split)")
+    a.set_ylabel("log10 bound on the test error")
+    a.set_title("post hoc low-rank bound (C1, C2 as set)")
+    b.plot(s.get("log10_rank_factor_plain"), label="rank factor, plain")
+    b.plot(s.get("log10_rank_factor_collapse"), label="rank factor, collapse-aware")
+    b.plot(s.get("log10_collapsed_factor"), ls="--", label="its collapsed-layer part")
+    b.set_ylabel("log10")
+    bx = b.twinx()
+    bx.step(s.get("collapse_split").index, s.get("collapse_split"), color="k", lw=0.8, where="post")
+    bx.set_ylabel("split k (layers > k collapsed)")
+    b.set_title("rank/width factor Σ w_l C1^(L−l) √(r_l d_l)")
+    for ax in axes:
+        _mark(ax, s)
+        ax.legend(fontsize=6)
+    save_png(fig, ctx.path("bounds.png"))
+    return Figure(
+        "bounds.png",
+        "The post hoc low-rank chain-rule bound ([DERIVED]; C1, C2 unverified, so only its shape "
+        "and the comparison matter) over training, log10 of the bound on the test error at the "
+        "margin given by margin_quantile. Left: the bound of the network with its exact ranks "
+        "(plain) and the collapse-aware bound (layers above the split k truncated to rank C, "
+        "with that network's margin risk; the smallest over k). Right: the bound's rank/width "
+        "factor for both, the part of the collapsed layers (dashed) and the chosen split "
+        "(black steps, right axis; k = L means nothing collapsed). Collapse should let the top "
+        "layers enter at rank C, at a cost that grows only like sqrt(d_l) with their width.",
+    )
+
+
+EXPERIMENT = Experiment(
+    name="neural-collapse",
+    title="Neural collapse, top-layer ranks and the collapse-aware bound",
+    paper="low_rank_bounds",
+    description="Train a bias-free MLP into the terminal phase of training; track NC1-NC4, "
+    "the numerical and stable ranks of its weights, and the collapse-aware low-rank bound "
+    "against the plain one.",
+    config=NeuralCollapseConfig,
+    run=run,
+    order=3,
+)

@@ -1,0 +1,131 @@
+"""Running a set of experiments into one output directory and writing their HTML report, one
+at a time in this process or in worker processes."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from reluscope.errors import InputError
+from reluscope.experiments.registry import Experiment, experiments, get_experiment
+from reluscope.experiments.runner import RunSummary, run_experiment
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """The runs that finished, the experiments that failed (name, error) and the report."""
+
+    runs: list[RunSummary]
+    failures: list[tuple[str, str]]
+    report: Path
+
+
+def choose(names: Sequence[str] | None) -> list[Experiment]:
+    """The experiments called ``names`` (all registered ones when None)."""
+    chosen = [get_experiment(n) for n in names] if names is not None else experiments()
+    if not chosen:
+        raise InputError("no experiments to run: give at least one name")
+    return chosen
+
+
+def reproduce(
+    names: Sequence[str] | None = None,
+    scale: str = "quick",
+    out: str | Path = "reluscope-report",
+    *,
+    overrides: Callable[[Experiment], dict] | None = None,
+    rerun: bool = False,
+    workers: int = 1,
+    console: Console | None = None,
+    on_result: Callable[[str, RunSummary | str], None] | None = None,
+) -> Reproduction:
+    """Run the experiments ``names`` (default: all) at ``scale`` into ``out/NAME`` and write
+    ``out/index.html``. ``overrides(experiment)`` gives each one's config overrides. With
+    ``workers > 1`` the experiments run in that many processes. A failing experiment is
+    recorded and the others go on; finished runs in ``out`` are reused unless ``rerun``.
+    ``console`` shows each run's progress (in-process only); ``on_result(name, summary or
+    error text)`` is called as each experiment ends."""
+    chosen = choose(names)
+    if workers < 1:
+        raise InputError(f"workers must be >= 1, got {workers}")
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create output directory {out}: {exc}") from exc
+    configs = {e.name: (overrides(e) if overrides else {}) for e in chosen}
+    for e in chosen:  # every config is checked before anything runs
+        e.config.build(scale, configs[e.name])
+    say = on_result or (lambda name, result: None)
+    if workers == 1:
+        runs, failures = _in_process(chosen, scale, out, configs, rerun, console, say)
+    else:
+        runs, failures = _in_workers(chosen, scale, out, configs, rerun, workers, say)
+    from reluscope.report.html import write_report
+
+    report = write_report(runs, out / "index.html", failures)
+    return Reproduction(runs, failures, report)
+
+
+def _in_process(chosen, scale, out, configs, rerun, console, say):
+    runs, failures = [], []
+    for i, experiment in enumerate(chosen, 1):
+        if console is not None:
+            console.rule(f"[{i}/{len(chosen)}] {experiment.name}: {experiment.title}")
+        try:
+            summary = run_experiment(
+                experiment,
+                scale,
+                configs[experiment.name],
+                out / experiment.name,
+                rerun=rerun,
+                progress=console is not None,
+                console=console,
+            )
+        except InputError as exc:
+            failures.append((experiment.name, str(exc)))
+        except Exception:  # one broken experiment must not lose the others' results
+            failures.append((experiment.name, traceback.format_exc()))
+        else:
+            runs.append(summary)
+            say(experiment.name, summary)
+            continue
+        say(*failures[-1])
+    return runs, failures
+
+
+def _in_workers(chosen, scale, out, configs, rerun, workers, say):
+    from reluscope.sweep.local import run_local
+    from reluscope.sweep.task import RunTask
+
+    by_name = {e.name: e for e in chosen}
+    if rerun:
+        for e in chosen:
+            (out / e.name / "outcome.json").unlink(missing_ok=True)
+    tasks = [RunTask(e, scale, configs[e.name], str(out / e.name), e.name) for e in chosen]
+    done = {}
+    for result in run_local(tasks, workers):
+        experiment = by_name[result.run_id]
+        if result.outcome is None:
+            done[result.run_id] = (experiment.name, result.traceback or result.error)
+            say(*done[result.run_id])
+            continue
+        summary = RunSummary(
+            experiment,
+            experiment.config.build(scale, configs[experiment.name]),
+            result.outcome,
+            out / experiment.name,
+            result.elapsed_s,
+            scale,
+            result.reused,
+        )
+        done[result.run_id] = summary
+        say(experiment.name, summary)
+    ordered = [done[e.name] for e in chosen if e.name in done]
+    runs = [r for r in ordered if isinstance(r, RunSummary)]
+    failures = [r for r in ordered if not isinstance(r, RunSummary)]
+    return runs, failures
