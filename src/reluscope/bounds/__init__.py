@@ -9,10 +9,13 @@
   :func:`bft_bound`, :func:`nbs_bound`, :func:`nts_bound`.
 * :func:`gaussian_complexity_estimate`: a Monte Carlo lower estimate of the Gaussian complexity
   of the rank- and norm-constrained class, for the bound's looseness.
+* :func:`collapse_aware`, :func:`collapse_aware_bound`: the bound with the layers above a
+  split counted at rank <= C (neural collapse; [DERIVED]).
 * Margins: :func:`margin_risk`, :func:`margins`, :func:`default_margin`.
 """
 
 from reluscope.bounds.bft import bft_bound
+from reluscope.bounds.collapse import CollapseAwareResult, collapse_aware, collapse_aware_bound
 from reluscope.bounds.compare import BOUNDS, BoundTable, compare
 from reluscope.bounds.frobenius import grs_bound, nts_bound
 from reluscope.bounds.gaussian_complexity import ComplexityEstimate, gaussian_complexity_estimate
@@ -37,12 +40,15 @@ __all__ = [
     "MLP",
     "BoundResult",
     "BoundTable",
+    "CollapseAwareResult",
     "ComplexityEstimate",
     "MarginStats",
     "NetworkNorms",
     "SampleStats",
     "bft_bound",
     "chain_rank_factor",
+    "collapse_aware",
+    "collapse_aware_bound",
     "compare",
     "default_margin",
     "gaussian_complexity_estimate",

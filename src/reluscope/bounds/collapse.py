@@ -53,7 +53,7 @@ from reluscope.bounds.low_rank import (
     low_rank_bound_post_hoc,
 )
 from reluscope.bounds.margins import MarginStats, check_labels, margins
-from reluscope.bounds.network import mlp_weights
+from reluscope.bounds.network import MLP, mlp_weights
 from reluscope.bounds.norms import NetworkNorms, SampleStats
 from reluscope.bounds.results import BoundResult, log10
 from reluscope.errors import InputError
@@ -210,7 +210,7 @@ class CollapseAwareResult:
     statistics of that network on the sample; ``accuracy[k]``: its accuracy there.
     ``best_split``: the k of the smallest bound; ``rank_split``: the spec's rule on
     ``numerical_ranks`` (numerical ranks of the weights). ``norms``: the matrices' numbers
-    (exact ranks), of the augmented matrices when biases were absorbed.
+    (exact ranks) and ``network`` the matrices themselves, augmented when biases were absorbed.
     """
 
     by_split: dict[int, BoundResult]
@@ -221,11 +221,26 @@ class CollapseAwareResult:
     classes: int
     numerical_ranks: tuple[int, ...]
     norms: NetworkNorms
+    network: MLP
     params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def depth(self) -> int:
         return self.norms.depth
+
+    def ranks(self, split: int) -> tuple[int, ...]:
+        """The ranks of the network truncated at ``split`` (:func:`collapsed_ranks`)."""
+        return collapsed_ranks(
+            self.norms.widths,
+            self.norms.ranks,
+            self.classes,
+            split,
+            absorbed=self.network.biases_absorbed,
+        )
+
+    def truncated_network(self, split: int) -> MLP:
+        """The network whose bound is ``by_split[split]``: layers > split truncated by SVD."""
+        return self.network.truncated(self.ranks(split))
 
     @property
     def plain(self) -> BoundResult:
@@ -326,6 +341,7 @@ def collapse_aware(
         classes=classes,
         numerical_ranks=numerical,
         norms=norms,
+        network=net,
         params=dict(
             margin=gamma,
             delta=d,

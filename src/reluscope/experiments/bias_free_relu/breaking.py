@@ -178,9 +178,10 @@ def run(config: BreakingConfig, ctx: RunContext) -> Outcome:
         numbers=numbers,
         predictions=_predictions(results, numbers, config.narrow),
         summary=(
-            f"The symmetric control ends at the linear floor (|gap| "
-            f"{abs(numbers['final_loss_symmetric'] - numbers['linear_floor_symmetric']):.1e}); "
-            f"{len(broken)} of {len(BREAKERS)} symmetry breakers go below it "
+            f"The symmetric control ends "
+            f"{abs(numbers['final_loss_symmetric'] - numbers['linear_floor_symmetric']):.1e} "
+            f"from the linear floor; {len(broken)} of {len(BREAKERS)} symmetry breakers end "
+            f"below {BELOW:g} x their floor "
             f"({', '.join(LABELS[n] for n in broken) or 'none'}), and a {config.narrow}-unit "
             f"layer stays at {numbers['final_over_floor_narrow']:.2f} x the floor."
         ),

@@ -118,20 +118,30 @@ def run(config: DeepLowRankConfig, ctx: RunContext) -> Outcome:
         figures=figures,
         numbers=numbers,
         predictions=_predictions(numbers, config.depth),
-        summary=(
-            f"The deep linear net ends at the floor with layers of sigma_2/sigma_1 at most "
-            f"{max(numbers[f'final_ratio2_linear_layer{layer}'] for layer in _layers(config.depth)):.3f}; "
-            f"the deep ReLU net leaves its plateau "
-            f"{numbers['half_way_ratio']:.2f} x later, "
-            + (
-                f"is low-rank at the floor (step {steps[stage]}: first layer rank one, middle "
-                "layers rank two) "
-                if stage is not None
-                else "never settles at the floor "
-            )
-            + f"and ends at {numbers['final_loss_relu'] / floor:.2f} x the floor."
-        ),
+        summary=_summary(numbers, config.depth),
     )
+
+
+def _summary(numbers: dict[str, float], depth: int) -> str:
+    """What the run shows, in numbers."""
+    layers = _layers(depth)
+    floor = numbers["linear_floor"]
+    linear = max(numbers[f"final_ratio2_linear_layer{layer}"] for layer in layers)
+    text = (
+        f"Deep linear: final loss {numbers['final_loss_linear'] / floor:.4f} x the floor, largest "
+        f"final sigma_2/sigma_1 {linear:.3f}. Deep ReLU: half-way {numbers['half_way_ratio']:.2f} "
+        "x later; "
+    )
+    if np.isnan(numbers["stage_step"]):
+        text += "never within 1 % of the floor; "
+    else:
+        middle = [numbers[f"stage_ratio2_relu_layer{layer}"] for layer in layers[1:]]
+        text += (
+            f"at the floor (step {numbers['stage_step']:.0f}) first-layer sigma_2/sigma_1 "
+            f"{numbers['stage_ratio2_relu_layer1']:.3f}, middle-layer "
+            f"{', '.join(f'{v:.3f}' for v in middle)}; "
+        )
+    return text + f"final loss {numbers['final_loss_relu'] / floor:.3f} x the floor."
 
 
 def _layers(depth: int) -> range:

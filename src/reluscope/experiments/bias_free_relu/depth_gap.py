@@ -148,8 +148,9 @@ def run(config: DepthGapConfig, ctx: RunContext) -> Outcome:
         predictions=_predictions(numbers),
         summary=(
             f"The two-layer network's odd part stays linear (nonlinearity index at most "
-            f"{numbers['max_nonlinearity_two_layer']:.1e}) and its loss stops at the linear floor "
-            f"{floor:.4f}; the depth-3 network reaches {numbers['final_loss_three_layer']:.2e} "
+            f"{numbers['max_nonlinearity_two_layer']:.1e}) and its lowest loss is "
+            f"{numbers['min_loss_two_layer']:.4f} against the linear floor {floor:.4f}; the "
+            f"depth-3 network reaches {numbers['final_loss_three_layer']:.2e} "
             f"with a nonlinear odd part (index {numbers['final_nonlinearity_three_layer']:.2f})."
         ),
     )
@@ -180,7 +181,7 @@ def _predictions(numbers: dict[str, float]) -> list[Prediction]:
         Prediction(
             claim=f"The depth-3 bias-free network goes below {BELOW:g} x the linear floor",
             passed=bool(deep < BELOW * floor),
-            measured=f"final loss {deep:.2e} = {deep / floor:.3f} x floor {floor:.4f}",
+            measured=f"final loss {deep:.2e} = {deep / floor:.3g} x floor {floor:.4f}",
             source=f"{SPEC} section 2.2, section 5 prediction 6",
         ),
         Prediction(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -161,6 +160,17 @@ def first_step_at_least(values: pd.Series, threshold: float) -> int | None:
     return None if hits.empty else int(hits.index[0])
 
 
+def lc_phases(values: pd.Series) -> dict[str, int]:
+    """The three phases of an LC curve indexed by step: the second descent starts at the
+    maximum (``ascent_end``) and the first descent ends at the minimum before it
+    (``descent_end``). Step 0 is excluded from the maximum, so a curve that only falls has
+    ``descent_end`` = ``ascent_end`` = its first probed step after 0."""
+    later = values.iloc[1:] if len(values) > 1 else values
+    ascent_end = int(later.idxmax())
+    descent_end = int(values.loc[:ascent_end].idxmin())
+    return {"descent_end": descent_end, "ascent_end": ascent_end, "end": int(values.index[-1])}
+
+
 def plot_series(
     ax: Axes, frame: pd.DataFrame, label: str, color: str | None = None, band: bool = True
 ) -> None:
@@ -179,10 +189,3 @@ def mark_step(ax: Axes, step: int | None, label: str, color: str = "0.4") -> Non
     """A dashed vertical line at ``step`` (plotted at step + 1)."""
     if step is not None:
         ax.axvline(step + 1, color=color, ls="--", lw=0.9, label=label)
-
-
-def save_frame(path: Path, frame: pd.DataFrame) -> None:
-    """Write ``frame`` to Parquet atomically."""
-    from reluscope.io import atomic_write
-
-    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))

@@ -99,7 +99,7 @@ def run(config: GrokkingConfig, ctx: RunContext) -> Outcome:
     )
     acc = grokking_steps(records)
     lc = common.series(records, "neighborhood", "train")
-    phases = lc_phases(lc["value"])
+    phases = common.lc_phases(lc["value"])
     figure = _figure(records, acc, phases, ctx)
     numbers = {**{k: float(v) for k, v in acc.items()}, **_phase_numbers(lc, phases)}
     return Outcome(
@@ -120,31 +120,23 @@ def run(config: GrokkingConfig, ctx: RunContext) -> Outcome:
 def grokking_steps(records: pd.DataFrame) -> dict[str, float]:
     """``train_step``: first step with train accuracy >= INTERPOLATION; ``test_step``: first
     step at which the test accuracy has made GAIN_FRACTION of its gain from that step to its
-    maximum (NaN when either never happens), with the accuracies involved."""
+    later maximum (NaN when either never happens); ``test_gain`` that gain and
+    ``test_gain_stderr`` its standard error (from the accuracies' standard errors)."""
     train = common.series(records, "accuracy", "train")["value"]
-    test = common.series(records, "accuracy", "test")["value"]
-    out = {"train_step": math.nan, "test_step": math.nan, "test_at_interp": math.nan}
-    out["test_max"] = float(test.max())
-    out["test_end"] = float(test.iloc[-1])
+    test = common.series(records, "accuracy", "test")
+    out = dict.fromkeys(("train_step", "test_step", "test_at_interp", "test_gain"), math.nan)
+    out.update(test_max=float(test["value"].max()), test_end=float(test["value"].iloc[-1]))
+    out["test_gain_stderr"] = math.nan
     t_train = common.first_step_at_least(train, INTERPOLATION)
     if t_train is None:
         return out
-    start = float(test.loc[t_train])
-    target = start + GAIN_FRACTION * (float(test.loc[t_train:].max()) - start)
-    t_test = common.first_step_at_least(test.loc[t_train:], target)
-    out.update(train_step=t_train, test_step=t_test, test_at_interp=start)
+    after = test.loc[t_train:]
+    start, best = float(after["value"].iloc[0]), int(after["value"].idxmax())
+    gain = float(after.loc[best, "value"]) - start
+    t_test = common.first_step_at_least(after["value"], start + GAIN_FRACTION * gain)
+    out.update(train_step=t_train, test_step=t_test, test_at_interp=start, test_gain=gain)
+    out["test_gain_stderr"] = float(np.hypot(after["stderr"].iloc[0], after.loc[best, "stderr"]))
     return out
-
-
-def lc_phases(values: pd.Series) -> dict[str, int]:
-    """The three phases of an LC curve indexed by step: the second descent starts at the
-    maximum (``ascent_end``) and the first descent ends at the minimum before it
-    (``descent_end``); step 0 is excluded from the maximum so that a curve that only falls
-    has ``descent_end`` = ``ascent_end`` = its first step."""
-    later = values.iloc[1:] if len(values) > 1 else values
-    ascent_end = int(later.idxmax())
-    descent_end = int(values.loc[:ascent_end].idxmin())
-    return {"descent_end": descent_end, "ascent_end": ascent_end, "end": int(values.index[-1])}
 
 
 def _phase_numbers(lc: pd.DataFrame, phases: dict[str, int]) -> dict[str, float]:
@@ -168,18 +160,21 @@ def _phase_numbers(lc: pd.DataFrame, phases: dict[str, int]) -> dict[str, float]
 
 def _predictions(n: dict[str, float]) -> list[Prediction]:
     t_train, t_test = n["train_step"], n["test_step"]
-    delayed = math.isfinite(t_test) and t_test >= DELAY_FACTOR * max(t_train, 1)
+    gain, gain_err = n["test_gain"], n["test_gain_stderr"]
+    delayed = (
+        math.isfinite(t_test) and t_test >= DELAY_FACTOR * max(t_train, 1) and gain > 2 * gain_err
+    )
     significant = {k: n[k] > 2 * n[f"{k}_stderr"] for k in ("descent", "ascent", "second_descent")}
     in_phase3 = math.isfinite(t_test) and t_test > n["ascent_end_step"]
     return [
         Prediction(
-            "Delayed generalisation: the test accuracy reaches its plateau well after the "
-            f"train accuracy (the step where it has made {GAIN_FRACTION:.0%} of its gain after "
-            f"interpolation is >= {DELAY_FACTOR:g}x the interpolation step)",
+            "Delayed generalisation: after interpolation the test accuracy still gains more "
+            f"than 2 standard errors, and makes {GAIN_FRACTION:.0%} of that gain only at >= "
+            f"{DELAY_FACTOR:g}x the interpolation step",
             bool(delayed),
             f"train accuracy >= {INTERPOLATION} at step {t_train:.0f}; test accuracy "
-            f"{n['test_at_interp']:.3f} there, {GAIN_FRACTION:.0%} of its gain to "
-            f"{n['test_max']:.3f} at step {t_test:.0f}",
+            f"{n['test_at_interp']:.3f} there, gain {gain:.3f} (2 x stderr {2 * gain_err:.3f}), "
+            f"{GAIN_FRACTION:.0%} of it at step {t_test:.0f}",
             SOURCE,
         ),
         Prediction(

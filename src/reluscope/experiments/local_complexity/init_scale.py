@@ -17,7 +17,7 @@ from reluscope.experiments import Experiment, ExperimentConfig, Figure, Outcome,
 from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
 from reluscope.report.figures import new_figure, save_png
-from reluscope.train import Schedule, TrainConfig, probes
+from reluscope.train import Schedule, TrainConfig, probes, records_frame
 
 SOURCE = "spec local_complexity.md §5, prediction 14 (Prop. 17, App. A.10)"
 #: Spearman correlation from which LC change counts as following the parameter movement.
@@ -66,16 +66,12 @@ class InitScaleConfig(ExperimentConfig):
 def run(config: InitScaleConfig, ctx: RunContext) -> Outcome:
     c = config
     train, test = common.load_splits(c.data, c.n_train, c.n_test, c.data_dir, c.seed)
+    dim, out = train.x[0].numel(), common.classes(train)
     schedule = Schedule(frozenset({0, c.steps}))
-    frames, rows = [], []
+    frames = []
     for width in c.widths:
         for alpha in c.init_scales:
             name = f"width_{width}_alpha_{alpha:g}"
-
-            def build(width: int = width) -> torch.nn.Module:
-                dim, out = train.x[0].numel(), common.classes(train)
-                return common.paper_mlp(dim, [width] * c.depth, out, math.sqrt(2), c.seed)
-
             train_config = TrainConfig(
                 steps=c.steps,
                 batch_size=c.batch_size,
@@ -94,73 +90,62 @@ def run(config: InitScaleConfig, ctx: RunContext) -> Outcome:
                     c.sigma, splits=("train",), n_points=c.n_points, seed=c.seed
                 ),
             ]
+            init = common.paper_mlp(dim, [width] * c.depth, out, math.sqrt(2), c.seed)
+            start = alpha * parameter_vector(init)
             records, model = common.train_run(
-                ctx, name, build(), train, test, train_config, probe_list, schedule
+                ctx, name, init, train, test, train_config, probe_list, schedule
             )
-            frames.append(records.assign(width=width, init_scale=alpha))
-            rows.append(_summary(records, build(), model, alpha, width, c.steps))
-    table = pd.DataFrame(rows)
+            moved = float((parameter_vector(model) - start).norm() / start.norm())
+            extra = {"run": name, "step": c.steps, "metric": "param_change", "value": moved}
+            frames.append(records_frame(records.to_dict("records") + [extra]))
+            frames[-1] = frames[-1].assign(width=width, init_scale=alpha)
     records = pd.concat(frames, ignore_index=True)
-    extra = pd.DataFrame(
-        [
+    table = change_table(records, c.steps)
+    return _outcome(table, records, _figure(table, ctx))
+
+
+def parameter_vector(model: torch.nn.Module) -> torch.Tensor:
+    """All parameters of ``model`` as one float64 CPU vector (a copy)."""
+    return torch.cat([p.detach().reshape(-1).to("cpu", torch.float64) for p in model.parameters()])
+
+
+def change_table(records: pd.DataFrame, steps: int) -> pd.DataFrame:
+    """One row per run: width, init scale, LC at step 0 and at the end, the relative LC change
+    |LC_T - LC_0| / LC_0, the relative parameter change ||theta_T - theta_0|| / ||theta_0||
+    and the final train accuracy."""
+    rows = []
+    for (width, alpha), group in records.groupby(["width", "init_scale"]):
+        lc = common.series(group, "lc", "train")["value"]
+        rows.append(
             {
-                "run": f"width_{r.width}_alpha_{r.init_scale:g}",
-                "step": c.steps,
-                "metric": m,
-                "layer": None,
-                "split": None,
-                "value": getattr(r, m),
-                "stderr": math.nan,
-                "width": r.width,
-                "init_scale": r.init_scale,
+                "width": int(width),
+                "init_scale": float(alpha),
+                "lc_init": float(lc.loc[0]),
+                "lc_final": float(lc.loc[steps]),
+                "lc_change": float(abs(lc.loc[steps] - lc.loc[0]) / lc.loc[0]),
+                "param_change": float(common.series(group, "param_change")["value"].iloc[-1]),
+                "train_accuracy": float(
+                    common.series(group, "accuracy", "train")["value"].loc[steps]
+                ),
             }
-            for r in table.itertuples()
-            for m in ("param_change", "lc_change")
-        ]
-    )
-    records = pd.concat([records, extra], ignore_index=True)
-    figure = _figure(table, ctx)
-    return _outcome(table, records, figure)
-
-
-def _summary(
-    records: pd.DataFrame,
-    init: torch.nn.Module,
-    model: torch.nn.Module,
-    alpha: float,
-    width: int,
-    steps: int,
-) -> dict[str, float]:
-    """Relative LC change |LC_T - LC_0| / LC_0 and relative parameter change
-    ||theta_T - theta_0|| / ||theta_0|| of one run (theta_0 = alpha times the initial weights)."""
-    lc = common.series(records, "lc", "train")["value"]
-    theta0 = alpha * torch.cat([p.detach().reshape(-1).double() for p in init.parameters()])
-    theta = torch.cat([p.detach().reshape(-1).double().cpu() for p in model.parameters()])
-    acc = common.series(records, "accuracy", "train")["value"]
-    return {
-        "width": width,
-        "init_scale": alpha,
-        "lc_init": float(lc.loc[0]),
-        "lc_final": float(lc.loc[steps]),
-        "lc_change": float(abs(lc.loc[steps] - lc.loc[0]) / lc.loc[0]),
-        "param_change": float((theta - theta0).norm() / theta0.norm()),
-        "train_accuracy": float(acc.loc[steps]),
-    }
+        )
+    return pd.DataFrame(rows)
 
 
 def _outcome(table: pd.DataFrame, records: pd.DataFrame, figure: Figure) -> Outcome:
     lazy = table[(table.width == table.width.max()) & (table.init_scale == table.init_scale.max())]
     rich = table[(table.width == table.width.min()) & (table.init_scale == table.init_scale.min())]
     lazy, rich = lazy.iloc[0], rich.iloc[0]
-    rho = float(spearmanr(table["param_change"], table["lc_change"]).statistic)
+    constant = table["param_change"].nunique() < 2 or table["lc_change"].nunique() < 2
+    rho = math.nan if constant else float(spearmanr(table.param_change, table.lc_change)[0])
     numbers = {
-        "lc_change_lazy": lazy.lc_change,
-        "lc_change_rich": rich.lc_change,
-        "param_change_lazy": lazy.param_change,
-        "param_change_rich": rich.param_change,
+        "lc_change_lazy": float(lazy.lc_change),
+        "lc_change_rich": float(rich.lc_change),
+        "param_change_lazy": float(lazy.param_change),
+        "param_change_rich": float(rich.param_change),
         "spearman_param_vs_lc_change": rho,
         **{
-            f"lc_change.width_{r.width}_alpha_{r.init_scale:g}": r.lc_change
+            f"lc_change.width_{r.width}_alpha_{r.init_scale:g}": float(r.lc_change)
             for r in table.itertuples()
         },
     }
@@ -215,8 +200,8 @@ def _figure(table: pd.DataFrame, ctx: RunContext) -> Figure:
         ax.scatter(group["param_change"], group["lc_change"], label=f"width {width}", s=24)
         for r in group.itertuples():
             ax.annotate(f"{r.init_scale:g}", (r.param_change, r.lc_change), fontsize=7)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    ax.set_xscale("log" if (table["param_change"] > 0).all() else "linear")
+    ax.set_yscale("log" if (table["lc_change"] > 0).all() else "linear")
     ax.set_xlabel("||theta_T - theta_0|| / ||theta_0||")
     ax.set_ylabel("|LC_T - LC_0| / LC_0")
     ax.legend(fontsize="small")

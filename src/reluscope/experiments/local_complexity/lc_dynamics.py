@@ -145,17 +145,17 @@ def analyse(records: pd.DataFrame) -> dict[str, Any]:
     numbers["lc_peak_after_interp"] = float(after.loc[peak, "value"])
     numbers["lc_drop"] = numbers["lc_peak_after_interp"] - numbers["lc_train_end"]
     numbers["lc_drop_stderr"] = float(np.hypot(after.loc[peak, "stderr"], lc["stderr"].iloc[-1]))
-    for layer in common.layers(records, "local_rank"):
-        rank = common.series(records, "local_rank", "train", layer)["value"]
-        numbers[f"rank_at_peak.{layer}"] = float(rank.loc[peak])
-        numbers[f"rank_end.{layer}"] = float(rank.iloc[-1])
-        numbers[f"rank_rel_drop.{layer}"] = float(1 - rank.iloc[-1] / rank.loc[peak])
-    a_int, a_end = float(adv.loc[interp, "value"]), float(adv["value"].iloc[-1])
-    numbers["adv_accuracy_at_interp"] = a_int
+    sites = common.layers(records, "local_rank")
+    for i, site in enumerate(sites, 1):
+        rank = common.series(records, "local_rank", "train", site)["value"]
+        numbers[f"rank_at_peak.layer{i}"] = float(rank.loc[peak])
+        numbers[f"rank_end.layer{i}"] = float(rank.iloc[-1])
+        numbers[f"rank_rel_drop.layer{i}"] = float(1 - rank.iloc[-1] / rank.loc[peak])
+    numbers["adv_accuracy_at_interp"] = float(adv.loc[interp, "value"])
     numbers["adv_accuracy_max_after_interp"] = float(adv.loc[interp:, "value"].max())
     numbers["adv_rise_stderr"] = float(np.hypot(adv.loc[interp, "stderr"], adv["stderr"].iloc[-1]))
     facts["peak"] = peak
-    facts["layers"] = common.layers(records, "local_rank")
+    facts["depth"] = len(sites)
     return facts
 
 
@@ -171,8 +171,8 @@ def _predictions(facts: dict[str, Any]) -> list[Prediction]:
         preds = [Prediction(cl, False, missing, f"{SOURCE} 11-12") for cl in claims]
     else:
         drop, err = num["lc_drop"], num["lc_drop_stderr"]
-        first, last = facts["layers"][0], facts["layers"][-1]
-        deep, shallow = num[f"rank_rel_drop.{last}"], num[f"rank_rel_drop.{first}"]
+        last = f"layer{facts['depth']}"
+        deep, shallow = num[f"rank_rel_drop.{last}"], num["rank_rel_drop.layer1"]
         a_int, a_end = num["adv_accuracy_at_interp"], num["adv_accuracy_end"]
         rise_err = num["adv_rise_stderr"]
         preds = [
@@ -190,9 +190,9 @@ def _predictions(facts: dict[str, Any]) -> list[Prediction]:
                 f"between the LC maximum and the end, the deepest hidden layer's local rank "
                 f"falls by more than {COLLAPSE:.0%}, and by more than the first layer's",
                 bool(deep > COLLAPSE and deep > shallow),
-                f"relative rank drop: {last} {deep:.1%} "
+                f"relative rank drop: hidden {last} {deep:.1%} "
                 f"({num[f'rank_at_peak.{last}']:.1f} -> {num[f'rank_end.{last}']:.1f}), "
-                f"{first} {shallow:.1%}",
+                f"layer1 {shallow:.1%}",
                 f"{SOURCE} 12",
             ),
             Prediction(
@@ -226,8 +226,8 @@ def _figure(records: pd.DataFrame, facts: dict[str, Any], ctx: RunContext) -> Fi
         common.plot_series(ax, common.series(records, "lc", split), f"LC {split}")
     ax.set_ylabel("local complexity (1 / input unit)")
     ax = axes[1]
-    for layer in common.layers(records, "local_rank"):
-        common.plot_series(ax, common.series(records, "local_rank", "train", layer), layer)
+    for i, site in enumerate(common.layers(records, "local_rank"), 1):
+        common.plot_series(ax, common.series(records, "local_rank", "train", site), f"layer {i}")
     ax.set_ylabel("local rank (train points)")
     ax = axes[2]
     common.plot_series(ax, common.series(records, "tv", "train"), "TV (logits)")

@@ -45,7 +45,7 @@ class WeightDecayConfig(ExperimentConfig):
     init_gain: float = Field(math.sqrt(2), gt=0, description="weights ~ N(0, gain^2/fan_in)")
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1)
-    steps: int = Field(3000, ge=1, description="AdamW steps per lambda")
+    steps: int = Field(2000, ge=1, description="AdamW steps per lambda")
     lambdas: list[float] = Field(
         [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0], min_length=3, description="weight decays"
     )
@@ -98,7 +98,10 @@ def run(config: WeightDecayConfig, ctx: RunContext) -> Outcome:
         "intercept": fit["intercept"],
         "r2": fit["r2"],
         "lc_init": float(common.series(records, "lc", "train")["value"].loc[0].iloc[0]),
-        **{f"lc_final.lambda_{lam:g}": float(v) for lam, v in zip(table.index, table["lc"])},
+        **{
+            f"lc_final.lambda_{lam:g}": float(v)
+            for lam, v in zip(table.index, table["lc"], strict=True)
+        },
     }
     slope, err, r2 = fit["slope"], fit["slope_stderr"], fit["r2"]
     predictions = [

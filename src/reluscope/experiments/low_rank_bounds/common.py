@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
-from reluscope.bounds import BoundTable
+from reluscope.bounds import BoundResult, NetworkNorms
 from reluscope.data import Dataset
+from reluscope.experiments.config import ExperimentConfig
+from reluscope.experiments.local_complexity.common import load_splits
 from reluscope.experiments.runner import RunContext
 from reluscope.io import atomic_write
 from reluscope.lowrank import LowRankLinear, clip_spectral_norms_, factorize
@@ -33,6 +36,52 @@ BOUND_METRICS = (
     "log10_main_substituted",
     "margin_risk",
 )
+
+
+class TrainedSweepConfig(ExperimentConfig):
+    """The fields of a sweep of trained bias-free MLPs with clipped spectral norms: data, the
+    training, and the bounds' margin, confidence and chaining constants."""
+
+    data: str = Field("digits", description="data spec; mnist/cifar10 are read from data_dir")
+    data_dir: str | None = Field(None, description="directory holding MNIST / CIFAR-10 files")
+    n_train: int = Field(1000, ge=10, description="training points (the bounds' sample)")
+    n_test: int = Field(500, ge=10, description="test points")
+    max_norm: float = Field(2.0, gt=0, description="B: every ||W_l||_2 is clipped at B")
+    steps: int = Field(1500, ge=1, description="Adam steps per network")
+    lr: float = Field(3e-3, gt=0)
+    batch_size: int = Field(64, ge=1)
+    clip_every: int = Field(10, ge=1, description="steps between spectral-norm clippings")
+    margin: float = Field(1.0, gt=0, description="gamma of the margin bounds (output units)")
+    delta: float = Field(0.05, gt=0, lt=1, description="the bounds hold w.p. >= 1 - delta")
+    C1: float = Field(1.0, gt=0, description="Maurer's chaining constant C1 (unverified)")
+    C2: float = Field(1.0, ge=0, description="Maurer's chaining constant C2 (unverified)")
+
+
+def splits(config: TrainedSweepConfig) -> tuple[Dataset, Dataset]:
+    """The seeded training and test subsets of ``config.data`` (MNIST / CIFAR-10 from their
+    own train and test files, normalised; see the local-complexity experiments)."""
+    return load_splits(config.data, config.n_train, config.n_test, config.data_dir, config.seed)
+
+
+def fit_clipped(config: TrainedSweepConfig, train: Dataset) -> Callable[[nn.Module], nn.Module]:
+    """``model -> train_clipped(model, train, ...)`` with ``config``'s training settings."""
+    return lambda model: train_clipped(
+        model,
+        train,
+        steps=config.steps,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        max_norm=config.max_norm,
+        clip_every=config.clip_every,
+        seed=config.seed,
+        device=config.device,
+    )
+
+
+def accuracy(model: nn.Module, data: Dataset) -> float:
+    """The fraction of ``data``'s points that ``model`` classifies correctly."""
+    with torch.no_grad():
+        return float((model(data.x).argmax(dim=1) == data.y).double().mean())
 
 
 def say(ctx: RunContext, text: str) -> None:
@@ -89,14 +138,15 @@ def train_clipped(
     lr: float,
     batch_size: int,
     max_norm: float | None,
-    seed: int,
+    clip_every: int = 1,
+    seed: int = 0,
     device: str = "cpu",
 ) -> nn.Module:
     """Train ``model`` with Adam (``lr``) on the mean cross-entropy of mini-batches of
     ``batch_size`` (the Trainer's seeded sampler) for ``steps`` steps. With ``max_norm`` = B,
-    every layer's singular values are clipped at B after each step
-    (:func:`reluscope.lowrank.clip_spectral_norms_`), so the trained network lies in the
-    bound's class {||W_l||_2 <= B}. Runs inside ``fork_rng`` (the caller's random state is
+    every layer's singular values are clipped at B every ``clip_every`` steps and after the
+    last one (:func:`reluscope.lowrank.clip_spectral_norms_`), so the trained network lies in
+    the bound's class {||W_l||_2 <= B}. Runs inside ``fork_rng`` (the caller's random state is
     untouched); returns the model on the CPU in eval mode."""
     model = model.to(device)
     x, y = train.x.to(device), train.y.to(device)
@@ -110,7 +160,7 @@ def train_clipped(
             optimizer.zero_grad(set_to_none=True)
             batch_loss(model(x[index]), y[index], "ce").backward()
             optimizer.step()
-            if max_norm is not None:
+            if max_norm is not None and ((step + 1) % clip_every == 0 or step + 1 == steps):
                 clip_spectral_norms_(model, max_norm)
     return model.cpu().eval()
 
@@ -133,20 +183,40 @@ def trained(
     return model
 
 
-def bound_rows(table: BoundTable, **tags: Any) -> list[dict[str, Any]]:
+def bound_rows(results: Iterable[BoundResult], **tags: Any) -> list[dict[str, Any]]:
     """Tidy rows (``tags``, bound, metric, value) with the numbers ``BOUND_METRICS`` of every
-    bound in ``table``."""
+    bound in ``results`` (e.g. ``BoundTable.results``)."""
     rows = []
-    for record in table.to_records():
+    for result in results:
+        record = result.to_record()
         for metric in BOUND_METRICS:
-            rows.append(dict(tags, bound=record["bound"], metric=metric, value=record[metric]))
+            rows.append(dict(tags, bound=result.name, metric=metric, value=record[metric]))
     return rows
 
 
-def loglog_slope(x: Sequence[float], y: Sequence[float]) -> float:
-    """The least-squares slope of log y against log x (any base, the same for both)."""
-    lx, ly = np.log(np.asarray(x, dtype=float)), np.log(np.asarray(y, dtype=float))
-    return float(np.polyfit(lx, ly, 1)[0])
+def worst_case_norms(widths: Sequence[int], norm: float, ranks: Sequence[int]) -> NetworkNorms:
+    """The norms of layers of spectral norm ``norm`` = B and rank r_l at the worst case the
+    rank substitution allows: ||W_l||_F = sqrt(r_l) B and ||W_l^T||_{2,1} = sqrt(d_l) ||W_l||_F
+    (the prior bounds on them are their rank-substituted forms)."""
+    frobenius = [math.sqrt(r) * norm for r in ranks]
+    l21 = [math.sqrt(widths[i + 1]) * f for i, f in enumerate(frobenius)]
+    return NetworkNorms(
+        tuple(widths), (norm,) * len(ranks), tuple(frobenius), tuple(l21), tuple(ranks)
+    )
+
+
+def slope(x: Sequence[float], y: Sequence[float]) -> float:
+    """The least-squares slope of y against x (log-log slopes: pass logs of both)."""
+    return float(np.polyfit(np.asarray(x, dtype=float), np.asarray(y, dtype=float), 1)[0])
+
+
+def r_squared(x: Sequence[float], y: Sequence[float]) -> float:
+    """R^2 of the least-squares line of y against x (1 when y is exactly linear in x; NaN when
+    y is constant)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    fit = np.polyval(np.polyfit(x, y, 1), x)
+    total = float(((y - y.mean()) ** 2).sum())
+    return 1 - float(((y - fit) ** 2).sum()) / total if total > 0 else math.nan
 
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:

@@ -1,0 +1,372 @@
+"""``depth-sweep``: adding low-rank layers grows the chain-rule bound additively and the
+rank-substituted Frobenius bound multiplicatively (Pinto, Rangamani & Poggio; spec
+low_rank_bounds.md §3 and §6.2 prediction 1).
+
+Networks of depth L have widths (d_0, d, ..., d, C) and every layer of rank r and spectral
+norm at most B. Every bound's complexity term is prefactor x prod_l ||W_l||_2 x a rank/width
+factor; the norm product is the same in all of them, so the sum-versus-product question is
+about the factors:
+
+* chain rule: F(L) = C1^(L-1) sqrt(r d_1) + (2 C2 + 1) sum_{l=2}^{L} C1^(L-l) sqrt(r d_l). With
+  C1 = 1 each added hidden layer adds (2 C2 + 1) sqrt(r d): F is linear in L (the increments
+  of log F shrink);
+* Golowich-Rakhlin-Shamir (GRS): prod_l ||W_l||_F / ||W_l||_2 <= prod_l sqrt(r_l) = r^(L/2):
+  each added layer multiplies it by up to sqrt(r) (log F linear in L).
+
+Both are evaluated a priori at (B, r) and on trained factorised networks with clipped
+spectral norms (at their exact ranks and measured Frobenius norms); the other prior bounds
+(BFT, NBS, NTS) are recorded alongside.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, field_validator
+
+from reluscope.bounds import (
+    SampleStats,
+    bft_bound,
+    compare,
+    grs_bound,
+    low_rank_bound,
+    nbs_bound,
+    nts_bound,
+)
+from reluscope.errors import InputError
+from reluscope.experiments import Experiment, Figure, Outcome, Prediction, RunContext
+from reluscope.experiments.local_complexity.common import classes
+from reluscope.experiments.low_rank_bounds import common
+from reluscope.report.figures import new_figure, save_png
+
+SOURCE = f"{common.SPEC} §6.2, prediction 1"
+#: Tolerance of the closed-form (a priori) checks: they are exact up to rounding.
+EXACT = 1e-9
+#: Allowed (max - min) / mean of the rank-substituted GRS term's log10 increments on trained
+#: networks (its depth factor 1 + sqrt(2 ln(2) L) and the measured norms vary a little).
+SPREAD = 0.1
+PRIOR = {"grs": grs_bound, "bft": bft_bound, "nbs": nbs_bound, "nts": nts_bound}
+LABELS = {
+    "low-rank": "chain rule",
+    "grs": "GRS",
+    "bft": "BFT",
+    "nbs": "NBS",
+    "nts": "NTS",
+}
+
+
+class DepthSweepConfig(common.TrainedSweepConfig):
+    """Quick: scikit-learn digits, bias-free MLPs 64-64-...-64-10 of depth L in 2..6 with every
+    layer of rank 4 and spectral norms clipped at B = 2, 1500 Adam steps each. Paper scale
+    (the paper has no experiments, spec §5): MNIST, hidden width 256, rank 8, depths 2..8."""
+
+    PAPER: ClassVar[dict[str, Any]] = {
+        "data": "mnist",
+        "n_train": 10_000,
+        "n_test": 10_000,
+        "width": 256,
+        "rank": 8,
+        "depths": [2, 3, 4, 5, 6, 7, 8],
+        "steps": 10_000,
+        "lr": 1e-3,
+        "batch_size": 128,
+    }
+
+    width: int = Field(64, ge=1, description="width d of every hidden layer")
+    rank: int = Field(4, ge=2, description="rank r of every layer (>= 2: r = 1 multiplies by 1)")
+    depths: list[int] = Field([2, 3, 4, 5, 6], min_length=3, description="depths L (layers)")
+
+    @field_validator("depths")
+    @classmethod
+    def _distinct_at_least_two(cls, values: list[int]) -> list[int]:
+        if any(v < 2 for v in values) or len(set(values)) != len(values):
+            raise ValueError("depths must be distinct integers >= 2 (one hidden layer or more)")
+        return sorted(values)
+
+
+def run(config: DepthSweepConfig, ctx: RunContext) -> Outcome:
+    c = config
+    train, test = common.splits(c)
+    d0, out = train.x[0].numel(), classes(train)
+    if c.rank > min(d0, c.width, out):
+        raise InputError(
+            f"rank must be <= min(input {d0}, width {c.width}, classes {out}) = "
+            f"{min(d0, c.width, out)} (every layer has rank r), got {c.rank}"
+        )
+    sample = SampleStats.from_data(train.x)
+    rows: list[dict[str, Any]] = []
+    for depth in c.depths:
+        widths = (d0, *[c.width] * (depth - 1), out)
+        rows += _a_priori(c, widths, sample)
+        common.say(ctx, f"depth-sweep: training depth {depth}")
+        model = common.trained(
+            ctx,
+            f"depth_{depth}",
+            lambda widths=widths: common.bias_free_mlp(widths, c.rank, c.seed),
+            common.fit_clipped(c, train),
+        )
+        rows += _trained_rows(c, common.dense(model), train, test, depth)
+    records = pd.DataFrame(rows)
+    numbers = _numbers(records, c)
+    return Outcome(
+        records=records,
+        figures=[_figure(ctx, records, c)],
+        numbers=numbers,
+        predictions=_predictions(numbers, c),
+        summary=(
+            f"Depths {c.depths}, width {c.width}, every layer of rank {c.rank}: each added "
+            f"layer adds {numbers['increment_low_rank_a_priori']:.4g} to the chain-rule factor "
+            f"(log10 growth per layer falling from {numbers['log_increment_low_rank_first']:.3f} "
+            f"to {numbers['log_increment_low_rank_last']:.3f}) and multiplies the GRS factor in "
+            f"ranks by sqrt(r) = {math.sqrt(c.rank):.3g} (+{numbers['log_increment_grs_a_priori']:.3f} "
+            f"in log10); with the trained networks' measured Frobenius norms the GRS factor "
+            f"grows {numbers['log_increment_grs_trained_mean']:.3f} per layer in log10."
+        ),
+    )
+
+
+def _a_priori(c: DepthSweepConfig, widths: tuple[int, ...], sample: SampleStats) -> list[dict]:
+    """Every bound at (B, r) for the widths: the chain-rule bound, and the prior bounds at the
+    worst-case norms of rank r (their rank-substituted forms)."""
+    depth = len(widths) - 1
+    ranks = [c.rank] * depth
+    common_args = dict(margin=c.margin, delta=c.delta)
+    results = [
+        low_rank_bound(widths, [c.max_norm] * depth, ranks, sample, C1=c.C1, C2=c.C2, **common_args)
+    ]
+    worst = common.worst_case_norms(widths, c.max_norm, ranks)
+    results += [bound(worst, sample, **common_args) for bound in PRIOR.values()]
+    return common.bound_rows(results, part="a priori", depth=depth)
+
+
+def _trained_rows(c: DepthSweepConfig, model, train, test, depth: int) -> list[dict[str, Any]]:
+    """Every bound of the trained network at its norms and exact ranks, its accuracies, and
+    per layer its spectral norm, exact rank and stable rank."""
+    table = compare(
+        model, train.x, train.y, margin=c.margin, delta=c.delta, C1=c.C1, C2=c.C2, biases="error"
+    )
+    rows = common.bound_rows(table.results, part="trained", depth=depth)
+    for name, data in (("train_accuracy", train), ("test_accuracy", test)):
+        rows.append(
+            dict(part="trained", depth=depth, metric=name, value=common.accuracy(model, data))
+        )
+    norms = table.norms
+    for metric, values in (
+        ("spectral_norm", norms.spectral),
+        ("rank", norms.ranks),
+        ("stable_rank", norms.stable_ranks),
+    ):
+        for layer, value in enumerate(values, start=1):
+            rows.append(
+                dict(part="trained", depth=depth, metric=metric, layer=str(layer), value=value)
+            )
+    return rows
+
+
+def curve(records: pd.DataFrame, part: str, metric: str, bound: str | None = None) -> pd.Series:
+    """One metric of one bound (totals, not per layer) against depth."""
+    rows = records[(records["part"] == part) & (records["metric"] == metric)]
+    if "layer" in rows:
+        rows = rows[rows["layer"].isna()]
+    if bound is not None:
+        rows = rows[rows["bound"] == bound]
+    return rows.set_index("depth")["value"].sort_index()
+
+
+def structure(depths: np.ndarray, log10_factor: np.ndarray) -> dict[str, float]:
+    """How a factor F grows with depth L, from log10 F: the increments of F (``increment``:
+    their mean, ``increment_spread``: (max - min) / |mean|; 0 for a sum, linear in L), the
+    increments of log10 F (``log_increment``: mean, ``log_increment_spread``; 0 for a
+    product, F multiplied by the same amount per layer), the first and last log increments,
+    and the R^2 of a line fitted to F (``r2_sum``) and to log10 F (``r2_product``)."""
+    factor = 10.0**log10_factor
+    steps = np.diff(depths)
+    increments, log_increments = np.diff(factor) / steps, np.diff(log10_factor) / steps
+    return {
+        "increment": float(increments.mean()),
+        "increment_spread": float(np.ptp(increments) / abs(increments.mean())),
+        "log_increment": float(log_increments.mean()),
+        "log_increment_spread": float(np.ptp(log_increments) / abs(log_increments.mean())),
+        "log_increment_first": float(log_increments[0]),
+        "log_increment_last": float(log_increments[-1]),
+        "r2_sum": common.r_squared(depths, factor),
+        "r2_product": common.r_squared(depths, log10_factor),
+    }
+
+
+def _numbers(records: pd.DataFrame, c: DepthSweepConfig) -> dict[str, float]:
+    depths = np.asarray(c.depths, dtype=float)
+    factor = "log10_rank_factor"
+    low_a = structure(depths, curve(records, "a priori", factor, "low-rank").to_numpy())
+    grs_a = structure(depths, curve(records, "a priori", factor, "grs").to_numpy())
+    grs_t = structure(depths, curve(records, "trained", factor, "grs").to_numpy())
+    main_low = np.diff(curve(records, "trained", "log10_main", "low-rank").to_numpy())
+    main_sub = np.diff(curve(records, "trained", "log10_main_substituted", "grs").to_numpy())
+    stable = records[records["metric"] == "stable_rank"]["value"]
+    numbers = {
+        "increment_low_rank_a_priori": low_a["increment"],
+        "increment_low_rank_expected": (2 * c.C2 + 1) * math.sqrt(c.rank * c.width),
+        "increment_spread_low_rank_a_priori": low_a["increment_spread"],
+        "log_increment_low_rank_first": low_a["log_increment_first"],
+        "log_increment_low_rank_last": low_a["log_increment_last"],
+        "log_increment_grs_a_priori": grs_a["log_increment"],
+        "log_increment_grs_expected": 0.5 * math.log10(c.rank),
+        "log_increment_spread_grs_a_priori": grs_a["log_increment_spread"],
+        "main_log_increment_low_rank_first": float(main_low[0]),
+        "main_log_increment_low_rank_last": float(main_low[-1]),
+        "main_log_increments_falling": float(np.all(np.diff(main_low) < 0)),
+        "main_log_increment_grs_substituted_first": float(main_sub[0]),
+        "main_log_increment_grs_substituted_last": float(main_sub[-1]),
+        "main_log_increment_spread_grs_substituted": float(np.ptp(main_sub) / main_sub.mean()),
+        "log_increment_grs_trained_mean": grs_t["log_increment"],
+        "r2_sum_grs_trained": grs_t["r2_sum"],
+        "r2_product_grs_trained": grs_t["r2_product"],
+        "stable_rank_min": float(stable.min()),
+        "stable_rank_max": float(stable.max()),
+        "max_spectral_norm": float(
+            records.loc[records["metric"] == "spectral_norm", "value"].max()
+        ),
+    }
+    for depth in c.depths:
+        acc = curve(records, "trained", "test_accuracy")[depth]
+        numbers[f"test_accuracy.depth_{depth}"] = float(acc)
+    return numbers
+
+
+def _predictions(n: dict[str, float], c: DepthSweepConfig) -> list[Prediction]:
+    expected = n["increment_low_rank_expected"]
+    error = abs(n["increment_low_rank_a_priori"] - expected) / expected
+    grs_error = abs(n["log_increment_grs_a_priori"] - n["log_increment_grs_expected"])
+    spread = n["main_log_increment_spread_grs_substituted"]
+    return [
+        Prediction(
+            "A priori, each added rank-r layer of width d adds the same amount (2 C2 + 1) "
+            "sqrt(r d) to the chain-rule rank/width factor (linear in depth when C1 = 1; "
+            f"configured C1 = {c.C1:g}): increments equal, and equal to that value, to "
+            f"relative {EXACT:g}",
+            bool(n["increment_spread_low_rank_a_priori"] <= EXACT and error <= EXACT),
+            f"increments {n['increment_low_rank_a_priori']:.6g} (spread "
+            f"{n['increment_spread_low_rank_a_priori']:.2g}), expected {expected:.6g}; log10 "
+            f"growth per layer falls from {n['log_increment_low_rank_first']:.4f} to "
+            f"{n['log_increment_low_rank_last']:.4f}",
+            SOURCE,
+        ),
+        Prediction(
+            "A priori, each added rank-r layer multiplies the rank-substituted GRS factor "
+            "prod_l sqrt(r_l) by sqrt(r): log10 increments all equal 0.5 log10 r (to "
+            f"{EXACT:g})",
+            bool(grs_error <= EXACT and n["log_increment_spread_grs_a_priori"] <= EXACT),
+            f"log10 increment {n['log_increment_grs_a_priori']:.6f} (spread "
+            f"{n['log_increment_spread_grs_a_priori']:.2g}), 0.5 log10 {c.rank} = "
+            f"{n['log_increment_grs_expected']:.6f}",
+            SOURCE,
+        ),
+        Prediction(
+            "On the trained networks (their spectral norms and exact ranks), the log10 growth "
+            "per added layer of the chain-rule complexity term falls with every layer (sum), "
+            "while that of the rank-substituted GRS term stays constant, within "
+            f"{SPREAD:g} relative spread (product)",
+            bool(n["main_log_increments_falling"] == 1.0 and spread <= SPREAD),
+            f"chain rule: {n['main_log_increment_low_rank_first']:.4f} -> "
+            f"{n['main_log_increment_low_rank_last']:.4f}"
+            f"{'' if n['main_log_increments_falling'] else ' (not falling at every layer)'}; "
+            f"GRS in ranks: {n['main_log_increment_grs_substituted_first']:.4f} -> "
+            f"{n['main_log_increment_grs_substituted_last']:.4f} (spread {spread:.3f})",
+            SOURCE,
+        ),
+        Prediction(
+            f"At the largest depth ({max(c.depths)}), adding a layer to the trained networks "
+            "grows the chain-rule complexity term less than the rank-substituted GRS term "
+            "(log10 increments, norms included)",
+            bool(
+                n["main_log_increment_low_rank_last"] < n["main_log_increment_grs_substituted_last"]
+            ),
+            f"{n['main_log_increment_low_rank_last']:.4f} (chain rule) vs "
+            f"{n['main_log_increment_grs_substituted_last']:.4f} (GRS in ranks); with measured "
+            f"Frobenius norms GRS grows {n['log_increment_grs_trained_mean']:.4f} per layer in "
+            f"its rank factor (stable ranks {n['stable_rank_min']:.3g}-"
+            f"{n['stable_rank_max']:.3g} <= r = {c.rank})",
+            f"{common.SPEC} §3 (comparison) and §6.2, prediction 1",
+        ),
+    ]
+
+
+def _figure(ctx: RunContext, records: pd.DataFrame, c: DepthSweepConfig) -> Figure:
+    fig, axes = new_figure(3, 1, size=(4.2, 3.4))
+    depths = np.asarray(c.depths)
+    factor = "log10_rank_factor"
+    ax = axes[0]
+    for bound, colour in (("low-rank", "tab:blue"), ("grs", "tab:orange")):
+        label = LABELS[bound] + (" (sum)" if bound == "low-rank" else " (product)")
+        a_priori = curve(records, "a priori", factor, bound).to_numpy()
+        ax.plot(depths, a_priori, "-", color=colour, label=f"{label}, a priori at (B, r)")
+        trained = curve(records, "trained", factor, bound).to_numpy()
+        ax.plot(depths, trained, "o", color=colour, label=f"{label}, trained nets")
+    for bound, colour in (("bft", "tab:green"), ("nbs", "tab:red")):
+        ax.plot(
+            depths,
+            curve(records, "a priori", factor, bound).to_numpy(),
+            "--",
+            lw=1,
+            color=colour,
+            label=f"{LABELS[bound]} in ranks",
+        )
+    ax.set_xticks(depths)
+    ax.set_xlabel("depth L (layers, each of rank r)")
+    ax.set_ylabel("log10 rank/width factor")
+    ax.legend(fontsize="x-small")
+    ax = axes[1]
+    for bound, colour in (("low-rank", "tab:blue"), ("grs", "tab:orange")):
+        steps = np.diff(curve(records, "a priori", factor, bound).to_numpy())
+        ax.plot(depths[1:], steps, "-", color=colour, label=f"{LABELS[bound]}, a priori")
+        steps = np.diff(curve(records, "trained", factor, bound).to_numpy())
+        ax.plot(depths[1:], steps, "o", color=colour, label=f"{LABELS[bound]}, trained nets")
+    ax.set_ylim(bottom=0)
+    ax.set_xticks(depths[1:])
+    ax.set_xlabel("depth L after adding a layer")
+    ax.set_ylabel("log10 growth of the factor per added layer")
+    ax.legend(fontsize="x-small")
+    ax = axes[2]
+    for bound in LABELS:
+        ax.plot(
+            depths,
+            curve(records, "trained", "log10_main", bound).to_numpy(),
+            "o-",
+            label=LABELS[bound],
+        )
+    ax.set_xticks(depths)
+    ax.set_xlabel("depth L")
+    ax.set_ylabel("log10 complexity term, trained nets")
+    ax.legend(fontsize="x-small")
+    save_png(fig, ctx.path("depth_sweep.png"))
+    return Figure(
+        "depth_sweep.png",
+        f"Bias-free MLPs of depth L with hidden width {c.width}, every layer of rank r = "
+        f"{c.rank} and spectral norm at most B = {c.max_norm:g}. Left: log10 of the bounds' "
+        "rank/width factors (the norm product, common to all, is left out): the chain-rule "
+        "factor sum_l sqrt(r_l d_l) is linear in L, so concave on this log scale; the GRS "
+        "factor prod_l ||W_l||_F/||W_l||_2 (at most r^(L/2)) is a straight line (lines: a "
+        "priori at (B, r) and rank-substituted; circles: trained factorised networks; dashed: "
+        "BFT and NBS in ranks). Middle: the log10 growth of each factor per added layer: "
+        "falling for the sum, constant (log10 sqrt(r)) for the product. Right: log10 of every "
+        "bound's complexity term on the trained networks, norms included.",
+    )
+
+
+EXPERIMENT = Experiment(
+    name="depth-sweep",
+    title="Low-rank layers add to the chain-rule bound and multiply the Frobenius bound",
+    paper="low_rank_bounds",
+    description=(
+        "Adds rank-r layers one at a time: the chain-rule bound's rank/width factor grows by a "
+        "constant amount per layer (a sum) while the rank-substituted Frobenius (GRS) factor "
+        "grows by a constant factor (a product); a priori and on trained factorised networks "
+        "with clipped spectral norms."
+    ),
+    config=DepthSweepConfig,
+    run=run,
+    order=2,
+)

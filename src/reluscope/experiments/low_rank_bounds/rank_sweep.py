@@ -1,0 +1,374 @@
+"""``rank-sweep``: the low-rank chain-rule bound against the layer rank r at fixed spectral
+norms (Pinto, Rangamani & Poggio; spec low_rank_bounds.md §6.2 prediction 2).
+
+With every layer of rank r and spectral norm B, the bound (THM) on the Gaussian complexity is
+||X||_F B^L sqrt(r) [C1^(L-1) sqrt(d_1) + (2 C2 + 1) sum_l C1^(L-l) sqrt(d_l)]: exactly
+proportional to sqrt(r), a log-log slope of 1/2, where the Frobenius bounds with
+||W_l||_F <= sqrt(r) B grow like r^(L/2). Three views of it:
+
+* a priori: the formula at (B, r) on the training sample;
+* trained: bias-free MLPs whose layers are factorised W = U V of rank r and whose singular
+  values are clipped at B during training, bounded by :func:`reluscope.bounds.compare` at their
+  own norms and exact ranks, next to the Frobenius bound of Golowich, Rakhlin & Shamir (GRS);
+* Monte Carlo: a lower estimate of the class's Gaussian complexity at (B, r) (the same Gaussian
+  draws at every r), so that the bound's looseness and the estimate's own growth in r show.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.ticker import NullLocator
+from pydantic import Field, field_validator
+
+from reluscope.bounds import (
+    SampleStats,
+    compare,
+    gaussian_complexity_estimate,
+    grs_bound,
+    low_rank_bound,
+)
+from reluscope.errors import InputError
+from reluscope.experiments import Experiment, Figure, Outcome, Prediction, RunContext
+from reluscope.experiments.local_complexity.common import classes
+from reluscope.experiments.low_rank_bounds import common
+from reluscope.report.figures import new_figure, save_png
+
+SOURCE = f"{common.SPEC} §6.2, prediction 2"
+#: Tolerance of the closed-form (a priori) slopes: they are exact up to rounding.
+EXACT = 1e-9
+
+
+class RankSweepConfig(common.TrainedSweepConfig):
+    """Quick: scikit-learn digits, a bias-free 64-64-64-10 MLP with every layer of rank r in
+    {1, 2, 4, 8} and spectral norms clipped at B = 2, 1500 Adam steps each. Paper scale (the
+    paper has no experiments, spec §5): MNIST, 784-512-512-10, ranks up to 10 (the output
+    layer's maximum), 10^4 steps, a larger Monte Carlo estimate."""
+
+    PAPER: ClassVar[dict[str, Any]] = {
+        "data": "mnist",
+        "n_train": 10_000,
+        "n_test": 10_000,
+        "hidden": [512, 512],
+        "ranks": [1, 2, 4, 8, 10],
+        "steps": 10_000,
+        "lr": 1e-3,
+        "batch_size": 128,
+        "mc_points": 1000,
+        "mc_draws": 8,
+        "mc_steps": 200,
+    }
+
+    hidden: list[int] = Field([64, 64], min_length=1, description="hidden widths")
+    ranks: list[int] = Field([1, 2, 4, 8], min_length=2, description="the rank r of every layer")
+    mc_points: int = Field(128, ge=2, description="training points of the Monte Carlo estimate")
+    mc_draws: int = Field(3, ge=1, description="Gaussian draws of the Monte Carlo estimate")
+    mc_steps: int = Field(60, ge=0, description="projected ascent steps per start")
+    mc_restarts: int = Field(1, ge=0, description="random starts per draw (besides two fixed)")
+    tolerance: float = Field(0.1, gt=0, description="allowed |slope - 1/2| of trained networks")
+
+    @field_validator("ranks")
+    @classmethod
+    def _distinct_positive(cls, values: list[int]) -> list[int]:
+        if any(r < 1 for r in values) or len(set(values)) != len(values):
+            raise ValueError("ranks must be distinct integers >= 1 (a log-log slope is fitted)")
+        return sorted(values)
+
+
+def run(config: RankSweepConfig, ctx: RunContext) -> Outcome:
+    c = config
+    train, test = common.splits(c)
+    widths = (train.x[0].numel(), *c.hidden, classes(train))
+    depth = len(widths) - 1
+    if max(c.ranks) > min(widths):
+        raise InputError(
+            f"ranks must be <= {min(widths)}, the smallest width of {widths} (every layer has "
+            f"rank r), got {max(c.ranks)}"
+        )
+    sample = SampleStats.from_data(train.x)
+    rows = _a_priori(c, widths, sample)
+    rows += _monte_carlo(c, widths, train.x)
+    for r in c.ranks:
+        common.say(ctx, f"rank-sweep: training rank {r}")
+        model = common.trained(
+            ctx,
+            f"rank_{r}",
+            lambda r=r: common.bias_free_mlp(widths, r, c.seed),
+            common.fit_clipped(c, train),
+        )
+        rows += _trained_rows(c, common.dense(model), train, test, r)
+    records = pd.DataFrame(rows)
+    numbers = _numbers(records, c.ranks, depth)
+    return Outcome(
+        records=records,
+        figures=[_figure(ctx, records, c, depth)],
+        numbers=numbers,
+        predictions=_predictions(numbers, c, depth),
+        summary=(
+            f"Bias-free {'-'.join(map(str, widths))} networks with every layer of rank r in "
+            f"{c.ranks} and ||W_l||_2 <= {c.max_norm:g}: the chain-rule bound grows with "
+            f"log-log slope {numbers['slope_a_priori']:.3f} a priori and "
+            f"{numbers['slope_trained_low_rank']:.3f} on the trained networks, against "
+            f"{numbers['slope_trained_grs']:.3f} for the Frobenius (GRS) bound; the Monte Carlo "
+            f"lower estimate grows with slope {numbers['slope_monte_carlo']:.3f} and lies "
+            f"{numbers['looseness_min']:.3g}-{numbers['looseness_max']:.3g} x below the bound."
+        ),
+    )
+
+
+def _row(part: str, rank: int, metric: str, value: float, **extra: Any) -> dict[str, Any]:
+    return dict(part=part, rank=rank, metric=metric, value=float(value), **extra)
+
+
+def _a_priori(c: RankSweepConfig, widths, sample: SampleStats) -> list[dict[str, Any]]:
+    """The bound (THM), its complexity term and the GRS term in ranks, at (B, r) for every r."""
+    depth = len(widths) - 1
+    rows = []
+    for r in c.ranks:
+        norms, ranks = [c.max_norm] * depth, [r] * depth
+        low = low_rank_bound(
+            widths, norms, ranks, sample, margin=c.margin, delta=c.delta, C1=c.C1, C2=c.C2
+        )
+        worst = common.worst_case_norms(widths, c.max_norm, ranks)
+        grs = grs_bound(worst, sample, margin=c.margin, delta=c.delta)
+        rows += [
+            _row(
+                "a priori", r, "log10_gaussian_complexity", low.params["log10_gaussian_complexity"]
+            ),
+            _row("a priori", r, "log10_main", low.log10_main, bound="low-rank"),
+            _row("a priori", r, "log10_main", grs.log10_main_substituted, bound="grs"),
+        ]
+    return rows
+
+
+def _monte_carlo(c: RankSweepConfig, widths, x: torch.Tensor) -> list[dict[str, Any]]:
+    """The Monte Carlo lower estimate of the Gaussian complexity at (B, r) on the first
+    ``mc_points`` training points, with the same Gaussian draws at every r."""
+    depth = len(widths) - 1
+    x = x[: c.mc_points].reshape(min(c.mc_points, len(x)), -1).double().to(c.device)
+    gen = torch.Generator(device=x.device).manual_seed(c.seed)
+    gammas = torch.randn(
+        (c.mc_draws, len(x), widths[-1]), generator=gen, dtype=x.dtype, device=x.device
+    )
+    rows = []
+    for r in c.ranks:
+        est = gaussian_complexity_estimate(
+            x,
+            widths,
+            [c.max_norm] * depth,
+            [r] * depth,
+            draws=c.mc_draws,
+            steps=c.mc_steps,
+            restarts=c.mc_restarts,
+            C1=c.C1,
+            C2=c.C2,
+            seed=c.seed,
+            gammas=gammas,
+        )
+        stderr = est.stderr if math.isfinite(est.stderr) else 0.0
+        rows += [
+            _row("monte carlo", r, "gaussian_complexity_mc", est.value, stderr=stderr),
+            _row("monte carlo", r, "gaussian_complexity_bound", est.bound),
+            _row("monte carlo", r, "looseness", est.looseness),
+        ]
+    return rows
+
+
+def _trained_rows(c: RankSweepConfig, model, train, test, rank: int) -> list[dict[str, Any]]:
+    """Every bound of the trained rank-``rank`` network at its norms and exact ranks, its
+    accuracies, and per layer its spectral norm, exact rank and stable rank."""
+    table = compare(
+        model, train.x, train.y, margin=c.margin, delta=c.delta, C1=c.C1, C2=c.C2, biases="error"
+    )
+    rows = [dict(r, part="trained", rank=rank) for r in common.bound_rows(table.results)]
+    g = table["low-rank"].params["log10_gaussian_complexity"]
+    rows += [
+        _row("trained", rank, "log10_gaussian_complexity", g),
+        _row("trained", rank, "train_accuracy", common.accuracy(model, train)),
+        _row("trained", rank, "test_accuracy", common.accuracy(model, test)),
+    ]
+    norms = table.norms
+    for layer in range(norms.depth):
+        for metric, values in (
+            ("spectral_norm", norms.spectral),
+            ("rank", norms.ranks),
+            ("stable_rank", norms.stable_ranks),
+        ):
+            rows.append(_row("trained", rank, metric, values[layer], layer=str(layer + 1)))
+    return rows
+
+
+def _curve(records: pd.DataFrame, part: str, metric: str, bound: str | None = None) -> pd.Series:
+    """The values of one metric against rank (layer totals only)."""
+    rows = records[(records["part"] == part) & (records["metric"] == metric)]
+    if "layer" in rows:
+        rows = rows[rows["layer"].isna()]
+    if bound is not None:
+        rows = rows[rows["bound"] == bound]
+    return rows.set_index("rank")["value"].sort_index()
+
+
+def _numbers(records: pd.DataFrame, ranks: list[int], depth: int) -> dict[str, float]:
+    log_r = np.log10(ranks)
+
+    def fitted(part: str, metric: str, bound: str | None = None) -> float:
+        return common.slope(log_r, _curve(records, part, metric, bound).to_numpy())
+
+    mc = _curve(records, "monte carlo", "gaussian_complexity_mc")
+    loose = _curve(records, "monte carlo", "looseness")
+    stable = records[(records["metric"] == "stable_rank")]
+    numbers = {
+        "depth": depth,
+        "slope_a_priori": fitted("a priori", "log10_gaussian_complexity"),
+        "slope_a_priori_grs_substituted": fitted("a priori", "log10_main", "grs"),
+        "slope_trained_low_rank": fitted("trained", "log10_main", "low-rank"),
+        "slope_trained_grs": fitted("trained", "log10_main", "grs"),
+        "slope_monte_carlo": common.slope(log_r, np.log10(mc.to_numpy())),
+        "looseness_min": float(loose.min()),
+        "looseness_max": float(loose.max()),
+        "max_spectral_norm": float(
+            records.loc[records["metric"] == "spectral_norm", "value"].max()
+        ),
+    }
+    for r in ranks:
+        numbers[f"test_accuracy.rank_{r}"] = float(_curve(records, "trained", "test_accuracy")[r])
+        numbers[f"mean_stable_rank.rank_{r}"] = float(stable[stable["rank"] == r]["value"].mean())
+    return numbers
+
+
+def _predictions(numbers: dict[str, float], c: RankSweepConfig, depth: int) -> list[Prediction]:
+    a, t, g = (
+        numbers["slope_a_priori"],
+        numbers["slope_trained_low_rank"],
+        numbers["slope_trained_grs"],
+    )
+    lo = numbers["looseness_min"]
+    return [
+        Prediction(
+            "A priori, with every layer of rank r at spectral norm B, the bound (THM) grows like "
+            f"sqrt(r): its log-log slope in r is 1/2 (closed form; tolerance {EXACT:g})",
+            bool(abs(a - 0.5) <= EXACT),
+            f"slope {a:.12f} over r in {c.ranks}; the GRS bound in ranks: "
+            f"{numbers['slope_a_priori_grs_substituted']:.6f} (L/2 = {depth / 2:g})",
+            SOURCE,
+        ),
+        Prediction(
+            "Trained factorised networks of rank r with spectral norms clipped at B: the bound "
+            f"at their own norms and exact ranks has log-log slope 1/2 in r (tolerance "
+            f"{c.tolerance:g})",
+            bool(abs(t - 0.5) <= c.tolerance),
+            f"slope {t:.4f} (largest ||W_l||_2 = {numbers['max_spectral_norm']:.4g}, "
+            f"B = {c.max_norm:g})",
+            SOURCE,
+        ),
+        Prediction(
+            "On the same networks the Frobenius bound (GRS, measured ||W_l||_F) grows faster in "
+            f"r than the chain-rule bound, its rank factors multiplying over the {depth} layers: "
+            f"slope > 1/2 + {c.tolerance:g}",
+            bool(g > 0.5 + c.tolerance),
+            f"GRS slope {g:.4f} (at most L/2 = {depth / 2:g}), chain-rule slope {t:.4f}",
+            f"{common.SPEC} §3 and §6.2, prediction 1",
+        ),
+        Prediction(
+            "The Monte Carlo lower estimate of the Gaussian complexity stays below the bound "
+            "(THM) at every rank (looseness >= 1)",
+            bool(lo >= 1),
+            f"bound / estimate from {lo:.3g} to {numbers['looseness_max']:.3g}; the estimate's "
+            f"own log-log slope in r is {numbers['slope_monte_carlo']:.3f}",
+            f"{common.SPEC} §6.2, prediction 6",
+        ),
+    ]
+
+
+def _rank_axis(ax, ranks: list[int]) -> None:
+    """A log x axis labelled with the ranks themselves."""
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticks(ranks, [str(r) for r in ranks])
+
+
+def _figure(ctx: RunContext, records: pd.DataFrame, c: RankSweepConfig, depth: int) -> Figure:
+    fig, axes = new_figure(3, 1, size=(4.2, 3.4))
+    ranks = np.asarray(c.ranks, dtype=float)
+    ax = axes[0]
+    a_priori = 10 ** _curve(records, "a priori", "log10_gaussian_complexity")
+    ax.plot(ranks, a_priori.to_numpy(), "-", label="bound (THM), a priori at (B, r)")
+    trained = 10 ** _curve(records, "trained", "log10_gaussian_complexity")
+    ax.plot(ranks, trained.to_numpy(), "o", label="bound (THM), trained nets")
+    mc = records[
+        (records["part"] == "monte carlo") & (records["metric"] == "gaussian_complexity_mc")
+    ]
+    mc = mc.sort_values("rank")
+    mc_bound = _curve(records, "monte carlo", "gaussian_complexity_bound")
+    ax.errorbar(
+        mc["rank"],
+        mc["value"],
+        yerr=mc["stderr"],
+        fmt="s",
+        ms=4,
+        capsize=2,
+        label=f"Monte Carlo lower estimate ({c.mc_points} points)",
+    )
+    ax.plot(ranks, mc_bound.to_numpy(), ":", color="0.4", label="bound (THM) on those points")
+    _rank_axis(ax, c.ranks)
+    ax.set_yscale("log")
+    ax.set_ylabel("Gaussian complexity (unnormalised)")
+    ax.legend(fontsize="x-small")
+    ax = axes[1]
+    for bound, label in (("low-rank", "chain rule (sum)"), ("grs", "GRS, measured ||W||_F")):
+        ax.plot(
+            ranks, _curve(records, "trained", "log10_main", bound).to_numpy(), "o-", label=label
+        )
+    ax.plot(
+        ranks,
+        _curve(records, "a priori", "log10_main", "grs").to_numpy(),
+        "--",
+        label="GRS in ranks (prod sqrt(r_l))",
+    )
+    _rank_axis(ax, c.ranks)
+    ax.set_ylabel("log10 complexity term")
+    ax.legend(fontsize="x-small")
+    ax = axes[2]
+    for metric, label in (("train_accuracy", "train"), ("test_accuracy", "test")):
+        ax.plot(
+            ranks, _curve(records, "trained", metric).to_numpy(), "o-", label=f"{label} accuracy"
+        )
+    risk = _curve(records, "trained", "margin_risk", "low-rank")
+    ax.plot(ranks, risk.to_numpy(), "s--", label=f"margin risk at gamma = {c.margin:g}")
+    _rank_axis(ax, c.ranks)
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize="x-small")
+    save_png(fig, ctx.path("rank_sweep.png"))
+    return Figure(
+        "rank_sweep.png",
+        f"Bias-free MLPs of depth L = {depth} with every layer of rank r and spectral norm at "
+        f"most B = {c.max_norm:g}. Left: the chain-rule bound (THM) on the unnormalised "
+        "Gaussian complexity, a priori at (B, r) (line, slope 1/2 on these log-log axes) and at "
+        "the trained factorised networks' own norms and ranks (circles); squares: Monte Carlo "
+        "lower estimate of the class's complexity (+-1 standard error over Gaussian draws) on a "
+        "subset of the points, with the bound on that subset (dotted): their ratio is the "
+        "bound's looseness. Middle: log10 of the complexity terms of the test-error bounds of "
+        "the trained networks: the chain-rule bound grows like sqrt(r), the Frobenius bound "
+        "(GRS) like a product of per-layer rank factors (dashed: its rank-substituted form, "
+        "r^(L/2); the two coincide when clipping leaves every singular value at B). Right: accuracy and margin risk of the trained networks.",
+    )
+
+
+EXPERIMENT = Experiment(
+    name="rank-sweep",
+    title="The low-rank bound grows like sqrt(r) in the layer rank",
+    paper="low_rank_bounds",
+    description=(
+        "Sweeps the rank r of every layer at fixed spectral norms: the chain-rule bound a "
+        "priori, on trained factorised networks with clipped norms, and a Monte Carlo lower "
+        "estimate of the Gaussian complexity; fits log-log slopes (1/2 predicted, L/2 for the "
+        "rank-substituted Frobenius bound)."
+    ),
+    config=RankSweepConfig,
+    run=run,
+    order=1,
+)

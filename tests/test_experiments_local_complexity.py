@@ -1,0 +1,350 @@
+"""The local-complexity experiments at tiny sizes: structure of their outcomes, and their
+numbers against independent computations (measures called directly, numpy/scipy fits, fresh
+exact partitions, brute-force distances, hand-made records)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.stats import linregress
+
+import reluscope as rs
+from reluscope.errors import InputError
+from reluscope.experiments import run_experiment
+from reluscope.experiments.local_complexity import (
+    common,
+    grokking,
+    init_scale,
+    lc_dynamics,
+    region_migration,
+    weight_decay,
+)
+from reluscope.train import RECORD_COLUMNS, step_seed
+from reluscope.train.checkpoint import load_checkpoint
+
+TINY = {
+    "lc-dynamics": {
+        "data": "gaussian:n=300,d=10,classes=2",
+        "n_train": 100,
+        "n_test": 60,
+        "hidden": [12, 12],
+        "steps": 60,
+        "n_probes": 6,
+        "n_points": 24,
+    },
+    "weight-decay": {
+        "n_train": 100,
+        "n_test": 50,
+        "hidden": [8, 8],
+        "steps": 15,
+        "lambdas": [0.01, 0.1, 1.0, 3.0],
+        "n_points": 24,
+    },
+    "init-scale": {
+        "n_train": 100,
+        "n_test": 50,
+        "depth": 1,
+        "widths": [4, 8],
+        "init_scales": [0.5, 2.0],
+        "steps": 10,
+        "n_points": 24,
+    },
+    "grokking": {
+        "data": "digits",
+        "n_train": 100,
+        "n_test": 50,
+        "hidden": [16],
+        "steps": 40,
+        "n_probes": 6,
+        "n_points": 16,
+    },
+    "region-migration": {
+        "n_train": 100,
+        "n_test": 50,
+        "hidden": [8, 8],
+        "steps": 40,
+        "n_probes": 6,
+        "n_planes": 2,
+        "n_points": 16,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every experiment run once at its tiny size (shared by the tests)."""
+    torch.set_num_threads(1)
+    out = {}
+    for name, overrides in TINY.items():
+        run_dir = tmp_path_factory.mktemp(name)
+        out[name] = run_experiment(name, "quick", overrides, run_dir, progress=False)
+    return out
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_outcome_structure(runs, name):
+    summary = runs[name]
+    outcome = summary.outcome
+    assert set(RECORD_COLUMNS) <= set(outcome.records.columns)
+    assert len(outcome.records) > 0 and outcome.records["step"].min() == 0
+    for figure in outcome.figures:
+        data = (summary.run_dir / figure.file).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and figure.caption
+    assert outcome.numbers and outcome.predictions and outcome.summary
+    for key, value in outcome.numbers.items():
+        assert isinstance(value, float) and (math.isfinite(value) or key in NAN_OK), key
+    for prediction in outcome.predictions:
+        assert isinstance(prediction.passed, bool) and prediction.measured
+
+
+# numbers that are NaN when a tiny run never interpolates or never generalises
+NAN_OK = {
+    "interpolation_step",
+    "train_step",
+    "test_step",
+    "test_at_interp",
+    "test_gain",
+    "test_gain_stderr",
+}
+
+
+def test_rerun_is_read_back(runs):
+    summary = runs["weight-decay"]
+    again = run_experiment(
+        "weight-decay", "quick", TINY["weight-decay"], summary.run_dir, progress=False
+    )
+    assert again.reused and again.outcome.numbers == pytest.approx(summary.outcome.numbers)
+
+
+# ------------------------------------------------------------------ lc-dynamics
+def test_lc_dynamics_step0_matches_measures(runs):
+    cfg = runs["lc-dynamics"].config
+    records = runs["lc-dynamics"].outcome.records
+    train, test = common.load_splits(cfg.data, cfg.n_train, cfg.n_test, None, cfg.seed)
+    model = common.paper_mlp(10, cfg.hidden, 2, cfg.init_gain, cfg.seed).eval()
+    x = train.x[: cfg.n_points]
+    seed = step_seed(cfg.seed, 0)
+    lc = rs.local_complexity(model, x, cfg.sigma, seed=seed)
+    assert common.series(records, "lc", "train")["value"].loc[0] == pytest.approx(lc.value)
+    rank = rs.local_rank(model, x, atol=cfg.rank_atol)
+    for i, site in enumerate(common.layers(records, "local_rank")):
+        got = common.series(records, "local_rank", "train", site)["value"].loc[0]
+        assert got == pytest.approx(list(rank.per_layer.values())[i])
+    with torch.no_grad():
+        acc = (model(test.x).argmax(1) == test.y).double().mean().item()
+    assert common.series(records, "accuracy", "test")["value"].loc[0] == pytest.approx(acc)
+
+
+def _records(rows):
+    return pd.DataFrame([dict(run="r", layer=None, split=None, stderr=0.0) | row for row in rows])
+
+
+def test_lc_dynamics_analysis_on_hand_made_records():
+    steps = [0, 10, 100, 1000]
+    rows = []
+    for s, acc, lc, r1, r2, adv in zip(
+        steps,
+        [0.1, 0.995, 1, 1],
+        [50, 60, 80, 40],
+        [10, 10, 10, 9],
+        [8, 8, 8, 2],
+        [0.0, 0.1, 0.2, 0.5],
+        strict=True,
+    ):
+        rows += [
+            dict(step=s, metric="accuracy", split="train", value=acc),
+            dict(step=s, metric="accuracy", split="test", value=acc),
+            dict(step=s, metric="lc", split="train", value=lc, stderr=1.0),
+            dict(step=s, metric="lc", split="test", value=lc * 1.02),
+            dict(step=s, metric="local_rank", split="train", layer="1", value=r1),
+            dict(step=s, metric="local_rank", split="train", layer="3", value=r2),
+            dict(step=s, metric="adv_accuracy", split="test", value=adv, stderr=0.01),
+        ]
+    facts = lc_dynamics.analyse(_records(rows))
+    n = facts["numbers"]
+    assert facts["interp"] == 10 and facts["peak"] == 100
+    assert n["lc_drop"] == 40 and n["lc_drop_stderr"] == pytest.approx(math.sqrt(2))
+    assert n["rank_rel_drop.layer2"] == pytest.approx(0.75)
+    assert n["rank_rel_drop.layer1"] == pytest.approx(0.1)
+    assert n["adv_accuracy_at_interp"] == 0.1 and n["adv_accuracy_end"] == 0.5
+    assert n["lc_train_test_median_rel_gap"] == pytest.approx(0.02 / 1.01)
+    assert [p.passed for p in lc_dynamics._predictions(facts)] == [True, True, True, True]
+
+
+# ------------------------------------------------------------------ weight-decay
+def test_weight_decay_fit_matches_numpy(runs):
+    summary = runs["weight-decay"]
+    last = summary.outcome.records
+    last = last[(last["metric"] == "lc") & last["layer"].isna() & (last["step"] == 15)]
+    x = np.log(1 / last["weight_decay"].to_numpy())
+    y = last["value"].to_numpy()
+    slope, intercept = np.polyfit(x, y, 1)
+    ref = linregress(x, y)
+    n = summary.outcome.numbers
+    assert len(y) == 4
+    assert n["slope"] == pytest.approx(slope) and n["intercept"] == pytest.approx(intercept)
+    assert n["r2"] == pytest.approx(np.corrcoef(x, y)[0, 1] ** 2)
+    assert n["slope_stderr"] == pytest.approx(ref.stderr)
+    assert summary.outcome.predictions[0].passed == bool(slope > 2 * ref.stderr)
+
+
+def test_fit_line_exact_on_a_line():
+    x = np.array([0.0, 1.0, 2.0, 5.0])
+    fit = weight_decay.fit_line(x, 3 - 2 * x)
+    assert fit["slope"] == pytest.approx(-2) and fit["intercept"] == pytest.approx(3)
+    assert fit["r2"] == pytest.approx(1) and fit["slope_stderr"] == pytest.approx(0, abs=1e-12)
+
+
+# ------------------------------------------------------------------ init-scale
+def test_init_scale_changes_match_checkpoints(runs):
+    summary = runs["init-scale"]
+    cfg, records = summary.config, summary.outcome.records
+    table = init_scale.change_table(records, cfg.steps)
+    assert len(table) == 4
+    for row in table.itertuples():
+        name = f"width_{row.width}_alpha_{row.init_scale:g}"
+        init = common.paper_mlp(64, [row.width], 10, math.sqrt(2), cfg.seed)
+        start = row.init_scale * init_scale.parameter_vector(init)
+        state = load_checkpoint(summary.run_dir / name / "checkpoint.pt", torch.device("cpu"))
+        init.load_state_dict(state["model"])
+        end = init_scale.parameter_vector(init)
+        assert row.param_change == pytest.approx(float((end - start).norm() / start.norm()))
+        lc = common.series(records[records["run"] == name], "lc", "train")["value"]
+        assert row.lc_change == pytest.approx(abs(lc.loc[cfg.steps] - lc.loc[0]) / lc.loc[0])
+    assert summary.outcome.numbers["lc_change_rich"] == pytest.approx(
+        table.query("width == 4 and init_scale == 0.5")["lc_change"].item()
+    )
+
+
+def test_init_scale_frozen_training_changes_nothing(tmp_path):
+    overrides = TINY["init-scale"] | {"lr": 1e-12, "widths": [4, 6], "init_scales": [1, 2]}
+    outcome = run_experiment("init-scale", "quick", overrides, tmp_path, progress=False).outcome
+    table = init_scale.change_table(outcome.records, 10)
+    assert (table["param_change"] < 1e-9).all() and (table["lc_change"] < 1e-6).all()
+
+
+# ------------------------------------------------------------------ grokking
+def test_grokking_step0_neighbourhood_matches_measure(runs):
+    cfg = runs["grokking"].config
+    train, _ = common.load_splits(cfg.data, cfg.n_train, cfg.n_test, None, cfg.seed)
+    model = common.paper_mlp(64, cfg.hidden, 10, cfg.init_gain * cfg.init_scale, cfg.seed)
+    nb = rs.neighborhood_complexity(
+        model, train.x[: cfg.n_points], cfg.radius, cfg.n_vertices, seed=cfg.seed
+    )
+    series = common.series(runs["grokking"].outcome.records, "neighborhood", "train")
+    assert series["value"].loc[0] == pytest.approx(nb.value)
+
+
+def test_lc_phases_and_grokking_steps_on_hand_made_series():
+    lc = pd.Series([10.0, 8.0, 7.0, 9.0, 12.0, 6.0], index=[0, 1, 3, 10, 30, 100])
+    assert common.lc_phases(lc) == {"descent_end": 3, "ascent_end": 30, "end": 100}
+    falling = pd.Series([5.0, 4.0, 3.0], index=[0, 1, 2])
+    assert common.lc_phases(falling) == {"descent_end": 1, "ascent_end": 1, "end": 2}
+    rows = []
+    for s, tr, te in zip([0, 10, 100, 1000], [0.2, 0.99, 1, 1], [0.1, 0.3, 0.35, 0.8], strict=True):
+        rows += [
+            dict(step=s, metric="accuracy", split="train", value=tr),
+            dict(step=s, metric="accuracy", split="test", value=te, stderr=0.01),
+        ]
+    acc = grokking.grokking_steps(_records(rows))
+    assert acc["train_step"] == 10 and acc["test_step"] == 1000
+    assert acc["test_gain"] == pytest.approx(0.5)
+    assert acc["test_gain_stderr"] == pytest.approx(0.01 * math.sqrt(2))
+
+
+# ------------------------------------------------------------------ region-migration
+def test_region_counts_match_fresh_partitions(runs):
+    summary = runs["region-migration"]
+    cfg, records = summary.config, summary.outcome.records
+    points = torch.load(summary.run_dir / region_migration.PLANE_POINTS, weights_only=True)
+    assert points.shape == (2, 3, 64)
+    parts = records[records["metric"] == "regions"]
+    assert set(parts["split"]) == {"plane0", "plane1"} and parts["step"].nunique() >= 2
+    for row in parts.itertuples():
+        model = common.paper_mlp(64, cfg.hidden, 10, cfg.init_gain, cfg.seed)
+        model = region_migration.load_snapshot(
+            model, summary.run_dir / region_migration.SNAPSHOTS, row.step
+        )
+        part = rs.plane_through(model, points[int(row.split[-1])], margin=cfg.margin)
+        assert part.num_regions == row.value
+
+
+def test_segment_distances_brute_force():
+    rng = np.random.default_rng(0)
+    points, segments = rng.normal(size=(50, 2)), rng.normal(size=(7, 2, 2))
+    brute = np.full(50, np.inf)
+    for a, b in segments:
+        for t in np.linspace(0, 1, 2001):
+            brute = np.minimum(brute, np.linalg.norm(points - (a + t * (b - a)), axis=1))
+    got = region_migration.segment_distances(points, segments, chunk=8)
+    assert got == pytest.approx(brute, abs=2e-3) and (got <= brute + 1e-12).all()
+    assert np.isinf(region_migration.segment_distances(points, np.zeros((0, 2, 2)))).all()
+
+
+def test_migration_stats_brute_force():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    torch.manual_seed(0)
+    points = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    part = rs.plane_through(model, points)
+    segments = part.decision_boundary()[0].numpy()
+    stats = region_migration.migration_stats(part, segments, near=0.2)
+    verts, marked = part.vertices.numpy(), part.marked_points.numpy()
+    radius = 0.2 * np.mean([1.0, 1.0, math.sqrt(2)])
+    near = [min(np.linalg.norm(v - m) for m in marked) <= radius for v in verts]
+    assert stats["regions"] == part.num_regions and stats["vertices"] == part.num_vertices
+    assert stats["near_data_fraction"] == pytest.approx(np.mean(near))
+    lengths = np.linalg.norm(segments[:, 1] - segments[:, 0], axis=1).sum()
+    assert stats["boundary_length"] == pytest.approx(lengths)
+
+
+def test_partition_steps_are_the_phase_boundaries():
+    phases = {"descent_end": 10, "ascent_end": 100, "end": 10000}
+    probed = [0, 1, 10, 100, 800, 1100, 10000]  # 1100 is closest to 1000 in log scale
+    assert region_migration.partition_steps(probed, phases) == [0, 10, 100, 1100, 10000]
+
+
+# ------------------------------------------------------------------ bad input
+@pytest.mark.parametrize(
+    ("name", "overrides", "fragment"),
+    [
+        ("lc-dynamics", {"steps": 0}, "steps"),
+        ("lc-dynamics", {"hidden": [8]}, "hidden"),
+        ("lc-dynamics", {"colour": 1}, "unknown config key"),
+        ("weight-decay", {"lambdas": [0.1, -1.0, 1.0]}, "lambdas"),
+        ("weight-decay", {"lambdas": [0.1, 0.1, 1.0]}, "lambdas"),
+        ("init-scale", {"widths": [8]}, "widths"),
+        ("init-scale", {"init_scales": [0.0, 1.0]}, "init_scales"),
+        ("grokking", {"loss": "l1"}, "loss"),
+        ("grokking", {"radius": -0.5}, "radius"),
+        ("region-migration", {"n_planes": 0}, "n_planes"),
+    ],
+)
+def test_invalid_config(tmp_path, name, overrides, fragment):
+    with pytest.raises(InputError, match=fragment):
+        run_experiment(name, "quick", overrides, tmp_path, progress=False)
+
+
+def test_data_errors(tmp_path, monkeypatch):
+    monkeypatch.delenv("RELUSCOPE_DATA_DIR", raising=False)
+    with pytest.raises(InputError, match="mnist"):
+        run_experiment(
+            "lc-dynamics",
+            "paper",
+            {"data_dir": str(tmp_path / "none")},
+            tmp_path / "a",
+            progress=False,
+        )
+    with pytest.raises(InputError, match="n_train"):
+        run_experiment(
+            "weight-decay",
+            "quick",
+            {"n_train": 1700, "n_test": 500},
+            tmp_path / "b",
+            progress=False,
+        )
+    with pytest.raises(InputError, match="part"):
+        common.load_splits("mnist:part=test", 10, 10)
