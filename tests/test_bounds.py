@@ -376,3 +376,40 @@ def test_unsupported_layers(model, detail):
     x, y = torch.randn((4,) + shape), torch.tensor([0, 1, 0, 1])
     with pytest.raises(UnsupportedLayerError, match=detail):
         B.compare(model, x, y, margin=1.0)
+
+
+def test_linear_layers_without_activation_between_count_as_their_product():
+    from reluscope.bounds import mlp_weights
+    from reluscope.lowrank import LowRankLinear
+
+    torch.manual_seed(0)
+    factorised = torch.nn.Sequential(
+        LowRankLinear(6, 5, 2), torch.nn.ReLU(), LowRankLinear(5, 3, 2, bias=False)
+    ).double()
+    seen = mlp_weights(factorised, (6,))
+    assert seen.paths == ("0", "2") and seen.widths == (7, 6, 3)  # biases absorbed: +1
+    w1 = factorised[0].u.weight @ factorised[0].v.weight
+    b1 = factorised[0].bias
+    w2 = factorised[2].u.weight @ factorised[2].v.weight
+    torch.testing.assert_close(seen.weights[0][:5, :6], w1, rtol=0, atol=1e-14)
+    torch.testing.assert_close(seen.weights[0][:5, 6], b1, rtol=0, atol=1e-14)
+    torch.testing.assert_close(seen.weights[1][:, :5], w2, rtol=0, atol=1e-14)
+    x = torch.randn(9, 6, dtype=torch.float64)
+    torch.testing.assert_close(seen(x), factorised(x), rtol=0, atol=1e-12)
+    assert int(torch.linalg.matrix_rank(seen.weights[1])) == 2
+
+
+def test_consecutive_biased_linear_layers_compose_with_their_biases():
+    from reluscope.bounds import mlp_weights
+
+    torch.manual_seed(1)
+    a, b, c = torch.nn.Linear(4, 5), torch.nn.Linear(5, 3), torch.nn.Linear(3, 2)
+    model = torch.nn.Sequential(a, b, torch.nn.ReLU(), c).double()
+    seen = mlp_weights(model, (4,))
+    assert seen.paths == ("0+1", "3") and seen.depth == 2
+    torch.testing.assert_close(seen.weights[0][:3, :4], b.weight @ a.weight, rtol=0, atol=1e-14)
+    torch.testing.assert_close(
+        seen.weights[0][:3, 4], b.weight @ a.bias + b.bias, rtol=0, atol=1e-14
+    )
+    x = torch.randn(7, 4, dtype=torch.float64)
+    torch.testing.assert_close(seen(x), model(x), rtol=0, atol=1e-12)

@@ -297,6 +297,12 @@ def test_migration_stats_brute_force():
     near = [min(np.linalg.norm(v - m) for m in marked) <= radius for v in verts]
     assert stats["regions"] == part.num_regions and stats["vertices"] == part.num_vertices
     assert stats["near_data_fraction"] == pytest.approx(np.mean(near))
+    s0, s1, t0, t1 = part.extent
+    inside = np.mgrid[s0:s1:400j, t0:t1:400j].reshape(2, -1).T
+    disc = np.mean([min(np.linalg.norm(p - m) for m in marked) <= radius for p in inside])
+    assert stats["near_data_density"] == pytest.approx(
+        np.sum(near) / (disc * (s1 - s0) * (t1 - t0)), rel=0.05
+    )
     lengths = np.linalg.norm(segments[:, 1] - segments[:, 0], axis=1).sum()
     assert stats["boundary_length"] == pytest.approx(lengths)
 

@@ -265,18 +265,6 @@ def test_noisy_labels_moves_the_stated_fraction_to_other_classes():
     assert torch.equal(noisy_labels(train, 0.0, 10, seed=1).y, train.y)
 
 
-def test_dense_copy_computes_the_same_function():
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(LowRankLinear(6, 5, 2), torch.nn.ReLU(), LowRankLinear(5, 3, 2))
-    flat = common.dense(model)
-    x = torch.randn(20, 6)
-    torch.testing.assert_close(flat(x), model(x))
-    assert all(type(m) is not LowRankLinear for m in flat.modules())
-    assert torch.linalg.matrix_rank(flat[0].weight) == 2
-    alone = LowRankLinear(4, 4, 1)
-    torch.testing.assert_close(common.dense(alone)(x[:, :4]), alone(x[:, :4]))
-
-
 @pytest.mark.parametrize(
     ("name", "override", "words"),
     [

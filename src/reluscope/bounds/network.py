@@ -1,7 +1,9 @@
 """A ReLU MLP as the bounds see it: a chain of weight matrices with 1-Lipschitz activations.
 
 The norm-based bounds cover networks x -> W_L phi(W_{L-1} ... phi(W_1 x)) with phi(t) = t for
-t > 0 and a t otherwise, |a| <= 1 (ReLU, leaky ReLU, or none), and **no biases**.
+t > 0 and a t otherwise, |a| <= 1 (ReLU, leaky ReLU), and **no biases**. Linear layers with no
+activation between them (a factorised ``LowRankLinear``'s V then U) count as one layer, their
+product.
 
 **Biases** are absorbed exactly (``biases='absorb'``): with x' = (x, 1), hidden layers
 W'_l = [[W_l, b_l], [0, 1]] (the extra unit stays 1, since phi(1) = 1) and last layer
@@ -25,8 +27,9 @@ from reluscope.nets.pwl import INPUT, PWLNet
 from reluscope.nets.trace import trace
 
 SUPPORTED = (
-    "Linear layers separated by at most one ReLU / LeakyReLU (|slope| <= 1), Flatten, and no "
-    "activation after the last Linear"
+    "Linear layers (consecutive ones without an activation count as one, their product) "
+    "separated by ReLU / LeakyReLU (|slope| <= 1), Flatten, and no activation after the last "
+    "Linear"
 )
 BIASES = ("absorb", "error")
 
@@ -114,8 +117,13 @@ def _layers(net: PWLNet) -> tuple[list[LinearOp], list[float], list[str]]:
         elif isinstance(node.op, LinearOp):
             if len(node.shape) != 1:
                 raise _unsupported(where, "linear", "Linear layers must act on flat vectors")
+            if linears and pending is None:
+                linears[-1] = _compose(linears[-1], node.op)
+                paths[-1] = _joined(paths[-1], where)
+                previous = node.name
+                continue
             if linears:
-                slopes.append(1.0 if pending is None else pending)
+                slopes.append(pending)
             elif pending is not None:
                 raise _unsupported(where, "relu", "an activation before the first Linear layer")
             linears.append(node.op)
@@ -140,6 +148,23 @@ def _layers(net: PWLNet) -> tuple[list[LinearOp], list[float], list[str]]:
     if net.output != previous:
         raise _unsupported(net.output, "output", "the output must be the last layer")
     return linears, slopes, paths
+
+
+def _compose(first: LinearOp, second: LinearOp) -> LinearOp:
+    """The Linear op x -> second(first(x))."""
+    weight = second.weight @ first.weight
+    bias = second.bias
+    if first.bias is not None:
+        carried = second.weight @ first.bias
+        bias = carried if bias is None else carried + bias
+    return LinearOp(weight, bias)
+
+
+def _joined(first: str, second: str) -> str:
+    """One name for two consecutive layers: their common parent ("block.v" + "block.u" ->
+    "block"), else both joined by '+'."""
+    parent = first.rpartition(".")[0]
+    return parent if parent and parent == second.rpartition(".")[0] else f"{first}+{second}"
 
 
 def _augmented(ops: list[LinearOp]) -> list[Tensor]:

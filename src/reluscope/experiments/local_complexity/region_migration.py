@@ -195,11 +195,14 @@ def segment_distances(points: np.ndarray, segments: np.ndarray, chunk: int = 204
 
 
 def migration_stats(part: PlanePartition, segments: np.ndarray, near: float) -> dict[str, float]:
-    """Where the region vertices of a plane partition lie: within ``near`` times the mean
-    distance between the marked points of those points (``data``) and of the decision
-    boundary (``boundary``, its ``segments`` (m, 2, 2) from ``part.decision_boundary()``). ``*_fraction`` is the fraction of all vertices there and
-    ``*_density_ratio`` their density there (per unit area, the area measured on a grid)
-    divided by the density over the whole rectangle."""
+    """Where the region vertices of a plane partition lie: within a radius of ``near`` times
+    the mean distance between the marked points of those points (``data``) and of the
+    decision boundary (``boundary``; its ``segments`` (m, 2, 2) from
+    ``part.decision_boundary()``). ``*_fraction``: the fraction of all vertices there;
+    ``*_density``: vertices per unit area there (plane units, i.e. input units for
+    ``plane_through``; the areas are measured on an AREA_GRID x AREA_GRID grid);
+    ``*_density_ratio``: that density over the density of the whole rectangle
+    (``density``)."""
     marked = part.marked_points.cpu().numpy()
     radius = near * float(
         np.mean([np.linalg.norm(marked[i] - marked[j]) for i, j in ((0, 1), (0, 2), (1, 2))])
@@ -220,17 +223,16 @@ def migration_stats(part: PlanePartition, segments: np.ndarray, near: float) -> 
         "near_data_fraction": float(near_data.mean()),
         "near_boundary_fraction": float(near_boundary.mean()),
     }
-    stats["near_data_density_ratio"] = _ratio(stats["near_data_fraction"], area_data)
-    stats["near_boundary_density_ratio"] = _ratio(stats["near_boundary_fraction"], area_boundary)
+    stats["density"] = part.num_vertices / ((s1 - s0) * (t1 - t0))
+    for key, area in (("near_data", area_data), ("near_boundary", area_boundary)):
+        ratio = stats[f"{key}_fraction"] / area if area > 0 else math.nan
+        stats[f"{key}_density_ratio"] = ratio
+        stats[f"{key}_density"] = ratio * stats["density"]
     return stats
 
 
 def _point_distances(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return np.linalg.norm(points[:, None, :] - centres[None], axis=2).min(1)
-
-
-def _ratio(fraction: float, area_fraction: float) -> float:
-    return fraction / area_fraction if area_fraction > 0 else math.nan
 
 
 def _verdicts(
@@ -246,7 +248,13 @@ def _verdicts(
         "regions_lc_max": float(mean.loc[lc_max, "regions"]),
         "regions_end": float(mean.loc[end, "regions"]),
     }
-    for key in ("near_data_density_ratio", "near_boundary_density_ratio"):
+    for key in (
+        "near_data_density_ratio",
+        "near_boundary_density_ratio",
+        "near_data_density",
+        "near_boundary_density",
+        "density",
+    ):
         numbers[f"{key}_lc_max"] = float(mean.loc[lc_max, key])
         numbers[f"{key}_end"] = float(mean.loc[end, key])
     late = lc_max < end

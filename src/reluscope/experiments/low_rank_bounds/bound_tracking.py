@@ -127,7 +127,7 @@ def bounds_probe(config: BoundTrackingConfig) -> Probe:
     classified training point."""
 
     def measure(ctx: ProbeContext) -> list[dict[str, Any]]:
-        model = common.dense(ctx.module(torch.float64))
+        model = ctx.module(torch.float64)
         x, y = ctx.points("train", dtype=torch.float64)
         with torch.no_grad():
             outputs = model(x)

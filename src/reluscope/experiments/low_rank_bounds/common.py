@@ -4,7 +4,6 @@ Kendall's tau."""
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -20,7 +19,7 @@ from reluscope.experiments.config import ExperimentConfig
 from reluscope.experiments.local_complexity.common import load_splits
 from reluscope.experiments.runner import RunContext
 from reluscope.io import atomic_write
-from reluscope.lowrank import LowRankLinear, clip_spectral_norms_, factorize
+from reluscope.lowrank import clip_spectral_norms_, factorize
 from reluscope.nets import mlp
 from reluscope.train.batches import BatchSampler
 from reluscope.train.losses import loss as batch_loss
@@ -103,31 +102,6 @@ def bias_free_mlp(widths: Sequence[int], rank: int | None, seed: int) -> nn.Modu
         if isinstance(m, nn.Linear)
     }
     return factorize(model, ranks)
-
-
-def dense(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with every LowRankLinear replaced by the ``nn.Linear`` holding its
-    product U V and its bias: the same function, seen by the bounds as one layer of rank <= r
-    (traced as it is, a LowRankLinear is two layers V and U with no activation between)."""
-    model = copy.deepcopy(model)
-    found = [(k, m) for k, m in model.named_modules() if isinstance(m, LowRankLinear)]
-    for name, layer in found:
-        linear = nn.Linear(
-            layer.in_features,
-            layer.out_features,
-            bias=layer.bias is not None,
-            device=layer.u.weight.device,
-            dtype=layer.u.weight.dtype,
-        )
-        with torch.no_grad():
-            linear.weight.copy_(layer.weight)
-            if layer.bias is not None:
-                linear.bias.copy_(layer.bias)
-        if not name:
-            return linear
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent), child, linear)
-    return model
 
 
 def train_clipped(

@@ -108,7 +108,7 @@ def run(config: DepthSweepConfig, ctx: RunContext) -> Outcome:
             lambda widths=widths: common.bias_free_mlp(widths, c.rank, c.seed),
             common.fit_clipped(c, train),
         )
-        rows += _trained_rows(c, common.dense(model), train, test, depth)
+        rows += _trained_rows(c, model, train, test, depth)
     records = pd.DataFrame(rows)
     numbers = _numbers(records, c)
     return Outcome(

@@ -100,7 +100,7 @@ def run(config: RankSweepConfig, ctx: RunContext) -> Outcome:
             lambda r=r: common.bias_free_mlp(widths, r, c.seed),
             common.fit_clipped(c, train),
         )
-        rows += _trained_rows(c, common.dense(model), train, test, r)
+        rows += _trained_rows(c, model, train, test, r)
     records = pd.DataFrame(rows)
     numbers = _numbers(records, c.ranks, depth)
     return Outcome(
