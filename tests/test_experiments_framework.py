@@ -47,6 +47,8 @@ def test_build_uses_quick_defaults_paper_values_and_overrides():
         ("quick", {"n": 1}, "n: Input should be greater than or equal to 2"),
         ("quick", {"n": "many"}, "got 'many'"),
         ("huge", {}, "scale must be one of quick, paper"),
+        ("quick", {"device": "gpu"}, "expected cpu, cuda, cuda:N or mps"),
+        ("quick", {"seed": -1}, "seed: Input should be greater than or equal to 0"),
     ],
 )
 def test_build_refuses_bad_values(scale, overrides, message):
@@ -223,3 +225,10 @@ def test_reproduce_in_worker_processes_equals_in_process(tmp_path):
     with pytest.raises(InputError, match="unknown config key"):
         reproduce([TOY], "quick", tmp_path / "bad", overrides=lambda e: {"nope": 1})
     assert not (tmp_path / "bad" / "toy").exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_unavailable_device_is_refused_before_the_run_dir_exists(tmp_path):
+    with pytest.raises(InputError, match="CUDA is not available"):
+        run_experiment(TOY, "quick", {"device": "cuda"}, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

@@ -102,35 +102,57 @@ def reproduce(
     data_dir: DataDirOpt = None,
     rerun: Annotated[bool, typer.Option(help="Recompute runs that already finished.")] = False,
     workers: Annotated[
-        int, typer.Option(help="Experiments run at once, in worker processes (1: in this one).")
-    ] = 1,
+        int,
+        typer.Option(
+            help="Experiments run at once in worker processes, one torch thread each "
+            "(0: one per CPU core, at most 4; 1: one after another in this process)."
+        ),
+    ] = 0,
 ) -> None:
     """Run every registered experiment and write one self-contained HTML report,
     OUT/index.html. Finished runs in OUT are reused, so an interrupted reproduce resumes."""
 
     def go() -> None:
-        from reluscope.experiments.reproduce import reproduce as run_all
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-        def show(name: str, result) -> None:
-            if isinstance(result, str):
-                console.print(f"[red]error[/] in {name}:\n{escape(result)}")
-            else:
-                _print_outcome(result)
+        from reluscope.experiments.reproduce import choose
+        from reluscope.experiments.reproduce import reproduce as run_all
+        from reluscope.sweep.task import available_cores
 
         names = [n.strip() for n in only.split(",") if n.strip()] if only is not None else None
-        done = _interruptible(
-            lambda: run_all(
-                names,
-                scale,
-                out,
-                overrides=lambda e: _with_data_dir(e.config, {}, data_dir),
-                rerun=rerun,
-                workers=workers,
-                console=console if workers == 1 else None,
-                on_result=show,
-            ),
-            out,
+        count = workers or min(available_cores(), 4)
+        progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=count == 1,
         )
+        with progress:
+            bar = progress.add_task(f"experiments ({count} at a time)", total=None)
+
+            def show(name: str, result) -> None:
+                progress.advance(bar)
+                if isinstance(result, str):
+                    console.print(f"[red]error[/] in {name}:\n{escape(result)}")
+                else:
+                    _print_outcome(result)
+
+            def run_all_experiments():
+                progress.update(bar, total=len(choose(names)))
+                return run_all(
+                    names,
+                    scale,
+                    out,
+                    overrides=lambda e: _with_data_dir(e.config, {}, data_dir),
+                    rerun=rerun,
+                    workers=count,
+                    console=console if count == 1 else None,
+                    on_result=show,
+                )
+
+            done = _interruptible(run_all_experiments, out)
         predictions = [p for r in done.runs for p in r.outcome.predictions]
         console.rule()
         console.print(

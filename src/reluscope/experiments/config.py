@@ -4,9 +4,10 @@ overrides read from the command line."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from reluscope.errors import InputError
 
@@ -23,8 +24,15 @@ class ExperimentConfig(BaseModel):
 
     PAPER: ClassVar[dict[str, Any]] = {}
 
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     device: str = "cpu"
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", device):
+            raise ValueError("expected cpu, cuda, cuda:N or mps")
+        return device
 
     @classmethod
     def build(

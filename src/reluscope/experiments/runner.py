@@ -54,6 +54,16 @@ class RunSummary:
     reused: bool
 
 
+def check_device(device: str) -> None:
+    """InputError when ``device`` is not available on this machine."""
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} asked for, but CUDA is not available here")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise InputError("device 'mps' asked for, but MPS is not available here")
+
+
 def prepare_run_dir(run_dir: Path, config: dict[str, Any], name: str) -> bool:
     """Create ``run_dir`` and record ``config`` in it. True when the directory already holds a
     finished run of this config. A directory of another experiment or config is an InputError."""
@@ -103,6 +113,7 @@ def run_experiment(
         experiment = get_experiment(experiment)
     name = experiment.name
     config = experiment.config.build(scale, overrides)
+    check_device(config.device)
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / name
     finished = prepare_run_dir(run_dir, config.to_json(), name)
     if finished and not rerun:

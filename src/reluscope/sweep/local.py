@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from reluscope.sweep.task import RunTask, TaskResult, available_cores, execute, lost
+
+# Keep freed large buffers mapped in worker processes: with glibc's defaults, arrays above a few
+# hundred kB are unmapped and page-faulted again on every training step, which made the
+# dynamics simulations about 4x slower on our machines.
+WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "67108864", "MALLOC_TRIM_THRESHOLD_": "134217728"}
 
 
 def run_local(tasks: list[RunTask], workers: int) -> Iterator[TaskResult]:
@@ -16,6 +22,8 @@ def run_local(tasks: list[RunTask], workers: int) -> Iterator[TaskResult]:
     if not tasks:
         return
     threads = max(1, available_cores() // workers)
+    for name, value in WORKER_MALLOC.items():  # read by glibc when a worker starts
+        os.environ.setdefault(name, value)
     context = multiprocessing.get_context("spawn")
     executor = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context)
     finished = False
