@@ -354,3 +354,42 @@ def test_data_errors(tmp_path, monkeypatch):
         )
     with pytest.raises(InputError, match="part"):
         common.load_splits("mnist:part=test", 10, 10)
+
+
+# ------------------------------------------------------------------ paper scale (fake MNIST)
+@pytest.fixture(scope="module")
+def fake_mnist(tmp_path_factory):
+    """A directory with an ``mnist.npz`` of random 28x28 uint8 images in 10 classes."""
+    folder = tmp_path_factory.mktemp("mnist")
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for part, n in (("train", 120), ("test", 80)):
+        arrays[f"x_{part}"] = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        arrays[f"y_{part}"] = np.arange(n, dtype=np.uint8) % 10
+    np.savez(folder / "mnist.npz", **arrays)
+    return folder, arrays
+
+
+def test_mnist_splits_are_normalised(fake_mnist):
+    folder, arrays = fake_mnist
+    train, test = common.load_splits("mnist", 50, 80, str(folder), seed=0)
+    assert len(train) == 50 and len(test) == 80 and train.x.shape[1] == 784
+    expected = (arrays["x_test"].reshape(80, -1) / 255.0 - 0.1307) / 0.3081
+    assert test.x.numpy() == pytest.approx(expected, abs=1e-5)
+
+
+PAPER_TINY = {
+    "lc-dynamics": {"hidden": [8, 8], "steps": 12, "n_probes": 5, "n_points": 8},
+    "weight-decay": {"hidden": [8], "steps": 5, "lambdas": [0.01, 0.1, 1.0], "n_points": 8},
+    "init-scale": {"widths": [4, 8], "init_scales": [1.0, 2.0], "steps": 5, "n_points": 8},
+    "grokking": {"hidden": [8], "steps": 12, "n_probes": 5, "n_points": 8},
+    "region-migration": {"hidden": [6], "steps": 12, "n_probes": 5, "n_planes": 1, "n_points": 8},
+}
+
+
+@pytest.mark.parametrize("name", list(PAPER_TINY))
+def test_paper_scale_runs_on_mnist_files(tmp_path, fake_mnist, name):
+    overrides = PAPER_TINY[name] | {"data_dir": str(fake_mnist[0]), "n_train": 60, "n_test": 40}
+    summary = run_experiment(name, "paper", overrides, tmp_path, progress=False)
+    assert summary.config.data == "mnist" and summary.outcome.predictions
+    assert all((tmp_path / f.file).exists() for f in summary.outcome.figures)
