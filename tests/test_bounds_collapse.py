@@ -66,19 +66,8 @@ def test_a_priori_bound_by_hand():
     spectral, ranks = (1.5, 0.8, 2.0), (5, 8, 3)
     sample = B.SampleStats(n=50, data_norm=20.0, max_norm=4.0)
     gamma, delta, risk, c1, c2 = 0.3, 0.1, 0.06, 1.2, 0.5
-    result = collapse_aware_bound(
-        WIDTHS,
-        spectral,
-        ranks,
-        sample,
-        classes=3,
-        split=1,
-        margin=gamma,
-        delta=delta,
-        margin_risk=risk,
-        C1=c1,
-        C2=c2,
-    )
+    options = dict(margin=gamma, delta=delta, margin_risk=risk, C1=c1, C2=c2)
+    result = collapse_aware_bound(WIDTHS, spectral, ranks, sample, classes=3, split=1, **options)
     w = 2 * c2 + 1
     factor = c1**2 * math.sqrt(5 * 8) + w * c1 * math.sqrt(3 * 8) + w * math.sqrt(3 * 3)
     complexity = 2 * math.sqrt(math.pi) / (gamma * 50) * 20.0 * 1.5 * 0.8 * 2.0 * factor
@@ -92,22 +81,8 @@ def test_a_priori_bound_by_hand():
     assert result.params["ranks"] == (5, 3, 3)
     assert result.name == "collapse-aware" and "DERIVED" in result.source
     # nothing collapsed: the plain chain-rule bound (peer function)
-    plain = B.low_rank_bound(
-        WIDTHS, spectral, ranks, sample, margin=gamma, delta=delta, margin_risk=risk, C1=c1, C2=c2
-    )
-    same = collapse_aware_bound(
-        WIDTHS,
-        spectral,
-        ranks,
-        sample,
-        classes=3,
-        split=3,
-        margin=gamma,
-        delta=delta,
-        margin_risk=risk,
-        C1=c1,
-        C2=c2,
-    )
+    plain = B.low_rank_bound(WIDTHS, spectral, ranks, sample, **options)
+    same = collapse_aware_bound(WIDTHS, spectral, ranks, sample, classes=3, split=3, **options)
     assert same.log10_value == pytest.approx(plain.log10_value, rel=1e-14)
 
 

@@ -24,15 +24,8 @@ TINY = {"steps": 80, "points": 90, "hidden": [16, 12], "probes": 6, "lr": 0.1}
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        run_dir = tmp_path_factory.mktemp("neural_collapse")
-        summary = run_experiment("neural-collapse", "quick", TINY, run_dir, progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    return summary
+def tiny_run(run_small):
+    return run_small({"neural-collapse": TINY})["neural-collapse"]
 
 
 def _final(summary):

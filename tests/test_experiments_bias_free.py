@@ -8,7 +8,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from reluscope.dynamics import cubic_teacher
 from reluscope.errors import InputError
@@ -40,18 +39,9 @@ SMALL = {
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory):
+def outcomes(run_small):
     """Each experiment run once at its small size, on one thread: name -> RunSummary."""
-    root = tmp_path_factory.mktemp("bias_free")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return {
-            name: run_experiment(name, "quick", SMALL[name], root / name, progress=False)
-            for name in NAMES
-        }
-    finally:
-        torch.set_num_threads(threads)
+    return run_small(SMALL)
 
 
 def floor_of(x, y) -> float:
@@ -59,6 +49,12 @@ def floor_of(x, y) -> float:
     x, y = np.asarray(x), np.asarray(y)
     beta = np.linalg.lstsq(x, y, rcond=None)[0]
     return 0.5 * float(((y - x @ beta) ** 2).sum(1).mean())
+
+
+def small_teacher(name: str):
+    """The symmetric cubic-teacher data (x, y) that experiment ``name`` trains on at its SMALL
+    size (default target and seed)."""
+    return cubic_teacher(SMALL[name]["n"], SMALL[name]["d"])
 
 
 def test_the_four_experiments_are_registered_in_order():
@@ -89,8 +85,7 @@ def test_equivalence_numbers(outcomes):
     config = SMALL["bias-free-equivalence"]
     out = outcomes["bias-free-equivalence"].outcome
     n = out.numbers
-    x, y = cubic_teacher(config["n"], config["d"])
-    floor = floor_of(x.numpy(), y.numpy())
+    floor = floor_of(*small_teacher("bias-free-equivalence"))
     assert n["linear_floor"] == pytest.approx(floor, rel=1e-12)
     assert n["paired_max_rel_error"] <= 1e-12  # spec prediction 2: exact
     assert n["max_rel_error_vs_linear_a1"] == 0.0  # alpha = 1 is its own equivalent
@@ -113,8 +108,8 @@ def test_breaking_symmetry_numbers(outcomes):
     config = SMALL["breaking-symmetry"]
     out = outcomes["breaking-symmetry"].outcome
     n = out.numbers
-    x, y = cubic_teacher(config["n"], config["d"])
-    floor = floor_of(x.numpy(), y.numpy())
+    x, y = small_teacher("breaking-symmetry")
+    floor = floor_of(x, y)
     half_mean_square = 0.5 * float((y**2).mean())
     assert n["linear_floor_symmetric"] == pytest.approx(floor, rel=1e-12)
     assert abs(n["final_loss_symmetric"] - floor) < 1e-4  # spec prediction 5
@@ -154,8 +149,7 @@ def test_deep_low_rank_numbers(outcomes):
     config = SMALL["deep-low-rank"]
     out = outcomes["deep-low-rank"].outcome
     n = out.numbers
-    x, y = cubic_teacher(config["n"], config["d"])
-    floor = floor_of(x.numpy(), y.numpy())
+    floor = floor_of(*small_teacher("deep-low-rank"))
     assert n["final_loss_linear"] == pytest.approx(floor, rel=1e-8)
     assert max(n["final_ratio2_linear_layer1"], n["final_ratio2_linear_layer2"]) < 0.12
     # the reported ratios are those of the recorded singular values

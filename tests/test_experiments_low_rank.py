@@ -55,19 +55,9 @@ SMALL = {
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory):
-    """Each experiment run once at its small size, on one thread (module fixtures are set up
-    before the function-scoped ``one_thread``): name -> RunSummary."""
-    root = tmp_path_factory.mktemp("low_rank")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return {
-            name: run_experiment(name, "quick", SMALL[name], root / name, progress=False)
-            for name in NAMES
-        }
-    finally:
-        torch.set_num_threads(threads)
+def outcomes(run_small):
+    """Each experiment run once at its small size, on one thread: name -> RunSummary."""
+    return run_small({name: SMALL[name] for name in NAMES})
 
 
 def data_norm(n_train: int, n_test: int) -> float:

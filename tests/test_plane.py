@@ -626,3 +626,39 @@ def test_larger_mlps_against_regioncam_and_a_dense_grid(widths, seed):
     pats = part.patterns()
     assert (pats[adj[:, 0]] != pats[adj[:, 1]]).any(1).all()
     assert abs(float(part.areas.sum()) - 4.0) <= 1e-12 * 4.0
+
+
+def test_draw_plane_draws_every_region_the_boundary_and_the_points():
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    from reluscope.regions.plot import draw_plane
+    from reluscope.report.figures import new_figure
+
+    part = reluscope.plane_through(mlp([2, 12, 12, 3], seed=4), [[0, 0], [1, 0.2], [0.3, 1]])
+    fig, axes = new_figure(3, 1)
+    draw_plane(axes[0], part, points=part.marked_points, color_by="output")
+    (polys,) = [c for c in axes[0].collections if isinstance(c, PolyCollection)]
+    drawn = [p.vertices for p in polys.get_paths()]
+    assert len(drawn) == part.num_regions
+    for got, ring in zip(drawn, part.polygon_list(), strict=True):
+        np.testing.assert_allclose(got[: len(ring)], ring)
+    (lines,) = [c for c in axes[0].collections if isinstance(c, LineCollection)]
+    segments = part.decision_boundary()[0].numpy()
+    assert len(segments) > 0
+    np.testing.assert_allclose(np.stack(lines.get_segments()), segments)
+    (dots,) = [c for c in axes[0].collections if type(c).__name__ == "PathCollection"]
+    np.testing.assert_allclose(dots.get_offsets(), part.marked_points.numpy())
+    s0, s1, t0, t1 = part.extent
+    assert axes[0].get_xlim() == (s0, s1) and axes[0].get_ylim() == (t0, t1)
+    # given segments are drawn as they are; no edges; no boundary
+    draw_plane(axes[1], part, segments=segments[:2], edge_width=0.0)
+    (polys,) = [c for c in axes[1].collections if isinstance(c, PolyCollection)]
+    assert list(polys.get_linewidths()) == [0.0] and len(polys.get_edgecolors()) == 0
+    (lines,) = [c for c in axes[1].collections if isinstance(c, LineCollection)]
+    np.testing.assert_allclose(np.stack(lines.get_segments()), segments[:2])
+    draw_plane(axes[2], part, boundary=False)
+    assert not [c for c in axes[2].collections if isinstance(c, LineCollection)]
+    with pytest.raises(InputError, match="color_by must be 'random' or 'output', got 'x'"):
+        draw_plane(axes[2], part, color_by="x")
+    with pytest.raises(InputError, match="edge_width must be >= 0 points, got -1"):
+        draw_plane(axes[2], part, edge_width=-1)

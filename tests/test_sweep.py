@@ -31,6 +31,14 @@ def closed_form(a: float, mode: str, seed: int, n: int = 3, widths=(1, 2)) -> li
     return [a * s * s + seed + (sum(widths) if mode == "y" else 0) for s in range(n)]
 
 
+def cli_sweep(out: Path, a_values: str):
+    """``reluscope sweep`` of the fixture over a = ``a_values`` and both modes, with SEEDS seeds
+    and the FIXED widths, into ``out``: the CliRunner result."""
+    args = ["sweep", FIXTURE, "--grid", f"a={a_values}", "--grid", "mode=x,y"]
+    args += ["--seeds", str(SEEDS), "--set", "widths=[1,2]", "--out", str(out)]
+    return CliRunner().invoke(app, args)
+
+
 @pytest.fixture(scope="module")
 def local_sweep(tmp_path_factory):
     """The sweep on the local backend with 2 workers: 12 runs, 4 of which fail."""
@@ -199,8 +207,7 @@ def test_rerun_skips_finished_runs(local_sweep):
 @pytest.mark.slow  # starts worker processes again: ~5 s idle, ~15 s on a busy machine
 def test_cli_rerun_retries_failed_runs_and_exits_1(local_sweep):
     out, first = local_sweep
-    args = ["sweep", FIXTURE, "--grid", "a=-1,0.5,2", "--grid", "mode=x,y", "--seeds", "2"]
-    cli = CliRunner().invoke(app, [*args, "--set", "widths=[1,2]", "--out", str(out)])
+    cli = cli_sweep(out, "-1,0.5,2")
     assert cli.exit_code == 1, cli.output
     assert "12 runs (0 ran, 8 reused, 4 failed)" in cli.output
     assert "FAILED a=-1.0,mode=y,seed=1: RuntimeError: asked to fail (a=-1.0)" in cli.output
@@ -212,8 +219,7 @@ def test_cli_rerun_retries_failed_runs_and_exits_1(local_sweep):
 
 def test_cli_prints_per_config_counts_and_mean_std_over_seeds(local_sweep):
     out, _ = local_sweep
-    args = ["sweep", FIXTURE, "--grid", "a=0.5,2", "--grid", "mode=x,y", "--seeds", "2"]
-    cli = CliRunner().invoke(app, [*args, "--set", "widths=[1,2]", "--out", str(out)])
+    cli = cli_sweep(out, "0.5,2")
     assert cli.exit_code == 0, cli.output
     assert "8 runs (0 ran, 8 reused, 0 failed)" in cli.output
     rows = [

@@ -392,3 +392,35 @@ def test_tensorboard_logs_every_record_and_purges_on_resume(tmp_path, monkeypatc
     logged = first.scalars + second.scalars
     expected = [(f"{r.metric}/{r.split}", r.value, r.step) for r in records.itertuples()]
     assert sorted(logged) == sorted(expected)
+
+
+def test_train_config_from_config_takes_shared_fields_then_overrides():
+    from pydantic import BaseModel
+
+    class Experiment(BaseModel):
+        steps: int = 300
+        lr: float = 0.05
+        weight_decay: float = 0.1
+        seed: int = 7
+        hidden: list[int] = [16, 16]  # not a TrainConfig field: ignored
+        dtype: str = "float64"
+
+    exp = Experiment()
+    made = TrainConfig.from_config(exp, optimizer="sgd", weight_decay=0.3, checkpoint_every=50)
+    by_hand = TrainConfig(
+        steps=300,
+        lr=0.05,
+        weight_decay=0.3,
+        seed=7,
+        dtype="float64",
+        optimizer="sgd",
+        checkpoint_every=50,
+    )
+    assert made == by_hand
+    assert TrainConfig.from_config(exp) == TrainConfig(
+        steps=300, lr=0.05, weight_decay=0.1, seed=7, dtype="float64"
+    )
+    with pytest.raises(InputError, match="pydantic model, got dict"):
+        TrainConfig.from_config({"steps": 3})
+    with pytest.raises(ValueError, match="momentum"):
+        TrainConfig.from_config(exp, momentum=2.0)

@@ -16,7 +16,7 @@ import math
 from reluscope.bounds import checks
 from reluscope.bounds.frobenius import mohri_confidence, ratio
 from reluscope.bounds.norms import NetworkNorms, SampleStats
-from reluscope.bounds.results import BoundResult, log10, log10_sum
+from reluscope.bounds.results import BoundResult, log10, log10_product, log10_sum
 from reluscope.errors import InputError
 
 
@@ -38,15 +38,14 @@ def bft_bound(
     ||(W_l - M_l)^T||_{2,1}. main = 72 ||X||_F ln(n) sqrt(ln 2W) R_A / (gamma n), split as
     prefactor * prod ||W_l||_2 * (sum_l (l21_l / ||W_l||_2)^(2/3))^(3/2); in ranks
     (l21 <= sqrt(d_l r_l) ||W_l||_2) the last factor is (sum_l (d_l r_l)^(1/3))^(3/2)."""
-    gamma, d = checks.margin(margin), checks.delta(delta)
-    risk = checks.real(margin_risk, "margin_risk", nonnegative=True)
+    gamma, d, risk = checks.bound_options(margin, delta, margin_risk)
     need_two_points(sample, "BFT")
     n, widths = sample.n, norms.widths
     entries = max(widths[i] * widths[i + 1] for i in range(norms.depth))
     prefactor = log10(
         72 * sample.data_norm * math.log(n) * math.sqrt(math.log(2 * entries)) / (gamma * n)
     )
-    norm_product = sum(log10(s) for s in norms.spectral)
+    norm_product = log10_product(norms.spectral)
     powers = sum(ratio(a, s) ** (2 / 3) for a, s in zip(norms.l21, norms.spectral, strict=True))
     substituted = sum((widths[i + 1] * r) ** (1 / 3) for i, r in enumerate(norms.ranks))
     main = prefactor + norm_product + 1.5 * log10(powers)

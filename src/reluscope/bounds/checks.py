@@ -36,6 +36,12 @@ def delta(value: Any) -> float:
     return float(value)
 
 
+def bound_options(gamma: Any, confidence: Any, risk: Any) -> tuple[float, float, float]:
+    """(margin, delta, margin risk) of a margin bound, checked: ``gamma`` by :func:`margin`,
+    ``confidence`` (delta) by :func:`delta` and ``risk`` a finite number >= 0."""
+    return margin(gamma), delta(confidence), real(risk, "margin_risk", nonnegative=True)
+
+
 def integer(value: Any, name: str, minimum: int = 1) -> int:
     """``value`` as an int >= ``minimum``."""
     ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum

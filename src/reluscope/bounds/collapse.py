@@ -36,24 +36,24 @@ numerical rank(W_l) <= rho_l for every l > k) is reported as ``rank_split``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from reluscope.bounds import checks
 from reluscope.bounds.low_rank import (
     DEFAULT_C1,
     DEFAULT_C2,
+    check_constants,
     check_layers,
+    layer_terms,
     low_rank_bound,
     low_rank_bound_post_hoc,
 )
-from reluscope.bounds.margins import MarginStats, check_labels, margins
-from reluscope.bounds.network import MLP, mlp_weights
+from reluscope.bounds.margins import MarginStats, margins
+from reluscope.bounds.network import MLP, mlp_on_data
 from reluscope.bounds.norms import NetworkNorms, SampleStats
 from reluscope.bounds.results import BoundResult, log10
 from reluscope.errors import InputError
@@ -114,13 +114,8 @@ def collapse_rank_factor(
     layers 1..k and the collapsed layers k+1..L (module doc). Their sum is
     ``chain_rank_factor(widths, collapsed_ranks(...))``."""
     used = collapsed_ranks(widths, ranks, classes, split, absorbed=absorbed)
-    C1 = checks.real(C1, "C1", positive=True)
-    C2 = checks.real(C2, "C2", nonnegative=True)
-    depth = len(used)
-    terms = [
-        (1.0 if layer == 1 else 2 * C2 + 1) * C1 ** (depth - layer) * math.sqrt(r * widths[layer])
-        for layer, r in enumerate(used, start=1)
-    ]
+    C1, C2 = check_constants(C1, C2)
+    terms = layer_terms(widths, used, C1, 2 * C2 + 1)
     return sum(terms[:split]), sum(terms[split:])
 
 
@@ -303,12 +298,7 @@ def collapse_aware(
     ``base``: the grid base of the post hoc union bound.
     """
     gamma, d = checks.margin(margin), checks.delta(delta)
-    x = torch.as_tensor(data)
-    if x.dim() < 2 or len(x) < 2:
-        raise InputError(f"data must have shape (n >= 2, *input_shape), got {tuple(x.shape)}")
-    net = mlp_weights(model, tuple(x.shape[1:]), biases=biases)
-    outputs = net(x)
-    y = check_labels(labels, len(x), outputs.shape[1]).to(outputs.device)
+    net, x, outputs, y = mlp_on_data(model, data, labels, biases=biases)
     classes = outputs.shape[1] if classes is None else checks.integer(classes, "classes", 2)
     norms = NetworkNorms.from_matrices(net.weights, eps=net.eps)
     numerical = NetworkNorms.from_matrices(

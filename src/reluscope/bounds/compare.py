@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from reluscope.bounds import checks
@@ -19,9 +18,9 @@ from reluscope.bounds.low_rank import (
     low_rank_bound,
     low_rank_bound_post_hoc,
 )
-from reluscope.bounds.margins import MarginStats, check_labels, margins
+from reluscope.bounds.margins import MarginStats, margins
 from reluscope.bounds.nbs import nbs_bound
-from reluscope.bounds.network import mlp_weights
+from reluscope.bounds.network import mlp_on_data, mlp_weights
 from reluscope.bounds.norms import NetworkNorms, SampleStats
 from reluscope.bounds.results import BoundResult
 from reluscope.errors import InputError
@@ -143,17 +142,12 @@ def compare(
     gamma, d = checks.margin(margin), checks.delta(delta)
     names = _check_bounds(bounds)
     estimate_draws = checks.integer(estimate_draws, "estimate_draws", minimum=0)
-    x = torch.as_tensor(data)
-    if x.dim() < 2 or len(x) < 2:
-        raise InputError(f"data must have shape (n >= 2, *input_shape), got {tuple(x.shape)}")
-    net = mlp_weights(model, tuple(x.shape[1:]), biases=biases)
+    net, x, outputs, y = mlp_on_data(model, data, labels, biases=biases)
     ref = None
     if reference is not None:
         ref = mlp_weights(reference, tuple(x.shape[1:]), force_absorb=net.biases_absorbed)
         if ref.widths != net.widths:
             raise InputError(f"reference has widths {ref.widths}, the model {net.widths}")
-    outputs = net(x)
-    y = check_labels(labels, len(x), outputs.shape[1]).to(outputs.device)
     exact = NetworkNorms.from_matrices(
         net.weights, reference=None if ref is None else ref.weights, eps=net.eps
     )

@@ -23,7 +23,7 @@ import math
 
 from reluscope.bounds import checks
 from reluscope.bounds.norms import NetworkNorms, SampleStats
-from reluscope.bounds.results import BoundResult, log10, log10_sum
+from reluscope.bounds.results import BoundResult, log10, log10_product, log10_sum
 from reluscope.errors import InputError
 
 
@@ -47,13 +47,12 @@ def _frobenius_bound(
     delta: float,
     margin_risk: float,
 ) -> BoundResult:
-    gamma, d = checks.margin(margin), checks.delta(delta)
-    risk = checks.real(margin_risk, "margin_risk", nonnegative=True)
+    gamma, d, risk = checks.bound_options(margin, delta, margin_risk)
     classes = norms.widths[-1]
     if classes < 2:
         raise InputError(f"the multiclass margin bound needs d_L >= 2 outputs, got {classes}")
     prefactor = log10(4 * classes / gamma * depth_factor * sample.data_norm / sample.n)
-    norm_product = sum(log10(s) for s in norms.spectral)
+    norm_product = log10_product(norms.spectral)
     rank_factor = sum(
         log10(ratio(f, s)) for f, s in zip(norms.frobenius, norms.spectral, strict=True)
     )

@@ -31,7 +31,7 @@ from torch import Tensor
 from reluscope.bounds import checks
 from reluscope.bounds.margins import MarginStats
 from reluscope.bounds.norms import SampleStats
-from reluscope.bounds.results import BoundResult, log10, log10_sum
+from reluscope.bounds.results import BoundResult, log10, log10_product, log10_sum
 from reluscope.errors import InputError
 
 #: Maurer's chaining constants default to 1: the bound's shape (values unverified, see above).
@@ -64,8 +64,22 @@ def check_layers(
     return widths, norms, ranks
 
 
-def _check_constants(C1: float, C2: float) -> tuple[float, float]:
+def check_constants(C1: float, C2: float) -> tuple[float, float]:
+    """(C1, C2) checked: C1 > 0 and C2 >= 0, finite."""
     return checks.real(C1, "C1", positive=True), checks.real(C2, "C2", nonnegative=True)
+
+
+def layer_terms(
+    widths: Sequence[int], ranks: Sequence[int], C1: float, weight: float = 1.0
+) -> list[float]:
+    """w_l C1^(L-l) sqrt(r_l d_l) for l = 1..L, with w_1 = 1 and w_l = ``weight`` for l >= 2
+    (2 C2 + 1 gives the terms of (THM); 1 the unweighted ones), for ``widths`` (d_0, ..., d_L)
+    and ranks already checked."""
+    depth = len(ranks)
+    return [
+        (1.0 if k == 1 else weight) * C1 ** (depth - k) * math.sqrt(ranks[k - 1] * widths[k])
+        for k in range(1, depth + 1)
+    ]
 
 
 def chain_rank_factor(
@@ -78,9 +92,8 @@ def chain_rank_factor(
     """The rank/width factor of (THM): C1^(L-1) sqrt(r_1 d_1) + (2 C2 + 1) sum_{l >= 2}
     C1^(L-l) sqrt(r_l d_l), with ``widths`` = (d_0, ..., d_L) and one rank per layer."""
     widths, _, ranks = check_layers(widths, [0.0] * (len(widths) - 1), ranks)
-    C1, C2 = _check_constants(C1, C2)
-    depth = len(ranks)
-    terms = [C1 ** (depth - k) * math.sqrt(ranks[k - 1] * widths[k]) for k in range(1, depth + 1)]
+    C1, C2 = check_constants(C1, C2)
+    terms = layer_terms(widths, ranks, C1)
     return terms[0] + (2 * C2 + 1) * sum(terms[1:])
 
 
@@ -116,7 +129,7 @@ def _result(
 ) -> BoundResult:
     factor = chain_rank_factor(widths, ranks, C1=C1, C2=C2)
     prefactor = log10(2 * math.sqrt(math.pi) * sample.data_norm / (gamma * sample.n))
-    norm_product = sum(log10(b) for b in norms)
+    norm_product = log10_product(norms)
     main = prefactor + norm_product + log10(factor)
     log10_g = log10(sample.data_norm) + norm_product + log10(factor)
     return BoundResult(
@@ -151,9 +164,8 @@ def low_rank_bound(
     sqrt(9 ln(2/delta)/(2n)). ``margin_risk`` is R_gamma of the network the bound is applied to
     (0 gives the excess alone)."""
     widths, norms, ranks = check_layers(widths, spectral_norms, ranks)
-    gamma, d = checks.margin(margin), checks.delta(delta)
-    risk = checks.real(margin_risk, "margin_risk", nonnegative=True)
-    C1, C2 = _check_constants(C1, C2)
+    gamma, d, risk = checks.bound_options(margin, delta, margin_risk)
+    C1, C2 = check_constants(C1, C2)
     confidence = math.sqrt(9 * math.log(2 / d) / (2 * sample.n))
     params = dict(margin=gamma, delta=d, spectral_norms=norms, ranks=ranks)
     return _result(
@@ -201,7 +213,7 @@ def low_rank_bound_post_hoc(
     """
     widths, norms, ranks = check_layers(widths, spectral_norms, ranks)
     gamma, d = checks.margin(margin), checks.delta(delta)
-    C1, C2 = _check_constants(C1, C2)
+    C1, C2 = check_constants(C1, C2)
     base = checks.real(base, "base", positive=True)
     if base <= 1:
         raise InputError(f"base must be > 1, got {base}")

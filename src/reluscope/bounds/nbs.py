@@ -17,7 +17,7 @@ import math
 from reluscope.bounds import checks
 from reluscope.bounds.bft import need_two_points
 from reluscope.bounds.norms import NetworkNorms, SampleStats
-from reluscope.bounds.results import BoundResult, log10, log10_sum
+from reluscope.bounds.results import BoundResult, log10, log10_product, log10_sum
 
 
 def nbs_bound(
@@ -33,8 +33,7 @@ def nbs_bound(
     is sqrt(sum_l r_l). ``confidence`` is 4 sqrt((ln(6n/delta) + ln(L n^(1/(2L)))) / (n-1)),
     the bound's excess with KL = 0 (the excess is not the sum of the two: both sit under one
     square root)."""
-    gamma, d = checks.margin(margin), checks.delta(delta)
-    risk = checks.real(margin_risk, "margin_risk", nonnegative=True)
+    gamma, d, risk = checks.bound_options(margin, delta, margin_risk)
     need_two_points(sample, "NBS")
     n, depth = sample.n, norms.depth
     h = max(norms.widths)
@@ -46,7 +45,7 @@ def nbs_bound(
         * math.sqrt(h * math.log(4 * h * depth) / 2)
         / (gamma * math.sqrt(n - 1))
     )
-    norm_product = sum(log10(s) for s in norms.spectral)
+    norm_product = log10_product(norms.spectral)
     rank_factor = 0.5 * log10(sum(norms.stable_ranks))
     main = prefactor + norm_product + rank_factor
     extra = math.log(6 * n / d) + math.log(depth) + math.log(n) / (2 * depth)

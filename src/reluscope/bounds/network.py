@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
+from reluscope.bounds.margins import check_labels
 from reluscope.errors import InputError, UnsupportedLayerError
 from reluscope.nets.ops import ActivationOp, LinearOp, ReshapeOp
 from reluscope.nets.pwl import INPUT, PWLNet
@@ -212,3 +213,19 @@ def mlp_weights(
         return MLP(tuple(_augmented(ops)), tuple(slopes), tuple(paths), True, eps)
     weights = tuple(op.weight.detach().double() for op in ops)
     return MLP(weights, tuple(slopes), tuple(paths), False, eps)
+
+
+def mlp_on_data(
+    model: nn.Module | PWLNet, data: Tensor, labels: Tensor, *, biases: str = "absorb"
+) -> tuple[MLP, Tensor, Tensor, Tensor]:
+    """(net, x, outputs, y): the :class:`MLP` of ``model`` (:func:`mlp_weights` with
+    ``biases``) for points of ``data``'s shape, ``data`` (n >= 2, *input_shape) as a tensor,
+    the network's outputs (n, d_L) on it, and ``labels`` checked (int64 class indices, on the
+    outputs' device)."""
+    x = torch.as_tensor(data)
+    if x.dim() < 2 or len(x) < 2:
+        raise InputError(f"data must have shape (n >= 2, *input_shape), got {tuple(x.shape)}")
+    net = mlp_weights(model, tuple(x.shape[1:]), biases=biases)
+    outputs = net(x)
+    y = check_labels(labels, len(x), outputs.shape[1]).to(outputs.device)
+    return net, x, outputs, y

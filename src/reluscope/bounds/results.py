@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,11 @@ from typing import Any
 def log10(x: float) -> float:
     """log10(x), with log10(0) = -inf."""
     return -math.inf if x == 0 else math.log10(x)
+
+
+def log10_product(values: Iterable[float]) -> float:
+    """log10 of the product of ``values`` (>= 0), as the sum of their log10s."""
+    return sum(log10(v) for v in values)
 
 
 def log10_sum(*logs: float) -> float:

@@ -38,7 +38,7 @@ from reluscope.dynamics.linear_theory import (
 from reluscope.dynamics.models import bias_free_layers, to_module
 from reluscope.dynamics.simulate import Trajectory, forward, gradient_descent
 from reluscope.dynamics.symmetry import SymmetryReport, symmetrize, symmetry_report
-from reluscope.dynamics.teacher import cubic_teacher
+from reluscope.dynamics.teacher import cubic_teacher, gaussian_inputs
 
 __all__ = [
     "Comparison",
@@ -57,6 +57,7 @@ __all__ = [
     "effective_initial_strength",
     "equivalent_linear",
     "forward",
+    "gaussian_inputs",
     "gradient_descent",
     "half_way_step",
     "layer_spectra",

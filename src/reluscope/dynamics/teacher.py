@@ -20,6 +20,25 @@ from reluscope.dynamics.linear_theory import whiten as whiten_inputs
 from reluscope.errors import InputError
 
 
+def gaussian_inputs(
+    n: int,
+    d: int,
+    *,
+    shift: float = 0.0,
+    augment: bool = True,
+    whiten: bool = True,
+    seed: int = 0,
+) -> Tensor:
+    """The recipe's inputs alone, (P, d) float64: n draws of N(shift, I_d), with ``augment`` their
+    negatives appended (P = 2n), with ``whiten`` whitened."""
+    n, d, seed = count(n, "n", 1), count(d, "d", 1), count(seed, "seed")
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=gen, dtype=DTYPE) + float(shift)
+    if augment:
+        x = torch.cat([x, -x])
+    return whiten_inputs(x) if whiten else x
+
+
 def cubic_teacher(
     n: int = 500,
     d: int = 20,
@@ -33,15 +52,9 @@ def cubic_teacher(
     seed: int = 0,
 ) -> tuple[Tensor, Tensor]:
     """Inputs (P, d) and targets (P, 1), float64, by the recipe in the module docstring."""
-    n, d, seed = count(n, "n", 1), count(d, "d", 1), count(seed, "seed")
-    if even and d < 2:
+    x = gaussian_inputs(n, d, shift=shift, augment=augment, whiten=whiten, seed=seed)
+    if even and x.shape[1] < 2:
         raise InputError(f"an even component |x_2| needs d >= 2; got d={d}")
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, d, generator=gen, dtype=DTYPE) + float(shift)
-    if augment:
-        x = torch.cat([x, -x])
-    if whiten:
-        x = whiten_inputs(x)
     z = x[:, 0]
     y = float(linear) * z + float(cubic) * z**3
     if even:

@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from matplotlib.figure import Figure as MplFigure
 from rich.console import Console
 
 from reluscope.errors import InputError
 from reluscope.experiments.config import ExperimentConfig
-from reluscope.experiments.outcome import Outcome
+from reluscope.experiments.outcome import Figure, Outcome
 from reluscope.experiments.registry import Experiment, get_experiment
 from reluscope.io import atomic_write
+from reluscope.report.figures import save_png
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,17 @@ class RunContext:
     def path(self, name: str) -> Path:
         """A file inside the run directory (for figures and other outputs)."""
         return self.run_dir / name
+
+    def say(self, text: str) -> None:
+        """Print a progress line on the console, when there is one and progress is on."""
+        if self.progress and self.console is not None:
+            self.console.log(text)
+
+    def figure(self, fig: MplFigure, name: str, caption: str) -> Figure:
+        """Save the matplotlib figure ``fig`` as the PNG ``name`` in the run directory and
+        return its entry for the Outcome."""
+        save_png(fig, self.path(name))
+        return Figure(name, caption)
 
     def subdir(self, name: str) -> Path:
         """A sub-directory of the run directory (e.g. one training run's checkpoints), created."""

@@ -1,70 +1,66 @@
-"""PNG pictures of plane partitions: regions coloured, edges and decision boundary drawn."""
+"""Pictures of partitions: a plane partition drawn onto matplotlib axes (regions coloured,
+edges and decision boundary drawn), and PNG files of plane and line partitions."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection, PolyCollection
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
+from reluscope.errors import InputError
+from reluscope.report.figures import new_figure, save_png
 
-from reluscope.errors import InputError  # noqa: E402
-from reluscope.io import atomic_write  # noqa: E402
-
-
-def save_figure(fig, path: str | os.PathLike, dpi: int = 150) -> Path:
-    """Write ``fig`` as PNG to ``path`` atomically (temporary name, then rename)."""
-    try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
-    finally:
-        plt.close(fig)
+if TYPE_CHECKING:
+    from reluscope.regions.line import LinePartition
+    from reluscope.regions.plane import PlanePartition
 
 
-def plot_plane(
-    partition,
-    path: str | os.PathLike,
+def draw_plane(
+    ax: Axes,
+    partition: PlanePartition,
     points=None,
     labels=None,
     color_by: str = "random",
-    edges: bool = True,
+    edge_width: float = 0.2,
     boundary: bool = True,
-    title: str | None = None,
     seed: int = 0,
-    size: float = 6.0,
-) -> Path:
-    """Draw ``partition`` to a PNG at ``path``.
+    segments: np.ndarray | None = None,
+) -> None:
+    """Draw ``partition`` onto ``ax`` in plane coordinates (s, t), limited to its extent with
+    equal aspect.
 
-    ``color_by`` is "random" (one random colour per region) or "output" (the first output at the
-    region's interior point). ``points`` are plane coordinates (m, 2) drawn on top, coloured by
-    ``labels`` when given.
+    Regions are filled by ``color_by``: "random" (one colour per region, seeded by ``seed``) or
+    "output" (the first output at the region's interior point); their edges are black lines
+    ``edge_width`` points wide (0: none); ``boundary`` adds the decision boundary in crimson:
+    its ``segments`` (m, 2, 2) when given (``partition.decision_boundary()[0]``, which is
+    costly to recompute), else computed.
+    ``points`` are plane coordinates (m, 2) drawn on top, coloured by ``labels`` when given.
     """
     if color_by not in ("random", "output"):
         raise InputError(f"color_by must be 'random' or 'output', got {color_by!r}")
+    if edge_width < 0:
+        raise InputError(f"edge_width must be >= 0 points, got {edge_width}")
     polys = partition.polygon_list()
-    fig, ax = plt.subplots(figsize=(size, size))
     if color_by == "random":
-        rng = np.random.default_rng(seed)
-        colors = rng.uniform(0.35, 0.95, size=(len(polys), 3))
+        colors = np.random.default_rng(seed).uniform(0.35, 0.95, size=(len(polys), 3))
     else:
         inside = partition.to_input(partition.interior_points)
         value = partition.net(inside).reshape(len(polys), -1)[:, 0]
-        colors = plt.get_cmap("coolwarm")(_normalise(value.cpu().numpy()))
+        colors = colormaps["coolwarm"](_normalise(value.cpu().numpy()))
+    edges = "black" if edge_width > 0 else "none"
     ax.add_collection(
-        PolyCollection(
-            polys,
-            facecolors=colors,
-            edgecolors="black" if edges else "none",
-            linewidths=0.2 if edges else 0.0,
-        )
+        PolyCollection(polys, facecolors=colors, edgecolors=edges, linewidths=edge_width)
     )
     if boundary:
-        segs, _ = partition.decision_boundary()
-        if len(segs):
-            ax.add_collection(LineCollection(segs.cpu().numpy(), colors="crimson", linewidths=1.6))
+        if segments is None:
+            segments = partition.decision_boundary()[0].cpu().numpy()
+        if len(segments):
+            ax.add_collection(LineCollection(segments, colors="crimson", linewidths=1.6))
     if points is not None:
         pts = np.asarray(points, dtype=float).reshape(-1, 2)
         style = {"s": 18, "edgecolors": "white", "linewidths": 0.6, "zorder": 3}
@@ -76,11 +72,28 @@ def plot_plane(
     ax.set_xlim(s0, s1)
     ax.set_ylim(t0, t1)
     ax.set_aspect("equal")
+
+
+def plot_plane(
+    partition: PlanePartition,
+    path: str | os.PathLike,
+    points=None,
+    labels=None,
+    color_by: str = "random",
+    edges: bool = True,
+    boundary: bool = True,
+    title: str | None = None,
+    seed: int = 0,
+    size: float = 6.0,
+) -> Path:
+    """Draw ``partition`` (see :func:`draw_plane`; ``edges`` 0.2 points wide) to a PNG at
+    ``path``, ``size`` inches square, titled with its number of regions unless ``title``."""
+    fig, (ax,) = new_figure(size=(size, size))
+    draw_plane(ax, partition, points, labels, color_by, 0.2 if edges else 0.0, boundary, seed)
     ax.set_xlabel("s")
     ax.set_ylabel("t")
     ax.set_title(title or f"{partition.num_regions} linear regions")
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return save_png(fig, path, dpi=150)
 
 
 def _normalise(values: np.ndarray) -> np.ndarray:
@@ -89,11 +102,11 @@ def _normalise(values: np.ndarray) -> np.ndarray:
     return 0.5 + 0.5 * values / m
 
 
-def plot_line(partition, path: str | os.PathLike, title: str | None = None) -> Path:
-    """Draw every output of ``partition`` (a LinePartition) against tau, breakpoints marked."""
+def plot_line(partition: LinePartition, path: str | os.PathLike, title: str | None = None) -> Path:
+    """Draw every output of ``partition`` against tau, breakpoints marked, to a PNG at ``path``."""
     tau = partition.breakpoints.cpu().numpy()
     out = partition.outputs.cpu().numpy()
-    fig, ax = plt.subplots(figsize=(7.0, 3.5))
+    fig, (ax,) = new_figure(size=(7.0, 3.5))
     for k in range(out.shape[1]):
         ax.plot(tau, out[:, k], lw=1.2, label=f"output {k}" if out.shape[1] > 1 else None)
     for t in tau[1:-1]:
@@ -104,5 +117,4 @@ def plot_line(partition, path: str | os.PathLike, title: str | None = None) -> P
     ax.set_title(title or f"{partition.num_pieces} linear pieces")
     if out.shape[1] > 1:
         ax.legend(fontsize="small")
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return save_png(fig, path, dpi=150)

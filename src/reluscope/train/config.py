@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from reluscope.errors import InputError
 
 
 class TrainConfig(BaseModel):
@@ -29,6 +31,20 @@ class TrainConfig(BaseModel):
     device: str = "cpu"
     seed: int = Field(0, ge=0, description="seeds the batches, the global RNG and the probes")
     checkpoint_every: int | None = Field(None, ge=1, description="steps between checkpoints")
+
+    @classmethod
+    def from_config(cls, config: BaseModel, **values: Any) -> TrainConfig:
+        """The training configuration that takes every field ``config`` (any pydantic model,
+        e.g. an experiment's configuration) shares by name with this class, then ``values``
+        (explicit settings, which win); the remaining fields keep their defaults."""
+        if not isinstance(config, BaseModel):
+            raise InputError(f"from_config expects a pydantic model, got {type(config).__name__}")
+        shared = {
+            name: getattr(config, name)
+            for name in cls.model_fields
+            if name in type(config).model_fields
+        }
+        return cls(**{**shared, **values})
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

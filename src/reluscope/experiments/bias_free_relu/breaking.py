@@ -21,7 +21,6 @@ from pydantic import Field, model_validator
 from torch import Tensor
 
 from reluscope.dynamics import (
-    cubic_teacher,
     equivalent_linear,
     gradient_descent,
     linear_floor,
@@ -29,16 +28,15 @@ from reluscope.dynamics import (
     random_init,
     symmetry_report,
 )
-from reluscope.experiments import (
-    Experiment,
-    ExperimentConfig,
-    Figure,
-    Outcome,
-    Prediction,
-    RunContext,
+from reluscope.experiments import Experiment, Figure, Outcome, Prediction, RunContext
+from reluscope.experiments.bias_free_relu.common import (
+    SPEC,
+    Steps,
+    StepSize,
+    TeacherConfig,
+    curve_rows,
 )
-from reluscope.experiments.bias_free_relu.common import SPEC, curve_rows, say
-from reluscope.report.figures import new_figure, save_png
+from reluscope.report.figures import new_figure
 
 FLOOR_TOLERANCE = 1e-4  # spec 5, prediction 5
 LINEAR_TOLERANCE = 0.01  # spec 5, prediction 3
@@ -65,31 +63,26 @@ CAUSES = {
 DATA_BREAKERS = ("even_target", "shifted_inputs", "unaugmented")
 
 
-class BreakingConfig(ExperimentConfig):
+class BreakingConfig(TeacherConfig):
     """Quick scale: d = 10, 400 points, lr = 0.02, 5000 steps. Paper scale: the spec's
     section 4 (d = 20, 1000 points, H = 100, s0 = 1e-3, lr = 0.01, 20,000 steps)."""
 
     PAPER: ClassVar[dict[str, Any]] = {"n": 500, "d": 20, "lr": 0.01, "steps": 20000}
 
-    n: int = Field(200, ge=1, description="Gaussian draws (P = 2n after augmentation)")
     d: int = Field(10, ge=2, description="input dimension (the even part uses x_2)")
     hidden: int = Field(100, ge=2, description="hidden units of the wide networks")
     narrow: int = Field(1, ge=1, description="hidden units of the too-narrow network")
     init_scale: float = Field(1e-3, gt=0, description="initial weights and hidden biases")
-    lr: float = Field(0.02, gt=0, description="gradient-descent step")
+    lr: StepSize = 0.02
     shifted_lr: float = Field(
         0.5, gt=0, le=1, description="step factor for the shifted inputs (not whitened)"
     )
-    steps: int = Field(5000, ge=1, description="gradient-descent steps")
+    steps: Steps = 5000
     even: float = Field(1.0, gt=0, description="weight of the even target part |x_2|")
     shift: float = Field(0.5, gt=0, description="input mean in every coordinate")
-    linear: float = Field(1.2, description="target y = linear z + cubic z^3, z = x_1")
-    cubic: float = Field(0.5, description="nonlinear odd part of the target")
 
     @model_validator(mode="after")
     def _check(self) -> BreakingConfig:
-        if self.n < self.d:
-            raise ValueError(f"whitening needs n >= d draws; got n={self.n}, d={self.d}")
         if self.narrow >= self.hidden:
             raise ValueError(f"narrow ({self.narrow}) must be < hidden ({self.hidden})")
         return self
@@ -108,13 +101,10 @@ class Case:
 
 
 def _cases(config: BreakingConfig) -> list[Case]:
-    target = dict(linear=config.linear, cubic=config.cubic, seed=config.seed)
-    x, y = cubic_teacher(config.n, config.d, **target)
-    xe, ye = cubic_teacher(config.n, config.d, even=config.even, **target)
-    xs, ys = cubic_teacher(
-        config.n, config.d, shift=config.shift, augment=False, whiten=False, **target
-    )
-    xu, yu = cubic_teacher(config.n, config.d, augment=False, **target)
+    x, y = config.teacher()
+    xe, ye = config.teacher(even=config.even)
+    xs, ys = config.teacher(shift=config.shift, augment=False, whiten=False)
+    xu, yu = config.teacher(augment=False)
     wide, lr = config.hidden, config.lr
     return [
         Case("symmetric", x, y, wide, lr, False),
@@ -131,7 +121,7 @@ def run(config: BreakingConfig, ctx: RunContext) -> Outcome:
     rows: list[dict[str, Any]] = []
     results: dict[str, dict[str, Any]] = {}
     for case in _cases(config):
-        say(ctx, f"breaking-symmetry: {case.name}")
+        ctx.say(f"breaking-symmetry: {case.name}")
         widths = (config.d, case.hidden, 1)
         start = random_init(widths, config.init_scale, seed=config.seed + 1)
         biases = (
@@ -274,8 +264,8 @@ def _final_figure(ctx: RunContext, results: dict[str, dict[str, Any]]) -> Figure
     ax.set_xticks(pos, [LABELS[n] for n in names], rotation=20, fontsize=8)
     ax.set_ylabel("final loss / linear floor")
     ax.legend(fontsize=7)
-    save_png(fig, ctx.path("final_losses.png"))
-    return Figure(
+    return ctx.figure(
+        fig,
         "final_losses.png",
         "Final training loss divided by the linear-regression floor of each setting's data (log "
         "scale; 1 = the best linear fit, dashed). Orange: the bias-free ReLU network (with "
@@ -297,8 +287,8 @@ def _curve_figure(ctx: RunContext, results: dict[str, dict[str, Any]]) -> Figure
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
     axes[0].legend(fontsize=7)
-    save_png(fig, ctx.path("loss_curves.png"))
-    return Figure(
+    return ctx.figure(
+        fig,
         "loss_curves.png",
         "Training loss ½⟨(y − f)²⟩ against gradient-descent steps (log scale) for each setting: "
         "the bias-free ReLU network (orange), its equivalent linear network (blue dashed: "

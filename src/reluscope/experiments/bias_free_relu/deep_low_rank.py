@@ -21,27 +21,27 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from reluscope.dynamics import (
     compare,
-    cubic_teacher,
     half_way_step,
     layer_spectra,
     linear_floor,
     random_init,
 )
 from reluscope.dynamics.deep import LayerSpectra
-from reluscope.experiments import (
-    Experiment,
-    ExperimentConfig,
-    Figure,
-    Outcome,
-    Prediction,
-    RunContext,
+from reluscope.experiments import Experiment, Figure, Outcome, Prediction, RunContext
+from reluscope.experiments.bias_free_relu.common import (
+    SPEC,
+    InitScale,
+    Steps,
+    StepSize,
+    TeacherConfig,
+    curve_rows,
+    snapshot_steps,
 )
-from reluscope.experiments.bias_free_relu.common import SPEC, curve_rows, say
-from reluscope.report.figures import new_figure, save_png
+from reluscope.report.figures import new_figure
 
 STAGE_TOLERANCE = 0.01  # relative distance of the ReLU loss from the floor in its linear stage
 RANK_ONE = 0.12  # sigma_2 / sigma_1 below this: rank one (spec: linear nets end at 0.08-0.10)
@@ -54,40 +54,29 @@ NETS = {"relu": "bias-free ReLU", "linear": "linear"}
 COLOURS = {"relu": "tab:red", "linear": "tab:blue"}
 
 
-class DeepLowRankConfig(ExperimentConfig):
+class DeepLowRankConfig(TeacherConfig):
     """Quick scale: d = 10, 400 points, lr = 0.03, 3000 steps. Paper scale: the spec's
     section 4 (d = 20, 1000 points, depth 3 with 50 units per hidden layer, s0 = 0.01,
     lr = 0.01, 6000 steps)."""
 
     PAPER: ClassVar[dict[str, Any]] = {"n": 500, "d": 20, "lr": 0.01, "steps": 6000}
 
-    n: int = Field(200, ge=1, description="Gaussian draws, augmented with their negatives")
     d: int = Field(10, ge=2, description="input dimension")
     depth: int = Field(3, ge=3, description="weight layers (3: two hidden layers)")
     hidden: int = Field(50, ge=3, description="units in every hidden layer")
-    init_scale: float = Field(0.01, gt=0, description="initial weights init_scale * N(0, 1)")
-    lr: float = Field(0.03, gt=0, description="gradient-descent step")
-    steps: int = Field(3000, ge=1, description="gradient-descent steps")
+    init_scale: InitScale = 0.01
+    lr: StepSize = 0.03
+    steps: Steps = 3000
     snapshots: int = Field(61, ge=2, description="times at which the spectra are taken")
-    linear: float = Field(1.2, description="target y = linear z + cubic z^3, z = x_1")
-    cubic: float = Field(0.5, description="nonlinear odd part of the target")
-
-    @model_validator(mode="after")
-    def _check(self) -> DeepLowRankConfig:
-        if self.n < self.d:
-            raise ValueError(f"whitening needs n >= d draws; got n={self.n}, d={self.d}")
-        return self
 
 
 def run(config: DeepLowRankConfig, ctx: RunContext) -> Outcome:
     """Train both deep networks side by side and take every layer's spectrum over training."""
-    x, y = cubic_teacher(
-        config.n, config.d, linear=config.linear, cubic=config.cubic, seed=config.seed
-    )
+    x, y = config.teacher()
     floor = linear_floor(x, y)
     widths = (config.d, *[config.hidden] * (config.depth - 1), 1)
-    steps = sorted({int(s) for s in np.linspace(0, config.steps, config.snapshots).round()})
-    say(ctx, f"deep-low-rank: depth {config.depth}, {config.steps} steps")
+    steps = snapshot_steps(config.steps, config.snapshots)
+    ctx.say(f"deep-low-rank: depth {config.depth}, {config.steps} steps")
     cmp = compare(
         x,
         y,
@@ -274,8 +263,8 @@ def _ratio_figure(
             ax.axvline(steps[stage], color="grey", lw=0.8, ls="-.")
     axes[0].legend(fontsize=7)
     axes[1].legend(fontsize=6)
-    save_png(fig, ctx.path("singular_value_ratios.png"))
-    return Figure(
+    return ctx.figure(
+        fig,
         "singular_value_ratios.png",
         "Deep bias-free ReLU (red) and deep linear (blue) networks from the same small start. "
         "Left: training loss (log scale) and the linear-regression floor (dashed). Other panels: "
@@ -313,8 +302,8 @@ def _spectrum_figure(
         ax.set_ylabel("σ_k / σ₁")
         ax.set_ylim(0, 1.05)
     axes[0].legend(fontsize=7)
-    save_png(fig, ctx.path("spectra.png"))
-    return Figure(
+    return ctx.figure(
+        fig,
         "spectra.png",
         f"The largest {SHOWN} singular values of each weight matrix, divided by the largest: the "
         "deep linear network at the end (blue), the deep ReLU network in its linear-like stage "

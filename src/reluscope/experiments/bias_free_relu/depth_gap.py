@@ -21,12 +21,12 @@ from torch import Tensor
 
 from reluscope.dynamics import (
     depth_gap_example,
+    gaussian_inputs,
     gradient_descent,
     linear_floor,
     odd_even,
     random_init,
     to_module,
-    whiten,
 )
 from reluscope.dynamics.simulate import Trajectory
 from reluscope.experiments import (
@@ -37,8 +37,15 @@ from reluscope.experiments import (
     Prediction,
     RunContext,
 )
-from reluscope.experiments.bias_free_relu.common import SPEC, curve_rows, say
-from reluscope.report.figures import new_figure, save_png
+from reluscope.experiments.bias_free_relu.common import (
+    SPEC,
+    InitScale,
+    Steps,
+    StepSize,
+    curve_rows,
+    snapshot_steps,
+)
+from reluscope.report.figures import new_figure
 
 LINEAR_ODD_TOLERANCE = 1e-10  # two layers: the odd part is linear up to rounding
 FLOOR_ROUNDING = 1e-9  # relative: two layers never go below the linear floor
@@ -61,16 +68,11 @@ class DepthGapConfig(ExperimentConfig):
     n: int = Field(500, ge=2, description="Gaussian draws in d = 2, augmented (P = 2n)")
     hidden: int = Field(50, ge=1, description="units in each hidden layer of the depth-3 net")
     two_layer_hidden: int = Field(100, ge=1, description="hidden units of the two-layer net")
-    init_scale: float = Field(0.05, gt=0, description="initial weights init_scale * N(0, 1)")
-    lr: float = Field(0.05, gt=0, description="gradient-descent step")
-    steps: int = Field(3000, ge=1, description="gradient-descent steps")
+    init_scale: InitScale = 0.05
+    lr: StepSize = 0.05
+    steps: Steps = 3000
     snapshots: int = Field(31, ge=2, description="times at which the odd part is measured")
     test_points: int = Field(10000, ge=10, description="fresh N(0, I_2) points for the example")
-
-
-def _gaussian(n: int, seed: int) -> Tensor:
-    """n draws of N(0, I_2), float64, from a CPU generator seeded with ``seed``."""
-    return torch.randn(n, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 def _target(x: Tensor) -> Tensor:
@@ -87,11 +89,10 @@ def _odd_metrics(run: Trajectory, x: Tensor) -> tuple[np.ndarray, np.ndarray]:
 
 def run(config: DepthGapConfig, ctx: RunContext) -> Outcome:
     """Train both networks on the example's odd target and measure their odd parts."""
-    x = _gaussian(config.n, config.seed)
-    x = whiten(torch.cat([x, -x]))
+    x = gaussian_inputs(config.n, 2, seed=config.seed)
     y = _target(x)
     floor = linear_floor(x, y)
-    steps = sorted({int(s) for s in np.linspace(0, config.steps, config.snapshots).round()})
+    steps = snapshot_steps(config.steps, config.snapshots)
     shapes = {
         "two_layer": (2, config.two_layer_hidden, 1),
         "three_layer": (2, config.hidden, config.hidden, 1),
@@ -99,7 +100,7 @@ def run(config: DepthGapConfig, ctx: RunContext) -> Outcome:
     runs: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
     for name, widths in shapes.items():
-        say(ctx, f"depth-gap: {NETS[name]}")
+        ctx.say(f"depth-gap: {NETS[name]}")
         start = random_init(widths, config.init_scale, seed=config.seed + 1)
         trained = gradient_descent(
             x,
@@ -119,7 +120,7 @@ def run(config: DepthGapConfig, ctx: RunContext) -> Outcome:
             for m, values in (("nonlinearity", nonlinearity), ("even_ratio", even))
             for s, v in zip(steps, values, strict=True)
         ]
-    test = _gaussian(config.test_points, config.seed + 2)
+    test = gaussian_inputs(config.test_points, 2, augment=False, whiten=False, seed=config.seed + 2)
     example = odd_even(depth_gap_example(), test).nonlinearity
     target = odd_even(depth_gap_example(), x).nonlinearity
     rows.append(dict(net="example", step=0, metric="nonlinearity", value=example))
@@ -230,8 +231,8 @@ def _curves_figure(
     bx.set_xlabel("step")
     bx.set_ylabel("nonlinearity of the odd part")
     bx.legend(fontsize=7)
-    save_png(fig, ctx.path("loss_and_nonlinearity.png"))
-    return Figure(
+    return ctx.figure(
+        fig,
         "loss_and_nonlinearity.png",
         "Left: training loss (log scale) of a two-layer (blue) and a depth-3 (red) bias-free ReLU "
         "network on the odd target f*(x) = ReLU(x₁ − |x₂|) − ReLU(−x₁ − |x₂|), with the "
@@ -273,8 +274,8 @@ def _function_figure(ctx: RunContext, runs: dict[str, dict[str, Any]]) -> Figure
     axes[3].set_xlabel("x₁")
     axes[3].set_ylabel("f")
     axes[3].legend(fontsize=7)
-    save_png(fig, ctx.path("functions.png"))
-    return Figure(
+    return ctx.figure(
+        fig,
         "functions.png",
         "The learned functions on [−2.5, 2.5]² in the (whitened) input coordinates, on one "
         "colour scale: the target f* (odd, zero on the wedge |x₁| < |x₂|), the two-layer "

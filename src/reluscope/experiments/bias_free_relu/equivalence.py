@@ -19,7 +19,6 @@ from pydantic import Field, field_validator, model_validator
 
 from reluscope.dynamics import (
     compare,
-    cubic_teacher,
     linear_floor,
     odd_even,
     paired_init,
@@ -27,16 +26,18 @@ from reluscope.dynamics import (
     theory_curve,
     to_module,
 )
-from reluscope.experiments import (
-    Experiment,
-    ExperimentConfig,
-    Figure,
-    Outcome,
-    Prediction,
-    RunContext,
+from reluscope.experiments import Experiment, Figure, Outcome, Prediction, RunContext
+from reluscope.experiments.bias_free_relu.common import (
+    SPEC,
+    InitScale,
+    Slope,
+    Steps,
+    StepSize,
+    TeacherConfig,
+    curve_rows,
+    slope_colour,
 )
-from reluscope.experiments.bias_free_relu.common import SPEC, Slope, curve_rows, say, slope_colour
-from reluscope.report.figures import new_figure, save_png
+from reluscope.report.figures import new_figure
 
 PAIRED_TOLERANCE = 1e-12  # spec 5, prediction 2
 LINEAR_TOLERANCE = 0.01  # spec 5, prediction 3 (ReLU 0.7 %, alpha = 0.5 0.3 %)
@@ -49,7 +50,7 @@ RATIO_TOLERANCE = 0.03
 FLOOR_TOLERANCE = 1e-4  # spec 5, prediction 5
 
 
-class EquivalenceConfig(ExperimentConfig):
+class EquivalenceConfig(TeacherConfig):
     """Quick scale: d = 10, 400 points, 2500 steps. Paper scale: the spec's numerical check
     (d = 20, 1000 symmetric whitened points, H = 100, s0 = 1e-3, lr = 0.01, 6000 steps)."""
 
@@ -60,14 +61,10 @@ class EquivalenceConfig(ExperimentConfig):
         min_length=1,
         description="leaky-ReLU slopes in [0, 1] (0: ReLU, 1: linear)",
     )
-    n: int = Field(200, ge=1, description="Gaussian draws, augmented with their negatives (P = 2n)")
-    d: int = Field(10, ge=1, description="input dimension")
     hidden: int = Field(100, ge=2, description="hidden units (even: the paired start halves it)")
-    init_scale: float = Field(1e-3, gt=0, description="initial weights init_scale * N(0, 1)")
-    lr: float = Field(0.01, gt=0, description="gradient-descent step")
-    steps: int = Field(2500, ge=1, description="gradient-descent steps")
-    linear: float = Field(1.2, description="target y = linear z + cubic z^3, z = x_1")
-    cubic: float = Field(0.5, description="nonlinear odd part of the target")
+    init_scale: InitScale = 1e-3
+    lr: StepSize = 0.01
+    steps: Steps = 2500
 
     @field_validator("alphas")
     @classmethod
@@ -78,16 +75,12 @@ class EquivalenceConfig(ExperimentConfig):
     def _check(self) -> EquivalenceConfig:
         if self.hidden % 2:
             raise ValueError(f"hidden must be even for the paired start; got {self.hidden}")
-        if self.n < self.d:
-            raise ValueError(f"whitening needs n >= d draws; got n={self.n}, d={self.d}")
         return self
 
 
 def run(config: EquivalenceConfig, ctx: RunContext) -> Outcome:
     """Simulate every slope, compare with its equivalent linear network and the closed form."""
-    x, y = cubic_teacher(
-        config.n, config.d, linear=config.linear, cubic=config.cubic, seed=config.seed
-    )
+    x, y = config.teacher()
     floor = linear_floor(x, y)
     widths = (config.d, config.hidden, 1)
     start = random_init(widths, config.init_scale, seed=config.seed + 1)
@@ -95,7 +88,7 @@ def run(config: EquivalenceConfig, ctx: RunContext) -> Outcome:
     rows: list[dict[str, Any]] = []
     runs: dict[float, dict[str, Any]] = {}
     for alpha in config.alphas:
-        say(ctx, f"bias-free-equivalence: alpha = {alpha:g}")
+        ctx.say(f"bias-free-equivalence: alpha = {alpha:g}")
         cmp = compare(x, y, start, alpha=alpha, **train)
         theory = theory_curve(x, y, config.steps, lr=config.lr, alpha=alpha, init=start)
         sim = cmp.bias_free
@@ -115,7 +108,7 @@ def run(config: EquivalenceConfig, ctx: RunContext) -> Outcome:
         rows += curve_rows(cmp.relative_error, "relative_error", run="vs_linear", alpha=alpha)
         rows += curve_rows(theory_error, "relative_error", run="vs_closed_form", alpha=alpha)
     low = config.alphas[0]
-    say(ctx, f"bias-free-equivalence: paired start, alpha = {low:g}")
+    ctx.say(f"bias-free-equivalence: paired start, alpha = {low:g}")
     paired = compare(
         x, y, paired_init(widths, config.init_scale, seed=config.seed + 1), alpha=low, **train
     )
@@ -295,8 +288,8 @@ def _loss_figure(
     bx.set_xlim(0, steps * (1 + min(runs)) / 2)
     bx.set_title("collapse on rescaled time")
     ex.set_ylabel("error vs equivalent linear net (%, dashed)")
-    save_png(fig, ctx.path("loss_curves.png"))
-    return Figure(
+    return ctx.figure(
+        fig,
         "loss_curves.png",
         "Two-layer bias-free leaky-ReLU networks on symmetric whitened data, one colour per "
         "slope α (yellow: ReLU, navy: linear), all from the same small random start. Left: "
@@ -326,8 +319,8 @@ def _error_figure(
         axis.set_xlabel("step t")
         axis.set_ylabel("|ΔL| / L(0)")
         axis.legend(fontsize=7)
-    save_png(fig, ctx.path("relative_error.png"))
-    return Figure(
+    return ctx.figure(
+        fig,
         "relative_error.png",
         "Relative loss gaps, |ΔL(t)| / L(0), on a log scale (values at 0 drawn at 1e-18). Left: "
         "each bias-free network against its equivalent linear network (weights ×√((1+α)/2), "

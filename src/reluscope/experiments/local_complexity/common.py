@@ -1,21 +1,27 @@
 """What the local-complexity experiments share: their data (generated, bundled, or MNIST /
 CIFAR-10 from a data directory, normalised as in the authors' code), the paper's MLP
-initialisation, a training call, and reading series out of tidy records."""
+initialisation, the training configuration and call, reading series out of tidy records, and
+drawing and saving their figures."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Annotated, TypeVar
 
 import numpy as np
 import pandas as pd
 import torch
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure as MplFigure
+from pydantic import AfterValidator, BaseModel
 from torch import nn
 
 from reluscope.data import Dataset, load_data, split, subsample
 from reluscope.errors import InputError
+from reluscope.experiments.outcome import Figure
 from reluscope.experiments.runner import RunContext
+from reluscope.report.figures import save_png
 from reluscope.train import Probe, Schedule, TrainConfig, Trainer
 
 #: Per-channel (mean, std) of the pixels in [0, 1], as normalised in the authors' code.
@@ -25,6 +31,18 @@ NORMALISATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 }
 #: Data sets with their own test files (read as ``name:part=train`` and ``name:part=test``).
 FILE_DATASETS = ("mnist", "cifar10")
+
+_Number = TypeVar("_Number", int, float)
+
+
+def _sorted_distinct_positive(values: list[_Number]) -> list[_Number]:
+    if any(v <= 0 for v in values) or len(set(values)) != len(values):
+        raise ValueError("must be distinct and > 0")
+    return sorted(values)
+
+
+#: A configuration field holding a sweep: distinct numbers > 0, sorted ascending.
+DistinctPositive = Annotated[list[_Number], AfterValidator(_sorted_distinct_positive)]
 
 
 def load_splits(
@@ -98,6 +116,18 @@ def paper_mlp(
     return nn.Sequential(*layers)
 
 
+def data_mlp(data: Dataset, hidden: Sequence[int], gain: float, seed: int) -> nn.Module:
+    """:func:`paper_mlp` with one input per feature of ``data`` and one output per class."""
+    return paper_mlp(data.x[0].numel(), hidden, classes(data), gain, seed)
+
+
+def train_config(config: BaseModel, **values: object) -> TrainConfig:
+    """:meth:`TrainConfig.from_config` of an experiment's ``config`` (which has ``steps``)
+    with ``values``, checkpointing about 20 times per run (at least every 1000 steps)."""
+    every = max(1000, config.steps // 20)
+    return TrainConfig.from_config(config, checkpoint_every=every, **values)
+
+
 def train_run(
     ctx: RunContext,
     name: str,
@@ -123,11 +153,6 @@ def train_run(
         default_schedule=schedule,
     )
     return trainer.fit(), trainer.model
-
-
-def checkpoint_every(steps: int) -> int:
-    """Checkpoint about 20 times per run (at least every 1000 steps for short runs)."""
-    return max(1000, steps // 20)
 
 
 def series(
@@ -189,3 +214,28 @@ def mark_step(ax: Axes, step: int | None, label: str, color: str = "0.4") -> Non
     """A dashed vertical line at ``step`` (plotted at step + 1)."""
     if step is not None:
         ax.axvline(step + 1, color=color, ls="--", lw=0.9, label=label)
+
+
+def phase_marks(phases: dict[str, int]) -> list[tuple[int | None, str, str]]:
+    """The (step, label, colour) marks of the end of the first LC descent and the LC maximum
+    (see :func:`lc_phases`), for :func:`finish_step_axes`."""
+    return [
+        (phases["descent_end"], "end of first descent", "tab:green"),
+        (phases["ascent_end"], "LC maximum", "tab:red"),
+    ]
+
+
+def finish_step_axes(axes: Sequence[Axes], marks: Sequence[tuple[int | None, str, str]]) -> None:
+    """On every axis against training step: the (step, label, colour) ``marks`` as dashed
+    lines (see :func:`mark_step`), the step-axis label and a legend."""
+    for ax in axes:
+        for step, label, color in marks:
+            mark_step(ax, step, label, color)
+        ax.set_xlabel("training step + 1")
+        ax.legend(fontsize="x-small")
+
+
+def save_figure(fig: MplFigure, ctx: RunContext, name: str, caption: str, dpi: int = 110) -> Figure:
+    """Save ``fig`` as the PNG ``name`` in the run directory; its outcome entry with ``caption``."""
+    save_png(fig, ctx.path(name), dpi=dpi)
+    return Figure(name, caption)

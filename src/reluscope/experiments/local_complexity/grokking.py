@@ -14,8 +14,8 @@ from pydantic import Field
 from reluscope.experiments import Experiment, ExperimentConfig, Figure, Outcome, Prediction
 from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
-from reluscope.report.figures import new_figure, save_png
-from reluscope.train import TrainConfig, log_steps, probes
+from reluscope.report.figures import new_figure
+from reluscope.train import log_steps, probes
 
 SOURCE = "spec local_complexity.md §5, prediction 15 (Humayun et al. 2024)"
 #: Train accuracy from which the run counts as interpolating.
@@ -73,22 +73,8 @@ class GrokkingConfig(ExperimentConfig):
 def run(config: GrokkingConfig, ctx: RunContext) -> Outcome:
     c = config
     train, test = common.load_splits(c.data, c.n_train, c.n_test, c.data_dir, c.seed)
-    model = common.paper_mlp(
-        train.x[0].numel(), c.hidden, common.classes(train), c.init_gain, c.seed
-    )
-    train_config = TrainConfig(
-        steps=c.steps,
-        batch_size=c.batch_size,
-        optimizer="adamw",
-        lr=c.lr,
-        weight_decay=c.weight_decay,
-        init_scale=c.init_scale,
-        loss=c.loss,
-        dtype=c.dtype,
-        device=c.device,
-        seed=c.seed,
-        checkpoint_every=common.checkpoint_every(c.steps),
-    )
+    model = common.data_mlp(train, c.hidden, c.init_gain, c.seed)
+    train_config = common.train_config(c, optimizer="adamw")
     probe_list = [
         probes.accuracy_loss(),
         probes.neighborhood(c.radius, c.n_vertices, n_points=c.n_points, seed=c.seed),
@@ -212,15 +198,13 @@ def _figure(
     ax = axes[2]
     common.plot_series(ax, common.series(records, "weight_fro"), "all weights", band=False)
     ax.set_ylabel("Frobenius norm of the weights")
-    for ax in axes:
-        for key, color in (("descent_end", "tab:green"), ("ascent_end", "tab:red")):
-            common.mark_step(ax, phases[key], key.replace("_", " "), color)
-        if math.isfinite(acc["train_step"]):
-            common.mark_step(ax, int(acc["train_step"]), "interpolation")
-        ax.set_xlabel("training step + 1")
-        ax.legend(fontsize="x-small")
-    save_png(fig, ctx.path("grokking.png"))
-    return Figure(
+    marks = common.phase_marks(phases)
+    if math.isfinite(acc["train_step"]):
+        marks.append((int(acc["train_step"]), "interpolation", "0.4"))
+    common.finish_step_axes(axes, marks)
+    return common.save_figure(
+        fig,
+        ctx,
         "grokking.png",
         "Left: train and test accuracy (log step axis; bands +-1 standard error). Middle: "
         "Humayun et al.'s neighbourhood local complexity, the mean number of neurons whose "

@@ -10,14 +10,14 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 from scipy.stats import spearmanr
 
 from reluscope.experiments import Experiment, ExperimentConfig, Figure, Outcome, Prediction
 from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
-from reluscope.report.figures import new_figure, save_png
-from reluscope.train import Schedule, TrainConfig, probes, records_frame
+from reluscope.report.figures import new_figure
+from reluscope.train import Schedule, probes, records_frame
 
 SOURCE = "spec local_complexity.md §5, prediction 14 (Prop. 17, App. A.10)"
 #: Spearman correlation from which LC change counts as following the parameter movement.
@@ -47,42 +47,28 @@ class InitScaleConfig(ExperimentConfig):
     n_train: int = Field(1000, ge=10)
     n_test: int = Field(500, ge=10)
     depth: int = Field(2, ge=1, description="hidden layers")
-    widths: list[int] = Field([32, 128, 512], min_length=2, description="hidden widths")
-    init_scales: list[float] = Field([0.5, 1.0, 2.0, 4.0], min_length=2, description="alpha")
+    widths: common.DistinctPositive[int] = Field(
+        [32, 128, 512], min_length=2, description="hidden widths"
+    )
+    init_scales: common.DistinctPositive[float] = Field(
+        [0.5, 1.0, 2.0, 4.0], min_length=2, description="alpha"
+    )
     lr: float = Field(0.05, gt=0, description="SGD learning rate")
     batch_size: int = Field(64, ge=1)
     steps: int = Field(1000, ge=1)
     n_points: int = Field(256, ge=8, description="training points LC is measured on")
     sigma: float = Field(0.01, gt=0, description="LC bias-noise scale")
 
-    @field_validator("widths", "init_scales")
-    @classmethod
-    def _positive_distinct(cls, values: list) -> list:
-        if any(v <= 0 for v in values) or len(set(values)) != len(values):
-            raise ValueError("must be distinct and > 0")
-        return sorted(values)
-
 
 def run(config: InitScaleConfig, ctx: RunContext) -> Outcome:
     c = config
     train, test = common.load_splits(c.data, c.n_train, c.n_test, c.data_dir, c.seed)
-    dim, out = train.x[0].numel(), common.classes(train)
     schedule = Schedule(frozenset({0, c.steps}))
     frames = []
     for width in c.widths:
         for alpha in c.init_scales:
             name = f"width_{width}_alpha_{alpha:g}"
-            train_config = TrainConfig(
-                steps=c.steps,
-                batch_size=c.batch_size,
-                optimizer="sgd",
-                lr=c.lr,
-                init_scale=alpha,
-                loss="ce",
-                device=c.device,
-                seed=c.seed,
-                checkpoint_every=common.checkpoint_every(c.steps),
-            )
+            train_config = common.train_config(c, optimizer="sgd", init_scale=alpha, loss="ce")
             # the same noise draws at both steps (seed fixed), so the change is not noise
             probe_list = [
                 probes.accuracy_loss(),
@@ -90,7 +76,7 @@ def run(config: InitScaleConfig, ctx: RunContext) -> Outcome:
                     c.sigma, splits=("train",), n_points=c.n_points, seed=c.seed
                 ),
             ]
-            init = common.paper_mlp(dim, [width] * c.depth, out, math.sqrt(2), c.seed)
+            init = common.data_mlp(train, [width] * c.depth, math.sqrt(2), c.seed)
             start = alpha * parameter_vector(init)
             records, model = common.train_run(
                 ctx, name, init, train, test, train_config, probe_list, schedule
@@ -205,8 +191,9 @@ def _figure(table: pd.DataFrame, ctx: RunContext) -> Figure:
     ax.set_xlabel("||theta_T - theta_0|| / ||theta_0||")
     ax.set_ylabel("|LC_T - LC_0| / LC_0")
     ax.legend(fontsize="small")
-    save_png(fig, ctx.path("init_scale.png"))
-    return Figure(
+    return common.save_figure(
+        fig,
+        ctx,
         "init_scale.png",
         "Left: relative change of the local complexity at the training points between "
         "initialisation and the end of training, for every hidden width and init scale alpha "

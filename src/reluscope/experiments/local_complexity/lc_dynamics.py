@@ -13,8 +13,8 @@ from pydantic import Field
 from reluscope.experiments import Experiment, ExperimentConfig, Figure, Outcome, Prediction
 from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
-from reluscope.report.figures import new_figure, save_png
-from reluscope.train import TrainConfig, log_steps, probes
+from reluscope.report.figures import new_figure
+from reluscope.train import log_steps, probes
 
 SOURCE = "spec local_complexity.md §5, prediction"
 #: Train accuracy from which the run counts as interpolating.
@@ -71,21 +71,8 @@ def run(config: LCDynamicsConfig, ctx: RunContext) -> Outcome:
     c = config
     train, test = common.load_splits(c.data, c.n_train, c.n_test, c.data_dir, c.seed)
     lo, hi = float(min(train.x.min(), test.x.min())), float(max(train.x.max(), test.x.max()))
-    model = common.paper_mlp(
-        train.x[0].numel(), c.hidden, common.classes(train), c.init_gain, c.seed
-    )
-    train_config = TrainConfig(
-        steps=c.steps,
-        batch_size=c.batch_size,
-        optimizer="adamw",
-        lr=c.lr,
-        weight_decay=c.weight_decay,
-        loss="ce",
-        dtype=c.dtype,
-        device=c.device,
-        seed=c.seed,
-        checkpoint_every=common.checkpoint_every(c.steps),
-    )
+    model = common.data_mlp(train, c.hidden, c.init_gain, c.seed)
+    train_config = common.train_config(c, optimizer="adamw", loss="ce")
     n = c.n_points
     probe_list = [
         probes.accuracy_loss(),
@@ -220,7 +207,6 @@ def _predictions(facts: dict[str, Any]) -> list[Prediction]:
 
 def _figure(records: pd.DataFrame, facts: dict[str, Any], ctx: RunContext) -> Figure:
     fig, axes = new_figure(2, 2, size=(4.6, 3.3))
-    interp = facts["interp"]
     ax = axes[0]
     for split in ("train", "test"):
         common.plot_series(ax, common.series(records, "lc", split), f"LC {split}")
@@ -240,14 +226,13 @@ def _figure(records: pd.DataFrame, facts: dict[str, Any], ctx: RunContext) -> Fi
     ):
         common.plot_series(ax, common.series(records, metric, split), label)
     ax.set_ylabel("accuracy")
-    for ax in axes:
-        common.mark_step(ax, interp, "interpolation")
-        if "peak" in facts:
-            common.mark_step(ax, facts["peak"], "LC max after interp.", color="tab:red")
-        ax.set_xlabel("training step + 1")
-        ax.legend(fontsize="x-small")
-    save_png(fig, ctx.path("lc_dynamics.png"))
-    return Figure(
+    marks = [(facts["interp"], "interpolation", "0.4")]
+    if "peak" in facts:
+        marks.append((facts["peak"], "LC max after interp.", "tab:red"))
+    common.finish_step_axes(axes, marks)
+    return common.save_figure(
+        fig,
+        ctx,
         "lc_dynamics.png",
         "Training dynamics of the MLP against step + 1 (log scale), bands = +-1 standard error "
         "over points. Top left: local complexity (theory preset, sigma as configured) at train "

@@ -11,8 +11,6 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.axes import Axes
-from matplotlib.collections import LineCollection, PolyCollection
 from pydantic import Field
 
 from reluscope.data import Dataset
@@ -22,8 +20,9 @@ from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
 from reluscope.io import atomic_write
 from reluscope.regions import PlanePartition, plane_through
-from reluscope.report.figures import new_figure, save_png
-from reluscope.train import TrainConfig, log_steps, probes, records_frame
+from reluscope.regions.plot import draw_plane
+from reluscope.report.figures import new_figure
+from reluscope.train import log_steps, probes, records_frame
 
 SOURCE = "spec local_complexity.md §3.3 and §5, prediction 15 (Humayun et al. 2024)"
 #: Where the three points of each plane are saved (a float64 tensor (planes, 3, *input_shape)).
@@ -111,25 +110,12 @@ def plane_points(data: Dataset, n_planes: int, seed: int) -> torch.Tensor:
 def run(config: RegionMigrationConfig, ctx: RunContext) -> Outcome:
     c = config
     train, test = common.load_splits(c.data, c.n_train, c.n_test, c.data_dir, c.seed)
-    dim, out = train.x[0].numel(), common.classes(train)
     points = plane_points(train, c.n_planes, c.seed)
 
     def build() -> torch.nn.Module:
-        return common.paper_mlp(dim, c.hidden, out, c.init_gain, c.seed)
+        return common.data_mlp(train, c.hidden, c.init_gain, c.seed)
 
-    train_config = TrainConfig(
-        steps=c.steps,
-        batch_size=c.batch_size,
-        optimizer="adamw",
-        lr=c.lr,
-        weight_decay=c.weight_decay,
-        init_scale=c.init_scale,
-        loss=c.loss,
-        dtype=c.dtype,
-        device=c.device,
-        seed=c.seed,
-        checkpoint_every=common.checkpoint_every(c.steps),
-    )
+    train_config = common.train_config(c, optimizer="adamw")
     snapshots = ctx.subdir(SNAPSHOTS)
     probe_list = [
         probes.accuracy_loss(),
@@ -289,25 +275,6 @@ def _plane_mean(records: pd.DataFrame, n_planes: int) -> pd.DataFrame:
     return rows.pivot_table(index="step", columns="metric", values="value", aggfunc="mean")
 
 
-def draw_partition(ax: Axes, part: PlanePartition, segments: np.ndarray, seed: int = 0) -> None:
-    """Draw ``part`` onto ``ax``: regions in random colours with thin edges, the decision
-    boundary ``segments`` (m, 2, 2) in red and the marked points in black."""
-    polys = part.polygon_list()
-    colors = np.random.default_rng(seed).uniform(0.4, 0.95, size=(len(polys), 3))
-    ax.add_collection(PolyCollection(polys, facecolors=colors, edgecolors="k", linewidths=0.08))
-    if len(segments):
-        ax.add_collection(LineCollection(segments, colors="crimson", linewidths=1.0))
-    if part.marked_points is not None:
-        pts = part.marked_points.cpu().numpy()
-        ax.scatter(pts[:, 0], pts[:, 1], c="k", s=14, edgecolors="w", linewidths=0.6, zorder=3)
-    s0, s1, t0, t1 = part.extent
-    ax.set_xlim(s0, s1)
-    ax.set_ylim(t0, t1)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
 def _grid_figure(
     shown: list[tuple[int, int, PlanePartition, np.ndarray]], ctx: RunContext
 ) -> Figure:
@@ -316,10 +283,13 @@ def _grid_figure(
     fig, axes = new_figure(len(steps), len(planes), size=(2.8, 2.8))
     for k, step, part, segments in shown:
         ax = axes[planes.index(k) * len(steps) + steps.index(step)]
-        draw_partition(ax, part, segments)
+        draw_plane(ax, part, points=part.marked_points, edge_width=0.08, segments=segments)
+        ax.set_xticks([])
+        ax.set_yticks([])
         ax.set_title(f"plane {k}, step {step}: {part.num_regions} regions", fontsize=8)
-    save_png(fig, ctx.path("regions_grid.png"), dpi=120)
-    return Figure(
+    return common.save_figure(
+        fig,
+        ctx,
         "regions_grid.png",
         "Exact linear regions of the network on planes through three training points of "
         "different classes (black dots), one row per plane, at step 0, the end of the first "
@@ -327,6 +297,7 @@ def _grid_figure(
         "and the end. Regions in random colours, region edges in black, decision boundary in "
         "red. Region migration predicts that after the maximum the edges thin out around the "
         "points and crowd along the red boundary.",
+        dpi=120,
     )
 
 
@@ -346,14 +317,12 @@ def _stats_figure(
     ax = axes[2]
     ax.plot(x, mean["regions"], "o-", label="regions")
     ax.set_ylabel("regions on the plane")
-    for ax in axes:
+    for ax in axes[1:]:
         ax.set_xscale("log")
-        ax.set_xlabel("training step + 1")
-        common.mark_step(ax, phases["descent_end"], "end of first descent", "tab:green")
-        common.mark_step(ax, phases["ascent_end"], "LC maximum", "tab:red")
-        ax.legend(fontsize="x-small")
-    save_png(fig, ctx.path("migration.png"))
-    return Figure(
+    common.finish_step_axes(axes, common.phase_marks(phases))
+    return common.save_figure(
+        fig,
+        ctx,
         "migration.png",
         "Left: neighbourhood LC at the training points over training (bands +-1 standard "
         "error), which sets the checkpoints. Middle: density of region vertices (corners of "

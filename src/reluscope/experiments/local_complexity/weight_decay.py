@@ -8,13 +8,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from reluscope.experiments import Experiment, ExperimentConfig, Figure, Outcome, Prediction
 from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
-from reluscope.report.figures import new_figure, save_png
-from reluscope.train import Schedule, TrainConfig, probes
+from reluscope.report.figures import new_figure
+from reluscope.train import Schedule, probes
 
 SOURCE = "spec local_complexity.md §5, prediction 13 (paper: R^2 = 0.6972)"
 #: The paper's R^2 of the linear fit; the linearity claim asks for at least this much.
@@ -46,18 +46,13 @@ class WeightDecayConfig(ExperimentConfig):
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1)
     steps: int = Field(2000, ge=1, description="AdamW steps per lambda")
-    lambdas: list[float] = Field(
-        [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0], min_length=3, description="weight decays"
+    lambdas: common.DistinctPositive[float] = Field(
+        [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0],
+        min_length=3,
+        description="weight decays (> 0: log(1/lambda) is fitted)",
     )
     n_points: int = Field(256, ge=8, description="training points the final LC is measured on")
     sigma: float = Field(0.01, gt=0, description="LC bias-noise scale")
-
-    @field_validator("lambdas")
-    @classmethod
-    def _positive_distinct(cls, values: list[float]) -> list[float]:
-        if any(v <= 0 for v in values) or len(set(values)) != len(values):
-            raise ValueError("weight decays must be distinct and > 0 (log(1/lambda) is fitted)")
-        return sorted(values)
 
 
 def run(config: WeightDecayConfig, ctx: RunContext) -> Outcome:
@@ -66,20 +61,8 @@ def run(config: WeightDecayConfig, ctx: RunContext) -> Outcome:
     schedule = Schedule(frozenset({0, c.steps}))
     frames = []
     for lam in c.lambdas:
-        model = common.paper_mlp(
-            train.x[0].numel(), c.hidden, common.classes(train), c.init_gain, c.seed
-        )
-        train_config = TrainConfig(
-            steps=c.steps,
-            batch_size=c.batch_size,
-            optimizer="adamw",
-            lr=c.lr,
-            weight_decay=lam,
-            loss="ce",
-            device=c.device,
-            seed=c.seed,
-            checkpoint_every=common.checkpoint_every(c.steps),
-        )
+        model = common.data_mlp(train, c.hidden, c.init_gain, c.seed)
+        train_config = common.train_config(c, optimizer="adamw", weight_decay=lam, loss="ce")
         probe_list = [
             probes.accuracy_loss(),
             probes.local_complexity(c.sigma, splits=("train",), n_points=c.n_points),
@@ -184,8 +167,9 @@ def _figure(table: pd.DataFrame, fit: dict[str, float], ctx: RunContext) -> Figu
     ax.set_xlabel("weight decay lambda")
     ax.set_ylabel("final accuracy")
     ax.legend(fontsize="small")
-    save_png(fig, ctx.path("weight_decay.png"))
-    return Figure(
+    return common.save_figure(
+        fig,
+        ctx,
         "weight_decay.png",
         "Left: local complexity at the training points at the end of training (error bars: "
         "+-1 standard error over points) against ln(1/lambda), one run per weight decay "

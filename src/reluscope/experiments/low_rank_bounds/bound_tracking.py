@@ -34,7 +34,7 @@ from reluscope.experiments import (
 )
 from reluscope.experiments.local_complexity.common import classes, load_splits
 from reluscope.experiments.low_rank_bounds import common
-from reluscope.report.figures import new_figure, save_png
+from reluscope.report.figures import new_figure
 from reluscope.train import Probe, ProbeContext, TrainConfig, Trainer, log_steps, probes
 
 SOURCE = f"{common.SPEC} §6.2, prediction 4"
@@ -165,21 +165,14 @@ def run(config: BoundTrackingConfig, ctx: RunContext) -> Outcome:
         noisy_test = noisy_labels(test, noise, num_classes, c.seed + 2)
         for variant in c.variants:
             name = f"{variant}_noise_{noise:g}"
-            common.say(ctx, f"bound-tracking: {name}")
+            ctx.say(f"bound-tracking: {name}")
             rank = c.rank if variant == "low-rank" else None
             trainer = Trainer(
                 common.bias_free_mlp(widths, rank, c.seed),
                 noisy_train,
                 noisy_test,
-                TrainConfig(
-                    steps=c.steps,
-                    batch_size=c.batch_size,
-                    optimizer="adam",
-                    lr=c.lr,
-                    loss="ce",
-                    device=c.device,
-                    seed=c.seed,
-                    checkpoint_every=max(1000, c.steps // 10),
+                TrainConfig.from_config(
+                    c, optimizer="adam", loss="ce", checkpoint_every=max(1000, c.steps // 10)
                 ),
                 probes=[probes.accuracy_loss(), bounds_probe(c)],
                 run_dir=ctx.subdir(name),
@@ -377,8 +370,8 @@ def _curves_figure(ctx: RunContext, table: pd.DataFrame, c: BoundTrackingConfig)
     ax.set_xlabel("final generalisation gap")
     ax.set_ylabel("final log10 bound")
     ax.legend(fontsize="x-small")
-    save_png(fig, ctx.path("bound_tracking.png"))
-    return Figure(
+    return ctx.figure(
+        fig,
         "bound_tracking.png",
         "Bias-free MLPs trained on labels of which a fraction (colour, 0 = dark) was moved to "
         f"another class, dense (solid) or with every layer of rank {c.rank} (dashed). Left: "
@@ -402,8 +395,8 @@ def _tau_figure(ctx: RunContext, taus: pd.DataFrame) -> Figure:
     ax.set_ylim(-1, 1)
     ax.set_ylabel("Kendall tau with the gap")
     ax.legend(fontsize="small")
-    save_png(fig, ctx.path("kendall_tau.png"))
-    return Figure(
+    return ctx.figure(
+        fig,
         "kendall_tau.png",
         "Kendall's tau-b between each bound (log10) and the generalisation gap, across the "
         "final networks of the sweep and across every probed step of every run: +1 when the "

@@ -1,19 +1,20 @@
 """What the low-rank-bound experiments share: bias-free (optionally factorised) MLPs, training
-with spectral-norm clipping, dense copies for the bounds, tidy bound rows, log-log slopes and
-Kendall's tau."""
+with spectral-norm clipping, the bounds of the trained networks as tidy rows, curves read back
+from the records, log-log slopes and Kendall's tau."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from pydantic import Field
 from torch import nn
 
-from reluscope.bounds import BoundResult, NetworkNorms
+from reluscope.bounds import BoundResult, BoundTable, NetworkNorms, compare
 from reluscope.data import Dataset
 from reluscope.experiments.config import ExperimentConfig
 from reluscope.experiments.local_complexity.common import load_splits
@@ -62,31 +63,10 @@ def splits(config: TrainedSweepConfig) -> tuple[Dataset, Dataset]:
     return load_splits(config.data, config.n_train, config.n_test, config.data_dir, config.seed)
 
 
-def fit_clipped(config: TrainedSweepConfig, train: Dataset) -> Callable[[nn.Module], nn.Module]:
-    """``model -> train_clipped(model, train, ...)`` with ``config``'s training settings."""
-    return lambda model: train_clipped(
-        model,
-        train,
-        steps=config.steps,
-        lr=config.lr,
-        batch_size=config.batch_size,
-        max_norm=config.max_norm,
-        clip_every=config.clip_every,
-        seed=config.seed,
-        device=config.device,
-    )
-
-
 def accuracy(model: nn.Module, data: Dataset) -> float:
     """The fraction of ``data``'s points that ``model`` classifies correctly."""
     with torch.no_grad():
         return float((model(data.x).argmax(dim=1) == data.y).double().mean())
-
-
-def say(ctx: RunContext, text: str) -> None:
-    """Print a progress line on the run's console, if it has one and progress is on."""
-    if ctx.progress and ctx.console is not None:
-        ctx.console.log(text)
 
 
 def bias_free_mlp(widths: Sequence[int], rank: int | None, seed: int) -> nn.Module:
@@ -139,20 +119,34 @@ def train_clipped(
     return model.cpu().eval()
 
 
-def trained(
+def trained_mlp(
     ctx: RunContext,
+    config: TrainedSweepConfig,
     name: str,
-    build: Callable[[], nn.Module],
-    fit: Callable[[nn.Module], nn.Module],
+    widths: Sequence[int],
+    rank: int | None,
+    train: Dataset,
 ) -> nn.Module:
-    """``fit(build())``, saved as ``NAME/model.pt`` in the run directory; when that file exists
-    (an interrupted run being resumed) the saved weights are loaded into ``build()`` instead."""
+    """``bias_free_mlp(widths, rank, config.seed)`` trained on ``train`` by
+    :func:`train_clipped` with ``config``'s settings, saved as ``NAME/model.pt`` in the run
+    directory; when that file exists (an interrupted run being resumed) the saved weights are
+    loaded instead."""
     path = ctx.subdir(name) / "model.pt"
-    model = build()
+    model = bias_free_mlp(widths, rank, config.seed)
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
         return model.eval()
-    model = fit(model)
+    model = train_clipped(
+        model,
+        train,
+        steps=config.steps,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        max_norm=config.max_norm,
+        clip_every=config.clip_every,
+        seed=config.seed,
+        device=config.device,
+    )
     atomic_write(path, lambda tmp: torch.save(model.state_dict(), tmp))
     return model
 
@@ -166,6 +160,51 @@ def bound_rows(results: Iterable[BoundResult], **tags: Any) -> list[dict[str, An
         for metric in BOUND_METRICS:
             rows.append(dict(tags, bound=result.name, metric=metric, value=record[metric]))
     return rows
+
+
+def trained_rows(
+    config: TrainedSweepConfig, model: nn.Module, train: Dataset, test: Dataset, **tags: Any
+) -> tuple[BoundTable, list[dict[str, Any]]]:
+    """The bounds of the trained bias-free ``model`` on ``train`` (:func:`compare` at its
+    norms and exact ranks, with ``config``'s margin, delta and constants) and tidy rows, tagged
+    part='trained' and ``tags``: every bound's numbers (:func:`bound_rows`), the train and test
+    accuracy, and per layer (1-based ``layer``) its spectral norm, exact rank and stable rank."""
+    table = compare(
+        model,
+        train.x,
+        train.y,
+        margin=config.margin,
+        delta=config.delta,
+        C1=config.C1,
+        C2=config.C2,
+        biases="error",
+    )
+    tags = dict(part="trained", **tags)
+    rows = bound_rows(table.results, **tags)
+    for metric, data in (("train_accuracy", train), ("test_accuracy", test)):
+        rows.append(dict(tags, metric=metric, value=accuracy(model, data)))
+    norms = table.norms
+    for metric, values in (
+        ("spectral_norm", norms.spectral),
+        ("rank", norms.ranks),
+        ("stable_rank", norms.stable_ranks),
+    ):
+        for layer, value in enumerate(values, start=1):
+            rows.append(dict(tags, metric=metric, layer=str(layer), value=value))
+    return table, rows
+
+
+def curve(
+    records: pd.DataFrame, index: str, part: str, metric: str, bound: str | None = None
+) -> pd.Series:
+    """The values of one ``metric`` of ``part`` (of one ``bound`` when given; layer totals
+    only, no per-layer rows) against the column ``index``, sorted by it."""
+    rows = records[(records["part"] == part) & (records["metric"] == metric)]
+    if "layer" in rows:
+        rows = rows[rows["layer"].isna()]
+    if bound is not None:
+        rows = rows[rows["bound"] == bound]
+    return rows.set_index(index)["value"].sort_index()
 
 
 def worst_case_norms(widths: Sequence[int], norm: float, ranks: Sequence[int]) -> NetworkNorms:

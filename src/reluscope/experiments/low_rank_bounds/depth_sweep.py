@@ -30,7 +30,6 @@ from pydantic import Field, field_validator
 from reluscope.bounds import (
     SampleStats,
     bft_bound,
-    compare,
     grs_bound,
     low_rank_bound,
     nbs_bound,
@@ -40,7 +39,7 @@ from reluscope.errors import InputError
 from reluscope.experiments import Experiment, Figure, Outcome, Prediction, RunContext
 from reluscope.experiments.local_complexity.common import classes
 from reluscope.experiments.low_rank_bounds import common
-from reluscope.report.figures import new_figure, save_png
+from reluscope.report.figures import new_figure
 
 SOURCE = f"{common.SPEC} §6.2, prediction 1"
 #: Tolerance of the closed-form (a priori) checks: they are exact up to rounding.
@@ -101,14 +100,10 @@ def run(config: DepthSweepConfig, ctx: RunContext) -> Outcome:
     for depth in c.depths:
         widths = (d0, *[c.width] * (depth - 1), out)
         rows += _a_priori(c, widths, sample)
-        common.say(ctx, f"depth-sweep: training depth {depth}")
-        model = common.trained(
-            ctx,
-            f"depth_{depth}",
-            lambda widths=widths: common.bias_free_mlp(widths, c.rank, c.seed),
-            common.fit_clipped(c, train),
-        )
-        rows += _trained_rows(c, model, train, test, depth)
+        ctx.say(f"depth-sweep: training depth {depth}")
+        model = common.trained_mlp(ctx, c, f"depth_{depth}", widths, c.rank, train)
+        _, trained = common.trained_rows(c, model, train, test, depth=depth)
+        rows += trained
     records = pd.DataFrame(rows)
     numbers = _numbers(records, c)
     return Outcome(
@@ -142,38 +137,9 @@ def _a_priori(c: DepthSweepConfig, widths: tuple[int, ...], sample: SampleStats)
     return common.bound_rows(results, part="a priori", depth=depth)
 
 
-def _trained_rows(c: DepthSweepConfig, model, train, test, depth: int) -> list[dict[str, Any]]:
-    """Every bound of the trained network at its norms and exact ranks, its accuracies, and
-    per layer its spectral norm, exact rank and stable rank."""
-    table = compare(
-        model, train.x, train.y, margin=c.margin, delta=c.delta, C1=c.C1, C2=c.C2, biases="error"
-    )
-    rows = common.bound_rows(table.results, part="trained", depth=depth)
-    for name, data in (("train_accuracy", train), ("test_accuracy", test)):
-        rows.append(
-            dict(part="trained", depth=depth, metric=name, value=common.accuracy(model, data))
-        )
-    norms = table.norms
-    for metric, values in (
-        ("spectral_norm", norms.spectral),
-        ("rank", norms.ranks),
-        ("stable_rank", norms.stable_ranks),
-    ):
-        for layer, value in enumerate(values, start=1):
-            rows.append(
-                dict(part="trained", depth=depth, metric=metric, layer=str(layer), value=value)
-            )
-    return rows
-
-
 def curve(records: pd.DataFrame, part: str, metric: str, bound: str | None = None) -> pd.Series:
     """One metric of one bound (totals, not per layer) against depth."""
-    rows = records[(records["part"] == part) & (records["metric"] == metric)]
-    if "layer" in rows:
-        rows = rows[rows["layer"].isna()]
-    if bound is not None:
-        rows = rows[rows["bound"] == bound]
-    return rows.set_index("depth")["value"].sort_index()
+    return common.curve(records, "depth", part, metric, bound)
 
 
 def structure(depths: np.ndarray, log10_factor: np.ndarray) -> dict[str, float]:
@@ -341,8 +307,8 @@ def _figure(ctx: RunContext, records: pd.DataFrame, c: DepthSweepConfig) -> Figu
     ax.set_xlabel("depth L")
     ax.set_ylabel("log10 complexity term, trained nets")
     ax.legend(fontsize="x-small")
-    save_png(fig, ctx.path("depth_sweep.png"))
-    return Figure(
+    return ctx.figure(
+        fig,
         "depth_sweep.png",
         f"Bias-free MLPs of depth L with hidden width {c.width}, every layer of rank r = "
         f"{c.rank} and spectral norm at most B = {c.max_norm:g}. Left: log10 of the bounds' "

@@ -37,14 +37,14 @@ from reluscope.experiments import (
     Prediction,
     RunContext,
 )
+from reluscope.experiments.low_rank_bounds import common
 from reluscope.measures.neural_collapse import neural_collapse
 from reluscope.measures.weight_ranks import weight_ranks
 from reluscope.nets.trace import trace
 from reluscope.nets.zoo import mlp
-from reluscope.report.figures import new_figure, save_png
+from reluscope.report.figures import new_figure
 from reluscope.train import Probe, ProbeContext, TrainConfig, Trainer, log_steps, probes
 
-SPEC = "spec low_rank_bounds.md"
 NC1_DROP = 10.0  # NC1 falls by at least an order of magnitude over the TPT
 NC4_TOLERANCE = 0.01  # nearest class mean disagrees with the network on <= 1 % of points
 NC_METRICS = (
@@ -238,33 +238,16 @@ def bound_rows(net, x, y, config: NeuralCollapseConfig, ctx: ProbeContext) -> li
 
 
 # ----------------------------------------------------------------------------- run
-def say(ctx: RunContext, text: str) -> None:
-    """A progress line on the run's console, if it has one and progress is on."""
-    if ctx.progress and ctx.console is not None:
-        ctx.console.log(text)
-
-
 def run(config: NeuralCollapseConfig, ctx: RunContext) -> Outcome:
     """Train, measure along the way, and judge the spec's predictions on the records."""
     train, test, classes = prepare_data(config)
     model = build_model(config, train.x[0].numel(), classes)
     layers = weight_layer_names(model)
     schedule = log_steps(config.steps, config.probes)
-    train_config = TrainConfig(
-        steps=config.steps,
-        batch_size=config.batch_size,
-        optimizer="sgd",
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        init_scale=config.init_scale,
-        schedule=config.schedule,
-        loss="ce",
-        seed=config.seed,
-        device=config.device,
-        checkpoint_every=max(config.steps // 10, 1),
+    train_config = TrainConfig.from_config(
+        config, optimizer="sgd", loss="ce", checkpoint_every=max(config.steps // 10, 1)
     )
-    say(ctx, f"neural-collapse: training {[train.x[0].numel(), *config.hidden, classes]}")
+    ctx.say(f"neural-collapse: training {[train.x[0].numel(), *config.hidden, classes]}")
     trainer = Trainer(
         model,
         train,
@@ -366,21 +349,21 @@ def _predictions(n: dict[str, float], s: Series, classes: int) -> list[Predictio
             "from the first step at 100 % train accuracy to the end of training",
             passed=bool(interp is not None and n["nc1_drop"] >= NC1_DROP),
             measured=nc1,
-            source=f"{SPEC} §6.2 item 5 (NC1 -> 0 in the TPT; Papyan et al. 2020)",
+            source=f"{common.SPEC} §6.2 item 5 (NC1 -> 0 in the TPT; Papyan et al. 2020)",
         ),
         Prediction(
             claim=f"The top hidden weight layer ({top}) ends with numerical rank <= C = {classes} "
             f"(singular values above rank_rtol * sigma_1)",
             passed=bool(rank <= classes),
             measured=f"numerical ranks at the end: {ranks} (weight layers, input first)",
-            source=f"{SPEC} §4.1 and §6.2 item 5 (top-layer ranks -> C)",
+            source=f"{common.SPEC} §4.1 and §6.2 item 5 (top-layer ranks -> C)",
         ),
         Prediction(
             claim=f"NC4: the nearest class mean of the penultimate features agrees with the "
             f"network's prediction on all but <= {NC4_TOLERANCE:.0%} of the training points",
             passed=bool(n["nc4_end"] <= NC4_TOLERANCE),
             measured=f"disagreement {n['nc4_end']:.2%} at the end",
-            source=f"{SPEC} §4.2 (NC4)",
+            source=f"{common.SPEC} §4.2 (NC4)",
         ),
         Prediction(
             claim="At the end, the spec's rule finds collapsed hidden layers (numerical rank <= C "
@@ -393,7 +376,7 @@ def _predictions(n: dict[str, float], s: Series, classes: int) -> list[Predictio
             f"truncated to rank <= C: train accuracy {n['rank_c_train_accuracy_end']:.2%}, test "
             f"{n['rank_c_test_accuracy_end']:.2%} (untruncated {n['train_accuracy_end']:.2%}, "
             f"{n['test_accuracy_end']:.2%})",
-            source=f"{SPEC} §6.1 item 8 and §6.2 item 5 (our derivation)",
+            source=f"{common.SPEC} §6.1 item 8 and §6.2 item 5 (our derivation)",
         ),
     ]
 
@@ -426,6 +409,15 @@ def _mark(ax, s: Series) -> None:
         ax.axvline(s.interpolation, color="grey", lw=0.8, ls=":")
 
 
+def _finish(ctx: RunContext, fig, axes, s: Series, name: str, caption: str) -> Figure:
+    """Every panel of ``axes`` with the step axis of :func:`_mark` and a legend; ``fig`` saved
+    as ``name`` in the run directory, returned as a Figure with ``caption``."""
+    for ax in axes:
+        _mark(ax, s)
+        ax.legend(fontsize=6)
+    return ctx.figure(fig, name, caption)
+
+
 def _nc_figure(ctx: RunContext, s: Series) -> Figure:
     fig, axes = new_figure(2, 2, size=(4.6, 3.3))
     a, b, c, d = axes
@@ -449,11 +441,11 @@ def _nc_figure(ctx: RunContext, s: Series) -> Figure:
         d.plot((1 - s.get("accuracy", split=part)).clip(lower=eps), ls=ls, label=f"{part} error")
     d.set_yscale("log")
     d.set_title(f"NC4 and errors (floored at {eps:g})")
-    for ax in axes:
-        _mark(ax, s)
-        ax.legend(fontsize=6)
-    save_png(fig, ctx.path("nc_metrics.png"))
-    return Figure(
+    return _finish(
+        ctx,
+        fig,
+        axes,
+        s,
         "nc_metrics.png",
         "Neural collapse of the MLP's training features against training step (log scale; the "
         "dotted line marks the first measured step at 100 % train accuracy, where the terminal "
@@ -491,11 +483,11 @@ def _rank_figure(ctx: RunContext, s: Series, classes: int) -> Figure:
     b.set_title("stable (solid) and effective (dashed) rank")
     c.set_yscale("log")
     c.set_title("‖W‖²_F share beyond the top C (floor 1e-9)")
-    for ax in axes:
-        _mark(ax, s)
-        ax.legend(fontsize=6)
-    save_png(fig, ctx.path("weight_ranks.png"))
-    return Figure(
+    return _finish(
+        ctx,
+        fig,
+        axes,
+        s,
         "weight_ranks.png",
         "Ranks of the MLP's weight matrices against training step (log scale; dotted vertical "
         "line: start of the terminal phase), one colour per layer from input (dark) to output "
@@ -526,11 +518,11 @@ def _bound_figure(ctx: RunContext, s: Series) -> Figure:
     bx.set_ylim(-0.2, len(s.layers) + 0.2)
     bx.set_ylabel("split k: spec's (solid), best (dotted)")
     b.set_title("rank/width factor Σ w_l C1^(L−l) √(r_l d_l)")
-    for ax in axes:
-        _mark(ax, s)
-        ax.legend(fontsize=6)
-    save_png(fig, ctx.path("bounds.png"))
-    return Figure(
+    return _finish(
+        ctx,
+        fig,
+        axes,
+        s,
         "bounds.png",
         "The post hoc low-rank chain-rule bound ([DERIVED]; C1, C2 unverified, so only its shape "
         "and the comparison matter) over training, log10 of the bound on the test error at the "

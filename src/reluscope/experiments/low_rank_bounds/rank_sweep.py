@@ -27,7 +27,6 @@ from pydantic import Field, field_validator
 
 from reluscope.bounds import (
     SampleStats,
-    compare,
     gaussian_complexity_estimate,
     grs_bound,
     low_rank_bound,
@@ -36,7 +35,7 @@ from reluscope.errors import InputError
 from reluscope.experiments import Experiment, Figure, Outcome, Prediction, RunContext
 from reluscope.experiments.local_complexity.common import classes
 from reluscope.experiments.low_rank_bounds import common
-from reluscope.report.figures import new_figure, save_png
+from reluscope.report.figures import new_figure
 
 SOURCE = f"{common.SPEC} §6.2, prediction 2"
 #: Tolerance of the closed-form (a priori) slopes: they are exact up to rounding.
@@ -93,14 +92,11 @@ def run(config: RankSweepConfig, ctx: RunContext) -> Outcome:
     rows = _a_priori(c, widths, sample)
     rows += _monte_carlo(c, widths, train.x)
     for r in c.ranks:
-        common.say(ctx, f"rank-sweep: training rank {r}")
-        model = common.trained(
-            ctx,
-            f"rank_{r}",
-            lambda r=r: common.bias_free_mlp(widths, r, c.seed),
-            common.fit_clipped(c, train),
-        )
-        rows += _trained_rows(c, model, train, test, r)
+        ctx.say(f"rank-sweep: training rank {r}")
+        model = common.trained_mlp(ctx, c, f"rank_{r}", widths, r, train)
+        table, trained = common.trained_rows(c, model, train, test, rank=r)
+        g = table["low-rank"].params["log10_gaussian_complexity"]
+        rows += trained + [_row("trained", r, "log10_gaussian_complexity", g)]
     records = pd.DataFrame(rows)
     numbers = _numbers(records, c.ranks, depth)
     return Outcome(
@@ -178,38 +174,9 @@ def _monte_carlo(c: RankSweepConfig, widths, x: torch.Tensor) -> list[dict[str, 
     return rows
 
 
-def _trained_rows(c: RankSweepConfig, model, train, test, rank: int) -> list[dict[str, Any]]:
-    """Every bound of the trained rank-``rank`` network at its norms and exact ranks, its
-    accuracies, and per layer its spectral norm, exact rank and stable rank."""
-    table = compare(
-        model, train.x, train.y, margin=c.margin, delta=c.delta, C1=c.C1, C2=c.C2, biases="error"
-    )
-    rows = [dict(r, part="trained", rank=rank) for r in common.bound_rows(table.results)]
-    g = table["low-rank"].params["log10_gaussian_complexity"]
-    rows += [
-        _row("trained", rank, "log10_gaussian_complexity", g),
-        _row("trained", rank, "train_accuracy", common.accuracy(model, train)),
-        _row("trained", rank, "test_accuracy", common.accuracy(model, test)),
-    ]
-    norms = table.norms
-    for layer in range(norms.depth):
-        for metric, values in (
-            ("spectral_norm", norms.spectral),
-            ("rank", norms.ranks),
-            ("stable_rank", norms.stable_ranks),
-        ):
-            rows.append(_row("trained", rank, metric, values[layer], layer=str(layer + 1)))
-    return rows
-
-
 def _curve(records: pd.DataFrame, part: str, metric: str, bound: str | None = None) -> pd.Series:
     """The values of one metric against rank (layer totals only)."""
-    rows = records[(records["part"] == part) & (records["metric"] == metric)]
-    if "layer" in rows:
-        rows = rows[rows["layer"].isna()]
-    if bound is not None:
-        rows = rows[rows["bound"] == bound]
-    return rows.set_index("rank")["value"].sort_index()
+    return common.curve(records, "rank", part, metric, bound)
 
 
 def _numbers(records: pd.DataFrame, ranks: list[int], depth: int) -> dict[str, float]:
@@ -342,8 +309,8 @@ def _figure(ctx: RunContext, records: pd.DataFrame, c: RankSweepConfig, depth: i
     _rank_axis(ax, c.ranks)
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize="x-small")
-    save_png(fig, ctx.path("rank_sweep.png"))
-    return Figure(
+    return ctx.figure(
+        fig,
         "rank_sweep.png",
         f"Bias-free MLPs of depth L = {depth} with every layer of rank r and spectral norm at "
         f"most B = {c.max_norm:g}. Left: the chain-rule bound (THM) on the unnormalised "
