@@ -68,18 +68,22 @@ def main() -> None:
         torch.manual_seed(0)
         nn.init.normal_(conv.weight, std=(channels * k * k) ** -0.5)
         op = ConvOperator(_conv_op(conv), (channels, side, side))
+        kernel = conv.weight.detach()
         name = f"{channels}ch {k}x{k} {side}x{side} {mode}"
         rows = []
         if op.d_in <= DENSE_LIMIT:
             rows.append(
-                ("dense svd", *best_time(lambda op=op: float(torch.linalg.svdvals(op.dense())[0]), 1))
+                (
+                    "dense svd",
+                    *best_time(lambda op=op: float(torch.linalg.svdvals(op.dense())[0]), 1),
+                )
             )
         rows.append(("power x100", *best_time(lambda op=op: power_iteration(op))))
         rows.append(
             (
                 "reshaped kernel",
                 *best_time(
-                    lambda w=conv.weight: float(torch.linalg.matrix_norm(w.reshape(len(w), -1), 2))
+                    lambda w=kernel: float(torch.linalg.matrix_norm(w.reshape(len(w), -1), 2))
                 ),
             )
         )
@@ -88,21 +92,23 @@ def main() -> None:
                 "reluscope",
                 *best_time(
                     lambda conv=conv, shape=op.input_shape: (
-                        weight_ranks(conv, shape, conv_method="auto")
-                        .layers[0]
-                        .spectral_norm
+                        weight_ranks(conv, shape, conv_method="auto").layers[0].spectral_norm
                     )
                 ),
             )
         )
-        exact = rows[0][2] if rows[0][0] == "dense svd" else rows[-1][2]
-        reference = rows[0][1] if rows[0][0] == "dense svd" else rows[1][1]
+        timed = {method: (seconds, value) for method, seconds, value in rows}
+        exact = timed["dense svd" if "dense svd" in timed else "reluscope"][1]
+        reference = timed["dense svd" if "dense svd" in timed else "power x100"][0]
         for method, seconds, value in rows:
             print(
                 f"{name:<28}{method:<18}{seconds:>10.4f}{value:>12.6f}{value / exact:>13.6f}"
                 f"{reference / seconds:>10.1f}"
             )
-    print("speed-up: the reference's time (dense svd, else power x100) / this method's time")
+    print(
+        "speed-up: the reference's time (dense svd, else power x100) / this method's time; "
+        "value/exact: against the dense SVD, else against reluscope's (exact FFT or Lanczos)"
+    )
 
 
 if __name__ == "__main__":

@@ -94,6 +94,9 @@ class ConvOperator:
             )
             ones = torch.ones((1,) + self.input_shape, dtype=torch.float64, device=self.device)
             return squared.linear(ones).reshape(-1).clamp_min(0).sqrt()
+        if self.is_circular():  # every row is a shifted copy of its channel's kernel on the grid
+            per_channel = self._kernel_on_grid().flatten(1).norm(dim=1)
+            return per_channel.repeat_interleave(self.d_out // len(per_channel))
         rows = [self.adjoint(e).norm(dim=1) for e in self._basis_chunks(self.d_out, self.d_in)]
         return torch.cat(rows)
 
@@ -106,17 +109,10 @@ class ConvOperator:
             and self.output_shape[1:] == self.input_shape[1:]
         )
 
-    def fft_singular_values(self) -> Tensor:
-        """All prod(spatial) * min(C_out, C_in) singular values of a circular convolution,
-        descending.
-
-        The kernel is laid on the input grid (tap k at position dilation * k, modulo the size),
-        transformed with an FFT over the spatial axes, and the C_out x C_in matrix of every
-        frequency is decomposed; the union of their singular values is the map's spectrum
-        (the padding offset only multiplies each frequency by a unit phase).
-        """
-        if not self.is_circular():
-            raise ValueError("fft_singular_values needs a circular convolution (see is_circular)")
+    def _kernel_on_grid(self) -> Tensor:
+        """The (C_out, C_in, *spatial) array holding, for a circular convolution, the weight
+        that output (o, position 0) gives input (c, position p): the kernel's taps laid on the
+        input grid at dilation * tap modulo the size, groups expanded to full channels."""
         w = self.op.weight
         c_out, c_in = w.shape[0], self.input_shape[0]
         per_out, per_in = c_out // self.op.groups, c_in // self.op.groups
@@ -135,6 +131,22 @@ class ConvOperator:
             full[(slice(None), slice(None)) + where] += dense_kernel[
                 (slice(None), slice(None)) + tap
             ]
+        return full
+
+    def fft_singular_values(self) -> Tensor:
+        """All prod(spatial) * min(C_out, C_in) singular values of a circular convolution,
+        descending.
+
+        The kernel is laid on the input grid (tap k at position dilation * k, modulo the size),
+        transformed with an FFT over the spatial axes, and the C_out x C_in matrix of every
+        frequency is decomposed; the union of their singular values is the map's spectrum
+        (the padding offset only multiplies each frequency by a unit phase).
+        """
+        if not self.is_circular():
+            raise ValueError("fft_singular_values needs a circular convolution (see is_circular)")
+        full = self._kernel_on_grid()
+        c_out, c_in = full.shape[:2]
+        spatial = self.input_shape[1:]
         dims = tuple(range(2, 2 + len(spatial)))
         freq = torch.fft.fftn(full, dim=dims)
         per_freq = freq.permute(*dims, 0, 1).reshape(-1, c_out, c_in)
