@@ -1,7 +1,7 @@
 """What the local-complexity experiments share: their data (generated, bundled, or MNIST /
 CIFAR-10 from a data directory, normalised as in the authors' code), the paper's MLP
 initialisation, the training configuration and call, reading series out of tidy records, and
-drawing and saving their figures."""
+drawing their figures."""
 
 from __future__ import annotations
 
@@ -13,15 +13,12 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure as MplFigure
 from pydantic import AfterValidator, BaseModel
 from torch import nn
 
 from reluscope.data import Dataset, load_data, split, subsample
 from reluscope.errors import InputError
-from reluscope.experiments.outcome import Figure
 from reluscope.experiments.runner import RunContext
-from reluscope.report.figures import save_png
 from reluscope.train import Probe, Schedule, TrainConfig, Trainer
 
 #: Per-channel (mean, std) of the pixels in [0, 1], as normalised in the authors' code.
@@ -233,9 +230,3 @@ def finish_step_axes(axes: Sequence[Axes], marks: Sequence[tuple[int | None, str
             mark_step(ax, step, label, color)
         ax.set_xlabel("training step + 1")
         ax.legend(fontsize="x-small")
-
-
-def save_figure(fig: MplFigure, ctx: RunContext, name: str, caption: str, dpi: int = 110) -> Figure:
-    """Save ``fig`` as the PNG ``name`` in the run directory; its outcome entry with ``caption``."""
-    save_png(fig, ctx.path(name), dpi=dpi)
-    return Figure(name, caption)

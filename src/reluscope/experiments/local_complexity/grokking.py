@@ -202,9 +202,8 @@ def _figure(
     if math.isfinite(acc["train_step"]):
         marks.append((int(acc["train_step"]), "interpolation", "0.4"))
     common.finish_step_axes(axes, marks)
-    return common.save_figure(
+    return ctx.figure(
         fig,
-        ctx,
         "grokking.png",
         "Left: train and test accuracy (log step axis; bands +-1 standard error). Middle: "
         "Humayun et al.'s neighbourhood local complexity, the mean number of neurons whose "

@@ -191,9 +191,8 @@ def _figure(table: pd.DataFrame, ctx: RunContext) -> Figure:
     ax.set_xlabel("||theta_T - theta_0|| / ||theta_0||")
     ax.set_ylabel("|LC_T - LC_0| / LC_0")
     ax.legend(fontsize="small")
-    return common.save_figure(
+    return ctx.figure(
         fig,
-        ctx,
         "init_scale.png",
         "Left: relative change of the local complexity at the training points between "
         "initialisation and the end of training, for every hidden width and init scale alpha "

@@ -230,9 +230,8 @@ def _figure(records: pd.DataFrame, facts: dict[str, Any], ctx: RunContext) -> Fi
     if "peak" in facts:
         marks.append((facts["peak"], "LC max after interp.", "tab:red"))
     common.finish_step_axes(axes, marks)
-    return common.save_figure(
+    return ctx.figure(
         fig,
-        ctx,
         "lc_dynamics.png",
         "Training dynamics of the MLP against step + 1 (log scale), bands = +-1 standard error "
         "over points. Top left: local complexity (theory preset, sigma as configured) at train "

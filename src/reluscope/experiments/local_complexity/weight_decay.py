@@ -167,9 +167,8 @@ def _figure(table: pd.DataFrame, fit: dict[str, float], ctx: RunContext) -> Figu
     ax.set_xlabel("weight decay lambda")
     ax.set_ylabel("final accuracy")
     ax.legend(fontsize="small")
-    return common.save_figure(
+    return ctx.figure(
         fig,
-        ctx,
         "weight_decay.png",
         "Left: local complexity at the training points at the end of training (error bars: "
         "+-1 standard error over points) against ln(1/lambda), one run per weight decay "
