@@ -75,14 +75,9 @@ TINY = {
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(run_small):
     """Every experiment run once at its tiny size (shared by the tests)."""
-    torch.set_num_threads(1)
-    out = {}
-    for name, overrides in TINY.items():
-        run_dir = tmp_path_factory.mktemp(name)
-        out[name] = run_experiment(name, "quick", overrides, run_dir, progress=False)
-    return out
+    return run_small(TINY)
 
 
 @pytest.mark.parametrize("name", list(TINY))

@@ -40,10 +40,11 @@ class RunContext:
         if self.progress and self.console is not None:
             self.console.log(text)
 
-    def figure(self, fig: MplFigure, name: str, caption: str) -> Figure:
-        """Save the matplotlib figure ``fig`` as the PNG ``name`` in the run directory and
-        return its entry for the Outcome."""
-        save_png(fig, self.path(name))
+    def figure(self, fig: MplFigure, name: str, caption: str, dpi: int | None = None) -> Figure:
+        """Save the matplotlib figure ``fig`` as the PNG ``name`` in the run directory (at
+        ``dpi`` dots per inch, the report default when None) and return its entry for the
+        Outcome."""
+        save_png(fig, self.path(name), **({} if dpi is None else {"dpi": dpi}))
         return Figure(name, caption)
 
     def subdir(self, name: str) -> Path:

@@ -220,19 +220,6 @@ def _linear_op(m: nn.Linear) -> LinearOp:
     return LinearOp(m.weight.detach(), None if m.bias is None else m.bias.detach())
 
 
-def _conv_op(m: nn.Conv1d | nn.Conv2d) -> ConvOp:
-    return ConvOp(
-        m.weight.detach(),
-        None if m.bias is None else m.bias.detach(),
-        m.stride,
-        m.padding,
-        m.dilation,
-        m.groups,
-        m.padding_mode,
-        tuple(m._reversed_padding_repeated_twice),
-    )
-
-
 def _module_layers(model: nn.Module, input_shape: tuple[int, ...] | None) -> list[_Layer]:
     """Linear / Conv1d / Conv2d layers of ``model``: in call order with their input shapes when
     ``input_shape`` is given (one forward pass in eval mode), else in definition order."""
@@ -287,7 +274,7 @@ def _module_layers(model: nn.Module, input_shape: tuple[int, ...] | None) -> lis
         if isinstance(m, nn.Linear):
             layers.append(_Layer(p, _linear_op(m), shape))
         else:
-            layers.append(_Layer(p, _conv_op(m), shape))
+            layers.append(_Layer(p, ConvOp.from_module(m), shape))
     return layers
 
 

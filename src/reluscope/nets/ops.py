@@ -7,7 +7,7 @@ so that tangents and affine coefficients can be pushed through it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -81,16 +81,24 @@ class ConvOp(Op):
     def linear(self, x: Tensor) -> Tensor:
         return self._conv(x, None)
 
+    @classmethod
+    def from_module(cls, m: torch.nn.Conv1d | torch.nn.Conv2d) -> ConvOp:
+        """The convolution computed by the module ``m``, holding detached copies of its
+        parameters."""
+        return cls(
+            m.weight.detach().clone(),
+            None if m.bias is None else m.bias.detach().clone(),
+            m.stride,
+            m.padding,
+            m.dilation,
+            m.groups,
+            m.padding_mode,
+            tuple(m._reversed_padding_repeated_twice),
+        )
+
     def to(self, device=None, dtype=None) -> ConvOp:
-        return ConvOp(
-            _cast(self.weight, device, dtype),
-            _cast(self.bias, device, dtype),
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
-            self.padding_mode,
-            self.reversed_padding,
+        return replace(
+            self, weight=_cast(self.weight, device, dtype), bias=_cast(self.bias, device, dtype)
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 import torch.fx as fx
@@ -217,17 +218,7 @@ class _Builder:
         if isinstance(m, nn.Linear):
             self._add(node, LinearOp(_param(m.weight), _param(m.bias)), [src], path)
         elif isinstance(m, (nn.Conv1d, nn.Conv2d)):
-            op = ConvOp(
-                _param(m.weight),
-                _param(m.bias),
-                m.stride,
-                m.padding,
-                m.dilation,
-                m.groups,
-                m.padding_mode,
-                tuple(m._reversed_padding_repeated_twice),
-            )
-            self._add(node, op, [src], path)
+            self._add(node, ConvOp.from_module(m), [src], path)
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             _check_mode(path, m)
             if m.running_mean is None:
@@ -440,9 +431,7 @@ def _fold(op: LinearOp | ConvOp, bn: ScaleShiftOp) -> Op:
     b = shift + (op.bias * scale if op.bias is not None else 0.0)
     if isinstance(op, LinearOp):
         return LinearOp(w, b)
-    return ConvOp(
-        w, b, op.stride, op.padding, op.dilation, op.groups, op.padding_mode, op.reversed_padding
-    )
+    return replace(op, weight=w, bias=b)
 
 
 def as_pwlnet(model: nn.Module | PWLNet, input_shape: Sequence[int] | None = None) -> PWLNet:

@@ -21,7 +21,7 @@ from reluscope.experiments.runner import RunContext
 from reluscope.io import atomic_write
 from reluscope.regions import PlanePartition, plane_through
 from reluscope.regions.plot import draw_plane
-from reluscope.report.figures import new_figure, save_png
+from reluscope.report.figures import new_figure
 from reluscope.train import log_steps, probes, records_frame
 
 SOURCE = "spec local_complexity.md §3.3 and §5, prediction 15 (Humayun et al. 2024)"
@@ -287,8 +287,8 @@ def _grid_figure(
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"plane {k}, step {step}: {part.num_regions} regions", fontsize=8)
-    save_png(fig, ctx.path("regions_grid.png"), dpi=120)
-    return Figure(
+    return ctx.figure(
+        fig,
         "regions_grid.png",
         "Exact linear regions of the network on planes through three training points of "
         "different classes (black dots), one row per plane, at step 0, the end of the first "
@@ -296,6 +296,7 @@ def _grid_figure(
         "and the end. Regions in random colours, region edges in black, decision boundary in "
         "red. Region migration predicts that after the maximum the edges thin out around the "
         "points and crowd along the red boundary.",
+        dpi=120,
     )
 
 
