@@ -18,7 +18,7 @@ from reluscope.experiments.config import ExperimentConfig
 from reluscope.experiments.outcome import Figure, Outcome
 from reluscope.experiments.registry import Experiment, get_experiment
 from reluscope.io import atomic_write
-from reluscope.report.figures import save_png
+from reluscope.report.figures import REPORT_DPI, save_png
 
 
 @dataclass(frozen=True)
@@ -40,11 +40,10 @@ class RunContext:
         if self.progress and self.console is not None:
             self.console.log(text)
 
-    def figure(self, fig: MplFigure, name: str, caption: str, dpi: int | None = None) -> Figure:
-        """Save the matplotlib figure ``fig`` as the PNG ``name`` in the run directory (at
-        ``dpi`` dots per inch, the report default when None) and return its entry for the
-        Outcome."""
-        save_png(fig, self.path(name), **({} if dpi is None else {"dpi": dpi}))
+    def figure(self, fig: MplFigure, name: str, caption: str, dpi: int = REPORT_DPI) -> Figure:
+        """Save the matplotlib figure ``fig`` as the PNG ``name`` in the run directory at
+        ``dpi`` dots per inch and return its entry for the Outcome."""
+        save_png(fig, self.path(name), dpi)
         return Figure(name, caption)
 
     def subdir(self, name: str) -> Path:

@@ -20,6 +20,10 @@ def new_figure(
     return fig, [ax for row in axes for ax in row]
 
 
-def save_png(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
+#: Resolution of the report's PNG figures, in dots per inch.
+REPORT_DPI = 110
+
+
+def save_png(fig: Figure, path: str | Path, dpi: int = REPORT_DPI) -> Path:
     """Write ``fig`` to ``path`` as a PNG (replacing any earlier file only once complete)."""
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
