@@ -17,12 +17,25 @@ from reluscope.io import atomic_write
 @dataclass(frozen=True)
 class Prediction:
     """A prediction of the paper (``claim``), whether the run bears it out, and the numbers
-    that decided it (``measured``)."""
+    that decided it (``measured``).
+
+    ``source`` cites the paper's own section/figure/equation (e.g. "Sec. 4.2, Fig. 3") and
+    ``url`` links to the paper; ``threshold`` says where the threshold comes from (a standard
+    error multiple, a derived bound, or a band around a value observed in the paper);
+    ``seeds_passed`` / ``seeds_total`` count the seeds that bear it out (``None`` when it was
+    decided once); ``worst`` states the worst seed's numbers; ``explanation`` is one sentence
+    saying what the numbers show (required for a FAIL)."""
 
     claim: str
     passed: bool
     measured: str
     source: str = ""
+    url: str = ""
+    threshold: str = ""
+    seeds_passed: int | None = None
+    seeds_total: int | None = None
+    worst: str = ""
+    explanation: str = ""
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,9 @@ class Outcome:
     numbers: dict[str, float] = field(default_factory=dict)
     predictions: list[Prediction] = field(default_factory=list)
     summary: str = ""
+    #: closed-form identities and constants that training cannot change: shown apart from the
+    #: predictions and never counted among them
+    sanity_checks: list[Prediction] = field(default_factory=list)
 
     def save(self, run_dir: Path, extra: dict[str, Any]) -> None:
         """Write ``records.parquet`` and ``outcome.json`` (numbers, predictions, figures and
@@ -52,6 +68,7 @@ class Outcome:
             "summary": self.summary,
             "numbers": {k: _plain(v) for k, v in self.numbers.items()},
             "predictions": [asdict(p) for p in self.predictions],
+            "sanity_checks": [asdict(p) for p in self.sanity_checks],
             "figures": [asdict(f) for f in self.figures],
         }
         text = json.dumps(payload, indent=2, allow_nan=True)
@@ -67,6 +84,7 @@ class Outcome:
             numbers=payload.pop("numbers"),
             predictions=[Prediction(**p) for p in payload.pop("predictions")],
             summary=payload.pop("summary"),
+            sanity_checks=[Prediction(**p) for p in payload.pop("sanity_checks", [])],
         )
         return outcome, payload
 
