@@ -18,7 +18,7 @@ from reluscope.experiments import (
     Prediction,
     RunContext,
 )
-from reluscope.report.figures import new_figure, save_png
+from reluscope.figures import new_figure, save_png
 
 
 class FixtureConfig(ExperimentConfig):

@@ -173,7 +173,7 @@ def test_cli_reproduce_writes_report_and_keeps_results_when_one_fails(tmp_path, 
         return real(name)
 
     monkeypatch.setattr(runner, "get_experiment", fake)
-    monkeypatch.setattr("reluscope.experiments.reproduce.get_experiment", fake)
+    monkeypatch.setattr("reluscope.reproduce.get_experiment", fake)
     out = tmp_path / "report"
     result = cli.invoke(app, ["reproduce", "--only", f"{TOY},failing", "--out", str(out)])
     assert result.exit_code == 1, result.output
@@ -206,7 +206,7 @@ def test_cli_lists_experiments():
 
 
 def test_reproduce_in_worker_processes_equals_in_process(tmp_path):
-    from reluscope.experiments.reproduce import reproduce
+    from reluscope.reproduce import reproduce
 
     seen = []
     serial = reproduce([TOY], "quick", tmp_path / "serial", overrides=lambda e: {"seed": 5})

@@ -631,8 +631,8 @@ def test_larger_mlps_against_regioncam_and_a_dense_grid(widths, seed):
 def test_draw_plane_draws_every_region_the_boundary_and_the_points():
     from matplotlib.collections import LineCollection, PolyCollection
 
+    from reluscope.figures import new_figure
     from reluscope.regions.plot import draw_plane
-    from reluscope.report.figures import new_figure
 
     part = reluscope.plane_through(mlp([2, 12, 12, 3], seed=4), [[0, 0], [1, 0.2], [0.3, 1]])
     fig, axes = new_figure(3, 1)

@@ -15,6 +15,8 @@ from torch import nn
 
 from reluscope.data import Dataset
 from reluscope.errors import InputError
+from reluscope.losses import loss as loss_fn
+from reluscope.losses import point_losses
 from reluscope.nets.zoo import mlp
 from reluscope.train import (
     Probe,
@@ -28,8 +30,6 @@ from reluscope.train import (
     log_steps,
 )
 from reluscope.train.batches import BatchSampler
-from reluscope.train.losses import loss as loss_fn
-from reluscope.train.losses import point_losses
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -12,7 +12,7 @@ import pandas as pd
 from pydantic import Field
 
 from reluscope.experiments import Experiment, ExperimentConfig, Figure, Outcome, Prediction
-from reluscope.report.figures import new_figure, save_png
+from reluscope.figures import new_figure, save_png
 
 
 class ToyConfig(ExperimentConfig):

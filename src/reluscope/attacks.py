@@ -2,7 +2,7 @@
 
 Both attacks ascend the classification loss of the model's outputs (``loss="ce"``: cross-entropy
 of the logits; ``"mse"``: squared error to the one-hot target; see
-:mod:`reluscope.train.losses`) with respect to the inputs. ``eps`` and ``step_size`` are in input
+:mod:`reluscope.losses`) with respect to the inputs. ``eps`` and ``step_size`` are in input
 units (for normalised images, the pixel budget divided by the normalisation std). ``bounds =
 (lo, hi)`` is the valid input range (numbers, or tensors broadcastable to one input): every
 adversarial point is clipped to it, and the clean inputs must lie in it; ``None`` means no
@@ -21,8 +21,8 @@ import torch.nn as nn
 from torch import Tensor
 
 from reluscope.errors import InputError
+from reluscope.losses import check_targets, correct, point_losses
 from reluscope.measures.results import MeasureResult
-from reluscope.train.losses import check_targets, correct, point_losses
 
 NORMS = ("linf", "l2")
 ATTACKS = ("pgd", "fgsm")

@@ -115,8 +115,8 @@ def reproduce(
     def go() -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-        from reluscope.experiments.reproduce import choose
-        from reluscope.experiments.reproduce import reproduce as run_all
+        from reluscope.reproduce import choose
+        from reluscope.reproduce import reproduce as run_all
         from reluscope.sweep.task import available_cores
 
         names = [n.strip() for n in only.split(",") if n.strip()] if only is not None else None

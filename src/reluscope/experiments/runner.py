@@ -17,8 +17,8 @@ from reluscope.errors import InputError
 from reluscope.experiments.config import ExperimentConfig
 from reluscope.experiments.outcome import Figure, Outcome
 from reluscope.experiments.registry import Experiment, get_experiment
+from reluscope.figures import REPORT_DPI, save_png
 from reluscope.io import atomic_write
-from reluscope.report.figures import REPORT_DPI, save_png
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection, PolyCollection
 
 from reluscope.errors import InputError
-from reluscope.report.figures import new_figure, save_png
+from reluscope.figures import new_figure, save_png
 
 if TYPE_CHECKING:
     from reluscope.regions.line import LinePartition

@@ -24,8 +24,8 @@ from torch import Tensor
 from reluscope import measures
 from reluscope.errors import InputError
 from reluscope.io import atomic_write
+from reluscope.losses import LOSSES, correct, point_losses
 from reluscope.measures.results import MeasureResult
-from reluscope.train.losses import LOSSES, correct, point_losses
 from reluscope.train.probe import SPLITS, Probe, ProbeContext
 from reluscope.train.schedule import Schedule
 

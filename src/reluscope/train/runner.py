@@ -14,7 +14,7 @@ import torch.nn as nn
 from reluscope.data import Dataset
 from reluscope.errors import InputError
 from reluscope.io import atomic_write
-from reluscope.train.losses import LOSSES
+from reluscope.losses import LOSSES
 from reluscope.train.probe import Probe, ProbeContext, records_frame, step_seed, to_records
 from reluscope.train.schedule import Schedule
 

@@ -14,9 +14,9 @@ import pydantic
 import torch
 import torch.nn as nn
 
+from reluscope import losses
 from reluscope.data import Dataset
 from reluscope.errors import InputError, ReluscopeError
-from reluscope.train import losses
 from reluscope.train.batches import BatchSampler
 from reluscope.train.checkpoint import (
     CHECKPOINT,
@@ -42,7 +42,7 @@ class Trainer:
     The data (``Dataset`` objects with labels) are converted to the same dtype and device. Each
     step draws a mini-batch (:class:`~reluscope.train.batches.BatchSampler`), sets the
     learning rate (:func:`~reluscope.train.optim.learning_rate`), and takes one optimiser step
-    on the mean loss of the batch (:mod:`reluscope.train.losses`). Step s counts s updates;
+    on the mean loss of the batch (:mod:`reluscope.losses`). Step s counts s updates;
     probes due at step s run on the model after s updates (step 0: at initialisation).
 
     Training runs inside ``torch.random.fork_rng``, with torch's global RNG seeded by

@@ -36,7 +36,7 @@ from reluscope.experiments.bias_free_relu.common import (
     TeacherConfig,
     curve_rows,
 )
-from reluscope.report.figures import new_figure
+from reluscope.figures import new_figure
 
 FLOOR_TOLERANCE = 1e-4  # spec 5, prediction 5
 LINEAR_TOLERANCE = 0.01  # spec 5, prediction 3

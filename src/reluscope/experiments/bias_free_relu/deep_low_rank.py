@@ -41,7 +41,7 @@ from reluscope.experiments.bias_free_relu.common import (
     curve_rows,
     snapshot_steps,
 )
-from reluscope.report.figures import new_figure
+from reluscope.figures import new_figure
 
 STAGE_TOLERANCE = 0.01  # relative distance of the ReLU loss from the floor in its linear stage
 RANK_ONE = 0.12  # sigma_2 / sigma_1 below this: rank one (spec: linear nets end at 0.08-0.10)

@@ -45,7 +45,7 @@ from reluscope.experiments.bias_free_relu.common import (
     curve_rows,
     snapshot_steps,
 )
-from reluscope.report.figures import new_figure
+from reluscope.figures import new_figure
 
 LINEAR_ODD_TOLERANCE = 1e-10  # two layers: the odd part is linear up to rounding
 FLOOR_ROUNDING = 1e-9  # relative: two layers never go below the linear floor

@@ -37,7 +37,7 @@ from reluscope.experiments.bias_free_relu.common import (
     curve_rows,
     slope_colour,
 )
-from reluscope.report.figures import new_figure
+from reluscope.figures import new_figure
 
 PAIRED_TOLERANCE = 1e-12  # spec 5, prediction 2
 LINEAR_TOLERANCE = 0.01  # spec 5, prediction 3 (ReLU 0.7 %, alpha = 0.5 0.3 %)

@@ -14,7 +14,7 @@ from pydantic import Field
 from reluscope.experiments import Experiment, ExperimentConfig, Figure, Outcome, Prediction
 from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
-from reluscope.report.figures import new_figure
+from reluscope.figures import new_figure
 from reluscope.train import log_steps, probes
 
 SOURCE = "spec local_complexity.md §5, prediction 15 (Humayun et al. 2024)"

@@ -16,7 +16,7 @@ from scipy.stats import spearmanr
 from reluscope.experiments import Experiment, ExperimentConfig, Figure, Outcome, Prediction
 from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
-from reluscope.report.figures import new_figure
+from reluscope.figures import new_figure
 from reluscope.train import Schedule, probes, records_frame
 
 SOURCE = "spec local_complexity.md §5, prediction 14 (Prop. 17, App. A.10)"

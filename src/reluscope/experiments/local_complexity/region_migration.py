@@ -18,10 +18,10 @@ from reluscope.errors import InputError
 from reluscope.experiments import Experiment, ExperimentConfig, Figure, Outcome, Prediction
 from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
+from reluscope.figures import new_figure
 from reluscope.io import atomic_write
 from reluscope.regions import PlanePartition, plane_through
 from reluscope.regions.plot import draw_plane
-from reluscope.report.figures import new_figure
 from reluscope.train import log_steps, probes, records_frame
 
 SOURCE = "spec local_complexity.md §3.3 and §5, prediction 15 (Humayun et al. 2024)"

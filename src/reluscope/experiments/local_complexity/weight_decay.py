@@ -13,7 +13,7 @@ from pydantic import Field
 from reluscope.experiments import Experiment, ExperimentConfig, Figure, Outcome, Prediction
 from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
-from reluscope.report.figures import new_figure
+from reluscope.figures import new_figure
 from reluscope.train import Schedule, probes
 
 SOURCE = "spec local_complexity.md §5, prediction 13 (paper: R^2 = 0.6972)"

@@ -34,7 +34,7 @@ from reluscope.experiments import (
 )
 from reluscope.experiments.local_complexity.common import classes, load_splits
 from reluscope.experiments.low_rank_bounds import common
-from reluscope.report.figures import new_figure
+from reluscope.figures import new_figure
 from reluscope.train import Probe, ProbeContext, TrainConfig, Trainer, log_steps, probes
 
 SOURCE = f"{common.SPEC} §6.2, prediction 4"

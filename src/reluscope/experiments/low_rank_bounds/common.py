@@ -20,10 +20,10 @@ from reluscope.experiments.config import ExperimentConfig
 from reluscope.experiments.local_complexity.common import load_splits
 from reluscope.experiments.runner import RunContext
 from reluscope.io import atomic_write
+from reluscope.losses import loss as batch_loss
 from reluscope.lowrank import clip_spectral_norms_, factorize
 from reluscope.nets import mlp
 from reluscope.train.batches import BatchSampler
-from reluscope.train.losses import loss as batch_loss
 
 SPEC = "spec low_rank_bounds.md"
 #: The numbers of a bound kept in the tidy records (see BoundResult.to_record).

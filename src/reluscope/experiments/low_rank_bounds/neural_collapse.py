@@ -38,11 +38,11 @@ from reluscope.experiments import (
     RunContext,
 )
 from reluscope.experiments.low_rank_bounds import common
+from reluscope.figures import new_figure
 from reluscope.measures.neural_collapse import neural_collapse
 from reluscope.measures.weight_ranks import weight_ranks
 from reluscope.nets.trace import trace
 from reluscope.nets.zoo import mlp
-from reluscope.report.figures import new_figure
 from reluscope.train import Probe, ProbeContext, TrainConfig, Trainer, log_steps, probes
 
 NC1_DROP = 10.0  # NC1 falls by at least an order of magnitude over the TPT

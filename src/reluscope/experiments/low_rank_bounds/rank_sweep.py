@@ -35,7 +35,7 @@ from reluscope.errors import InputError
 from reluscope.experiments import Experiment, Figure, Outcome, Prediction, RunContext
 from reluscope.experiments.local_complexity.common import classes
 from reluscope.experiments.low_rank_bounds import common
-from reluscope.report.figures import new_figure
+from reluscope.figures import new_figure
 
 SOURCE = f"{common.SPEC} §6.2, prediction 2"
 #: Tolerance of the closed-form (a priori) slopes: they are exact up to rounding.
