@@ -246,7 +246,7 @@ def _check_bounds(bounds: Bounds, x: Tensor) -> tuple[Tensor | None, Tensor | No
 
 
 def _clip(x: Tensor, lo: Tensor | None, hi: Tensor | None) -> Tensor:
-    if lo is None:
+    if lo is None or hi is None:
         return x
     return torch.minimum(torch.maximum(x, lo), hi)
 

@@ -3,6 +3,7 @@ process-safe, no display needed) and saved atomically as PNG."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from matplotlib.axes import Axes
@@ -24,6 +25,6 @@ def new_figure(
 REPORT_DPI = 110
 
 
-def save_png(fig: Figure, path: str | Path, dpi: int = REPORT_DPI) -> Path:
+def save_png(fig: Figure, path: str | os.PathLike, dpi: int = REPORT_DPI) -> Path:
     """Write ``fig`` to ``path`` as a PNG (replacing any earlier file only once complete)."""
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))

@@ -9,7 +9,7 @@ from pathlib import Path
 from reluscope.errors import InputError
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary name next to ``path``, then rename it to ``path``.
 
     An existing ``path`` is replaced only once the new file is complete; on failure it is left

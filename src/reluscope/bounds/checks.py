@@ -30,7 +30,7 @@ def margin(value: Any) -> float:
 
 def delta(value: Any) -> float:
     """The confidence parameter delta, in the open interval (0, 1)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value < 1
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < float(value) < 1
     if not ok:
         raise InputError(f"delta must be a number in the open interval (0, 1), got {value!r}")
     return float(value)
@@ -44,7 +44,7 @@ def bound_options(gamma: Any, confidence: Any, risk: Any) -> tuple[float, float,
 
 def integer(value: Any, name: str, minimum: int = 1) -> int:
     """``value`` as an int >= ``minimum``."""
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= minimum
     if not ok:
         raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)

@@ -123,7 +123,7 @@ def _layers(net: PWLNet) -> tuple[list[LinearOp], list[float], list[str]]:
                 paths[-1] = _joined(paths[-1], where)
                 previous = node.name
                 continue
-            if linears:
+            if linears and pending is not None:
                 slopes.append(pending)
             elif pending is not None:
                 raise _unsupported(where, "relu", "an activation before the first Linear layer")

@@ -111,12 +111,12 @@ def bounds(
         gamma = margin
         if gamma is None:
             outputs = mlp_weights(module, dataset.input_shape, biases=biases)(dataset.x)
-            gamma = default_margin(outputs, dataset.y)
+            gamma = default_margin(outputs, dataset.labels)
         with console.status(f"bounds on {len(dataset)} points"):
             result = compare(
                 module,
                 dataset.x,
-                dataset.y,
+                dataset.labels,
                 margin=gamma,
                 delta=delta,
                 bounds=which,

@@ -118,8 +118,8 @@ def measure(
                 net, x, sigma, preset=preset, method=method, seed=seed, dtype=dt
             ),
             "neighborhood": lambda x: neighborhood_complexity(
-                net, x, radius, n_vertices, seed, dtype=dt
-            ),
+                net, x, float("nan") if radius is None else radius, n_vertices, seed, dtype=dt
+            ),  # chosen only with a radius (checked by _parse_measures)
             "local-rank": lambda x: local_rank(net, x, atol, dtype=dt),
             "tv": lambda x: total_variation(net, x, tv_output, sigma=sigma, dtype=dt),
         }

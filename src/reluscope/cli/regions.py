@@ -70,7 +70,10 @@ def regions_plane(
                     torch.randn(net.input_dim, 2, generator=gen, dtype=torch.float64)
                 )
                 vecs[1], vecs[2] = q[:, 0], q[:, 1]
-            part = plane(net, *vecs, extent=parse_numbers(extent, "extent"), dtype=dt)
+            at, along_u, along_v = vecs
+            part = plane(
+                net, at, along_u, along_v, extent=parse_numbers(extent, "extent"), dtype=dt
+            )
         elapsed = time.perf_counter() - start
         part.plot(out, color_by=color_by)
         console.print(

@@ -69,8 +69,9 @@ def cifar10(
             x = x.transpose(0, 3, 1, 2)
         source = npz
     else:
-        paths = [find_file(dirs, [name]) for name in BATCHES[part]]
-        if any(p is None for p in paths):
+        found = [find_file(dirs, [name]) for name in BATCHES[part]]
+        paths = [p for p in found if p is not None]
+        if len(paths) < len(found):
             raise InputError(f"CIFAR-10 {part} batches not found in {str(root)!r}: put {EXPECTED}")
         batches = [read_batch(p) for p in paths]
         x = np.concatenate([images for images, _ in batches])

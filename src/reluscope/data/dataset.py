@@ -35,6 +35,13 @@ class Dataset:
             )
 
     @property
+    def labels(self) -> Tensor:
+        """The labels ``y``; an InputError when the data set has none."""
+        if self.y is None:
+            raise InputError(f"data set {self.name!r} has no labels: expected labelled data")
+        return self.y
+
+    @property
     def input_shape(self) -> tuple[int, ...]:
         """Shape of one input point (without the batch dimension)."""
         return tuple(self.x.shape[1:])

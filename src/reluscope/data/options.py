@@ -28,9 +28,9 @@ def positive_int(value: Any, option: str, dataset: str) -> int:
         isinstance(value, numbers.Real)
         and not isinstance(value, bool)
         and float(value).is_integer()
-        and value >= 1
+        and float(value) >= 1
     ):
-        return int(value)
+        return int(float(value))
     raise InputError(f"{dataset}: {option} must be a positive integer, got {value!r}")
 
 
@@ -40,7 +40,7 @@ def real(value: Any, option: str, dataset: str, *, positive: bool = False) -> fl
         isinstance(value, numbers.Real)
         and not isinstance(value, bool)
         and abs(float(value)) < float("inf")
-        and (not positive or value > 0)
+        and (not positive or float(value) > 0)
     ):
         return float(value)
     kind = "a positive number" if positive else "a finite number"

@@ -71,7 +71,7 @@ def positive_real(value: Any, name: str) -> float:
         isinstance(value, numbers.Real)
         and not isinstance(value, bool)
         and math.isfinite(float(value))
-        and value > 0
+        and float(value) > 0
     ):
         return float(value)
     raise InputError(f"{name} must be a finite number > 0; got {value!r}")
@@ -79,7 +79,7 @@ def positive_real(value: Any, name: str) -> float:
 
 def count(value: Any, name: str, minimum: int = 0) -> int:
     """``value`` as an int >= ``minimum``."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= minimum:
         return int(value)
     raise InputError(f"{name} must be an integer >= {minimum}; got {value!r}")
 

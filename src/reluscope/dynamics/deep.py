@@ -73,10 +73,11 @@ def depth_gap_example() -> nn.Sequential:
     first = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]], dtype=torch.float64)
     second = torch.tensor([[1.0, -1.0, -1.0, -1.0], [-1.0, 1.0, -1.0, -1.0]], dtype=torch.float64)
     third = torch.tensor([[1.0, -1.0]], dtype=torch.float64)
-    layers = [nn.Linear(2, 4, bias=False), nn.ReLU(), nn.Linear(4, 2, bias=False), nn.ReLU()]
-    layers.append(nn.Linear(2, 1, bias=False))
-    model = nn.Sequential(*layers).to(torch.float64)
+    linears = [
+        nn.Linear(w.shape[1], w.shape[0], bias=False, dtype=torch.float64)
+        for w in (first, second, third)
+    ]
     with torch.no_grad():
-        for layer, w in zip(model[::2], (first, second, third), strict=True):
+        for layer, w in zip(linears, (first, second, third), strict=True):
             layer.weight.copy_(w)
-    return model.eval()
+    return nn.Sequential(linears[0], nn.ReLU(), linears[1], nn.ReLU(), linears[2]).eval()

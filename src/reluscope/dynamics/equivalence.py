@@ -104,7 +104,7 @@ def compare(
     lin_ws, lin_lr = equivalent_linear(ws, lr, alpha) if linear == "equivalent" else (ws, lr)
     if isinstance(snapshots, Iterable):
         snapshots = list(snapshots)  # a generator would be used up by the first run
-    run = dict(steps=steps, substeps=substeps, snapshots=snapshots, device=device)
+    run: dict[str, Any] = dict(steps=steps, substeps=substeps, snapshots=snapshots, device=device)
     return Comparison(
         bias_free=gradient_descent(x, y, ws, alpha=alpha, lr=lr, **run),
         linear=gradient_descent(x, y, lin_ws, alpha=1.0, lr=lin_lr, **run),

@@ -44,7 +44,8 @@ def bias_free_layers(model: nn.Module) -> tuple[tuple[Tensor, ...], float]:
         raise InputError(
             f"expected a bias-free network as nn.Sequential({SUPPORTED}); got {type(model).__name__}"
         )
-    weights, slopes = [], set()
+    weights: list[torch.Tensor] = []
+    slopes: set[float] = set()
     for i, (path, module) in enumerate(model.named_children()):
         if i % 2 == 0:
             if not isinstance(module, nn.Linear):

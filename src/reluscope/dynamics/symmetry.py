@@ -126,7 +126,7 @@ def _mirror_counts(
 
     Bitwise-identical rows are merged first, so that heavy duplication costs nothing."""
     unique, inverse, weight = _merge_duplicates(z, seed)
-    direction = np.random.default_rng(seed).standard_normal(z.shape[1])
+    direction = np.random.default_rng(seed).standard_normal((z.shape[1],))
     copies, _ = _near_counts(unique, weight.astype(np.float64), unique, atol, direction)
     mirrors, dist = _near_counts(unique, weight.astype(np.float64), -unique, atol, direction)
     return copies[inverse], mirrors[inverse], dist[inverse]

@@ -8,7 +8,7 @@ import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from reluscope.errors import InputError
 from reluscope.experiments.config import ExperimentConfig
@@ -27,8 +27,11 @@ PAPERS: dict[str, str] = {
 }
 
 
+ConfigT = TypeVar("ConfigT", bound=ExperimentConfig)
+
+
 @dataclass(frozen=True)
-class Experiment:
+class Experiment(Generic[ConfigT]):
     """A named experiment: its configuration class and ``run(config, context) -> Outcome``.
     ``order`` sorts experiments of the same paper in the report."""
 
@@ -36,8 +39,8 @@ class Experiment:
     title: str
     paper: str
     description: str
-    config: type[ExperimentConfig]
-    run: Callable[[ExperimentConfig, RunContext], Outcome]
+    config: type[ConfigT]
+    run: Callable[[ConfigT, RunContext], Outcome]
     order: int = 0
 
     def __post_init__(self) -> None:

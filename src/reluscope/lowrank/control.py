@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 from collections.abc import Iterable
 
 import torch
@@ -31,7 +32,7 @@ def _check_names(layers: Iterable[str], found: dict[str, nn.Module]) -> list[str
     return names
 
 
-def _norm_check(value, layer: nn.Module, label: str) -> float:
+def _norm_check(value: Any, layer: nn.Module, label: str) -> float:
     try:
         b = float(value)
     except (TypeError, ValueError):

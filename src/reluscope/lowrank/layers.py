@@ -5,6 +5,8 @@ weight replaced by its best rank-r approximation)."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 import torch.nn as nn
@@ -128,10 +130,10 @@ def best_rank_approximation(weight: Tensor, rank: int) -> Tensor:
     return (u.to(torch.float64) @ v.to(torch.float64)).to(weight.dtype)
 
 
-def weight_layers(model: nn.Module) -> dict[str, nn.Module]:
+def weight_layers(model: nn.Module) -> dict[str, nn.Linear | LowRankLinear]:
     """The model's Linear and LowRankLinear layers by module name ('' for the model itself),
     leaving out the Linear factors inside a LowRankLinear."""
-    out: dict[str, nn.Module] = {}
+    out: dict[str, nn.Linear | LowRankLinear] = {}
     factored: list[str] = []  # names of the LowRankLinear layers seen (parents come first)
     for name, m in model.named_modules():
         if any(k == "" or name.startswith(f"{k}.") for k in factored):
@@ -159,7 +161,15 @@ def check_rank(rank, out_features: int, in_features: int, where: str) -> int:
     return rank
 
 
-def resolve(model: nn.Module, spec, kind: str, check) -> dict[str, tuple[nn.Module, object]]:
+Checked = TypeVar("Checked")
+
+
+def resolve(
+    model: nn.Module,
+    spec: Any,
+    kind: str,
+    check: Callable[[Any, nn.Linear | LowRankLinear, str], Checked],
+) -> dict[str, tuple[nn.Linear | LowRankLinear, Checked]]:
     """Per layer name, (layer, value) for ``spec``: one value for every weight layer, or a
     dict {layer name: value} naming some of them; ``check(value, layer, name)`` validates."""
     layers = weight_layers(model)
@@ -179,7 +189,7 @@ def _label(name: str) -> str:
     return f"layer {name!r}" if name else "the model"
 
 
-def _rank_check(rank, layer: nn.Module, label: str) -> int:
+def _rank_check(rank: Any, layer: nn.Linear | LowRankLinear, label: str) -> int:
     return check_rank(rank, layer.out_features, layer.in_features, label)
 
 

@@ -7,7 +7,9 @@ so that tangents and affine coefficients can be pushed through it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import overload
 
 import torch
 import torch.nn.functional as F
@@ -20,17 +22,19 @@ class Op:
     #: Short human-readable kind, used in summaries.
     kind: str = "op"
 
-    def forward(self, *xs: Tensor) -> Tensor:
-        raise NotImplementedError
+    #: The op on its inputs: one tensor, or several for :class:`AddOp`.
+    forward: Callable[..., Tensor]
+    #: The linear part of the op (the op minus its constant term); affine ops only.
+    linear: Callable[..., Tensor]
 
-    def linear(self, *xs: Tensor) -> Tensor:
-        """The linear part of the op (the op minus its constant term)."""
-        raise NotImplementedError
-
-    def to(self, device: torch.device | None = None, dtype: torch.dtype | None = None) -> Op:
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Op:
         return self
 
 
+@overload
+def _cast(t: Tensor, device, dtype) -> Tensor: ...
+@overload
+def _cast(t: None, device, dtype) -> None: ...
 def _cast(t: Tensor | None, device, dtype) -> Tensor | None:
     return None if t is None else t.to(device=device, dtype=dtype)
 
@@ -69,7 +73,7 @@ class ConvOp(Op):
 
     def _conv(self, x: Tensor, bias: Tensor | None) -> Tensor:
         conv = F.conv1d if self.weight.dim() == 3 else F.conv2d
-        padding = self.padding
+        padding: tuple[int, ...] | str | int = self.padding
         if self.padding_mode != "zeros":
             x = F.pad(x, self.reversed_padding, mode=self.padding_mode)
             padding = 0
@@ -180,11 +184,12 @@ class AvgPoolOp(Op):
     kind: str = "avg_pool"
 
     def forward(self, x: Tensor) -> Tensor:
+        stride = self.kernel_size if self.stride is None else self.stride  # torch's default
         if self.dims == 1:
             return F.avg_pool1d(
                 x,
                 self.kernel_size,
-                self.stride,
+                stride,
                 self.padding,
                 self.ceil_mode,
                 self.count_include_pad,
@@ -192,7 +197,7 @@ class AvgPoolOp(Op):
         return F.avg_pool2d(
             x,
             self.kernel_size,
-            self.stride,
+            stride,
             self.padding,
             self.ceil_mode,
             self.count_include_pad,

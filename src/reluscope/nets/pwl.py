@@ -82,7 +82,9 @@ class PWLNet:
         self.input_shape = tuple(input_shape)
         self.output = output
         self._by_name = {n.name: n for n in nodes}
-        self.sites = [Site(n.name, n.shape, n.op.slope) for n in nodes if n.is_site]
+        self.sites = [
+            Site(n.name, n.shape, n.op.slope) for n in nodes if isinstance(n.op, ActivationOp)
+        ]
         #: The same network before BatchNorm folding, when some BatchNorm was folded.
         self.unfolded: PWLNet | None = None
         self._last_use = {}
@@ -263,7 +265,7 @@ class PWLNet:
         for i, n in enumerate(self.nodes[: stop + 1]):
             ins = [values[a] for a in n.inputs]
             values[n.name] = n.op.forward(*ins)
-            if n.is_site:
+            if isinstance(n.op, ActivationOp):
                 pre[n.name] = ins[0].reshape(b, -1)
                 if n.name in wanted:
                     jacs[n.name] = tangents[n.inputs[0]].reshape(b, d, -1).transpose(1, 2)
@@ -283,5 +285,6 @@ class PWLNet:
 
     def _local_affine(self, x: Tensor) -> tuple[Tensor, Tensor]:
         p = self.jacobian_pass(x, output=True)
+        assert p.output is not None and p.output_jacobian is not None  # output=True gives both
         const = p.output - torch.einsum("bod,bd->bo", p.output_jacobian, x.reshape(len(x), -1))
         return p.output_jacobian, const

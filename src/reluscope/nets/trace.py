@@ -179,6 +179,7 @@ class _Builder:
                 self._function(node)
             elif node.op == "output":
                 self._output(node)
+        assert self.output is not None  # every fx graph ends with its output node
         return PWLNet(self.nodes, self.input_shape, self.output)
 
     # ------------------------------------------------------------------ helpers
@@ -213,31 +214,33 @@ class _Builder:
     def _module(self, node: fx.Node) -> None:
         path = str(node.target)
         m = self.modules[node.target]
-        src = self._ref(node.args[0], node) if node.args else None
         kind = type(m).__name__
+        if not node.args:
+            raise UnsupportedLayerError(path, kind, SUPPORTED, "it is called without an input")
+        src = self._ref(node.args[0], node)
         if isinstance(m, nn.Linear):
-            self._add(node, LinearOp(_param(m.weight), _param(m.bias)), [src], path)
+            self._add(node, LinearOp(m.weight.detach().clone(), _param(m.bias)), [src], path)
         elif isinstance(m, (nn.Conv1d, nn.Conv2d)):
             self._add(node, ConvOp.from_module(m), [src], path)
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             _check_mode(path, m)
-            if m.running_mean is None:
+            if m.running_mean is None or m.running_var is None:
                 raise UnsupportedLayerError(
                     path,
                     kind,
                     SUPPORTED,
                     "BatchNorm without running statistics (track_running_stats=False) is not affine",
                 )
-            op = BatchNormOp(
+            norm = BatchNormOp(
                 m.running_mean.detach().clone(),
                 m.running_var.detach().clone(),
                 float(m.eps),
                 _param(m.weight),
                 _param(m.bias),
             )
-            self._add(node, op, [src], path)
+            self._add(node, norm, [src], path)
         elif isinstance(m, (nn.AvgPool1d, nn.AvgPool2d)):
-            op = AvgPoolOp(
+            pool = AvgPoolOp(
                 1 if isinstance(m, nn.AvgPool1d) else 2,
                 m.kernel_size,
                 m.stride,
@@ -246,9 +249,9 @@ class _Builder:
                 m.count_include_pad,
                 getattr(m, "divisor_override", None),
             )
-            self._add(node, op, [src], path)
+            self._add(node, pool, [src], path)
         elif isinstance(m, (nn.Flatten, nn.Unflatten)):
-            if node.args[0].meta["tensor_meta"].shape[0] != node.meta["tensor_meta"].shape[0]:
+            if not _keeps_batch(node):
                 raise UnsupportedLayerError(
                     path, kind, SUPPORTED, "reshapes must keep the batch dimension first"
                 )
@@ -285,7 +288,7 @@ class _Builder:
         ) or target in _RESHAPE_FUNCTIONS:
             src = self._ref(node.args[0], node)
             shape = self._shape(node)
-            if node.args[0].meta["tensor_meta"].shape[0] != node.meta["tensor_meta"].shape[0]:
+            if not _keeps_batch(node):
                 raise UnsupportedLayerError(
                     node.name, name, SUPPORTED, "reshapes must keep the batch dimension first"
                 )
@@ -296,6 +299,10 @@ class _Builder:
             return
         if target is F.leaky_relu or (node.op == "call_method" and target == "leaky_relu"):
             slope = node.args[1] if len(node.args) > 1 else node.kwargs.get("negative_slope", 0.01)
+            if not isinstance(slope, (int, float)):
+                raise UnsupportedLayerError(
+                    node.name, name, SUPPORTED, f"negative_slope must be a number; got {slope!r}"
+                )
             self._add(node, ActivationOp(float(slope)), [self._ref(node.args[0], node)], node.name)
             return
         if (
@@ -337,7 +344,8 @@ class _Builder:
         return None
 
     def _linear_combination(self, node: fx.Node, a, b, sign_b: float) -> None:
-        terms, constant = [], 0.0
+        terms: list[tuple[str, float]] = []
+        constant: torch.Tensor | float = 0.0
         for arg, sign in ((a, 1.0), (b, sign_b)):
             if isinstance(arg, fx.Node) and arg.name in self.alias:
                 terms.append((self._ref(arg, node), sign))
@@ -379,6 +387,15 @@ def _param(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.detach().clone()
 
 
+def _keeps_batch(node: fx.Node) -> bool:
+    """Whether the reshape ``node`` keeps its input's batch dimension first."""
+    source = node.args[0]
+    return (
+        isinstance(source, fx.Node)
+        and source.meta["tensor_meta"].shape[0] == node.meta["tensor_meta"].shape[0]
+    )
+
+
 def _fetch_attr(gm: fx.GraphModule, target: str):
     obj = gm
     for part in target.split("."):
@@ -413,7 +430,11 @@ def fold_batchnorm(net: PWLNet) -> PWLNet:
         ):
             prev = next(i for i, m in enumerate(nodes) if m.name == src.name)
             nodes[prev] = Node(
-                n.name, _fold(src.op, n.op), src.inputs, n.shape, f"{src.path}+{n.path}"
+                n.name,
+                _fold(src.op, n.op.scale, n.op.shift),
+                src.inputs,
+                n.shape,
+                f"{src.path}+{n.path}",
             )
             folded.add(src.name)
             continue
@@ -425,10 +446,12 @@ def fold_batchnorm(net: PWLNet) -> PWLNet:
     return out
 
 
-def _fold(op: LinearOp | ConvOp, bn: ScaleShiftOp) -> Op:
-    scale, shift = bn.scale, bn.shift if bn.shift is not None else 0.0
+def _fold(op: LinearOp | ConvOp, scale: torch.Tensor, shift: torch.Tensor | float | None) -> Op:
+    """``op`` followed by a per-output-channel ``x * scale + shift``, as one op."""
     w = op.weight * scale.reshape((-1,) + (1,) * (op.weight.dim() - 1))
-    b = shift + (op.bias * scale if op.bias is not None else 0.0)
+    b = op.bias * scale if op.bias is not None else torch.zeros_like(scale)
+    if shift is not None:
+        b = b + shift
     if isinstance(op, LinearOp):
         return LinearOp(w, b)
     return replace(op, weight=w, bias=b)

@@ -46,7 +46,11 @@ def _randomize_batchnorm(model: nn.Module) -> None:
     """Give every BatchNorm2d random (seeded by the caller) affine parameters and running stats."""
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
+            if (
+                isinstance(module, nn.BatchNorm2d)
+                and module.running_mean is not None
+                and module.running_var is not None
+            ):
                 n = module.num_features
                 module.running_mean.copy_(0.5 * torch.randn(n))
                 module.running_var.copy_(0.5 + torch.rand(n))

@@ -51,7 +51,8 @@ def decision_boundary_segments(
         seg, good = _zero_segments(pts, vals[..., 0] - threshold, counts, eps)
         pairs = torch.tensor([[0, 1]], device=vertices.device).expand(int(good.sum()), 2)
         return seg[good], pairs
-    segments, pairs = [], []
+    segments: list[Tensor] = []
+    class_pairs: list[Tensor] = []
     n_cls = outputs.shape[1]
     for i in range(n_cls):
         for j in range(i + 1, n_cls):
@@ -60,12 +61,14 @@ def decision_boundary_segments(
                 continue
             seg, keep = _clip_to_maximum(seg[good], pts[good], vals[good], counts[good], i, j)
             segments.append(seg[keep])
-            pairs.append(torch.tensor([i, j], device=vertices.device).expand(int(keep.sum()), 2))
+            class_pairs.append(
+                torch.tensor([i, j], device=vertices.device).expand(int(keep.sum()), 2)
+            )
     if not segments:
         return vertices.new_zeros(0, 2, 2), torch.zeros(
             0, 2, dtype=torch.long, device=vertices.device
         )
-    return torch.cat(segments), torch.cat(pairs)
+    return torch.cat(segments), torch.cat(class_pairs)
 
 
 def _clip_to_maximum(seg, pts, vals, counts, i, j):

@@ -11,7 +11,7 @@ from torch import Tensor
 from reluscope.errors import InputError
 from reluscope.nets.pwl import PWLNet
 from reluscope.regions.inputs import point_tensor, prepare_net
-from reluscope.regions.walk import Growable, StoredValues, walk
+from reluscope.regions.walk import AffineValues, Growable, StoredValues, walk
 
 DEFAULT_TOL = 1e-10
 
@@ -73,7 +73,9 @@ class LinePartition:
 class _IntervalSplitter:
     """Splits consecutive intervals of sorted points at the zero crossings of each neuron."""
 
-    def split(self, table: Growable, site: StoredValues, eps: Tensor) -> None:
+    def split(self, table: Growable, site: StoredValues | AffineValues, eps: Tensor) -> None:
+        if not isinstance(site, StoredValues):
+            raise TypeError("intervals are split on stored pre-activations only")
         zoff, n = site.zoff, site.n
         rows = table.view()
         z = rows[:, zoff : zoff + n]
@@ -139,10 +141,7 @@ def line(
     start_t, end_t = pts
     if torch.equal(start_t, end_t):
         raise InputError("start and end coincide: expected a segment of positive length")
-    part = LinePartition(net, start_t, end_t, None, None)
     tau0 = torch.tensor([[0.0], [1.0]], dtype=net.dtype, device=net.device)
     basis = (end_t - start_t).unsqueeze(0)
     coords, outputs = walk(net, tau0, start_t, basis, _IntervalSplitter(), tol)
-    part.breakpoints = coords[:, 0].contiguous()
-    part.outputs = outputs
-    return part
+    return LinePartition(net, start_t, end_t, coords[:, 0].contiguous(), outputs)

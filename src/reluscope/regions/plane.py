@@ -242,14 +242,19 @@ def plane(
     polygons = torch.arange(4, device=net.device).unsqueeze(0)
     counts = torch.tensor([4], device=net.device)
     splitter = PolygonSplitter(polygons, counts)
-    part = PlanePartition(net, origin, u, v, ext, corners, None, polygons, counts)
     basis = torch.stack([u, v])
     coords, outputs = walk(net, corners, origin, basis, splitter, tol, affine_first_site=True)
-    part.vertices = coords.contiguous()
-    part.outputs = outputs
-    part.polygons = splitter.polys.view().contiguous()
-    part.counts = splitter.counts.view().contiguous()
-    return part
+    return PlanePartition(
+        net,
+        origin,
+        u,
+        v,
+        (s0, s1, t0, t1),
+        coords.contiguous(),
+        outputs,
+        splitter.polys.view().contiguous(),
+        splitter.counts.view().contiguous(),
+    )
 
 
 def plane_through(

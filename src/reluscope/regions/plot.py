@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib import colormaps
@@ -60,10 +60,10 @@ def draw_plane(
         if segments is None:
             segments = partition.decision_boundary()[0].cpu().numpy()
         if len(segments):
-            ax.add_collection(LineCollection(segments, colors="crimson", linewidths=1.6))
+            ax.add_collection(LineCollection(list(segments), colors="crimson", linewidths=1.6))
     if points is not None:
         pts = np.asarray(points, dtype=float).reshape(-1, 2)
-        style = {"s": 18, "edgecolors": "white", "linewidths": 0.6, "zorder": 3}
+        style: dict[str, Any] = {"s": 18, "edgecolors": "white", "linewidths": 0.6, "zorder": 3}
         if labels is None:
             ax.scatter(pts[:, 0], pts[:, 1], color="black", **style)
         else:

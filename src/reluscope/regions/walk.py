@@ -133,8 +133,8 @@ def walk(
         lo = sites[0]
         affine = _affine_prefix(net, lo, affine)
         lin, const = affine[nodes[lo].inputs[0]]
-        site = AffineValues(table, lin.reshape(k, -1), const.reshape(-1))
-        splitter.split(table, site, _tolerances(site, tol))
+        first = AffineValues(table, lin.reshape(k, -1), const.reshape(-1))
+        splitter.split(table, first, _tolerances(first, tol))
     for hi in [i for i in sites if i > lo or not affine_first_site] + [len(nodes)]:
         keep = _live_after(net, hi)
         table, layout = _advance(net, lo, hi, table, layout, affine, keep, k)

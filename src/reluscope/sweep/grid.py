@@ -52,7 +52,9 @@ def parse_grid(pairs: list[str]) -> dict[str, list[Any]]:
 
 def _split_values(text: str) -> list[str]:
     """``text`` split at the commas that are outside brackets, braces and double quotes."""
-    pieces, current, depth, quoted, escaped = [], [], 0, False, False
+    pieces: list[str] = []
+    current: list[str] = []
+    depth, quoted, escaped = 0, False, False
     for char in text:
         if escaped:
             escaped = False
@@ -101,8 +103,8 @@ def expand_grid(
     points = []
     for combination in itertools.product(*(grid[k] for k in keys)):
         for seed in range(seeds):
-            values = {**dict(zip(keys, combination, strict=True)), "seed": seed}
-            points.append(SweepPoint(run_id(values), values, {**fixed, **values}))
+            chosen = {**dict(zip(keys, combination, strict=True)), "seed": seed}
+            points.append(SweepPoint(run_id(chosen), chosen, {**fixed, **chosen}))
     ids = [p.run_id for p in points]
     clashes = sorted({i for i in ids if ids.count(i) > 1})
     if clashes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from reluscope.sweep.task import RunTask, TaskResult, available_cores, execute, lost
@@ -15,7 +15,7 @@ from reluscope.sweep.task import RunTask, TaskResult, available_cores, execute, 
 WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "67108864", "MALLOC_TRIM_THRESHOLD_": "134217728"}
 
 
-def run_local(tasks: list[RunTask], workers: int) -> Iterator[TaskResult]:
+def run_local(tasks: list[RunTask], workers: int) -> Generator[TaskResult, None, None]:
     """Run ``tasks`` in ``workers`` spawned processes (each with ``cores // workers`` torch
     threads), yielding each result as soon as its run ends. Stopping early (Ctrl-C) stops the
     workers at once; their runs resume from their checkpoints when the sweep is run again."""

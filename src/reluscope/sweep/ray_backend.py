@@ -7,7 +7,7 @@ import os
 import site
 import sys
 import sysconfig
-from collections.abc import Iterator
+from collections.abc import Generator
 from types import ModuleType
 
 from reluscope.errors import InputError
@@ -25,7 +25,9 @@ def import_ray() -> ModuleType:
     return ray
 
 
-def run_ray(tasks: list[RunTask], workers: int, address: str | None) -> Iterator[TaskResult]:
+def run_ray(
+    tasks: list[RunTask], workers: int, address: str | None
+) -> Generator[TaskResult, None, None]:
     """Run ``tasks`` as Ray tasks, yielding each result as soon as its run ends. With
     ``address`` (``auto``, ``HOST:PORT`` or ``ray://HOST:10001``) they go to that cluster, one
     CPU (and one GPU when the config's device is CUDA) and one torch thread each; without it, to

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -160,7 +160,7 @@ def _text(value: Any) -> str:
 
 def _results(
     tasks: list[RunTask], backend: str, workers: int, address: str | None
-) -> Iterator[TaskResult]:
+) -> Generator[TaskResult, None, None]:
     """The results of ``tasks`` on ``backend``, as they come (a generator: closing it stops
     the runs not yet started)."""
     if backend == "ray":

@@ -37,7 +37,7 @@ class BatchSampler:
     def indices(self, step: int) -> Tensor:
         """The indices of the points of the update from ``step`` to ``step + 1``."""
         epoch, block = divmod(step, self.per_epoch)
-        if epoch != self._epoch:
+        if self._perm is None or epoch != self._epoch:
             self._epoch, self._perm = epoch, self.permutation(epoch)
         start = block * self.batch_size
         return self._perm[start : start + self.batch_size]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any
 from contextlib import contextmanager
 
 
@@ -20,7 +22,7 @@ class InterruptGuard:
     def __init__(self) -> None:
         self.in_critical = False
         self._pending = False
-        self._previous = None
+        self._previous: Callable[[int, FrameType | None], Any] | int | None = None
 
     def __enter__(self) -> InterruptGuard:
         main = threading.current_thread() is threading.main_thread()

@@ -69,7 +69,12 @@ class ProbeRunner:
 
     def due(self, step: int) -> list[Probe]:
         """The probes scheduled at ``step``."""
-        return [p for p in self.probes if step in (p.schedule or self.default_schedule)]
+        due = []
+        for probe in self.probes:
+            schedule = probe.schedule or self.default_schedule
+            if schedule is not None and step in schedule:
+                due.append(probe)
+        return due
 
     def maybe_run(self, model: nn.Module, step: int) -> list[dict[str, Any]]:
         """Run the probes due at ``step``; returns their new records (also kept)."""

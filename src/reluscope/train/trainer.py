@@ -78,7 +78,7 @@ class Trainer:
         _check_data(train, test)
         self.model = model.to(device=self.device, dtype=self.dtype)
         self._x = train.x.to(device=self.device, dtype=self.dtype)
-        self._y = train.y.to(self.device)
+        self._y = train.labels.to(self.device)
         _check_model(self.model, self._x, self._y, cfg.loss)
         self.run_dir = _prepare_run_dir(run_dir)
         if tensorboard:
@@ -133,7 +133,7 @@ class Trainer:
     def _run(self) -> None:
         cuda = [self.device] if self.device.type == "cuda" else []
         writer = None
-        if self.tensorboard:
+        if self.tensorboard and self.run_dir is not None:
             purge = self.step if self.step > 0 else None
             writer = open_tensorboard(self.run_dir / "tensorboard", purge_step=purge)
         display = ProgressDisplay(self.config.steps, self.step, self.progress, self.runner.run_name)
@@ -146,7 +146,7 @@ class Trainer:
                     if guard.in_critical:  # an update may be half done: keep the last checkpoint
                         self._loaded = False
                     elif self.run_dir is not None:
-                        self._save()
+                        self._save(self.run_dir)
                     raise
                 finally:
                     self._rng = self._rng_state()
@@ -163,8 +163,8 @@ class Trainer:
                 if writer is not None and new:
                     log_records(writer, new)
                 display.update(self.step, self._loss, new)
-            if self._checkpoint_due():
-                self._save()
+            if self.run_dir is not None and self._checkpoint_due():
+                self._save(self.run_dir)
             if self.step >= cfg.steps:
                 return
             with guard.critical():
@@ -205,7 +205,7 @@ class Trainer:
             every and self.step > 0 and self.step % every == 0
         )
 
-    def _save(self) -> None:
+    def _save(self, run_dir: Path) -> None:
         state = {
             "config": self.config.model_dump_json(),
             "run": self.runner.run_name,
@@ -217,8 +217,8 @@ class Trainer:
             "rng": self._rng_state(),
             "records": list(self.runner.records),
         }
-        save_checkpoint(self.run_dir / CHECKPOINT, state)
-        self.runner.save(self.run_dir / RECORDS)
+        save_checkpoint(run_dir / CHECKPOINT, state)
+        self.runner.save(run_dir / RECORDS)
         self._saved_step = self.step
 
     def _resume(self) -> None:

@@ -127,7 +127,7 @@ def run(config: BreakingConfig, ctx: RunContext) -> Outcome:
         biases = (
             random_biases(widths, config.init_scale, seed=config.seed + 1) if case.biases else None
         )
-        train = dict(steps=config.steps, device=config.device)
+        train: dict[str, Any] = dict(steps=config.steps, device=config.device)
         relu = gradient_descent(
             case.x, case.y, start, biases=biases, alpha=0.0, lr=case.lr, **train
         )

@@ -84,7 +84,7 @@ def run(config: EquivalenceConfig, ctx: RunContext) -> Outcome:
     floor = linear_floor(x, y)
     widths = (config.d, config.hidden, 1)
     start = random_init(widths, config.init_scale, seed=config.seed + 1)
-    train = dict(lr=config.lr, steps=config.steps, device=config.device)
+    train: dict[str, Any] = dict(lr=config.lr, steps=config.steps, device=config.device)
     rows: list[dict[str, Any]] = []
     runs: dict[float, dict[str, Any]] = {}
     for alpha in config.alphas:
