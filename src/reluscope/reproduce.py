@@ -107,12 +107,13 @@ def _in_workers(chosen, scale, out, configs, rerun, workers, say):
         for e in chosen:
             (out / e.name / "outcome.json").unlink(missing_ok=True)
     tasks = [RunTask(e, scale, configs[e.name], str(out / e.name), e.name) for e in chosen]
-    done = {}
+    done: dict[str, RunSummary | tuple[str, str]] = {}
     for result in run_local(tasks, workers):
         experiment = by_name[result.run_id]
         if result.outcome is None:
-            done[result.run_id] = (experiment.name, result.traceback or result.error)
-            say(*done[result.run_id])
+            failure = (experiment.name, result.traceback or result.error)
+            done[result.run_id] = failure
+            say(*failure)
             continue
         summary = RunSummary(
             experiment,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from typing import Any
-from collections.abc import Iterable
 
 import torch
 import torch.nn as nn
@@ -24,7 +24,7 @@ def nuclear_norm_penalty(model: nn.Module, layers: Iterable[str] | None = None) 
     return sum(torch.linalg.matrix_norm(found[k].weight, ord="nuc") for k in names)
 
 
-def _check_names(layers: Iterable[str], found: dict[str, nn.Module]) -> list[str]:
+def _check_names(layers: Iterable[str], found: Mapping[str, object]) -> list[str]:
     names = [layers] if isinstance(layers, str) else list(layers)
     unknown = [k for k in names if k not in found]
     if unknown or not names:

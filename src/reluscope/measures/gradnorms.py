@@ -20,8 +20,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+from torch.nn import grad as nn_grad
 
 from reluscope.nets.ops import (
     ActivationOp,
@@ -101,7 +101,7 @@ def noisy_pass(
         out.bias_free[INPUT] = x
     for i, n in enumerate(net.nodes[: stop + 1]):
         ins = [values[a] for a in n.inputs]
-        if n.is_site:
+        if isinstance(n.op, ActivationOp):
             z = ins[0]
             noisy = z + noise[n.name]
             out.active[n.name] = noisy > 0
@@ -199,16 +199,16 @@ class ExactGradientNorms:
             cot[node.name] = onehot.reshape((p,) + node.shape)
         for n in reversed(net.nodes[: end + 1]):
             if len(cot) == 1:
-                ((name, c),) = cot.items()
+                ((name, last),) = cot.items()
                 gram = self._gram(name)
                 if gram is not None:
-                    c = c.reshape(p, -1).to(torch.float64)
-                    squares = ((c @ gram) * c).sum(dim=1).clamp(min=0)
+                    flat = last.reshape(p, -1).to(torch.float64)
+                    squares = ((flat @ gram) * flat).sum(dim=1).clamp(min=0)
                     return squares.sqrt().to(net.dtype)
             c = cot.pop(n.name, None)
             if c is None:
                 continue
-            if n.is_site:
+            if isinstance(n.op, ActivationOp):
                 _accumulate(cot, n.inputs[0], c * _gain(n.op, active[n.name][rows], c.dtype))
             elif isinstance(n.op, AddOp):
                 for sign, a in zip(n.op.signs, n.inputs, strict=True):
@@ -262,7 +262,7 @@ def _adjoint(op: Op, cot: Tensor, in_shape: tuple[int, ...]) -> Tensor:
         return cot.reshape((len(cot),) + in_shape)
     size = (len(cot),) + in_shape
     if isinstance(op, ConvOp) and op.padding_mode == "zeros" and not isinstance(op.padding, str):
-        conv_input = F.grad.conv1d_input if op.weight.dim() == 3 else F.grad.conv2d_input
+        conv_input = nn_grad.conv1d_input if op.weight.dim() == 3 else nn_grad.conv2d_input
         return conv_input(size, op.weight, cot, op.stride, op.padding, op.dilation, op.groups)
     zero = torch.zeros(size, dtype=cot.dtype, device=cot.device)
     return torch.func.vjp(op.linear, zero)[1](cot)[0]

@@ -84,7 +84,9 @@ def _lanczos_norm(op: Op, shape: tuple[int, ...], iters: int, seed: int, tol: fl
     dtype = torch.float64 if tensors and tensors[0].dtype == torch.float64 else torch.float32
     op = op.to(dtype=dtype)
     n = math.prod(shape)
-    out, adjoint = torch.func.vjp(op.linear, torch.zeros((1,) + shape, dtype=dtype, device=device))
+    out, adjoint = torch.func.vjp(op.linear, torch.zeros((1,) + shape, dtype=dtype, device=device))[
+        :2
+    ]
     m = out.numel()
     steps = max(1, min(iters, n, m))  # the Krylov spaces have at most min(n, m) dimensions
     vs = torch.zeros(steps + 1, n, dtype=dtype, device=device)  # orthonormal input basis

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
 import torch
 import torch.nn as nn
@@ -46,6 +47,9 @@ class PointValues:
         self._parts.clear()
 
 
+MeterT = TypeVar("MeterT", bound="Meter")
+
+
 class Meter:
     """Base of the streaming measures (torchmetrics style): ``update(batch)`` for each batch,
     then ``compute()``; ``reset()`` starts over.
@@ -81,7 +85,7 @@ class Meter:
         for chunk in iterate_batches(self.net, x, self.batch_size):
             self._accumulate(chunk)
 
-    def update_from(self, data) -> Meter:
+    def update_from(self: MeterT, data) -> MeterT:
         """Add every point of ``data`` (a tensor, or an iterable of batches such as a
         DataLoader); returns the meter."""
         for x in iterate_batches(self.net, data, self.batch_size, self.input_key):

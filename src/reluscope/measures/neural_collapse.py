@@ -196,7 +196,12 @@ def find_classifier(net: PWLNet) -> Classifier | None:
         src_shape = net.input_shape if source == INPUT else None
         if source is not None and source != INPUT:
             src_shape = net.node(source).shape
-        if isinstance(node.op, LinearOp) and len(node.shape) == 1 and len(src_shape) == 1:
+        if (
+            isinstance(node.op, LinearOp)
+            and len(node.shape) == 1
+            and src_shape is not None
+            and len(src_shape) == 1
+        ):
             w = node.op.weight.detach().to(_F64)
             b = None if node.op.bias is None else node.op.bias.detach().to(_F64)
             if a is None:
@@ -205,6 +210,8 @@ def find_classifier(net: PWLNet) -> Classifier | None:
                 c = c if b is None else (a @ b if c is None else c + a @ b)
                 a = a @ w
         elif not (isinstance(node.op, ReshapeOp) and a is not None):
+            break
+        if source is None:
             break
         name = source
     return None if a is None else Classifier(name, a, c)
@@ -226,7 +233,9 @@ def resolve_layers(
     if layers is None:
         sites = {s.name for s in net.sites}
         return {
-            k: v for k, v in nodes.items() if not (k == PENULTIMATE and classifier.node in sites)
+            k: v
+            for k, v in nodes.items()
+            if not (k == PENULTIMATE and classifier is not None and classifier.node in sites)
         }
     wanted = [layers] if isinstance(layers, str) else list(layers)
     unknown = [w for w in wanted if w not in nodes]
@@ -432,7 +441,9 @@ class NeuralCollapseMeter:
         values, penultimate = {}, None
         for layer, node in self.layers.items():
             stats = self.stats[layer]
-            dual = weight is not None and node == self.classifier.node
+            dual = (
+                weight is not None and self.classifier is not None and node == self.classifier.node
+            )
             values[layer] = stats.metrics(weight if dual else None)
             penultimate = penultimate or (layer if dual else None)
             if self.nc4:

@@ -61,7 +61,7 @@ def output_gradient_norm(output: str | int, value: Tensor, jac: Tensor) -> Tenso
     if output == "predicted":
         k = value.argmax(dim=1)
     else:
-        k = torch.full((len(value),), output, device=value.device)
+        k = torch.full((len(value),), int(output), device=value.device)
     return jac[torch.arange(len(jac), device=jac.device), k].norm(dim=1)
 
 
@@ -125,6 +125,7 @@ class TotalVariationMeter(Meter):
     def _accumulate(self, x: Tensor) -> None:
         names = [s.name for s in self.sites] if self.bound else []
         p = self.net.jacobian_pass(x, names, output=True)
+        assert p.output is not None and p.output_jacobian is not None  # output=True gives both
         self.stats.add(NAME, output_gradient_norm(self.output, p.output, p.output_jacobian))
         if not self.bound:
             return

@@ -223,7 +223,7 @@ def _linear_op(m: nn.Linear) -> LinearOp:
 def _module_layers(model: nn.Module, input_shape: tuple[int, ...] | None) -> list[_Layer]:
     """Linear / Conv1d / Conv2d layers of ``model``: in call order with their input shapes when
     ``input_shape`` is given (one forward pass in eval mode), else in definition order."""
-    found: dict[str, nn.Module] = {}
+    found: dict[str, nn.Linear | nn.Conv1d | nn.Conv2d] = {}
     for path, m in model.named_modules():
         if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
             found[path or type(m).__name__] = m
@@ -241,7 +241,9 @@ def _module_layers(model: nn.Module, input_shape: tuple[int, ...] | None) -> lis
                 f"the model has convolutions (first at {convs[0]!r}); their operator norm depends "
                 "on the input size: pass input_shape=(channels, *spatial), e.g. (1, 28, 28)"
             )
-        return [_Layer(p, _linear_op(m), None) for p, m in found.items()]
+        return [
+            _Layer(p, _linear_op(m), None) for p, m in found.items() if isinstance(m, nn.Linear)
+        ]
     calls: dict[str, tuple[int, ...]] = {}
 
     def record(path: str):
@@ -302,6 +304,7 @@ def _check_tol(value: float | None, name: str) -> None:
 def _conv_stats(
     layer: _Layer, method: str, max_dense: int, eps: float, tols: dict, seed: int
 ) -> LayerStats:
+    assert isinstance(layer.op, ConvOp) and layer.input_shape is not None  # a conv layer
     op = ConvOperator(layer.op, layer.input_shape)
     rows = op.row_norms()
     shape = (op.d_out, op.d_in)
@@ -319,7 +322,7 @@ def _conv_stats(
             f"output the input's size); layer {layer.path!r} is not one: use 'auto'"
         )
     kind = f"conv{layer.op.weight.dim() - 2}d"
-    common = dict(layer=layer.path, kind=kind, norm_kind="conv operator")
+    common: dict[str, Any] = dict(layer=layer.path, kind=kind, norm_kind="conv operator")
     common["has_bias"] = layer.op.bias is not None
     if method == "lanczos":
         sigma, _ = op.spectral_norm(seed=seed)

@@ -90,7 +90,7 @@ def _normalise(data: Dataset, name: str) -> Dataset:
 
 def classes(data: Dataset) -> int:
     """The number of classes of a labelled data set (``info["classes"]``, else max label + 1)."""
-    return int(data.info.get("classes") or int(data.y.max()) + 1)
+    return int(data.info.get("classes") or int(data.labels.max()) + 1)
 
 
 def paper_mlp(
@@ -121,7 +121,7 @@ def data_mlp(data: Dataset, hidden: Sequence[int], gain: float, seed: int) -> nn
 def train_config(config: BaseModel, **values: object) -> TrainConfig:
     """:meth:`TrainConfig.from_config` of an experiment's ``config`` (which has ``steps``)
     with ``values``, checkpointing about 20 times per run (at least every 1000 steps)."""
-    every = max(1000, config.steps // 20)
+    every = max(1000, config.model_dump()["steps"] // 20)
     return TrainConfig.from_config(config, checkpoint_every=every, **values)
 
 

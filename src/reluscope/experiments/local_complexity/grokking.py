@@ -120,7 +120,8 @@ def grokking_steps(records: pd.DataFrame) -> dict[str, float]:
     start, best = float(after["value"].iloc[0]), int(after["value"].idxmax())
     gain = float(after.loc[best, "value"]) - start
     t_test = common.first_step_at_least(after["value"], start + GAIN_FRACTION * gain)
-    out.update(train_step=t_train, test_step=t_test, test_at_interp=start, test_gain=gain)
+    reached = math.nan if t_test is None else t_test
+    out.update(train_step=t_train, test_step=reached, test_at_interp=start, test_gain=gain)
     out["test_gain_stderr"] = float(np.hypot(after["stderr"].iloc[0], after.loc[best, "stderr"]))
     return out
 

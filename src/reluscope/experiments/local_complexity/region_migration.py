@@ -92,7 +92,7 @@ def partition_steps(probed: list[int], phases: dict[str, int]) -> list[int]:
 def plane_points(data: Dataset, n_planes: int, seed: int) -> torch.Tensor:
     """``n_planes`` triples of training points, each of three different classes (seeded),
     shape (n_planes, 3, *input_shape), float64."""
-    labels = data.y.unique()
+    labels = data.labels.unique()
     if len(labels) < 3:
         raise InputError(f"{data.name!r} has {len(labels)} classes; planes need three")
     gen = torch.Generator().manual_seed(seed)
@@ -189,6 +189,7 @@ def migration_stats(part: PlanePartition, segments: np.ndarray, near: float) -> 
     ``plane_through``; the areas are measured on an AREA_GRID x AREA_GRID grid);
     ``*_density_ratio``: that density over the density of the whole rectangle
     (``density``)."""
+    assert part.marked_points is not None  # plane_through marks the points it passes through
     marked = part.marked_points.cpu().numpy()
     radius = near * float(
         np.mean([np.linalg.norm(marked[i] - marked[j]) for i, j in ((0, 1), (0, 2), (1, 2))])

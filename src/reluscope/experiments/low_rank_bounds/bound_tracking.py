@@ -114,7 +114,7 @@ def noisy_labels(data: Dataset, fraction: float, num_classes: int, seed: int) ->
     count = round(fraction * len(data))
     index = torch.randperm(len(data), generator=gen)[:count]
     shift = torch.randint(1, num_classes, (count,), generator=gen)
-    y = data.y.clone()
+    y = data.labels.clone()
     y[index] = (y[index] + shift) % num_classes
     return Dataset(data.x, y, data.name, {**data.info, "label_noise": fraction})
 
@@ -129,6 +129,7 @@ def bounds_probe(config: BoundTrackingConfig) -> Probe:
     def measure(ctx: ProbeContext) -> list[dict[str, Any]]:
         model = ctx.module(torch.float64)
         x, y = ctx.points("train", dtype=torch.float64)
+        assert y is not None  # the training split is labelled
         with torch.no_grad():
             outputs = model(x)
         try:
@@ -365,8 +366,8 @@ def _curves_figure(ctx: RunContext, table: pd.DataFrame, c: BoundTrackingConfig)
         ("low-rank", "grs", "bft", "nbs"), ("C0", "C1", "C2", "C3"), strict=True
     ):
         for variant, group in final.groupby("variant"):
-            label = LABELS[bound] if variant == final["variant"].iloc[0] else None
-            ax.plot(group["gap"], group[bound], markers[variant], ms=4, color=colour, label=label)
+            legend = LABELS[bound] if variant == final["variant"].iloc[0] else None
+            ax.plot(group["gap"], group[bound], markers[variant], ms=4, color=colour, label=legend)
     ax.set_xlabel("final generalisation gap")
     ax.set_ylabel("final log10 bound")
     ax.legend(fontsize="x-small")

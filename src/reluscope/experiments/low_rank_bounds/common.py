@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from numpy.typing import ArrayLike
 from pydantic import Field
 from torch import nn
 
@@ -103,7 +104,7 @@ def train_clipped(
     the bound's class {||W_l||_2 <= B}. Runs inside ``fork_rng`` (the caller's random state is
     untouched); returns the model on the CPU in eval mode."""
     model = model.to(device)
-    x, y = train.x.to(device), train.y.to(device)
+    x, y = train.x.to(device), train.labels.to(device)
     sampler = BatchSampler(len(train), batch_size, seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     with torch.random.fork_rng(devices=[]):
@@ -172,7 +173,7 @@ def trained_rows(
     table = compare(
         model,
         train.x,
-        train.y,
+        train.labels,
         margin=config.margin,
         delta=config.delta,
         C1=config.C1,
@@ -218,29 +219,29 @@ def worst_case_norms(widths: Sequence[int], norm: float, ranks: Sequence[int]) -
     )
 
 
-def slope(x: Sequence[float], y: Sequence[float]) -> float:
+def slope(x: ArrayLike, y: ArrayLike) -> float:
     """The least-squares slope of y against x (log-log slopes: pass logs of both)."""
     return float(np.polyfit(np.asarray(x, dtype=float), np.asarray(y, dtype=float), 1)[0])
 
 
-def r_squared(x: Sequence[float], y: Sequence[float]) -> float:
+def r_squared(x: ArrayLike, y: ArrayLike) -> float:
     """R^2 of the least-squares line of y against x (1 when y is exactly linear in x; NaN when
     y is constant)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    fit = np.polyval(np.polyfit(x, y, 1), x)
-    total = float(((y - y.mean()) ** 2).sum())
-    return 1 - float(((y - fit) ** 2).sum()) / total if total > 0 else math.nan
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    fit = np.polyval(np.polyfit(xs, ys, 1), xs)
+    total = float(((ys - ys.mean()) ** 2).sum())
+    return 1 - float(((ys - fit) ** 2).sum()) / total if total > 0 else math.nan
 
 
-def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+def kendall_tau(x: ArrayLike, y: ArrayLike) -> float:
     """Kendall's tau-b of the pairs (x_i, y_i): (concordant - discordant pairs) /
     sqrt((pairs - pairs tied in x) (pairs - pairs tied in y)); NaN when x or y is constant
     or there are fewer than two pairs. O(n^2) memory and time."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"x and y must be 1-d of the same length, got {x.shape} and {y.shape}")
-    i, j = np.triu_indices(len(x), k=1)
-    dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if xs.shape != ys.shape or xs.ndim != 1:
+        raise ValueError(f"x and y must be 1-d of the same length, got {xs.shape} and {ys.shape}")
+    i, j = np.triu_indices(len(xs), k=1)
+    dx, dy = np.sign(xs[i] - xs[j]), np.sign(ys[i] - ys[j])
     pairs = len(i)
     denominator = math.sqrt((pairs - np.sum(dx == 0)) * (pairs - np.sum(dy == 0)))
     return float(np.sum(dx * dy) / denominator) if denominator > 0 else math.nan

@@ -134,7 +134,7 @@ def prepare_data(config: NeuralCollapseConfig) -> tuple[Dataset, Dataset, int]:
     if config.points is not None:
         data = subsample(data, min(config.points, len(data)), seed=config.seed)
     train, test = split(data, config.train_fraction, seed=config.seed)
-    classes = int(data.y.max()) + 1
+    classes = int(data.labels.max()) + 1
     if len(torch.unique(train.y)) < 2:
         raise InputError(f"the training split of {config.data!r} holds fewer than two classes")
     if config.standardize:
@@ -176,14 +176,14 @@ def collapse_probe(config: NeuralCollapseConfig, classes: int, schedule) -> Prob
         for s in weight_ranks(net, rtol=config.rank_rtol).operators:
             sigma = np.asarray(s.spectrum)
             tail = float((sigma[classes:] ** 2).sum() / (sigma**2).sum()) if sigma.any() else 0.0
-            values = dict(
+            stats: dict[str, float | None] = dict(
                 numerical_rank=s.numerical_rank,
                 stable_rank=s.stable_rank,
                 effective_rank=s.effective_rank,
                 spectral_norm=s.spectral_norm,
                 tail_share=tail,
             )
-            rows += [dict(metric=m, layer=s.layer, value=v) for m, v in values.items()]
+            rows += [dict(metric=m, layer=s.layer, value=v) for m, v in stats.items()]
         return [dict(r, split="train") for r in rows] + bound_rows(net, x, y, config, ctx)
 
     return Probe("collapse", measure, schedule)
@@ -231,8 +231,9 @@ def bound_rows(net, x, y, config: NeuralCollapseConfig, ctx: ProbeContext) -> li
         small = ca.truncated_network(k)
         for name in ("train", "test"):
             xs, ys = ctx.points(name, dtype=torch.float64)
+            assert ys is not None  # the train and test splits are labelled
             with torch.no_grad():
-                hit = (small(xs).argmax(dim=1) == ys).double().mean().item()
+                hit = torch.eq(small(xs).argmax(dim=1), ys).double().mean().item()
             rows.append(dict(metric=metric, value=hit, split=name))
     return rows
 
