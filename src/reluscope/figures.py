@@ -1,5 +1,8 @@
 """Matplotlib figures for experiments and reports, drawn without pyplot (thread- and
-process-safe, no display needed) and saved atomically as PNG."""
+process-safe, no display needed) and saved atomically as PNG.
+
+Internal to reluscope: shared by its packages, not part of the public API.
+"""
 
 from __future__ import annotations
 

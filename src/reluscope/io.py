@@ -1,4 +1,7 @@
-"""Writing result files so that a failure never leaves a half-written or lost file."""
+"""Writing result files so that a failure never leaves a half-written or lost file.
+
+Internal to reluscope: shared by its packages, not part of the public API.
+"""
 
 from __future__ import annotations
 

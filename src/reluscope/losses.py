@@ -5,6 +5,8 @@ error between the outputs and the one-hot targets, averaged over the classes (to
 ``MSELoss`` on one-hot targets, as in the Omnigrok / Humayun et al. grokking setups). A model
 with a single output is a binary classifier with labels 0 and 1: its output is the logit of
 class 1 (binary cross-entropy for ``"ce"``, squared error against the label for ``"mse"``).
+
+Internal to reluscope: shared by its packages, not part of the public API.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Checks of the options every bound takes, with messages that say what was given and expected."""
+"""Checks of the options every bound takes, with messages that say what was given and expected.
+
+Internal to reluscope.bounds: not part of the public API.
+"""
 
 from __future__ import annotations
 

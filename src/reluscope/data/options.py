@@ -1,4 +1,7 @@
-"""Data set specs (``name[:key=value,...]``) and checks of their option values."""
+"""Data set specs (``name[:key=value,...]``) and checks of their option values.
+
+Internal to reluscope.data: not part of the public API.
+"""
 
 from __future__ import annotations
 

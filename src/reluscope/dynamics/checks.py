@@ -2,6 +2,8 @@
 
 Every failure raises :class:`reluscope.errors.InputError` saying what was given and what is
 expected.
+
+Internal to reluscope.dynamics: not part of the public API.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Data given to a measure: a tensor, or an iterable of batches such as a DataLoader."""
+"""Data given to a measure: a tensor, or an iterable of batches such as a DataLoader.
+
+Internal to reluscope.measures: not part of the public API.
+"""
 
 from __future__ import annotations
 

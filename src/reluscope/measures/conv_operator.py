@@ -12,6 +12,8 @@ unless asked for (:meth:`ConvOperator.dense`).
 * :meth:`~ConvOperator.spectral_norm`: the largest singular value by Lanczos iteration on
   A^T A, with the adjoint from autograd; the estimate never exceeds the true value.
 * :meth:`~ConvOperator.row_norms`: the Euclidean norm of every row exactly (one per output unit).
+
+Internal to reluscope.measures: not part of the public API.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ Two ways to get ``||grad_x z||`` (Euclidean norm, units of pre-activation per un
 - sketched, for every neuron at once: ``sqrt(pi/2) * mean_k |grad_x z . v_k|`` over k Gaussian
   probes ``v_k ~ N(0, I)``, pushed forward as tangents (``E|g . v| = ||g|| sqrt(2/pi)``), an
   unbiased estimate with relative standard deviation ``sqrt((pi/2 - 1) / k)``.
+
+Internal to reluscope.measures: not part of the public API.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Jacobians come from :meth:`PWLNet.jacobian_pass` (forward mode: one pass gives every site's and
 the output's Jacobian). Inputs and outputs are flattened: a Jacobian has shape
 (batch, n_out, input_dim), in output units per input unit.
+
+Internal to reluscope.measures: not part of the public API.
 """
 
 from __future__ import annotations

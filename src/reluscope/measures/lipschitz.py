@@ -2,6 +2,8 @@
 
 All norms are Euclidean (spectral) norms of the maps between flattened tensors, in units of
 output per unit of input. Biases never matter: only the linear part ``op.linear`` of each op.
+
+Internal to reluscope.measures: not part of the public API.
 """
 
 from __future__ import annotations

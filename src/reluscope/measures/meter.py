@@ -1,4 +1,7 @@
-"""The streaming base of the measures: per-point statistics and the ``Meter`` protocol."""
+"""The streaming base of the measures: per-point statistics and the ``Meter`` protocol.
+
+Internal to reluscope.measures: not part of the public API.
+"""
 
 from __future__ import annotations
 

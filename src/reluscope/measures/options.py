@@ -1,4 +1,7 @@
-"""Validation shared by the measures: the network, its sites, sizes and numeric options."""
+"""Validation shared by the measures: the network, its sites, sizes and numeric options.
+
+Internal to reluscope.measures: not part of the public API.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Decision-boundary segments inside the regions of a plane partition."""
+"""Decision-boundary segments inside the regions of a plane partition.
+
+Internal to reluscope.regions: not part of the public API.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Validation shared by the slice functions: networks, points and extents."""
+"""Validation shared by the slice functions: networks, points and extents.
+
+Internal to reluscope.regions: not part of the public API.
+"""
 
 from __future__ import annotations
 

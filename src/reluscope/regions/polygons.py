@@ -4,6 +4,8 @@ Polygons are rows of vertex indices in counter-clockwise order, padded by repeat
 vertex, with an explicit vertex count. All polygons crossed by one neuron are split in one
 batched step, and a vertex created on an edge shared by two polygons is created once, so the
 partition stays a proper planar subdivision.
+
+Internal to reluscope.regions: not part of the public API.
 """
 
 from __future__ import annotations

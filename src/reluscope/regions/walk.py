@@ -3,6 +3,8 @@
 The values of every node are kept at the vertices of the slice's cells. Inside a cell all
 pre-activations of the next site are affine, so a vertex created on an edge gets its values by
 linear interpolation, exactly. A ``Splitter`` refines the cells at each site.
+
+Internal to reluscope.regions: not part of the public API.
 """
 
 from __future__ import annotations

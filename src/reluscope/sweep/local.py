@@ -1,4 +1,7 @@
-"""The local backend of a sweep: runs in worker processes on this machine."""
+"""The local backend of a sweep: runs in worker processes on this machine.
+
+Internal to reluscope.sweep: not part of the public API.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The Ray backend of a sweep: each run a Ray task, on a cluster or on a local Ray instance."""
+"""The Ray backend of a sweep: each run a Ray task, on a cluster or on a local Ray instance.
+
+Internal to reluscope.sweep: not part of the public API.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """The unit of work of a sweep: one experiment run, executed in a worker process or a Ray task,
-described and answered by plain picklable data."""
+described and answered by plain picklable data.
+
+Internal to reluscope.sweep: not part of the public API.
+"""
 
 from __future__ import annotations
 

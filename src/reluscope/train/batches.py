@@ -1,4 +1,7 @@
-"""Which training points each step uses: a pure function of the seed and the step."""
+"""Which training points each step uses: a pure function of the seed and the step.
+
+Internal to reluscope.train: not part of the public API.
+"""
 
 from __future__ import annotations
 

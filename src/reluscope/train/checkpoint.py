@@ -3,6 +3,8 @@
 A checkpoint holds only tensors, numbers, strings, lists and dicts: the model's and optimiser's
 state dicts, the step, whether that step's probes ran, torch's global random states (as
 tensors), the records so far, the probe names and the TrainConfig as a JSON string.
+
+Internal to reluscope.train: not part of the public API.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""What a training run shows and logs as it goes: a rich progress bar and TensorBoard."""
+"""What a training run shows and logs as it goes: a rich progress bar and TensorBoard.
+
+Internal to reluscope.train: not part of the public API.
+"""
 
 from __future__ import annotations
 

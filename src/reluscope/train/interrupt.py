@@ -1,4 +1,7 @@
-"""Ctrl-C during training: deferred to the end of an update, so a checkpoint is consistent."""
+"""Ctrl-C during training: deferred to the end of an update, so a checkpoint is consistent.
+
+Internal to reluscope.train: not part of the public API.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """Pieces shared by the bias-free ReLU experiments: config field types, the base config of the
 experiments trained on the spec's cubic-teacher data, progress lines, snapshot times, tidy loss
-rows, saved figures and the slope colour scale of the paper's teaser figure."""
+rows, saved figures and the slope colour scale of the paper's teaser figure.
+
+Internal to reluscope.experiments.bias_free_relu: not part of the public API.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,10 @@
 """What the local-complexity experiments share: their data (generated, bundled, or MNIST /
 CIFAR-10 from a data directory, normalised as in the authors' code), the paper's MLP
 initialisation, the training configuration and call, reading series out of tidy records, and
-drawing their figures."""
+drawing their figures.
+
+Internal to reluscope.experiments.local_complexity: not part of the public API.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """What the low-rank-bound experiments share: bias-free (optionally factorised) MLPs, training
 with spectral-norm clipping, the bounds of the trained networks as tidy rows, curves read back
-from the records, log-log slopes and Kendall's tau."""
+from the records, log-log slopes and Kendall's tau.
+
+Internal to reluscope.experiments.low_rank_bounds: not part of the public API.
+"""
 
 from __future__ import annotations
 
