@@ -47,7 +47,11 @@ def bound_options(gamma: Any, confidence: Any, risk: Any) -> tuple[float, float,
 
 def integer(value: Any, name: str, minimum: int = 1) -> int:
     """``value`` as an int >= ``minimum``."""
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= minimum
+    ok = (
+        isinstance(value, numbers.Integral)
+        and not isinstance(value, bool)
+        and int(value) >= minimum
+    )
     if not ok:
         raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)

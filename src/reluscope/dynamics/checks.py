@@ -81,7 +81,11 @@ def positive_real(value: Any, name: str) -> float:
 
 def count(value: Any, name: str, minimum: int = 0) -> int:
     """``value`` as an int >= ``minimum``."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= minimum:
+    if (
+        isinstance(value, numbers.Integral)
+        and not isinstance(value, bool)
+        and int(value) >= minimum
+    ):
         return int(value)
     raise InputError(f"{name} must be an integer >= {minimum}; got {value!r}")
 
