@@ -1,8 +1,9 @@
 """Training with probes: a plain PyTorch ``Trainer`` (optimisers, schedules, checkpoints and
-resume) and probes (a measure plus a schedule) that record tidy metrics during training, in the
+resume, callbacks) and probes (a measure plus a schedule) that record tidy metrics during training, in the
 trainer or in any training loop through ``ProbeRunner``."""
 
 from reluscope.train import probes
+from reluscope.train.callbacks import Callback, SpectralClip
 from reluscope.train.config import TrainConfig
 from reluscope.train.optim import build_optimizer, learning_rate
 from reluscope.train.probe import (
@@ -19,11 +20,13 @@ from reluscope.train.schedule import Schedule, every, log_steps
 from reluscope.train.trainer import Trainer
 
 __all__ = [
+    "Callback",
     "RECORD_COLUMNS",
     "Probe",
     "ProbeContext",
     "ProbeRunner",
     "Schedule",
+    "SpectralClip",
     "TrainConfig",
     "Trainer",
     "build_optimizer",
