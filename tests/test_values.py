@@ -117,3 +117,14 @@ def test_old_init_scale_keys_name_their_new_names():
 
     with pytest.raises(ValidationError, match="param_scale"):
         TrainConfig(init_scale=2.0)
+
+
+def test_training_takes_the_experiments_seed_and_device_then_the_experiments_values():
+    from reluscope.experiments import training
+
+    config = get_experiment("bound-tracking").config.build("quick", {"seed": 4, "train.lr": 0.5})
+    made = training(config, checkpoint_every=7)
+    assert made == config.train.model_copy(update={"seed": 4, "checkpoint_every": 7})
+    assert made.device == config.device and made.lr == 0.5 and made.optimizer == "adam"
+    with pytest.raises(ValueError, match="momentum"):
+        training(config, momentum=2.0)
