@@ -191,7 +191,7 @@ def test_depth_sweep_sum_and_product_against_hand_values(outcomes):
 def test_depth_sweep_with_c1_above_one_is_no_longer_additive(tmp_path):
     """With C1 = 1.5 the chain-rule factor carries C1^(L-l) weights: its increments grow, so
     the additivity claim must fail, and the recorded factors follow the general formula."""
-    over = dict(SMALL["depth-sweep"], C1=1.5, C2=0.5, steps=1)
+    over = dict(SMALL["depth-sweep"], C1=1.5, C2=0.5) | {"train.steps": 1}
     summary = run_experiment("depth-sweep", "quick", over, tmp_path, progress=False)
     records = summary.outcome.records
     low = records[
