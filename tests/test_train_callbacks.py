@@ -239,3 +239,14 @@ def test_probe_loop_records_a_users_loop_without_changing_it(tmp_path):
     assert (tmp_path / "run" / "records.parquet").exists()
     with pytest.raises(InputError, match="already started"):
         probing.start()
+
+
+def test_the_lightning_callback_says_how_to_install_lightning(monkeypatch):
+    import importlib
+    import sys
+
+    for name in ("lightning", "lightning.pytorch", "pytorch_lightning"):
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.delitem(sys.modules, "reluscope.train.lightning", raising=False)
+    with pytest.raises(InputError, match=r"pip install 'reluscope\[lightning\]'"):
+        importlib.import_module("reluscope.train.lightning")
