@@ -128,3 +128,32 @@ def test_training_takes_the_experiments_seed_and_device_then_the_experiments_val
     assert made.device == config.device and made.lr == 0.5 and made.optimizer == "adam"
     with pytest.raises(ValueError, match="momentum"):
         training(config, momentum=2.0)
+
+
+def test_train_keys_from_the_command_line_reach_the_trainer(tmp_path):
+    """``--set train.*`` and ``--grid train.*`` change what the Trainer gets; the training
+    seed is the experiment's."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from reluscope.cli import app
+
+    toy = "train_toy_experiment:EXPERIMENT"
+    cli = CliRunner()
+    args = ["run", toy, "--set", "train.lr=0.5", "--set", "seed=2", "--out", str(tmp_path / "r")]
+    result = cli.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    numbers = json.loads((tmp_path / "r" / "outcome.json").read_text())["numbers"]
+    assert numbers == {"lr": 0.5, "steps": 3.0, "seed": 2.0}
+    result = cli.invoke(app, ["run", toy, "--scale", "paper", "--out", str(tmp_path / "p")])
+    assert json.loads((tmp_path / "p" / "outcome.json").read_text())["numbers"]["steps"] == 7.0
+    args = ["sweep", toy, "--grid", "train.lr=0.01,0.2", "--set", "train.steps=2"]
+    result = cli.invoke(app, [*args, "--workers", "1", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    for lr in ("0.01", "0.2"):
+        run_dir = tmp_path / "s" / "train-toy" / f"train.lr={lr},seed=0"
+        numbers = json.loads((run_dir / "outcome.json").read_text())["numbers"]
+        assert numbers == {"lr": float(lr), "steps": 2.0, "seed": 0.0}
+    bad = cli.invoke(app, ["run", toy, "--set", "train.seed=1", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "seed=" in bad.output

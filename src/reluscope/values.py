@@ -145,6 +145,13 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def lookup(values: dict[str, Any], key: str) -> Any:
+    """The value of a dotted ``key`` (``"train.lr"``) in nested ``values``."""
+    for part in key.split("."):
+        values = values[part]
+    return values
+
+
 def _number(text: str) -> int | float | None:
     for kind in (int, float):
         try:

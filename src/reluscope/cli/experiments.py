@@ -33,7 +33,7 @@ def list_experiments() -> None:
     for column in ("paper", "title", "config keys"):
         table.add_column(column)
     for e in experiments():
-        table.add_row(e.name, e.paper, e.title, ", ".join(e.config.model_fields))
+        table.add_row(e.name, e.paper, e.title, ", ".join(e.config.config_keys()))
     console.print(table)
 
 

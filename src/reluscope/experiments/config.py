@@ -62,6 +62,14 @@ class ExperimentConfig(BaseModel):
             )
             raise InputError(f"invalid {cls.__name__}: {problems}") from None
 
+    @classmethod
+    def config_keys(cls) -> list[str]:
+        """The keys ``--set`` takes, a nested section as ``NAME.*`` (e.g. ``train.*``)."""
+        return [
+            f"{name}.*" if _section(field.annotation) else name
+            for name, field in cls.model_fields.items()
+        ]
+
     def to_json(self) -> dict[str, Any]:
         """The configuration as plain JSON values."""
         return self.model_dump(mode="json")
