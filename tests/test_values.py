@@ -66,6 +66,9 @@ def test_dotted_keys_nest_and_merge():
     base = {"train": {"lr": 1.0, "steps": 9, "loss": "ce"}, "seed": 0}
     assert merge(base, nest(flat)) == {"train": {"lr": 0.1, "steps": 5, "loss": "ce"}, "seed": 2}
     assert base["train"]["lr"] == 1.0  # merge copies
+    given = {"train": {"lr": 0.1}, "train.steps": 5}
+    assert nest(given) == {"train": {"lr": 0.1, "steps": 5}}
+    assert given == {"train": {"lr": 0.1}, "train.steps": 5}  # nest copies
 
 
 @pytest.mark.parametrize(

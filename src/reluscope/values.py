@@ -98,7 +98,9 @@ def parse_assignments(pairs: list[str], option: str = "--set") -> dict[str, Any]
     return values
 
 
-def parse_options(text: str, spec: str, kind: str = "model", noun: str = "option") -> dict:
+def parse_options(
+    text: str, spec: str, kind: str = "model", noun: str = "option"
+) -> dict[str, Any]:
     """The ``k=v,k=v`` options of a ``kind`` spec (``spec`` is the whole spec, for messages)."""
     options: dict[str, Any] = {}
     for item in split_values(text):
@@ -115,7 +117,8 @@ def parse_options(text: str, spec: str, kind: str = "model", noun: str = "option
 
 def nest(flat: dict[str, Any]) -> dict[str, Any]:
     """Dotted keys as nested dicts: ``{"train.lr": 0.1, "seed": 1}`` -> ``{"train": {"lr":
-    0.1}, "seed": 1}``. A key that is both a value and a prefix is an InputError."""
+    0.1}, "seed": 1}``; dict values (``{"train": {"lr": 0.1}}``) are merged with dotted keys of
+    the same section. A key that is both a value and a section is an InputError."""
     nested: dict[str, Any] = {}
     for key, value in flat.items():
         *parents, last = key.split(".")
@@ -128,9 +131,12 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
                     f"as a section ({key})"
                 )
             node = child
-        if isinstance(node.get(last), dict) and not isinstance(value, dict):
+        earlier = node.get(last)
+        if isinstance(earlier, dict) and not isinstance(value, dict):
             raise InputError(f"{key} is given both as a value and as a section")
-        node[last] = merge(node[last], value) if isinstance(node.get(last), dict) else value
+        if isinstance(value, dict):  # merged into a copy: the caller's dicts stay as they are
+            value = merge(earlier if isinstance(earlier, dict) else {}, value)
+        node[last] = value
     return nested
 
 
