@@ -53,7 +53,9 @@ def parse_value(text: str) -> Any:
 def split_values(text: str) -> list[str]:
     """``text`` split at the commas outside brackets, braces and double quotes, each piece
     stripped."""
-    pieces, current, depth, quoted, escaped = [], [], 0, False, False
+    pieces: list[str] = []
+    current: list[str] = []
+    depth, quoted, escaped = 0, False, False
     for char in text:
         if escaped:
             escaped = False

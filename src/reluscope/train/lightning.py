@@ -26,7 +26,7 @@ try:
     import lightning.pytorch as pl
 except ImportError:  # pragma: no cover - depends on the environment
     try:
-        import pytorch_lightning as pl
+        import pytorch_lightning as pl  # type: ignore[no-redef]
     except ImportError:
         raise InputError(
             "reluscope.train.lightning needs PyTorch Lightning: pip install 'reluscope[lightning]'"
@@ -74,10 +74,10 @@ class ProbeCallback(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.schedule is None:
-            total = trainer.max_steps
+            total: float = trainer.max_steps
             if total is None or total < 1:
                 total = trainer.estimated_stepping_batches
-            if not isinstance(total, int) and not float(total).is_integer():
+            if not float(total).is_integer():
                 raise InputError(
                     "ProbeCallback cannot tell how many steps the run has: give schedule= "
                     "or set max_steps / max_epochs on the Lightning Trainer"

@@ -73,8 +73,8 @@ class ProbeLoop:
         """Count one optimiser update and run the probes due now; returns their records."""
         if self.step_count is None:
             self.start()
-        self.step_count += 1
-        return self.runner.maybe_run(self.model, self.step_count)
+        step = self.step_count = (self.step_count or 0) + 1
+        return self.runner.maybe_run(self.model, step)
 
     @property
     def records(self) -> pd.DataFrame:
