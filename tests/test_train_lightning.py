@@ -17,7 +17,10 @@ from reluscope.train import Probe, every, log_steps, probes  # noqa: E402
 from reluscope.train.lightning import ProbeCallback  # noqa: E402
 from reluscope.train.losses import correct  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.filterwarnings("ignore:.*LeafSpec.*"),  # inside Lightning 2.6 with torch 2.13
+]
 
 
 class Classifier(pl.LightningModule):
@@ -68,6 +71,7 @@ def fit(callbacks, logger=False, max_steps=12) -> Classifier:
     module = Classifier()
     trainer = pl.Trainer(
         max_steps=max_steps,
+        log_every_n_steps=1,
         callbacks=callbacks,
         logger=logger,
         accelerator="cpu",

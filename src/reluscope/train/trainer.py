@@ -46,9 +46,8 @@ class Trainer:
     ``config.param_scale`` (a resumed run then loads its weights). ``train`` and ``test`` are
     reluscope ``Dataset`` objects, pairs of tensors ``(x, y)``, torch datasets of ``(x, y)``
     items or DataLoaders (read once, see :func:`~reluscope.train.data.as_dataset`); they are
-    converted to the same dtype and device. Each
-    step draws a mini-batch (:class:`~reluscope.train.batches.BatchSampler`), sets the
-    learning rate (:func:`~reluscope.train.optim.learning_rate`), and takes one optimiser step
+    converted to the same dtype and device. Each step draws a mini-batch
+    (:class:`~reluscope.train.batches.BatchSampler`), sets the learning rate (:func:`~reluscope.train.optim.learning_rate`), and takes one optimiser step
     on the mean loss of the batch (:mod:`reluscope.train.losses`). Step s counts s updates;
     probes due at step s run on the model after s updates (step 0: at initialisation).
 
@@ -59,8 +58,8 @@ class Trainer:
     ``run_dir`` (None: nothing is written) receives ``checkpoint.pt`` every
     ``config.checkpoint_every`` steps, at the end and on Ctrl-C, and ``records.parquet`` with
     each checkpoint. ``fit()`` resumes from an existing checkpoint, and returns a finished run's
-    records without training again. A callback's ``should_stop`` ends training early (a later
-    ``fit()`` goes on from there). ``default_schedule`` is the schedule of probes without one
+    records without training again. A callback's ``should_stop`` ends training early, with a
+    checkpoint, and sets ``stopped`` (a later ``fit()`` goes on from there). ``default_schedule`` is the schedule of probes without one
     (default ``log_steps(config.steps, 50)``). ``progress`` shows a rich progress bar;
     ``tensorboard`` also logs the records to ``run_dir/tensorboard`` (needs the tensorboard
     package).
