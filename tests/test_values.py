@@ -131,6 +131,12 @@ def test_training_takes_the_experiments_seed_and_device_then_the_experiments_val
     assert made.device == config.device and made.lr == 0.5 and made.optimizer == "adam"
     with pytest.raises(ValueError, match="momentum"):
         training(config, momentum=2.0)
+    # a key the experiment sets itself cannot be changed by the user (it would be ignored)
+    weight_decay = get_experiment("weight-decay").config
+    assert training(weight_decay.build("quick"), weight_decay=0.1).weight_decay == 0.1
+    swept = weight_decay.build("quick", {"train.weight_decay": 0.3})
+    with pytest.raises(InputError, match="train.weight_decay cannot be set"):
+        training(swept, weight_decay=0.1)
 
 
 def test_train_keys_from_the_command_line_reach_the_trainer(tmp_path):

@@ -78,9 +78,19 @@ class ExperimentConfig(BaseModel):
 def training(config: ExperimentConfig, **values: Any) -> TrainConfig:
     """The training configuration of an experiment: its ``train`` section with the
     experiment's ``seed`` and ``device``, then ``values`` (what the experiment itself sets,
-    e.g. a swept weight decay), validated."""
-    section = config.train.model_dump()  # type: ignore[attr-defined]
-    return TrainConfig(**{**section, "seed": config.seed, "device": config.device, **values})
+    e.g. the weight decay of each run of a sweep), validated. A key of ``values`` that the
+    user changed in the ``train`` section is an InputError: it would be silently ignored."""
+    section = config.train  # type: ignore[attr-defined]
+    default = type(config).model_fields["train"].get_default(call_default_factory=True)
+    ignored = sorted(k for k in values if getattr(section, k) != getattr(default, k))
+    if ignored:
+        raise InputError(
+            f"{', '.join('train.' + k for k in ignored)} cannot be set for "
+            f"{type(config).__name__}: the experiment sets it for each of its training runs"
+        )
+    return TrainConfig(
+        **{**section.model_dump(), "seed": config.seed, "device": config.device, **values}
+    )
 
 
 def _section(annotation: Any) -> type[BaseModel] | None:
