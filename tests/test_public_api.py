@@ -18,6 +18,9 @@ PUBLIC_MODULES = {
     "reluscope.regions.plot",  # drawing partitions
     "reluscope.report.html",  # the HTML report
     "reluscope.reproduce",  # every experiment, then the report
+    "reluscope.train.data",  # the data forms the Trainer accepts (as_dataset)
+    "reluscope.train.lightning",  # ProbeCallback, in the [lightning] extra
+    "reluscope.values",  # the one grammar of values written as text
 }
 
 PACKAGES = sorted(
