@@ -26,10 +26,10 @@ def _api_records(x: torch.Tensor) -> list[dict]:
     """What the Python API gives for the CLI call with every measure, --radius 0.1, --n-vertices 6, --seed 2."""
     model, f64 = mlp([3, 8, 8, 2], seed=SEED), torch.float64
     results = [
-        rs.local_complexity(model, x, 0.01, seed=SEED, dtype=f64),
-        rs.neighborhood_complexity(model, x, 0.1, 6, SEED, dtype=f64),
-        rs.local_rank(model, x, 0.01, dtype=f64),
-        rs.total_variation(model, x, "logits", sigma=0.01, dtype=f64),
+        rs.local_complexity(model, x, sigma=0.01, seed=SEED, dtype=f64),
+        rs.neighborhood_complexity(model, x, radius=0.1, n_vertices=6, seed=SEED, dtype=f64),
+        rs.local_rank(model, x, atol=0.01, dtype=f64),
+        rs.total_variation(model, x, output="logits", sigma=0.01, dtype=f64),
     ]
     return [row for r in results for row in r.to_records(model=MODEL, data=DATA, seed=SEED)]
 

@@ -89,7 +89,7 @@ def test_neighborhood_probe_uses_fixed_random_points_with_the_data_statistics():
     frame = run_probe(probe, model)
     points = random_points(TRAIN, 25, seed=3)
     for split, x in (("train", TRAIN.x[:25]), ("test", TEST.x[:25]), ("random", points)):
-        direct = rs.neighborhood_complexity(model, x, 0.2, 6, seed=3)
+        direct = rs.neighborhood_complexity(model, x, radius=0.2, n_vertices=6, seed=3)
         assert value(frame, "nb_r0.2", split).value == direct.value
     assert "nb_r0.2.fraction" in set(frame.metric)
     # the random points: Gaussian with the per-feature mean and std of the training inputs

@@ -160,7 +160,7 @@ def bounds(
                 f"(± {e.stderr:.2g}), bound {e.bound:.4g}, looseness {e.looseness:.3g}"
             )
         if out is not None:
-            frame = result.to_frame(model=model, data=data, seed=seed)
+            frame = result.summary(model=model, data=data, seed=seed)
             _write_records(frame, out)
             console.print(f"wrote {len(frame)} records to {out}")
 

@@ -115,13 +115,13 @@ def measure(
         tv_output = int(output) if output.lstrip("-").isdigit() else output
         runs = {
             "lc": lambda x: local_complexity(
-                net, x, sigma, preset=preset, method=method, seed=seed, dtype=dt
+                net, x, sigma=sigma, preset=preset, method=method, seed=seed, dtype=dt
             ),
             "neighborhood": lambda x: neighborhood_complexity(
-                net, x, radius, n_vertices, seed, dtype=dt
+                net, x, radius=radius, n_vertices=n_vertices, seed=seed, dtype=dt
             ),
-            "local-rank": lambda x: local_rank(net, x, atol, dtype=dt),
-            "tv": lambda x: total_variation(net, x, tv_output, sigma=sigma, dtype=dt),
+            "local-rank": lambda x: local_rank(net, x, atol=atol, dtype=dt),
+            "tv": lambda x: total_variation(net, x, output=tv_output, sigma=sigma, dtype=dt),
         }
         for name in names:  # a one-point dry run of each measure checks its options first
             runs[name](dataset.x[:1])

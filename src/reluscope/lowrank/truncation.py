@@ -13,7 +13,8 @@ from torch import Tensor
 from reluscope.errors import InputError
 from reluscope.lowrank.layers import Ranks, truncate_svd, weight_layers
 from reluscope.measures.neural_collapse import check_labels
-from reluscope.measures.options import check_nonnegative
+from reluscope.outputs import margins, predict
+from reluscope.validation import check_number
 
 
 @dataclass(frozen=True)
@@ -57,18 +58,9 @@ class TruncationEffect:
         return pd.DataFrame(self.to_records(**tags))
 
 
-def margins(out: Tensor, y: Tensor) -> Tensor:
-    """Per point f_y - max_{j != y} f_j for outputs (n, C), or (2y - 1) f for (n, 1)."""
-    if out.shape[1] == 1:
-        return (2 * y - 1).to(out.dtype) * out[:, 0]
-    own = out.gather(1, y.unsqueeze(1))[:, 0]
-    rest = out.scatter(1, y.unsqueeze(1), -torch.inf).amax(dim=1)
-    return own - rest
-
-
 def _scores(out: Tensor, y: Tensor, gamma: float | None) -> tuple[dict[str, float], Tensor]:
     m = margins(out, y)
-    pred = (out[:, 0] > 0).long() if out.shape[1] == 1 else out.argmax(dim=1)
+    pred = predict(out)
     scores = dict(accuracy=(pred == y).double().mean().item(), margin=m.double().mean().item())
     if gamma is not None:
         scores["margin_risk"] = (m <= gamma).double().mean().item()
@@ -87,7 +79,7 @@ def truncation_effect(
     """
     truncated = truncate_svd(model, rank)
     if gamma is not None:
-        gamma = check_nonnegative("gamma", gamma, positive=True)
+        gamma = check_number("gamma", gamma, minimum=0, strict=True)
     x = torch.as_tensor(x)
     param = next(model.parameters())
     x = x.to(device=param.device, dtype=param.dtype)

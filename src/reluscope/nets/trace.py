@@ -26,6 +26,7 @@ from reluscope.nets.ops import (
     ScaleShiftOp,
 )
 from reluscope.nets.pwl import INPUT, Node, PWLNet
+from reluscope.validation import check_float_dtype
 
 SUPPORTED = (
     "Linear, Conv1d, Conv2d, BatchNorm1d/2d (eval mode), AvgPool1d/2d, Flatten, Identity, "
@@ -434,18 +435,30 @@ def _fold(op: LinearOp | ConvOp, bn: ScaleShiftOp) -> Op:
     return replace(op, weight=w, bias=b)
 
 
-def as_pwlnet(model: nn.Module | PWLNet, input_shape: Sequence[int] | None = None) -> PWLNet:
-    """``model`` itself when it is a PWLNet, else its trace (``input_shape`` inferred for MLPs)."""
+def as_pwlnet(
+    model: nn.Module | PWLNet,
+    input_shape: Sequence[int] | None = None,
+    *,
+    dtype: torch.dtype | None = None,
+) -> PWLNet:
+    """``model`` itself when it is a PWLNet, else its trace (``input_shape`` inferred for MLPs),
+    cast to ``dtype`` when given (device and dtype otherwise follow the model)."""
+    check_float_dtype("dtype", dtype)
     if isinstance(model, PWLNet):
-        return model
-    if input_shape is None:
-        first = next(
-            (m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))), None
-        )
-        if not isinstance(first, nn.Linear):
-            raise InputError(
-                f"cannot infer the input shape of {type(model).__name__}: pass input_shape "
-                "(without the batch dimension), e.g. input_shape=(3, 32, 32)"
+        net = model
+    elif isinstance(model, nn.Module):
+        if input_shape is None:
+            first = next(
+                (m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))),
+                None,
             )
-        input_shape = (first.in_features,)
-    return trace(model, input_shape)
+            if not isinstance(first, nn.Linear):
+                raise InputError(
+                    f"cannot infer the input shape of {type(model).__name__}: pass input_shape "
+                    "(without the batch dimension), e.g. input_shape=(3, 32, 32)"
+                )
+            input_shape = (first.in_features,)
+        net = trace(model, input_shape)
+    else:
+        raise InputError(f"model must be a torch.nn.Module or a PWLNet; got {type(model).__name__}")
+    return net if dtype is None or dtype == net.dtype else net.to(dtype=dtype)

@@ -25,12 +25,13 @@ from reluscope import measures
 from reluscope.errors import InputError
 from reluscope.io import atomic_write
 from reluscope.measures.results import MeasureResult
+from reluscope.records import Records
 from reluscope.train.losses import LOSSES, correct, point_losses
 from reluscope.train.probe import SPLITS, Probe, ProbeContext
 from reluscope.train.schedule import Schedule
 
 LABELLED = ("train", "test")
-Measure = Callable[[ProbeContext, Tensor, Tensor | None], MeasureResult]
+Measure = Callable[[ProbeContext, Tensor, Tensor | None], Records]
 
 
 def accuracy_loss(
@@ -82,7 +83,7 @@ def local_complexity(
 
     def fn(ctx: ProbeContext, x: Tensor, y: Tensor | None) -> MeasureResult:
         options = {"seed": ctx.seed} | lc_options
-        return measures.local_complexity(ctx.net(dtype), x, sigma, **options)
+        return measures.local_complexity(ctx.net(dtype), x, sigma=sigma, **options)
 
     return _per_split("lc", fn, splits, SPLITS, n_points, dtype, schedule, metric)
 
@@ -105,7 +106,13 @@ def neighborhood(
     def fn(ctx: ProbeContext, x: Tensor, y: Tensor | None) -> MeasureResult:
         net = ctx.net(dtype)
         return measures.neighborhood_complexity(
-            net, x, radius, n_vertices, seed, include_center, **options
+            net,
+            x,
+            radius=radius,
+            n_vertices=n_vertices,
+            seed=seed,
+            include_center=include_center,
+            **options,
         )
 
     return _per_split("neighborhood", fn, splits, SPLITS, n_points, dtype, schedule, metric, seed)
@@ -120,11 +127,11 @@ def local_rank(
     metric: str | None = None,
     **options: Any,
 ) -> Probe:
-    """Metric "local_rank": :func:`reluscope.local_rank`, per layer (the total row is the last
-    site's rank)."""
+    """Metric "local_rank": :func:`reluscope.local_rank`, per layer and in total (the sum of
+    the sites' ranks)."""
 
     def fn(ctx: ProbeContext, x: Tensor, y: Tensor | None) -> MeasureResult:
-        return measures.local_rank(ctx.net(dtype), x, atol, **options)
+        return measures.local_rank(ctx.net(dtype), x, atol=atol, **options)
 
     return _per_split("local_rank", fn, splits, SPLITS, n_points, dtype, schedule, metric)
 
@@ -143,7 +150,7 @@ def total_variation(
     as "tv.<name>" unless ``bound=False``); ``sigma`` enters only "tv.c_eta"."""
 
     def fn(ctx: ProbeContext, x: Tensor, y: Tensor | None) -> MeasureResult:
-        return measures.total_variation(ctx.net(dtype), x, output, sigma=sigma, **options)
+        return measures.total_variation(ctx.net(dtype), x, output=output, sigma=sigma, **options)
 
     return _per_split("tv", fn, splits, SPLITS, n_points, dtype, schedule, metric)
 
@@ -214,6 +221,53 @@ def weight_norms(schedule: Schedule | None = None) -> Probe:
     return Probe("weight_norms", measure, schedule)
 
 
+def weight_ranks(
+    dtype: torch.dtype | None = None, schedule: Schedule | None = None, **options: Any
+) -> Probe:
+    """Metrics "spectral_norm", "frobenius_norm", "rank", "numerical_rank", ... of every weight
+    layer: :func:`reluscope.weight_ranks` of the traced model (``options``: rtol, atol,
+    conv_method, ...), layers named by the site they feed (as in every measure's records)."""
+
+    def measure(ctx: ProbeContext) -> list[dict[str, Any]]:
+        return measures.weight_ranks(ctx.net(dtype), **options).to_records()
+
+    return Probe("weight_ranks", measure, schedule)
+
+
+def neural_collapse(
+    splits: Sequence[str] = ("train",),
+    n_points: int | None = 512,
+    dtype: torch.dtype | None = None,
+    schedule: Schedule | None = None,
+    **options: Any,
+) -> Probe:
+    """Metrics "nc1", "nc2_etf", "nc3", "nc4", ... per layer: :func:`reluscope.neural_collapse`
+    on the labelled points of each split (``options``: layers, nc4, batch_size, ...)."""
+
+    def fn(ctx: ProbeContext, x: Tensor, y: Tensor | None):
+        return measures.neural_collapse(ctx.net(dtype), x, labels=_need_labels(y), **options)
+
+    return _per_split("neural_collapse", fn, splits, LABELLED, n_points, dtype, schedule, None)
+
+
+def bounds(
+    splits: Sequence[str] = ("train",),
+    n_points: int | None = None,
+    dtype: torch.dtype | None = torch.float64,
+    schedule: Schedule | None = None,
+    **options: Any,
+) -> Probe:
+    """Metrics "log10_bound", "margin_risk", ... of each generalisation bound (column
+    ``bound``): :func:`reluscope.bounds.compare.compare` on the labelled points of each split
+    (``options``: bounds, margin, delta, ranks, ...)."""
+    from reluscope.bounds.compare import compare
+
+    def fn(ctx: ProbeContext, x: Tensor, y: Tensor | None):
+        return compare(ctx.net(dtype), x, _need_labels(y), **options)
+
+    return _per_split("bounds", fn, splits, LABELLED, n_points, dtype, schedule, None)
+
+
 def snapshot(directory: str | os.PathLike, schedule: Schedule | None = None) -> Probe:
     """Saves the model's state dict to ``directory/step_{step:08d}.pt`` (atomically; created if
     missing); no records. Load with ``torch.load(path, weights_only=True)``."""
@@ -259,11 +313,18 @@ def _per_split(
         for split in splits:
             x, y = ctx.points(split, n_points, dtype, seed)
             for row in fn(ctx, x, y).to_records(split=split):
-                row["metric"] = new_name + row["metric"].removeprefix(name)
+                if metric is not None:
+                    row["metric"] = new_name + row["metric"].removeprefix(name)
                 rows.append(row)
         return rows
 
     return Probe(new_name, measure, schedule)
+
+
+def _need_labels(y: Tensor | None) -> Tensor:
+    if y is None:
+        raise InputError("this probe needs labelled data; this split has none")
+    return y
 
 
 def _labelled(ctx: ProbeContext, split: str, n: int | None, dtype) -> tuple[Tensor, Tensor]:

@@ -168,7 +168,7 @@ def collapse_probe(config: NeuralCollapseConfig, classes: int, schedule) -> Prob
         x, y = ctx.points("train", config.nc_points, dtype=torch.float64)
         net = ctx.net(torch.float64)
         rows = []
-        nc = neural_collapse(net, x, y)
+        nc = neural_collapse(net, x, labels=y)
         for layer, values in nc.values.items():
             rows += [
                 dict(metric=m, layer=layer, value=values[m]) for m in NC_METRICS if m in values
@@ -183,7 +183,7 @@ def collapse_probe(config: NeuralCollapseConfig, classes: int, schedule) -> Prob
                 spectral_norm=s.spectral_norm,
                 tail_share=tail,
             )
-            rows += [dict(metric=m, layer=s.layer, value=v) for m, v in values.items()]
+            rows += [dict(metric=m, layer=s.path, value=v) for m, v in values.items()]
         return [dict(r, split="train") for r in rows] + bound_rows(net, x, y, config, ctx)
 
     return Probe("collapse", measure, schedule)
