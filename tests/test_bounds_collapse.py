@@ -205,9 +205,9 @@ def test_bad_input():
     model, (x, y) = _model(), _data()
     with pytest.raises(InputError, match="shape"):
         collapse_aware(model, x, y[:-1], **common)
-    with pytest.raises(InputError, match="integers"):
+    with pytest.raises(InputError, match="integer class indices"):
         collapse_aware(model, x, y.double(), **common)
-    with pytest.raises(InputError, match="at least two"):
+    with pytest.raises(InputError, match="at least 2 distinct classes"):
         collapse_aware(model, x, torch.zeros(len(x), dtype=torch.long), **common)
     with pytest.raises(InputError, match="margin"):
         collapse_aware(model, x, y, margin=-1.0)

@@ -159,7 +159,11 @@ def test_probes_accept_every_result_type():
     x, y = _data(30).float(), torch.arange(30) % 3
     data = Dataset(x, y, "toy")
     runner = ProbeRunner(
-        [probes.weight_ranks(), probes.neural_collapse(n_points=30), probes.bounds(margin=0.1)],
+        [
+            probes.weight_ranks(),
+            probes.neural_collapse(n_points=30, dtype=D),
+            probes.bounds(margin=0.1),
+        ],
         data,
         default_schedule=every(1, 1),
     )

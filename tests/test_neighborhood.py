@@ -6,7 +6,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from measure_helpers import assert_same_result, DictDataset, stream
+from measure_helpers import DictDataset, assert_same_result, stream
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 

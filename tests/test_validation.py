@@ -57,7 +57,7 @@ from reluscope.errors import InputError
         ),
         (
             lambda: v.check_labels("y", [1, 1], 2, 3, min_distinct=2),
-            "y must be labels of at least 2 distinct classes; got 1",
+            "y must be of at least 2 distinct classes; got 1",
         ),
         (
             lambda: v.check_finite("x", torch.tensor([1.0, math.inf])),

@@ -186,9 +186,7 @@ def check_labels(
         )
     distinct = len(torch.unique(y))
     if distinct < min_distinct:
-        raise invalid(
-            name, f"labels of at least {min_distinct} distinct classes", f"{distinct}", raw=True
-        )
+        raise invalid(name, f"of at least {min_distinct} distinct classes", f"{distinct}", raw=True)
     return y
 
 

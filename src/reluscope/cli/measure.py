@@ -90,8 +90,6 @@ def measure(
     layer, value, stderr)."""
 
     def go() -> None:
-        import pandas as pd
-
         from reluscope.data import load_data, subsample
         from reluscope.measures import (
             local_complexity,
@@ -99,6 +97,7 @@ def measure(
             neighborhood_complexity,
             total_variation,
         )
+        from reluscope.records import frame
 
         names = _parse_measures(measures, radius)
         if out is not None:
@@ -139,7 +138,7 @@ def measure(
             )
         console.print(table)
         if out is not None:
-            _write_records(pd.DataFrame(records), out)
+            _write_records(frame(records), out)
             console.print(f"wrote {len(records)} records to {out}")
 
     _run(go)

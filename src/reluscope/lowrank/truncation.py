@@ -12,9 +12,8 @@ from torch import Tensor
 
 from reluscope.errors import InputError
 from reluscope.lowrank.layers import Ranks, truncate_svd, weight_layers
-from reluscope.measures.neural_collapse import check_labels
 from reluscope.outputs import margins, predict
-from reluscope.validation import check_number
+from reluscope.validation import check_labels, check_number
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ def truncation_effect(
         )
     out = model(x).reshape(len(x), -1)
     out_r = truncated(x).reshape(len(x), -1)
-    y = check_labels(y, len(x), max(out.shape[1], 2)).to(out.device)
+    y = check_labels("y", y, len(x), max(out.shape[1], 2)).to(out.device)
     before, pred = _scores(out, y, gamma)
     after, pred_r = _scores(out_r, y, gamma)
     old, new = weight_layers(model), weight_layers(truncated)

@@ -13,9 +13,9 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from reluscope import records
 from reluscope.data import Dataset
 from reluscope.errors import InputError
-from reluscope import records
 from reluscope.train.schedule import Schedule
 
 RECORD_COLUMNS = ("run", "step") + records.RECORD_COLUMNS
