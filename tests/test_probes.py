@@ -139,9 +139,9 @@ def test_snapshot_probe_saves_loadable_state_dicts(tmp_path):
 
 
 def test_probe_options_are_checked():
-    with pytest.raises(InputError, match="splits must be some of"):
+    with pytest.raises(InputError, match="splits must be a non-empty list of splits among"):
         probes.accuracy_loss(splits=("random",))
-    with pytest.raises(InputError, match="splits must be some of"):
+    with pytest.raises(InputError, match="splits must be a non-empty list of splits among"):
         probes.local_complexity(splits=("valid",))
     with pytest.raises(InputError, match="n_points"):
         probes.neighborhood(0.1, n_points=None)

@@ -24,11 +24,13 @@ from torch import Tensor
 from reluscope import measures
 from reluscope.errors import InputError
 from reluscope.io import atomic_write
+from reluscope.linalg import spectral_norm
 from reluscope.measures.results import MeasureResult
 from reluscope.records import Records
 from reluscope.train.losses import LOSSES, correct, point_losses
 from reluscope.train.probe import SPLITS, Probe, ProbeContext
 from reluscope.train.schedule import Schedule
+from reluscope.validation import check_float_dtype, check_int, check_names
 
 LABELLED = ("train", "test")
 Measure = Callable[[ProbeContext, Tensor, Tensor | None], Records]
@@ -48,7 +50,7 @@ def accuracy_loss(
     splits = _check_splits(splits, LABELLED)
     if loss is not None and loss not in LOSSES:
         raise InputError(f"unknown loss {loss!r}; expected one of {list(LOSSES)}")
-    _check_count("batch_size", batch_size)
+    check_int("batch_size", batch_size, minimum=1)
 
     def measure(ctx: ProbeContext) -> list[dict[str, Any]]:
         model, rows = ctx.module(dtype), []
@@ -209,7 +211,7 @@ def weight_norms(schedule: Schedule | None = None) -> Probe:
                 continue
             w = p.detach().to(torch.float64)
             fro = torch.linalg.norm(w).item()
-            spectral = torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), ord=2).item()
+            spectral = spectral_norm(w.reshape(w.shape[0], -1)).item()
             layer = name.removesuffix(".weight")
             rows.append(dict(metric="weight_fro", layer=layer, value=fro))
             rows.append(dict(metric="weight_spectral", layer=layer, value=spectral))
@@ -301,11 +303,10 @@ def _per_split(
     its metric ``name`` renamed to ``metric``."""
     splits = _check_splits(splits, allowed)
     if n_points is not None:
-        _check_count("n_points", n_points)
+        check_int("n_points", n_points, minimum=1)
     if "random" in splits and n_points is None:
         raise InputError('the "random" split needs n_points (the number of random points)')
-    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
-        raise InputError(f"dtype must be a floating torch.dtype or None; got {dtype!r}")
+    check_float_dtype("dtype", dtype)
     new_name = metric or name
 
     def measure(ctx: ProbeContext) -> list[dict[str, Any]]:
@@ -335,16 +336,7 @@ def _labelled(ctx: ProbeContext, split: str, n: int | None, dtype) -> tuple[Tens
 
 
 def _check_splits(splits: Sequence[str], allowed: Sequence[str]) -> tuple[str, ...]:
-    splits = (splits,) if isinstance(splits, str) else tuple(splits)
-    bad = [s for s in splits if s not in allowed]
-    if not splits or bad:
-        raise InputError(f"splits must be some of {list(allowed)}; got {list(splits)}")
-    return splits
-
-
-def _check_count(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be an integer >= 1 or None; got {value!r}")
+    return tuple(check_names("splits", splits, allowed, "splits among"))
 
 
 def _mean_stderr(values: Tensor) -> tuple[float, float]:
