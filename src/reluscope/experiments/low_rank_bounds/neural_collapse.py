@@ -167,12 +167,8 @@ def collapse_probe(config: NeuralCollapseConfig, classes: int, schedule) -> Prob
     def measure(ctx: ProbeContext) -> list[dict[str, Any]]:
         x, y = ctx.points("train", config.nc_points, dtype=torch.float64)
         net = ctx.net(torch.float64)
-        rows = []
         nc = neural_collapse(net, x, labels=y)
-        for layer, values in nc.values.items():
-            rows += [
-                dict(metric=m, layer=layer, value=values[m]) for m in NC_METRICS if m in values
-            ]
+        rows = [r for r in nc.to_records() if r["metric"] in NC_METRICS]
         for s in weight_ranks(net, rtol=config.rank_rtol).operators:
             sigma = np.asarray(s.spectrum)
             tail = float((sigma[classes:] ** 2).sum() / (sigma**2).sum()) if sigma.any() else 0.0
