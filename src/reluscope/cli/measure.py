@@ -23,8 +23,8 @@ from reluscope.cli.common import (
     console,
 )
 from reluscope.errors import InputError
-from reluscope.nets.spec import infer_input_shape, load_model
-from reluscope.nets.trace import trace
+from reluscope.nets.spec import load_model
+from reluscope.nets.trace import infer_input_shape, trace
 
 MEASURES = ("lc", "neighborhood", "local-rank", "tv")
 

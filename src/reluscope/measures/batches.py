@@ -74,14 +74,8 @@ def net_for(
 ) -> PWLNet:
     """The PWLNet a measure of ``model`` on ``data`` analyses: ``model`` itself or its trace,
     cast to ``dtype``. The input shape is ``input_shape`` when given, else read from the first
-    Linear layer, else from a data tensor (its shape without the batch dimension)."""
-    if input_shape is None and not isinstance(model, PWLNet) and isinstance(data, Tensor):
-        first = next(
-            (m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))), None
-        )
-        if not isinstance(first, nn.Linear) and data.dim() >= 2:
-            input_shape = tuple(data.shape[1:])
-    return as_pwlnet(model, input_shape, dtype=dtype)
+    Linear layer, else from a data tensor (:func:`reluscope.nets.trace.infer_input_shape`)."""
+    return as_pwlnet(model, input_shape, dtype=dtype, data=data)
 
 
 def take_labels(batch, label_key: str | int | None = None):
