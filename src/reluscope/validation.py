@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
 import torch
@@ -51,6 +51,24 @@ def _bounds_text(minimum: float | None, maximum: float | None, strict: bool) -> 
     return " and ".join(parts)
 
 
+@overload
+def check_int(
+    name: str,
+    value: Any,
+    *,
+    minimum: int | None = ...,
+    maximum: int | None = ...,
+    allow_none: Literal[False] = ...,
+) -> int: ...
+@overload
+def check_int(
+    name: str,
+    value: Any,
+    *,
+    minimum: int | None = ...,
+    maximum: int | None = ...,
+    allow_none: bool,
+) -> int | None: ...
 def check_int(
     name: str,
     value: Any,
@@ -67,11 +85,34 @@ def check_int(
     expected = "an integer" + (f" {bounds}" if bounds else "") + (" or None" if allow_none else "")
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise invalid(name, expected, value)
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+    number = int(value)
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
         raise invalid(name, expected, value)
-    return int(value)
+    return number
 
 
+@overload
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = ...,
+    maximum: float | None = ...,
+    strict: bool = ...,
+    finite: bool = ...,
+    allow_none: Literal[False] = ...,
+) -> float: ...
+@overload
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = ...,
+    maximum: float | None = ...,
+    strict: bool = ...,
+    finite: bool = ...,
+    allow_none: bool,
+) -> float | None: ...
 def check_number(
     name: str,
     value: Any,
@@ -134,6 +175,10 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+@overload
+def check_shape(name: str, value: Any, *, allow_none: Literal[False] = ...) -> tuple[int, ...]: ...
+@overload
+def check_shape(name: str, value: Any, *, allow_none: bool) -> tuple[int, ...] | None: ...
 def check_shape(name: str, value: Any, *, allow_none: bool = False) -> tuple[int, ...] | None:
     """``value`` as a non-empty tuple of positive ints (a shape without the batch dimension)."""
     if value is None and allow_none:
