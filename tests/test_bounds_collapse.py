@@ -174,9 +174,13 @@ def test_exactly_collapsed_layers_lower_the_bound_at_no_cost():
     assert aware.log10_value <= plain.log10_value
     assert result.norms.ranks == (5, 2, 3)
     assert result.ranks(1) == (5, 2, 3)
-    frame = result.to_frame(run="x")
-    assert list(frame["split"]) == [0, 1, 2, 3]
-    assert frame["spec_rule"].sum() == 1 and frame["best"].sum() == 1
+    frame = result.to_frame(split="train", run="x")
+    bounds = frame.query("metric == 'log10_bound'")
+    assert list(bounds["rank_split"]) == [0, 1, 2, 3] and set(frame["split"]) == {"train"}
+    assert bounds["spec_rule"].sum() == 1 and bounds["best"].sum() == 1
+    assert list(bounds["value"]) == [result.by_split[k].log10_value for k in range(4)]
+    accuracy = frame.query("metric == 'truncated_accuracy'")["value"]
+    assert list(accuracy) == [result.accuracy[k] for k in range(4)]
 
 
 def test_bad_input():
