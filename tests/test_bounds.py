@@ -335,11 +335,11 @@ def test_bad_input():
     x, y, model = torch.tensor(x), torch.tensor(y), _tiny()
     with pytest.raises(InputError, match=r"shape \(12,\)"):
         B.compare(model, x, y[:5], margin=1.0)
-    with pytest.raises(InputError, match="integers"):
+    with pytest.raises(InputError, match="integer class indices"):
         B.compare(model, x, y.double(), margin=1.0)
     with pytest.raises(InputError, match=r"\[0, 2\)"):
         B.compare(model, x, y + 1, margin=1.0)
-    with pytest.raises(InputError, match="at least two"):
+    with pytest.raises(InputError, match="at least 2 distinct classes"):
         B.compare(model, x, torch.zeros(12, dtype=torch.long), margin=1.0)
     with pytest.raises(InputError, match="at least two outputs"):
         B.compare(nn.Linear(3, 1), x, torch.zeros(12, dtype=torch.long), margin=1.0)

@@ -174,9 +174,13 @@ def test_exactly_collapsed_layers_lower_the_bound_at_no_cost():
     assert aware.log10_value <= plain.log10_value
     assert result.norms.ranks == (5, 2, 3)
     assert result.ranks(1) == (5, 2, 3)
-    frame = result.to_frame(run="x")
-    assert list(frame["split"]) == [0, 1, 2, 3]
-    assert frame["spec_rule"].sum() == 1 and frame["best"].sum() == 1
+    frame = result.to_frame(split="train", run="x")
+    bounds = frame.query("metric == 'log10_bound'")
+    assert list(bounds["rank_split"]) == [0, 1, 2, 3] and set(frame["split"]) == {"train"}
+    assert bounds["spec_rule"].sum() == 1 and bounds["best"].sum() == 1
+    assert list(bounds["value"]) == [result.by_split[k].log10_value for k in range(4)]
+    accuracy = frame.query("metric == 'truncated_accuracy'")["value"]
+    assert list(accuracy) == [result.accuracy[k] for k in range(4)]
 
 
 def test_bad_input():
@@ -205,9 +209,9 @@ def test_bad_input():
     model, (x, y) = _model(), _data()
     with pytest.raises(InputError, match="shape"):
         collapse_aware(model, x, y[:-1], **common)
-    with pytest.raises(InputError, match="integers"):
+    with pytest.raises(InputError, match="integer class indices"):
         collapse_aware(model, x, y.double(), **common)
-    with pytest.raises(InputError, match="at least two"):
+    with pytest.raises(InputError, match="at least 2 distinct classes"):
         collapse_aware(model, x, torch.zeros(len(x), dtype=torch.long), **common)
     with pytest.raises(InputError, match="margin"):
         collapse_aware(model, x, y, margin=-1.0)

@@ -33,7 +33,7 @@ def test_bounds_writes_the_api_table(tmp_path: Path):
     args = ["--margin", "0.2", "--delta", "0.1", "--seed", str(SEED), "--out", str(out)]
     result = _bounds(*args)
     assert result.exit_code == 0, result.output
-    expected = _api(margin=0.2, delta=0.1).to_frame(model=MODEL, data=DATA, seed=SEED)
+    expected = _api(margin=0.2, delta=0.1).summary(model=MODEL, data=DATA, seed=SEED)
     pd.testing.assert_frame_equal(pd.read_parquet(out), expected)
     for name in B.BOUNDS:
         assert name in result.output
@@ -54,7 +54,7 @@ def test_default_margin_ranks_and_estimate(tmp_path: Path):
     assert frame["margin"].iloc[0] == pytest.approx(gamma)
     expected = _api(margin=gamma, bounds=["low-rank", "grs"], ranks=[2, 2, 2])
     assert frame["log10_bound"].tolist() == pytest.approx(
-        expected.to_frame()["log10_bound"].tolist()
+        expected.summary()["log10_bound"].tolist()
     )
     assert "Monte Carlo" in result.output and "looseness" in result.output
 

@@ -77,7 +77,7 @@ def test_last_records_match_the_final_model(tiny_run):
     frame, config = tiny_run.outcome.records, tiny_run.config
     model, train, test = _final(tiny_run)
     x, y = train.x.double(), train.y
-    result = neural_collapse(model, x, y)
+    result = neural_collapse(model, x, labels=y)
     for layer, values in result.values.items():
         for metric in ("nc1", "nc1_trace", "cdnv", "nc2_etf", "nc4"):
             assert _last(frame, metric, layer) == pytest.approx(values[metric], rel=1e-9, abs=1e-12)

@@ -123,7 +123,7 @@ def test_lc_dynamics_step0_matches_measures(runs):
     model = common.paper_mlp(10, cfg.hidden, 2, cfg.init_gain, cfg.seed).eval()
     x = train.x[: cfg.n_points]
     seed = step_seed(cfg.seed, 0)
-    lc = rs.local_complexity(model, x, cfg.sigma, seed=seed)
+    lc = rs.local_complexity(model, x, sigma=cfg.sigma, seed=seed)
     assert common.series(records, "lc", "train")["value"].loc[0] == pytest.approx(lc.value)
     rank = rs.local_rank(model, x, atol=cfg.rank_atol)
     for i, site in enumerate(common.layers(records, "local_rank")):
@@ -228,7 +228,7 @@ def test_grokking_step0_neighbourhood_matches_measure(runs):
     train, _ = common.load_splits(cfg.data, cfg.n_train, cfg.n_test, None, cfg.seed)
     model = common.paper_mlp(64, cfg.hidden, 10, cfg.init_gain * cfg.train.param_scale, cfg.seed)
     nb = rs.neighborhood_complexity(
-        model, train.x[: cfg.n_points], cfg.radius, cfg.n_vertices, seed=cfg.seed
+        model, train.x[: cfg.n_points], radius=cfg.radius, n_vertices=cfg.n_vertices, seed=cfg.seed
     )
     series = common.series(runs["grokking"].outcome.records, "neighborhood", "train")
     assert series["value"].loc[0] == pytest.approx(nb.value)

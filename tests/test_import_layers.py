@@ -22,7 +22,17 @@ PACKAGE_ROOT = Path(reluscope.__file__).parent
 #: units of its own layer or of a layer below; the graph between units must have no cycle.
 #: The root ``reluscope/__init__.py`` is the public surface on top of everything and is not a unit.
 LAYERS: list[set[str]] = [
-    {"errors", "io", "validation", "linalg", "losses", "figures", "values"},  # shared, no domain logic
+    {
+        "errors",
+        "io",
+        "validation",
+        "linalg",
+        "losses",
+        "figures",
+        "values",
+        "outputs",
+        "records",
+    },  # shared, no domain logic
     {"nets", "data"},  # traced networks; data sets
     {"regions", "measures", "bounds", "dynamics", "lowrank", "attacks"},  # analysis of a net
     {"train"},  # Trainer and probes

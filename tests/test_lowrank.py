@@ -267,7 +267,7 @@ def test_bad_names_and_bounds():
     with pytest.raises(InputError, match=r"expected \(5, 3\)"):
         LowRankLinear(3, 5, rank=1).set_weight(torch.zeros(3, 5))
     x, y = torch.randn(5, 4), torch.arange(5) % 3
-    with pytest.raises(InputError, match="do not fit 5"):
+    with pytest.raises(InputError, match=r"must be of shape \(5,\)"):
         truncation_effect(model, x, y[:4], 1)
     with pytest.raises(InputError, match="integer class indices"):
         truncation_effect(model, x, y.float(), 1)

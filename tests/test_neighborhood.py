@@ -6,7 +6,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from measure_helpers import DictDataset, stream
+from measure_helpers import DictDataset, assert_same_result, stream
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -37,7 +37,7 @@ def first_layer_crossings(model, x, radius, n_vertices, seed=0, input_shape=None
 
 
 def per_point(model, x, radius, n_vertices=8, **kwargs) -> NeighborhoodMeter:
-    meter = NeighborhoodMeter(model, radius, n_vertices, **kwargs)
+    meter = NeighborhoodMeter(model, radius=radius, n_vertices=n_vertices, **kwargs)
     meter.update(x)
     return meter
 
@@ -72,7 +72,7 @@ def test_first_layer_count_is_exact(model, shape, n_vertices):
         meter = per_point(model, x, radius, n_vertices, input_shape=shape)
         first = meter.sites[0].name
         expected = first_layer_crossings(model, x, radius, n_vertices, input_shape=shape)
-        assert torch.equal(meter.stats.values(first), expected)
+        assert torch.equal(meter.point_values(x)[first], expected)
     assert 0 < expected.mean() < meter.sites[0].size
 
 
@@ -90,7 +90,7 @@ def test_first_layer_count_is_monotone_in_radius(widths, radii, n_directions, se
     counts = []
     for r in sorted(radii):
         meter = per_point(model, x, r, 2 * n_directions, seed=seed)
-        counts.append(meter.stats.values("1"))
+        counts.append(meter.point_values(x)["1"])
         assert torch.equal(counts[-1], first_layer_crossings(model, x, r, 2 * n_directions, seed))
     for smaller, larger in zip(counts, counts[1:], strict=False):
         assert (smaller <= larger).all()
@@ -111,11 +111,13 @@ def test_deeper_layers_are_approximate_and_not_monotone():
     # Around x = 0.1 the zero set {|y| = 0.5} of site 3 meets [x - r, x + r] for both radii,
     # but at r = 1 both vertices lie outside it: only the first layer is exact.
     x = torch.tensor([[0.1]], dtype=torch.float64)
-    small = neighborhood_complexity(_abs_net(), x, 0.5, n_vertices=2)
-    large = neighborhood_complexity(_abs_net(), x, 1.0, n_vertices=2)
+    small = neighborhood_complexity(_abs_net(), x, radius=0.5, n_vertices=2)
+    large = neighborhood_complexity(_abs_net(), x, radius=1.0, n_vertices=2)
     assert small.per_layer == {"1": 2.0, "3": 1.0}
     assert large.per_layer == {"1": 2.0, "3": 0.0}
-    with_center = neighborhood_complexity(_abs_net(), x, 1.0, n_vertices=3, include_center=True)
+    with_center = neighborhood_complexity(
+        _abs_net(), x, radius=1.0, n_vertices=3, include_center=True
+    )
     assert with_center.per_layer == {"1": 2.0, "3": 1.0}
 
 
@@ -125,48 +127,61 @@ def test_center_never_changes_the_first_layer_and_only_adds():
     without = per_point(model, x, 0.7, 8)
     with_center = per_point(model, x, 0.7, 9, include_center=True)
     assert with_center.n_directions == without.n_directions == 4
-    assert torch.equal(with_center.stats.values("1"), without.stats.values("1"))
-    assert (with_center.stats.values("3") >= without.stats.values("3")).all()
+    assert torch.equal(with_center.point_values(x)["1"], without.point_values(x)["1"])
+    assert (with_center.point_values(x)["3"] >= without.point_values(x)["3"]).all()
 
 
 def test_result_fields_and_layers():
     model = mlp([5, 10, 6, 2], seed=5)
     x = torch.randn(25, 5)
-    res = neighborhood_complexity(model, x, 0.5, n_vertices=6)
+    res = neighborhood_complexity(model, x, radius=0.5, n_vertices=6)
     assert res.name == "neighborhood" and res.num_points == 25
     assert res.value == pytest.approx(sum(res.per_layer.values()))
-    assert res.extra["fraction.1"] == pytest.approx(res.per_layer["1"] / 10)
-    assert res.extra["fraction.3"] == pytest.approx(res.per_layer["3"] / 6)
+    assert res.layer_extra["fraction"]["1"] == pytest.approx(res.per_layer["1"] / 10)
+    assert res.layer_extra["fraction"]["3"] == pytest.approx(res.per_layer["3"] / 6)
     assert res.extra["fraction"] == pytest.approx(res.value / 16)
     assert res.stderr > 0 and set(res.per_layer_stderr) == {"1", "3"}
-    assert res.params["n_directions"] == 3 and res.params["dtype"] == "torch.float32"
-    one = neighborhood_complexity(model, x, 0.5, n_vertices=6, layers=["3"])
+    assert res.params["n_directions"] == 3 and res.params["dtype"] == "float32"
+    one = neighborhood_complexity(model, x, radius=0.5, n_vertices=6, layers=["3"])
     assert one.per_layer == {"3": res.per_layer["3"]} and one.value == res.per_layer["3"]
     records = res.to_records(split="train")
-    assert {r["metric"] for r in records} >= {"neighborhood", "neighborhood.fraction.1"}
+    assert {(r["metric"], r["layer"]) for r in records} >= {
+        ("neighborhood", None),
+        ("neighborhood", "1"),
+        ("neighborhood.fraction", "1"),
+    }
 
 
 def test_float32_model_float64_option_and_batch_size_invariance():
     model = mlp([4, 16, 16, 2], seed=6)
     x = torch.randn(33, 4)
-    a = neighborhood_complexity(model, x, 0.4, n_vertices=4, batch_size=5, dtype=torch.float64)
-    b = neighborhood_complexity(model, x, 0.4, n_vertices=4, batch_size=64, dtype=torch.float64)
-    assert a == b and a.params["dtype"] == "torch.float64"
-    c = neighborhood_complexity(model, x, 0.4, n_vertices=4)
-    assert c.params["dtype"] == "torch.float32"
+    a = neighborhood_complexity(
+        model, x, radius=0.4, n_vertices=4, batch_size=5, dtype=torch.float64
+    )
+    b = neighborhood_complexity(
+        model, x, radius=0.4, n_vertices=4, batch_size=64, dtype=torch.float64
+    )
+    assert_same_result(a, b)
+    assert a.params["dtype"] == "float64"
+    c = neighborhood_complexity(model, x, radius=0.4, n_vertices=4)
+    assert c.params["dtype"] == "float32"
     assert c.value == pytest.approx(a.value, abs=0.2)
 
 
 def test_streaming_over_dataloaders_equals_tensor_call():
     model = mlp([4, 8, 8, 2], seed=7).double()
     x = torch.randn(21, 4, dtype=torch.float64)
-    ref = neighborhood_complexity(model, x, 0.3, n_vertices=6)
+    ref = neighborhood_complexity(model, x, radius=0.3, n_vertices=6)
     tuples = DataLoader(TensorDataset(x, torch.zeros(21)), batch_size=8)
-    assert neighborhood_complexity(model, tuples, 0.3, n_vertices=6) == ref
+    assert_same_result(neighborhood_complexity(model, tuples, radius=0.3, n_vertices=6), ref)
     dicts = DataLoader(DictDataset(x, "pixels"), batch_size=5)
-    assert neighborhood_complexity(model, dicts, 0.3, n_vertices=6, input_key="pixels") == ref
-    meter = stream(NeighborhoodMeter(model, 0.3, 6, batch_size=2, input_key="pixels"), dicts)
-    assert meter.compute() == ref
+    assert_same_result(
+        neighborhood_complexity(model, dicts, radius=0.3, n_vertices=6, input_key="pixels"), ref
+    )
+    meter = stream(
+        NeighborhoodMeter(model, radius=0.3, n_vertices=6, batch_size=2, input_key="pixels"), dicts
+    )
+    assert_same_result(meter.compute(), ref)
     meter.reset()
     meter.update(x[0])  # a single point
     assert meter.compute().num_points == 1
@@ -189,7 +204,7 @@ def test_streaming_over_dataloaders_equals_tensor_call():
         (dict(n_vertices=2.0), "integer"),
         (dict(seed=-1), "seed"),
         (dict(include_center=1), "include_center"),
-        (dict(layers=["0"]), r"sites are \['1', '3'\]"),
+        (dict(layers=["0"]), r"sites \['1', '3'\]"),
     ],
 )
 def test_bad_options(kwargs, match):
@@ -210,12 +225,14 @@ def test_bad_options(kwargs, match):
 )
 def test_bad_data(data, match):
     with pytest.raises(rs.InputError, match=match):
-        neighborhood_complexity(mlp([3, 4, 4, 2]), data, 0.5, n_vertices=4)
+        neighborhood_complexity(mlp([3, 4, 4, 2]), data, radius=0.5, n_vertices=4)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_equals_cpu():
     model = mlp([6, 32, 32, 3], seed=0).double()
     x = torch.randn(50, 6, dtype=torch.float64)
-    gpu = neighborhood_complexity(model.cuda(), x, 0.5, n_vertices=10)
-    assert gpu == neighborhood_complexity(model.cpu(), x, 0.5, n_vertices=10)
+    gpu = neighborhood_complexity(model.cuda(), x, radius=0.5, n_vertices=10)
+    assert_same_result(
+        gpu, neighborhood_complexity(model.cpu(), x, radius=0.5, n_vertices=10), rel=1e-6
+    )

@@ -68,7 +68,7 @@ def collapsed_net(
 # ----------------------------------------------------------------- collapsed ground truth
 def test_collapsed_network_has_every_metric_zero():
     model, x, y = collapsed_net()
-    r = rs.neural_collapse(model, x, y)
+    r = rs.neural_collapse(model, x, labels=y)
     assert r.layers == ["1", "output"]
     assert r.penultimate == "1"
     for layer in r.layers:
@@ -83,18 +83,18 @@ def test_collapsed_network_has_every_metric_zero():
 
 def test_breaking_one_property_makes_its_metrics_positive():
     model, x, y = collapsed_net()
-    noisy = rs.neural_collapse(model, x + 0.05 * torch.randn_like(x), y, layers="1")
+    noisy = rs.neural_collapse(model, x + 0.05 * torch.randn_like(x), labels=y, layers="1")
     for metric in ("nc1", "nc1_trace", "cdnv", "trace_sw"):
         assert noisy.value(metric) > 1e-4, metric
 
     scale = torch.tensor([2.0, 1.0, 1.0, 1.0])
-    unequal_means = rs.neural_collapse(*collapsed_net(mean_scale=scale), layers="1")
+    unequal_means = _nc(*collapsed_net(mean_scale=scale), layers="1")
     for metric in ("nc2_equinorm", "nc2_equiangular", "nc2_maxangle", "nc2_etf", "nc3"):
         assert unequal_means.value(metric) > 1e-3, metric
     for metric in ("nc1", "w_equinorm", "w_etf"):  # features still collapse, classifier is ETF
         assert abs(unequal_means.value(metric)) <= 1e-10, metric
 
-    unequal_rows = rs.neural_collapse(*collapsed_net(row_scale=scale), layers="1")
+    unequal_rows = _nc(*collapsed_net(row_scale=scale), layers="1")
     for metric in ("w_equinorm", "w_etf", "nc3"):
         assert unequal_rows.value(metric) > 1e-3, metric
     for metric in ("w_equiangular", "w_maxangle", "nc2_etf"):  # scaling rows keeps the angles
@@ -105,7 +105,7 @@ def test_nc4_counts_disagreements_with_the_network():
     model, x, y = collapsed_net()
     with torch.no_grad():  # class 0's logit is lowered: the net never predicts it
         model[2].bias[0] -= 100.0
-    r = rs.neural_collapse(model, x, y, layers="1")
+    r = rs.neural_collapse(model, x, labels=y, layers="1")
     assert r.value("nc4") == pytest.approx(1 / C, abs=1e-15)
     assert r.value("ncc_error") == 0.0
 
@@ -158,7 +158,7 @@ def test_metrics_match_numpy_on_random_features(p, c, present):
     x = torch.randn(60, p, generator=gen, dtype=torch.float64)
     x += 2 * torch.randn(c, p, generator=gen, dtype=torch.float64)[torch.arange(60) % present]
     y = torch.randint(0, present, (60,), generator=gen)
-    r = neural_collapse(model, x, y)
+    r = neural_collapse(model, x, labels=y)
     assert r.layers == ["penultimate", "output"]
     with torch.no_grad():
         pred = model(x).argmax(1).numpy()
@@ -173,8 +173,8 @@ def test_streaming_equals_one_batch():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(90, 5, generator=gen, dtype=torch.float64)
     y = torch.randint(0, 4, (90,), generator=gen)
-    whole = neural_collapse(model, x, y)
-    chunked = neural_collapse(model, x, y, batch_size=7)
+    whole = neural_collapse(model, x, labels=y)
+    chunked = neural_collapse(model, x, labels=y, batch_size=7)
     loader = DataLoader(TensorDataset(x, y), batch_size=13)
     meter = NeuralCollapseMeter(model)
     for xb, yb in loader:
@@ -197,15 +197,15 @@ def test_streaming_equals_one_batch():
 def test_records_and_float32_model():
     model = mlp([3, 8, 3], seed=2)
     x, y = torch.randn(30, 3), torch.arange(30) % 3
-    r = neural_collapse(model, x, y, dtype=torch.float64)
+    r = neural_collapse(model, x, labels=y, dtype=torch.float64)
     rows = r.to_records(run="a")
     assert len(rows) == sum(len(v) for v in r.values.values())
     assert {row["run"] for row in rows} == {"a"}
     frame = r.to_frame()
     assert set(frame.columns) >= {"metric", "layer", "value"}
-    r32 = neural_collapse(model, x, y)
+    r32 = neural_collapse(model, x, labels=y)
     assert r32.value("nc1") == pytest.approx(r.value("nc1"), rel=1e-4)
-    assert r32.params["dtype"] == "torch.float32"
+    assert r32.params["dtype"] == "float32"
 
 
 # ----------------------------------------------------------------- classifier detection
@@ -220,8 +220,8 @@ def test_classifier_through_flatten_and_low_rank_layer():
         dense.weight.copy_(low.weight)
         dense.bias.copy_(low.bias)
     x, y = torch.randn(24, 1, 4, 4), torch.arange(24) % 3
-    a = neural_collapse(nn.Sequential(features, low), x, y, input_shape=(1, 4, 4))
-    b = neural_collapse(nn.Sequential(features, dense), x, y, input_shape=(1, 4, 4))
+    a = neural_collapse(nn.Sequential(features, low), x, labels=y, input_shape=(1, 4, 4))
+    b = neural_collapse(nn.Sequential(features, dense), x, labels=y, input_shape=(1, 4, 4))
     assert a.penultimate == b.penultimate == "0.1"
     for metric, value in b.values["0.1"].items():
         assert a.value(metric) == pytest.approx(value, rel=1e-5, abs=1e-7), metric
@@ -231,7 +231,7 @@ def test_single_output_network_predicts_by_sign():
     model = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
     x = torch.randn(20, 2)
     y = torch.arange(20) % 2
-    r = neural_collapse(model, x, y, layers=["1"])
+    r = neural_collapse(model, x, labels=y, layers=["1"])
     with torch.no_grad():
         pred = (model(x)[:, 0] > 0).long()
         h = model[1](model[0](x)).double()
@@ -245,10 +245,10 @@ def test_single_output_network_predicts_by_sign():
 @pytest.mark.parametrize(
     ("labels", "message"),
     [
-        (torch.arange(9) % 3, "do not fit 10"),
+        (torch.arange(9) % 3, r"must be of shape \(10,\)"),
         (torch.zeros(10), "integer class indices"),
         (torch.zeros(10, dtype=torch.bool), "integer class indices"),
-        (torch.zeros(10, 1, dtype=torch.long), "do not fit 10"),
+        (torch.zeros(10, 1, dtype=torch.long), r"must be of shape \(10,\)"),
         (torch.full((10,), 3), r"\[0, 3\)"),
         (torch.full((10,), -1), r"\[0, 3\)"),
         (torch.ones(10, dtype=torch.long), "at least two classes"),
@@ -257,20 +257,20 @@ def test_single_output_network_predicts_by_sign():
 def test_bad_labels(labels, message):
     model = mlp([2, 4, 3], seed=0)
     with pytest.raises(InputError, match=message):
-        neural_collapse(model, torch.randn(10, 2), labels)
+        neural_collapse(model, torch.randn(10, 2), labels=labels)
 
 
 def test_bad_arguments():
     model = mlp([2, 4, 3], seed=0)
     x, y = torch.randn(10, 2), torch.arange(10) % 3
     with pytest.raises(InputError, match="unknown layer"):
-        neural_collapse(model, x, y, layers=["1", "nope"])
+        neural_collapse(model, x, labels=y, layers=["1", "nope"])
     with pytest.raises(InputError, match="layers is empty"):
-        neural_collapse(model, x, y, layers=[])
+        neural_collapse(model, x, labels=y, layers=[])
     with pytest.raises(InputError, match="labels are needed"):
         neural_collapse(model, x)
     with pytest.raises(InputError, match="carry their own labels"):
-        neural_collapse(model, [(x, y)], y)
+        neural_collapse(model, [(x, y)], labels=y)
     with pytest.raises(InputError, match="labels are needed"):
         neural_collapse(model, [x])
     with pytest.raises(InputError, match="label_key"):
@@ -280,18 +280,22 @@ def test_bad_arguments():
     with pytest.raises(InputError, match="no points yet"):
         NeuralCollapseMeter(model).compute()
     with pytest.raises(InputError, match="no layer"):
-        neural_collapse(model, x, y).value("nc1", "7")
+        neural_collapse(model, x, labels=y).value("nc1", "7")
     relu_out = nn.Sequential(nn.Linear(2, 3), nn.ReLU())
     with pytest.raises(InputError, match="no 'penultimate'"):
-        neural_collapse(relu_out, x, y, layers="penultimate")
+        neural_collapse(relu_out, x, labels=y, layers="penultimate")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_on_cuda_matches_cpu():
     model = mlp([5, 12, 9, 4], seed=1).double()
     x, y = torch.randn(90, 5, dtype=torch.float64), torch.arange(90) % 4
-    cpu = neural_collapse(model, x, y)
-    gpu = neural_collapse(model.cuda(), x, y)
+    cpu = neural_collapse(model, x, labels=y)
+    gpu = neural_collapse(model.cuda(), x, labels=y)
     for layer in cpu.layers:
         for metric, value in cpu.values[layer].items():
             assert gpu.value(metric, layer) == pytest.approx(value, rel=1e-9, abs=1e-12)
+
+
+def _nc(model, x, y, **options):
+    return rs.neural_collapse(model, x, labels=y, **options)

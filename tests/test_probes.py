@@ -89,7 +89,7 @@ def test_neighborhood_probe_uses_fixed_random_points_with_the_data_statistics():
     frame = run_probe(probe, model)
     points = random_points(TRAIN, 25, seed=3)
     for split, x in (("train", TRAIN.x[:25]), ("test", TEST.x[:25]), ("random", points)):
-        direct = rs.neighborhood_complexity(model, x, 0.2, 6, seed=3)
+        direct = rs.neighborhood_complexity(model, x, radius=0.2, n_vertices=6, seed=3)
         assert value(frame, "nb_r0.2", split).value == direct.value
     assert "nb_r0.2.fraction" in set(frame.metric)
     # the random points: Gaussian with the per-feature mean and std of the training inputs
@@ -139,9 +139,9 @@ def test_snapshot_probe_saves_loadable_state_dicts(tmp_path):
 
 
 def test_probe_options_are_checked():
-    with pytest.raises(InputError, match="splits must be some of"):
+    with pytest.raises(InputError, match="splits must be a non-empty list of splits among"):
         probes.accuracy_loss(splits=("random",))
-    with pytest.raises(InputError, match="splits must be some of"):
+    with pytest.raises(InputError, match="splits must be a non-empty list of splits among"):
         probes.local_complexity(splits=("valid",))
     with pytest.raises(InputError, match="n_points"):
         probes.neighborhood(0.1, n_points=None)

@@ -21,6 +21,10 @@ PUBLIC_MODULES = {
     "reluscope.train.data",  # the data forms the Trainer accepts (as_dataset)
     "reluscope.train.lightning",  # ProbeCallback, in the [lightning] extra
     "reluscope.values",  # the one grammar of values written as text
+    "reluscope.validation",  # the shared input checks, for users writing their own measures
+    "reluscope.records",  # the one record schema
+    "reluscope.linalg",  # singular values, spectral norms, truncated SVDs
+    "reluscope.outputs",  # predictions and margins from a classifier's outputs
 }
 
 PACKAGES = sorted(

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from reluscope.errors import InputError
-from reluscope.nets.spec import infer_input_shape, load_model
+from reluscope.nets.spec import load_model
+from reluscope.nets.trace import infer_input_shape
 from reluscope.nets.zoo import cnn, mlp, resnet
 
 

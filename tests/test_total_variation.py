@@ -8,7 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from measure_helpers import DictDataset, stream
+from measure_helpers import DictDataset, assert_same_result, stream
 from torch import nn
 from torch.func import jacrev
 from torch.utils.data import DataLoader, TensorDataset
@@ -54,7 +54,7 @@ def test_tv_equals_mean_jacrev_norm(kind, output):
         model, shape = mlp([5, 9, 7, 3], activation=act, slope=0.1, seed=1), (5,)
     model = model.double()
     x = torch.randn((20,) + shape, dtype=torch.float64, generator=gen)
-    res = total_variation(model, x, output, input_shape=shape, batch_size=7)
+    res = total_variation(model, x, output=output, input_shape=shape, batch_size=7)
     ref = reference_norms(model, x, output)
     assert res.name == "tv" and res.num_points == 20 and res.params["output"] == output
     assert res.value == pytest.approx(ref.mean().item(), rel=1e-10)
@@ -63,7 +63,7 @@ def test_tv_equals_mean_jacrev_norm(kind, output):
 
 def test_norm_output_is_zero_where_the_output_vanishes():
     model = mlp([3, 4, 2], bias=False, seed=0).double()
-    res = total_variation(model, torch.zeros(2, 3), "norm")
+    res = total_variation(model, torch.zeros(2, 3), output="norm")
     assert res.value == 0.0
 
 
@@ -75,25 +75,33 @@ def test_bound_quantities():
     lips = lipschitz_from_sites(net)
     jacs = site_jacobians(net, x)
     for name in lips:
-        assert res.extra[f"lipschitz.{name}"] == lips[name]
+        assert res.layer_extra["lipschitz"][name] == lips[name]
         op = torch.linalg.matrix_norm(jacs[name], ord=2).mean().item()
-        assert res.extra[f"jacobian_op_norm.{name}"] == pytest.approx(op, rel=1e-12)
+        assert res.layer_extra["jacobian_op_norm"][name] == pytest.approx(op, rel=1e-12)
+        tv = torch.linalg.matrix_norm(jacs[name]).mean().item()  # the site's own TV
+        assert res.per_layer[name] == pytest.approx(tv, rel=1e-12)
     lip_max = max(lips.values())
     assert res.extra["lipschitz_above"] == lip_max
-    mean_op = sum(res.extra[f"jacobian_op_norm.{n}"] for n in lips) / 3
+    mean_op = sum(res.layer_extra["jacobian_op_norm"][n] for n in lips) / 3
     assert res.extra["tv_bound"] == pytest.approx(math.sqrt(3) * lip_max * mean_op)
     assert res.extra["c_eta"] == pytest.approx(math.exp(-0.5) / math.sqrt(2 * math.pi))
-    scalar = total_variation(model, x, 0, eta=0.02, sigma=0.01)
+    scalar = total_variation(model, x, output=0, eta=0.02, sigma=0.01)
     assert scalar.extra["tv_bound"] == pytest.approx(lip_max * mean_op)
     assert scalar.extra["c_eta"] == pytest.approx(math.exp(-2) / (math.sqrt(2 * math.pi) * 0.01))
     assert total_variation(model, x).extra["c_eta"] == 0.0  # exp(-5000) underflows
     assert c_eta(0.5, 2.0) == pytest.approx(math.exp(-1 / 32) / (2 * math.sqrt(2 * math.pi)))
     sub = total_variation(model, x, layers=["3"])
     assert sub.extra["tv_bound"] == pytest.approx(
-        math.sqrt(3) * lips["3"] * res.extra["jacobian_op_norm.3"]
+        math.sqrt(3) * lips["3"] * res.layer_extra["jacobian_op_norm"]["3"]
     )
     assert total_variation(model, x, bound=False).extra == {}
-    assert {r["metric"] for r in res.to_records()} >= {"tv", "tv.tv_bound", "tv.B"}
+    assert {(r["metric"], r["layer"]) for r in res.to_records()} >= {
+        ("tv", None),
+        ("tv", "1"),
+        ("tv.tv_bound", None),
+        ("tv.B", None),
+        ("tv.lipschitz", "1"),
+    }
 
 
 @settings(max_examples=40, deadline=None)
@@ -107,10 +115,12 @@ def test_bound_quantities():
 )
 def test_tv_bound_holds_on_random_mlps(widths, n_in, n_out, scale, leaky, seed):
     act = "leaky_relu" if leaky else "relu"
-    model = mlp([n_in] + widths + [n_out], activation=act, slope=0.3, init_multiplier=scale, seed=seed)
+    model = mlp(
+        [n_in] + widths + [n_out], activation=act, slope=0.3, init_multiplier=scale, seed=seed
+    )
     x = torch.randn(16, n_in, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
     for output in ("logits", n_out - 1, "predicted", "norm"):
-        res = total_variation(model, x, output, dtype=torch.float64)
+        res = total_variation(model, x, output=output, dtype=torch.float64)
         assert res.value <= res.extra["tv_bound"] * (1 + 1e-9)
 
 
@@ -123,7 +133,7 @@ def test_tv_bound_holds_on_a_small_cnn(batchnorm):
     assert 0 < res.value <= res.extra["tv_bound"]
     scalar_bound = res.extra["tv_bound"] / math.sqrt(10)  # min(output_dim, input_dim) = 10
     for output in OUTPUTS[1:]:
-        assert 0 < total_variation(net, x, output, bound=False).value <= scalar_bound
+        assert 0 < total_variation(net, x, output=output, bound=False).value <= scalar_bound
 
 
 def test_resnet_bound_uses_the_sites_outside_residual_branches():
@@ -132,7 +142,7 @@ def test_resnet_bound_uses_the_sites_outside_residual_branches():
     assert [s.name for s in factoring_sites(net)] == ["2", "3.relu", "4.relu"]
     x = torch.randn(10, 1, 4, 4, dtype=torch.float64)
     for output in OUTPUTS:
-        res = total_variation(net, x, output, dtype=torch.float64)
+        res = total_variation(net, x, output=output, dtype=torch.float64)
         assert res.params["layers"] == ["2", "3.relu", "4.relu"]
         assert 0 < res.value <= res.extra["tv_bound"]
     with pytest.raises(rs.InputError, match=r"\['3.body.2'\] lie on residual branches"):
@@ -143,7 +153,7 @@ def test_resnet_bound_uses_the_sites_outside_residual_branches():
 def test_b_is_zero_for_wide_random_nets():
     model = mlp([20, 128, 128, 128, 10], seed=4)
     x = torch.randn(200, 20)
-    assert total_variation(model, x, "predicted").extra["B"] == 0.0
+    assert total_variation(model, x, output="predicted").extra["B"] == 0.0
 
 
 def _dead_net() -> nn.Sequential:
@@ -163,7 +173,7 @@ def test_b_equals_a_hand_count_with_dead_layers():
     # x = 0: site 1 dead -> sites 3 and 5 not good (3 + 4); x = 1.5: site 3 dead -> site 5 (4)
     meter = TotalVariationMeter(_dead_net())
     meter.update(x)
-    assert meter.stats.values("bad_neurons").tolist() == [7.0, 4.0, 0.0]
+    assert meter.point_values(x)["bad_neurons"].tolist() == [7.0, 4.0, 0.0]
     assert meter.compute().extra["B"] == pytest.approx(11 / 3)
     # counting only site 5, still after any fully inactive earlier site
     assert total_variation(_dead_net(), x, layers=["5"]).extra["B"] == pytest.approx(8 / 3)
@@ -172,12 +182,17 @@ def test_b_equals_a_hand_count_with_dead_layers():
 def test_streaming_over_dataloaders_equals_tensor_call():
     model = mlp([4, 6, 6, 2], seed=5).double()
     x = torch.randn(19, 4, dtype=torch.float64)
-    ref = total_variation(model, x, "predicted")
+    ref = total_variation(model, x, output="predicted")
     tuples = DataLoader(TensorDataset(torch.zeros(19), x), batch_size=6)
-    assert total_variation(model, tuples, "predicted", input_key=1) == ref
-    assert total_variation(model, DataLoader(DictDataset(x, "x"), batch_size=4), "predicted") == ref
-    meter = stream(TotalVariationMeter(model, "predicted", batch_size=5, input_key=1), tuples)
-    assert meter.compute() == ref
+    assert_same_result(total_variation(model, tuples, output="predicted", input_key=1), ref)
+    assert_same_result(
+        total_variation(model, DataLoader(DictDataset(x, "x"), batch_size=4), output="predicted"),
+        ref,
+    )
+    meter = stream(
+        TotalVariationMeter(model, output="predicted", batch_size=5, input_key=1), tuples
+    )
+    assert_same_result(meter.compute(), ref)
     meter.reset()
     with pytest.raises(rs.InputError, match="before any data"):
         meter.compute()
@@ -196,8 +211,8 @@ def test_streaming_over_dataloaders_equals_tensor_call():
         (dict(sigma=0.0), "sigma"),
         (dict(sigma=float("nan")), "sigma"),
         (dict(bound="yes"), "bound"),
-        (dict(layers=["relu"]), r"sites are \['1', '3'\]"),
-        (dict(dtype=torch.int64), "floating-point"),
+        (dict(layers=["relu"]), r"sites \['1', '3'\]"),
+        (dict(dtype=torch.int64), "dtype must be a floating torch.dtype"),
     ],
 )
 def test_bad_options(kwargs, match):

@@ -48,9 +48,9 @@ def test_linear_layers_against_numpy():
     with torch.no_grad():  # a rank-3 first layer, in float32
         model[0].weight.copy_(torch.randn(8, 3) @ torch.randn(3, 6))
     result = rs.weight_ranks(model)
-    assert [(s.layer, s.kind, s.norm_kind, s.method) for s in result.layers] == [
-        ("0", "linear", "matrix", "svd"),
-        ("2", "linear", "matrix", "svd"),
+    assert [(s.layer, s.path, s.kind, s.norm_kind, s.method) for s in result.layers] == [
+        ("1", "0", "linear", "matrix", "svd"),  # layer: the site the weight feeds
+        ("output", "2", "linear", "matrix", "svd"),
     ]
     for stats, layer in zip(result.layers, (model[0], model[2]), strict=True):
         w = layer.weight.detach().numpy()
@@ -103,7 +103,7 @@ def test_conv_operator_against_the_unrolled_matrix(make, shape):
     torch.manual_seed(1)
     conv = make()
     dense = _unrolled(conv, shape)
-    result = rs.weight_ranks(nn.Sequential(conv), shape)
+    result = rs.weight_ranks(nn.Sequential(conv), input_shape=shape)
     operator, kernel = result.layers
     assert (operator.norm_kind, kernel.norm_kind) == ("conv operator", "reshaped kernel")
     circular = conv.padding_mode == "circular" and conv.stride[0] == 1
@@ -113,7 +113,7 @@ def test_conv_operator_against_the_unrolled_matrix(make, shape):
     w = conv.weight.detach().double().reshape(conv.out_channels, -1).numpy()
     _assert_matches(kernel, w, np.linalg.matrix_rank(w))
     # Lanczos (large layers): the same spectral norm, never above it; exact row norms
-    big = rs.weight_ranks(nn.Sequential(conv), shape, conv_method="lanczos").layers[0]
+    big = rs.weight_ranks(nn.Sequential(conv), input_shape=shape, conv_method="lanczos").layers[0]
     assert big.method == "lanczos" and big.rank is None and big.spectrum is None
     assert big.spectral_norm == pytest.approx(np.linalg.norm(dense, 2), rel=1e-8)
     assert big.spectral_norm <= np.linalg.norm(dense, 2) * (1 + 1e-12)
@@ -136,7 +136,7 @@ def test_fft_singular_values_of_a_grouped_circular_conv():
 def test_layer_order_and_the_pwlnet_view_agree():
     model = rs.nets.cnn(in_channels=1, image_size=8, channels=(2, 3), num_classes=4)
     shape = (1, 8, 8)
-    from_module = rs.weight_ranks(model, shape)
+    from_module = rs.weight_ranks(model, input_shape=shape)
     from_net = rs.weight_ranks(rs.trace(model, shape))
     assert [s.kind for s in from_module.operators] == ["conv2d", "conv2d", "linear"]
     assert [s.layer for s in from_module.layers] == [s.layer for s in from_net.layers]
@@ -148,7 +148,7 @@ def test_layer_order_and_the_pwlnet_view_agree():
 
 
 def test_records_and_frames():
-    result = rs.weight_ranks(nn.Sequential(nn.Conv1d(1, 2, 3)), (1, 6))
+    result = rs.weight_ranks(nn.Sequential(nn.Conv1d(1, 2, 3)), input_shape=(1, 6))
     records = result.to_records(model="m")
     assert len(records) == 2 * 8
     row = next(r for r in records if r["metric"] == "rank" and r["norm_kind"] == "conv operator")
@@ -164,17 +164,17 @@ def test_bad_input():
     with pytest.raises(InputError, match="input_shape"):
         rs.weight_ranks(conv)
     with pytest.raises(InputError, match="does not run"):
-        rs.weight_ranks(conv, (3, 8, 8))
+        rs.weight_ranks(conv, input_shape=(3, 8, 8))
     with pytest.raises(InputError, match="positive integers"):
-        rs.weight_ranks(conv, (1, 0, 8))
+        rs.weight_ranks(conv, input_shape=(1, 0, 8))
     with pytest.raises(UnsupportedLayerError, match="Conv3d"):
-        rs.weight_ranks(nn.Sequential(nn.Conv3d(1, 1, 1)), (1, 2, 2, 2))
+        rs.weight_ranks(nn.Sequential(nn.Conv3d(1, 1, 1)), input_shape=(1, 2, 2, 2))
     with pytest.raises(InputError, match="rtol"):
         rs.weight_ranks(nn.Linear(2, 2), rtol=-1.0)
     with pytest.raises(InputError, match="conv_method"):
-        rs.weight_ranks(conv, (1, 5, 5), conv_method="svd")
+        rs.weight_ranks(conv, input_shape=(1, 5, 5), conv_method="svd")
     with pytest.raises(InputError, match="circular"):
-        rs.weight_ranks(conv, (1, 5, 5), conv_method="fft")
+        rs.weight_ranks(conv, input_shape=(1, 5, 5), conv_method="fft")
     with pytest.raises(InputError, match="nn.Module"):
         rs.weight_ranks(np.eye(3))
     with pytest.raises(InputError, match="no entry"):

@@ -13,7 +13,6 @@ as it is, and no parameter gradient is accumulated.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 
 import torch
@@ -23,6 +22,7 @@ from torch import Tensor
 from reluscope.errors import InputError
 from reluscope.losses import check_targets, correct, point_losses
 from reluscope.measures.results import MeasureResult
+from reluscope.validation import check_number
 
 NORMS = ("linf", "l2")
 ATTACKS = ("pgd", "fgsm")
@@ -41,7 +41,7 @@ def fgsm(
 
     One step of size ``eps`` (L_inf) along the sign of the input gradient of each point's loss;
     returns the adversarial inputs (detached, the model's dtype and device)."""
-    eps = _check_number("eps", eps)
+    eps = check_number("eps", eps, minimum=0)
     x, y = _prepare(model, x, y, loss)
     lo, hi = _check_bounds(bounds, x)
     return _clip(x + eps * _gradient(model, x, y, loss).sign(), lo, hi).detach()
@@ -68,8 +68,8 @@ def pgd(
     grad / ||grad||``, projection onto the Euclidean ball; the random start is uniform in the
     ball. The random start is drawn on the CPU from a generator seeded with ``seed`` (the same
     on every device). Returns the adversarial inputs after ``steps`` steps (detached)."""
-    eps = _check_number("eps", eps)
-    step_size = _check_number("step_size", step_size)
+    eps = check_number("eps", eps, minimum=0)
+    step_size = check_number("step_size", step_size, minimum=0)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise InputError(f"steps must be an integer >= 0; got {steps!r}")
     if norm not in NORMS:
@@ -165,13 +165,6 @@ def adversarial_accuracy(
 
 
 # ---------------------------------------------------------------------------- helpers
-def _check_number(name: str, value) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value < 0:
-        raise InputError(f"{name} must be a finite number >= 0; got {value!r}")
-    return float(value)
-
-
 def _prepare(model: nn.Module, x: Tensor, y: Tensor, loss: str) -> tuple[Tensor, Tensor]:
     """x in the model's dtype and device, y on that device; checks labels against the outputs."""
     if not isinstance(model, nn.Module):
@@ -246,7 +239,7 @@ def _check_bounds(bounds: Bounds, x: Tensor) -> tuple[Tensor | None, Tensor | No
 
 
 def _clip(x: Tensor, lo: Tensor | None, hi: Tensor | None) -> Tensor:
-    if lo is None or hi is None:
+    if lo is None:
         return x
     return torch.minimum(torch.maximum(x, lo), hi)
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from reluscope.errors import InputError
+from reluscope.outputs import predict
 
 LOSSES = ("ce", "mse")
 
@@ -56,13 +57,6 @@ def point_losses(output: Tensor, y: Tensor, kind: str = "ce") -> Tensor:
 def loss(output: Tensor, y: Tensor, kind: str = "ce") -> Tensor:
     """The mean loss over the batch (a scalar tensor)."""
     return point_losses(output, y, kind).mean()
-
-
-def predict(output: Tensor) -> Tensor:
-    """Predicted labels: the arg-max output, or ``output > 0`` for a single output."""
-    if output.shape[1] == 1:
-        return (output[:, 0] > 0).long()
-    return output.argmax(dim=1)
 
 
 def correct(output: Tensor, y: Tensor) -> Tensor:

@@ -58,6 +58,7 @@ from reluscope.bounds.norms import NetworkNorms, SampleStats
 from reluscope.bounds.results import BoundResult, log10
 from reluscope.errors import InputError
 from reluscope.nets.pwl import PWLNet
+from reluscope.records import Records, record, tagged
 
 SOURCE = (
     "collapse-aware form of the low-rank chain-rule bound, spec low_rank_bounds.md §4.1 and "
@@ -197,7 +198,7 @@ def collapse_aware_bound(
 
 
 @dataclass(frozen=True)
-class CollapseAwareResult:
+class CollapseAwareResult(Records):
     """The post hoc collapse-aware bound of one network on one sample, at every split.
 
     ``by_split[k]``: the bound for the network whose layers k+1..L are truncated to rank
@@ -247,29 +248,23 @@ class CollapseAwareResult:
         """The smallest bound over the splits (valid for the network truncated at best_split)."""
         return self.by_split[self.best_split]
 
-    def to_records(self, **tags: Any) -> list[dict[str, Any]]:
-        """Tidy rows, one per split: the bound's record (:meth:`BoundResult.to_record`) plus
-        the split, the truncated network's accuracy and margin risk, whether it is the best
-        split and whether it is the spec's rank split, and ``tags``."""
+    def to_records(self, split: str | None = None, **tags: Any) -> list[dict[str, Any]]:
+        """Tidy long rows (:mod:`reluscope.records`) for every split k (column ``rank_split``):
+        the bound's records (:meth:`BoundResult.to_records`), plus the metrics
+        "truncated_accuracy" and "truncated_margin_risk" of the network truncated at k, with
+        the columns ``best`` (k is the best split) and ``spec_rule`` (k is the spec's split)."""
         rows = []
         for k, result in self.by_split.items():
-            rows.append(
-                result.to_record(
-                    **tags,
-                    split=k,
-                    accuracy=self.accuracy[k],
-                    truncated_margin_risk=self.truncated[k].risk,
-                    best=k == self.best_split,
-                    spec_rule=k == self.rank_split,
-                )
+            columns = dict(
+                tags, rank_split=k, best=k == self.best_split, spec_rule=k == self.rank_split
             )
+            rows += result.to_records(split, **columns)
+            for metric, value in (
+                ("truncated_accuracy", self.accuracy[k]),
+                ("truncated_margin_risk", self.truncated[k].risk),
+            ):
+                rows += tagged([record(metric, value, bound=result.name)], {}, split, columns)
         return rows
-
-    def to_frame(self, **tags: Any):
-        """The records as a pandas DataFrame."""
-        import pandas as pd
-
-        return pd.DataFrame(self.to_records(**tags))
 
 
 def collapse_aware(

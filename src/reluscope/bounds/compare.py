@@ -25,13 +25,14 @@ from reluscope.bounds.norms import NetworkNorms, SampleStats
 from reluscope.bounds.results import BoundResult
 from reluscope.errors import InputError
 from reluscope.nets.pwl import PWLNet
+from reluscope.records import Records
 
 BOUNDS = ("low-rank", "low-rank-post-hoc", "grs", "bft", "nbs", "nts")
 RANKS = ("exact", "numerical")
 
 
 @dataclass(frozen=True)
-class BoundTable:
+class BoundTable(Records):
     """The bounds of one network on one sample (``results``, one per bound, in the order asked).
 
     ``margins``: the network's margin statistics at the margin used; ``norms`` and ``sample``:
@@ -55,22 +56,24 @@ class BoundTable:
                 return r
         raise KeyError(f"no bound {name!r}; have {[r.name for r in self.results]}")
 
-    def to_records(self, **tags: Any) -> list[dict[str, Any]]:
-        """One tidy row per bound (see :meth:`BoundResult.to_record`), plus ``tags`` and the
-        table's margin and delta."""
+    def to_records(self, split: str | None = None, **tags: Any) -> list[dict[str, Any]]:
+        """Tidy long rows (:mod:`reluscope.records`) of every bound
+        (:meth:`BoundResult.to_records`), plus the table's margin and delta and ``tags``."""
         tags = dict(tags, margin=self.margins.margin, delta=self.params.get("delta"))
-        return [r.to_record(**tags) for r in self.results]
+        return [row for r in self.results for row in r.to_records(split, **tags)]
 
-    def to_frame(self, **tags: Any):
-        """The records as a pandas DataFrame."""
+    def summary(self, **tags: Any):
+        """A wide pandas DataFrame, one row per bound (see :meth:`BoundResult.to_record`), plus
+        ``tags`` and the table's margin and delta."""
         import pandas as pd
 
-        return pd.DataFrame(self.to_records(**tags))
+        tags = dict(tags, margin=self.margins.margin, delta=self.params.get("delta"))
+        return pd.DataFrame([r.to_record(**tags) for r in self.results])
 
     @property
     def frame(self):
-        """The table as a pandas DataFrame (one row per bound)."""
-        return self.to_frame()
+        """The table as a wide pandas DataFrame (one row per bound; see :meth:`summary`)."""
+        return self.summary()
 
 
 def _check_bounds(bounds: Sequence[str]) -> list[str]:

@@ -36,6 +36,7 @@ from torch import Tensor
 from reluscope.bounds import checks
 from reluscope.bounds.low_rank import DEFAULT_C1, DEFAULT_C2, check_layers, low_rank_complexity
 from reluscope.errors import InputError
+from reluscope.linalg import low_rank_approximation
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,7 @@ def expected_gaussian_norm(dim: int) -> float:
 def project(w: Tensor, rank: int, bound: float) -> Tensor:
     """The nearest matrix to ``w`` (in Frobenius norm) with rank <= ``rank`` and spectral norm
     <= ``bound``: its top singular values, clipped."""
-    u, s, vh = torch.linalg.svd(w, full_matrices=False)
-    s = s[:rank].clamp(max=bound)
-    return (u[:, :rank] * s) @ vh[:rank]
+    return low_rank_approximation(w, rank, bound)
 
 
 def _act(h: Tensor, slope: float) -> Tensor:

@@ -8,16 +8,16 @@ clip(1 - M / gamma, 0, 1) from above, which in turn bounds the 0-1 loss.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
+from reluscope import validation
 from reluscope.bounds import checks
 from reluscope.errors import InputError
+from reluscope.outputs import margins
 
 
 def check_labels(labels: Any, n: int, num_outputs: int) -> Tensor:
@@ -28,39 +28,7 @@ def check_labels(labels: Any, n: int, num_outputs: int) -> Tensor:
             f"margin bounds need a network with at least two outputs (one per class), got "
             f"{num_outputs}: for a binary task use two logits"
         )
-    try:
-        y = torch.as_tensor(np.asarray(labels) if not isinstance(labels, Tensor) else labels)
-    except (TypeError, ValueError) as exc:
-        raise InputError(
-            f"labels must be an array of integers, got {type(labels).__name__}"
-        ) from exc
-    if y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
-        raise InputError(
-            f"labels must be integers (class indices), got dtype {y.dtype}; convert them with "
-            "labels.long() after checking they are whole numbers"
-        )
-    if y.dim() != 1 or len(y) != n:
-        raise InputError(
-            f"labels must have shape ({n},) (one per data point), got {tuple(y.shape)}"
-        )
-    y = y.long()
-    if n and (int(y.min()) < 0 or int(y.max()) >= num_outputs):
-        raise InputError(
-            f"labels must lie in [0, {num_outputs}) for a network with {num_outputs} outputs, "
-            f"got values from {int(y.min())} to {int(y.max())}"
-        )
-    if len(torch.unique(y)) < 2:
-        raise InputError(
-            f"labels hold {len(torch.unique(y))} distinct class(es); expected at least two"
-        )
-    return y
-
-
-def margins(outputs: Tensor, labels: Tensor) -> Tensor:
-    """M(f(x_i), y_i) = f(x_i)_{y_i} - max_{j != y_i} f(x_i)_j for outputs (n, C), labels (n,)."""
-    correct = outputs.gather(1, labels[:, None])[:, 0]
-    others = outputs.scatter(1, labels[:, None], -math.inf)
-    return correct - others.max(dim=1).values
+    return validation.check_labels("labels", labels, n, num_outputs, min_distinct=2)
 
 
 @dataclass(frozen=True)

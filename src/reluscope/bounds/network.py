@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from reluscope.bounds.margins import check_labels
 from reluscope.errors import InputError, UnsupportedLayerError
+from reluscope.linalg import low_rank_approximation
 from reluscope.nets.ops import ActivationOp, LinearOp, ReshapeOp
 from reluscope.nets.pwl import INPUT, PWLNet
 from reluscope.nets.trace import trace
@@ -92,8 +93,7 @@ class MLP:
             raise InputError(f"ranks must have {self.depth} entries, got {len(ranks)}")
         weights = []
         for w, r in zip(self.weights, ranks, strict=True):
-            u, s, vh = torch.linalg.svd(w, full_matrices=False)
-            weights.append((u[:, :r] * s[:r]) @ vh[:r])
+            weights.append(low_rank_approximation(w, r))
         return replace(self, weights=tuple(weights))
 
 

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from reluscope.records import Records, record, tagged
+
 
 def log10(x: float) -> float:
     """log10(x), with log10(0) = -inf."""
@@ -27,7 +29,7 @@ def log10_sum(*logs: float) -> float:
 
 
 @dataclass(frozen=True)
-class BoundResult:
+class BoundResult(Records):
     """An upper bound, holding with probability >= 1 - delta, on the test error (0-1 loss) of a
     classifier: ``value`` = ``margin_risk`` + ``excess``, where ``excess`` gathers the
     complexity and confidence terms.
@@ -94,3 +96,13 @@ class BoundResult:
             confidence=self.confidence,
             source=self.source,
         )
+
+    def to_records(self, split: str | None = None, **tags: Any) -> list[dict[str, Any]]:
+        """Tidy long rows (:mod:`reluscope.records`): one per number of :meth:`to_record`
+        (metric "log10_bound", "margin_risk", ...; layer None; exact, so stderr None), with the
+        columns ``bound`` (the name), ``rank_form`` and ``source``, the scalar params and
+        ``tags``."""
+        wide = self.to_record()
+        labels = {k: wide.pop(k) for k in ("bound", "rank_form", "source")}
+        rows = [record(metric, value, **labels) for metric, value in wide.items()]
+        return tagged(rows, self.params, split, tags)

@@ -96,7 +96,8 @@ def bounds(
     def go() -> None:
         from reluscope.bounds import compare, default_margin, mlp_weights
         from reluscope.data import load_data, subsample
-        from reluscope.nets.spec import infer_input_shape, load_model
+        from reluscope.nets.spec import load_model
+        from reluscope.nets.trace import infer_input_shape
 
         rank_option = _parse_ranks(ranks)
         if out is not None:
@@ -160,7 +161,7 @@ def bounds(
                 f"(± {e.stderr:.2g}), bound {e.bound:.4g}, looseness {e.looseness:.3g}"
             )
         if out is not None:
-            frame = result.to_frame(model=model, data=data, seed=seed)
+            frame = result.summary(model=model, data=data, seed=seed)
             _write_records(frame, out)
             console.print(f"wrote {len(frame)} records to {out}")
 

@@ -14,8 +14,8 @@ from rich.markup import escape
 
 from reluscope.errors import InputError, ReluscopeError
 from reluscope.io import atomic_write
-from reluscope.nets.spec import infer_input_shape, load_model
-from reluscope.nets.trace import trace
+from reluscope.nets.spec import load_model
+from reluscope.nets.trace import infer_input_shape, trace
 
 console = Console(soft_wrap=True)
 

@@ -23,8 +23,8 @@ from reluscope.cli.common import (
     console,
 )
 from reluscope.errors import InputError
-from reluscope.nets.spec import infer_input_shape, load_model
-from reluscope.nets.trace import trace
+from reluscope.nets.spec import load_model
+from reluscope.nets.trace import infer_input_shape, trace
 
 MEASURES = ("lc", "neighborhood", "local-rank", "tv")
 
@@ -90,8 +90,6 @@ def measure(
     layer, value, stderr)."""
 
     def go() -> None:
-        import pandas as pd
-
         from reluscope.data import load_data, subsample
         from reluscope.measures import (
             local_complexity,
@@ -99,6 +97,7 @@ def measure(
             neighborhood_complexity,
             total_variation,
         )
+        from reluscope.records import frame
 
         names = _parse_measures(measures, radius)
         if out is not None:
@@ -115,13 +114,13 @@ def measure(
         tv_output = int(output) if output.lstrip("-").isdigit() else output
         runs = {
             "lc": lambda x: local_complexity(
-                net, x, sigma, preset=preset, method=method, seed=seed, dtype=dt
+                net, x, sigma=sigma, preset=preset, method=method, seed=seed, dtype=dt
             ),
             "neighborhood": lambda x: neighborhood_complexity(
-                net, x, float("nan") if radius is None else radius, n_vertices, seed, dtype=dt
-            ),  # chosen only with a radius (checked by _parse_measures)
-            "local-rank": lambda x: local_rank(net, x, atol, dtype=dt),
-            "tv": lambda x: total_variation(net, x, tv_output, sigma=sigma, dtype=dt),
+                net, x, radius=radius, n_vertices=n_vertices, seed=seed, dtype=dt
+            ),
+            "local-rank": lambda x: local_rank(net, x, atol=atol, dtype=dt),
+            "tv": lambda x: total_variation(net, x, output=tv_output, sigma=sigma, dtype=dt),
         }
         for name in names:  # a one-point dry run of each measure checks its options first
             runs[name](dataset.x[:1])
@@ -139,7 +138,7 @@ def measure(
             )
         console.print(table)
         if out is not None:
-            _write_records(pd.DataFrame(records), out)
+            _write_records(frame(records), out)
             console.print(f"wrote {len(records)} records to {out}")
 
     _run(go)

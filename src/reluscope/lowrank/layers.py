@@ -13,6 +13,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from reluscope.errors import InputError
+from reluscope.linalg import low_rank_approximation, truncated_svd
 
 Ranks = int | dict[str, int]
 
@@ -115,10 +116,10 @@ class LowRankLinear(nn.Module):
 def balanced_factors(weight: Tensor, rank: int) -> tuple[Tensor, Tensor]:
     """(P_r sqrt(S_r), sqrt(S_r) Q_r^T) for the top-``rank`` SVD P S Q^T of ``weight``,
     computed in float64 and returned in its dtype."""
-    p, s, qt = torch.linalg.svd(weight.detach().to(torch.float64), full_matrices=False)
-    root = s[:rank].sqrt()
-    u = p[:, :rank] * root
-    v = root.unsqueeze(1) * qt[:rank]
+    p, s, qt = truncated_svd(weight.detach().to(torch.float64), rank)
+    root = s.sqrt()
+    u = p * root
+    v = root.unsqueeze(1) * qt
     return u.to(weight.dtype), v.to(weight.dtype)
 
 
@@ -126,8 +127,7 @@ def best_rank_approximation(weight: Tensor, rank: int) -> Tensor:
     """The best rank-``rank`` approximation of ``weight`` in Frobenius and spectral norm
     (Eckart-Young): its SVD truncated to the top ``rank`` singular values, in float64 then
     cast to its dtype."""
-    u, v = balanced_factors(weight, rank)
-    return (u.to(torch.float64) @ v.to(torch.float64)).to(weight.dtype)
+    return low_rank_approximation(weight.detach().to(torch.float64), rank).to(weight.dtype)
 
 
 def weight_layers(model: nn.Module) -> dict[str, nn.Linear | LowRankLinear]:

@@ -12,8 +12,8 @@ from torch import Tensor
 
 from reluscope.errors import InputError
 from reluscope.lowrank.layers import Ranks, truncate_svd, weight_layers
-from reluscope.measures.neural_collapse import check_labels
-from reluscope.measures.options import check_nonnegative
+from reluscope.outputs import margins, predict
+from reluscope.validation import check_labels, check_number
 
 
 @dataclass(frozen=True)
@@ -57,18 +57,9 @@ class TruncationEffect:
         return pd.DataFrame(self.to_records(**tags))
 
 
-def margins(out: Tensor, y: Tensor) -> Tensor:
-    """Per point f_y - max_{j != y} f_j for outputs (n, C), or (2y - 1) f for (n, 1)."""
-    if out.shape[1] == 1:
-        return (2 * y - 1).to(out.dtype) * out[:, 0]
-    own = out.gather(1, y.unsqueeze(1))[:, 0]
-    rest = out.scatter(1, y.unsqueeze(1), -torch.inf).amax(dim=1)
-    return own - rest
-
-
 def _scores(out: Tensor, y: Tensor, gamma: float | None) -> tuple[dict[str, float], Tensor]:
     m = margins(out, y)
-    pred = (out[:, 0] > 0).long() if out.shape[1] == 1 else out.argmax(dim=1)
+    pred = predict(out)
     scores = dict(accuracy=(pred == y).double().mean().item(), margin=m.double().mean().item())
     if gamma is not None:
         scores["margin_risk"] = (m <= gamma).double().mean().item()
@@ -87,7 +78,7 @@ def truncation_effect(
     """
     truncated = truncate_svd(model, rank)
     if gamma is not None:
-        gamma = check_nonnegative("gamma", gamma, positive=True)
+        gamma = check_number("gamma", gamma, minimum=0, strict=True)
     x = torch.as_tensor(x)
     param = next(model.parameters())
     x = x.to(device=param.device, dtype=param.dtype)
@@ -97,7 +88,7 @@ def truncation_effect(
         )
     out = model(x).reshape(len(x), -1)
     out_r = truncated(x).reshape(len(x), -1)
-    y = check_labels(y, len(x), max(out.shape[1], 2)).to(out.device)
+    y = check_labels("y", y, len(x), max(out.shape[1], 2)).to(out.device)
     before, pred = _scores(out, y, gamma)
     after, pred_r = _scores(out_r, y, gamma)
     old, new = weight_layers(model), weight_layers(truncated)

@@ -29,16 +29,15 @@ standard error valid. Sites named in ``layers`` (default: all) are summed; the n
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import numbers
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
+import torch.nn as nn
 from torch import Tensor
 
-from reluscope.errors import InputError
-from reluscope.measures.batches import iterate_batches, take_inputs
+from reluscope.measures.batches import net_for
 from reluscope.measures.gradnorms import (
     CHUNK_ELEMENTS,
     ExactGradientNorms,
@@ -47,10 +46,10 @@ from reluscope.measures.gradnorms import (
     sketch_probes,
 )
 from reluscope.measures.lipschitz import neuron_gradient_bounds
-from reluscope.measures.options import select_sites
+from reluscope.measures.meter import Meter
 from reluscope.measures.results import MeasureResult
 from reluscope.nets.pwl import PWLNet
-from reluscope.nets.trace import as_pwlnet
+from reluscope.validation import check_bool, check_choice, check_int, check_number
 
 #: preset -> (centring, normalised)
 PRESETS = {"theory": ("full", True), "paper_code": ("no_bias", False)}
@@ -58,6 +57,10 @@ METHODS = ("exact", "sketch")
 CENTRINGS = ("full", "no_bias")
 #: Offset of the probe random stream from the noise stream (both seeded by ``seed``).
 _PROBE_STREAM = 0x5EED_0F_9B0BE5
+NAME = "lc"
+# running sums kept by the meter
+_NEAR, _PAIRS, _TRUNCATION = "near_threshold", "pairs", "truncation"
+_NORM_SUM, _PROBE_VAR = "gradient_norm_sum", "probe_variance"
 
 
 def gaussian_kernel(a: Tensor, sigma: float, normalised: bool) -> Tensor:
@@ -66,19 +69,24 @@ def gaussian_kernel(a: Tensor, sigma: float, normalised: bool) -> Tensor:
     return k / (math.sqrt(2 * math.pi) * sigma) if normalised else k
 
 
-class LocalComplexityMeter:
-    """Streaming local complexity: ``update(batch)`` per batch, then ``compute()``.
+class LocalComplexityMeter(Meter):
+    """Streaming local complexity: ``update(batch)``, ``compute()``, ``reset()``,
+    ``merge(other)``.
 
-    Options as in :func:`local_complexity`. Noise (and, for the sketch, probes) are drawn from
-    generators seeded by ``seed`` in the order the batches arrive, so the result depends on the
-    batching; ``reset()`` forgets the batches seen and reseeds.
+    Options as in :func:`local_complexity`; the others are those of
+    :class:`~reluscope.measures.meter.Meter` (``batch_size``: points per update step, default
+    256). Noise (and, for the sketch, probes) are drawn from generators seeded by ``seed`` in
+    the order the points arrive, so the result depends on the batching; ``reset()`` forgets
+    the points seen and reseeds. Meters merged for a data-parallel run should be seeded apart.
     """
+
+    name = NAME
 
     def __init__(
         self,
-        model,
-        sigma: float = 0.01,
+        model: nn.Module | PWLNet,
         *,
+        sigma: float = 0.01,
         preset: str = "theory",
         centring: str | None = None,
         normalised: bool | None = None,
@@ -86,112 +94,88 @@ class LocalComplexityMeter:
         noise_draws: int = 1,
         cutoff: float = 10.0,
         probes: int = 64,
-        layers: str | Iterable[str] | None = None,
         bounds: bool = False,
-        input_shape: Sequence[int] | None = None,
-        input_key: str | int | None = None,
         seed: int = 0,
-        dtype: torch.dtype | None = None,
+        batch_size: int | None = 256,
+        **options: Any,
     ) -> None:
-        if preset not in PRESETS:
-            raise InputError(f"unknown preset {preset!r}; expected one of {list(PRESETS)}")
+        check_choice("preset", preset, PRESETS)
         centring = PRESETS[preset][0] if centring is None else centring
         normalised = PRESETS[preset][1] if normalised is None else normalised
-        _check_options(
-            sigma, method, centring, normalised, noise_draws, cutoff, probes, bounds, seed, dtype
-        )
-        net = as_pwlnet(model, input_shape)
-        self.net = net if dtype is None else net.to(dtype=dtype)
-        self.layers = tuple(site.name for site in select_sites(self.net, layers))
-        self.sigma, self.method, self.cutoff = float(sigma), method, float(cutoff)
-        self.centring, self.normalised = centring, normalised
-        self.noise_draws, self.probes, self.bounds = noise_draws, probes, bounds
-        self.input_key, self.seed = input_key, seed
-        self.params = {
-            "sigma": self.sigma,
-            "preset": preset,
-            "centring": centring,
-            "normalised": normalised,
-            "method": method,
-            "noise_draws": noise_draws,
-            "cutoff": self.cutoff,
-            "probes": probes if method == "sketch" else None,
-            "layers": list(self.layers),
-            "bounds": bounds,
-            "seed": seed,
-            "dtype": str(self.net.dtype).removeprefix("torch."),
-            "device": str(self.net.device),
-        }
+        self.sigma = check_number("sigma", sigma, minimum=0, strict=True)
+        self.method = check_choice("method", method, METHODS)
+        self.centring = check_choice("centring", centring, CENTRINGS)
+        self.normalised = check_bool("normalised", normalised)
+        self.bounds = check_bool("bounds", bounds)
+        self.cutoff = check_number("cutoff (in units of sigma)", cutoff, minimum=0, strict=True)
+        self.noise_draws = check_int("noise_draws", noise_draws, minimum=1)
+        self.probes = check_int("probes", probes, minimum=1)
+        self.seed = check_int("seed", seed, minimum=0)
+        self.preset = preset
+        super().__init__(model, batch_size=batch_size, **options)
         self._row_bounds: dict[str, Tensor] | None = None
         self._exact_norms = ExactGradientNorms(self.net)
         self.reset()
 
+    def options(self) -> dict[str, Any]:
+        return (
+            dict(
+                sigma=self.sigma,
+                preset=self.preset,
+                centring=self.centring,
+                normalised=self.normalised,
+                method=self.method,
+                noise_draws=self.noise_draws,
+                cutoff=self.cutoff,
+                probes=self.probes if self.method == "sketch" else None,
+                bounds=self.bounds,
+                seed=self.seed,
+                device=str(self.net.device),
+            )
+            | super().options()
+        )
+
     # ------------------------------------------------------------------ streaming
     def reset(self) -> None:
-        """Forget every batch seen and reseed the noise and probe generators."""
+        """Forget every point seen and reseed the noise and probe generators."""
+        super().reset()
         self._noise_gen = torch.Generator().manual_seed(self.seed)
         self._probe_gen = torch.Generator().manual_seed((self.seed + _PROBE_STREAM) % 2**63)
-        self._count = 0
-        width = 1 + len(self.layers)
-        self._mean = torch.zeros(width, dtype=torch.float64)
-        self._m2 = torch.zeros(width, dtype=torch.float64)
-        self._near = 0
-        self._pairs = 0
-        self._truncation = 0.0
-        self._norm_sum = 0.0
-        self._probe_var = 0.0
 
-    def update(self, batch) -> None:
-        """Add a batch: a tensor (batch, *input_shape), a tuple/list (inputs first) or a dict."""
-        if not isinstance(batch, (Tensor, tuple, list, Mapping)):
-            batch = torch.as_tensor(batch)
-        x = self.net.check_input(take_inputs(batch, self.input_key))
-        if len(x) == 0:
-            return
-        with torch.no_grad():
-            per_row = self._rows(x)
+    def _point_values(self, x: Tensor) -> dict[str, Tensor]:
+        """Per-point contributions (noise drawn from the meter's generators, which advance)."""
+        per_row = self._rows(x)
         # average the noise draws of each point: the points are the independent samples
-        per_point = per_row.reshape(self.noise_draws, len(x), -1).mean(dim=0)
-        samples = torch.cat([per_point.sum(dim=1, keepdim=True), per_point], dim=1).cpu()
-        self._merge(samples)
+        per_point = per_row.reshape(self.noise_draws, len(x), -1).mean(dim=0).cpu()
+        out = {site: per_point[:, i] for i, site in enumerate(self.site_names)}
+        out[NAME] = per_point.sum(dim=1)
+        return out
 
     def compute(self) -> MeasureResult:
         """The estimate over every point seen so far."""
-        n = self._count
-        if n == 0:
-            raise InputError("no data seen: call update() with at least one batch of inputs")
-        stderr = (self._m2 / (n - 1) / n).sqrt() if n > 1 else torch.full_like(self._m2, math.nan)
-        names = list(self.layers)
-        extra = {"near_threshold_fraction": self._near / max(self._pairs, 1)}
+        n = self._require_points(NAME)
+        total = self.stats.total
+        extra = {"near_threshold_fraction": total(_NEAR) / max(total(_PAIRS), 1)}
         if self.method == "exact":
-            extra["truncation_bound"] = self._truncation / n
+            extra["truncation_bound"] = total(_TRUNCATION) / n
         else:
-            extra["probe_stderr"] = math.sqrt(self._probe_var) / n if self.probes > 1 else math.nan
+            probe_var = total(_PROBE_VAR)
+            extra["probe_stderr"] = math.sqrt(probe_var) / n if self.probes > 1 else math.nan
         if self.bounds:
             peak = 1 / (math.sqrt(2 * math.pi) * self.sigma) if self.normalised else 1.0
-            extra["gradient_norm_sum"] = self._norm_sum / n
-            extra["upper_bound"] = peak * self._norm_sum / n
+            extra["gradient_norm_sum"] = total(_NORM_SUM) / n
+            extra["upper_bound"] = peak * total(_NORM_SUM) / n
+        names = self.site_names
         return MeasureResult(
-            name="lc",
-            value=float(self._mean[0]),
-            stderr=float(stderr[0]),
-            per_layer={s: float(v) for s, v in zip(names, self._mean[1:], strict=True)},
-            per_layer_stderr={s: float(v) for s, v in zip(names, stderr[1:], strict=True)},
-            params=dict(self.params),
+            name=NAME,
+            value=self.stats.mean(NAME),
+            stderr=self.stats.stderr(NAME),
+            per_layer={s: self.stats.mean(s) for s in names},
+            per_layer_stderr={s: self.stats.stderr(s) for s in names},
+            params=self.options(),
             extra=extra,
             num_points=n,
         )
-
-    def _merge(self, samples: Tensor) -> None:
-        """Chan's parallel update of the running means and squared deviations."""
-        nb = len(samples)
-        mean_b = samples.mean(dim=0)
-        m2_b = ((samples - mean_b) ** 2).sum(dim=0)
-        n = self._count + nb
-        delta = mean_b - self._mean
-        self._mean = self._mean + delta * (nb / n)
-        self._m2 = self._m2 + m2_b + delta**2 * (self._count * nb / n)
-        self._count = n
 
     # ---------------------------------------------------------------- estimation
     def _rows(self, x: Tensor) -> Tensor:
@@ -215,20 +199,20 @@ class LocalComplexityMeter:
             self.net,
             x,
             noise,
-            self.layers,
+            self.site_names,
             bias_free=self.centring == "no_bias",
             probes=sketch_probes(self.net, len(x), self.probes, self._probe_gen)
             if sketch
             else None,
         )
         parts = []
-        for site in self.layers:
+        for site in self.site_names:
             arg = (rec.bias_free if self.centring == "no_bias" else rec.preacts)[site]
             arg = arg.reshape(len(x), -1)
             weight = gaussian_kernel(arg, self.sigma, self.normalised)
             near = arg.abs() <= self.cutoff * self.sigma
-            self._near += int(near.sum())
-            self._pairs += near.numel()
+            self.stats.add_sum(_NEAR, int(near.sum()))
+            self.stats.add_sum(_PAIRS, near.numel())
             if sketch:
                 parts.append(self._sketch_site(rec.probe_norms[site], weight))
             else:
@@ -238,14 +222,15 @@ class LocalComplexityMeter:
         per_probe = torch.stack(parts, dim=2)  # (rows, probes, layers)
         # the probe variance of a row's estimate: the sample variance over the probes, over k
         probe_var = per_probe.sum(dim=2).var(dim=1).sum() / self.probes
-        self._probe_var += float(probe_var) / self.noise_draws**2
+        self.stats.add_sum(_PROBE_VAR, float(probe_var) / self.noise_draws**2)
         return per_probe.mean(dim=1)
 
     def _sketch_site(self, probe_norms: Tensor, weight: Tensor) -> Tensor:
         """Each probe's estimate of a site's contribution per row: (rows, probes)."""
         norms = probe_norms.reshape(len(weight), self.probes, -1)
         if self.bounds:
-            self._norm_sum += float(norms.sum(dtype=torch.float64)) / self.probes / self.noise_draws
+            norm_sum = float(norms.sum(dtype=torch.float64)) / self.probes / self.noise_draws
+            self.stats.add_sum(_NORM_SUM, norm_sum)
         return torch.einsum("rkn,rn->rk", norms, weight).to(torch.float64)
 
     def _exact_site(
@@ -259,11 +244,11 @@ class LocalComplexityMeter:
         if not bool(near.all()):
             bound = self._neuron_bounds()[site].to(device=weight.device, dtype=weight.dtype)
             neglected = (weight * bound * ~near).sum(dtype=torch.float64)
-            self._truncation += float(neglected) / self.noise_draws
+            self.stats.add_sum(_TRUNCATION, float(neglected) / self.noise_draws)
         if self.bounds:
             r, i = torch.ones_like(near).nonzero(as_tuple=True)
             norms = self._exact_norms(site, active, r, i)
-            self._norm_sum += float(norms.sum(dtype=torch.float64)) / self.noise_draws
+            self.stats.add_sum(_NORM_SUM, float(norms.sum(dtype=torch.float64)) / self.noise_draws)
         return out
 
     def _neuron_bounds(self) -> dict[str, Tensor]:
@@ -275,23 +260,22 @@ class LocalComplexityMeter:
 
 
 def local_complexity(
-    model,
-    data,
-    sigma: float = 0.01,
+    model: nn.Module | PWLNet,
+    data: Any,
     *,
-    batch_size: int = 256,
     input_shape: Sequence[int] | None = None,
-    **options,
+    dtype: torch.dtype | None = None,
+    **options: Any,
 ) -> MeasureResult:
     """The local complexity of ``model`` on ``data`` (see the module docstring for the formula).
 
     ``model`` is a torch module (traced with ``input_shape``; inferred for MLPs and from a data
     tensor) or a PWLNet; ``data`` a tensor (batch, *input_shape) or an iterable of batches (a
     DataLoader yielding tensors, tuples with the inputs first or dicts, see ``input_key``),
-    processed ``batch_size`` points at a time.
+    processed ``batch_size`` points at a time (default 256).
 
-    ``sigma`` and the keywords in ``options`` go to :class:`LocalComplexityMeter` (whose
-    signature gives their defaults): ``sigma`` the noise standard deviation
+    The keywords in ``options`` go to :class:`LocalComplexityMeter` (whose signature gives
+    their defaults): ``sigma`` the noise standard deviation
     (input-to-pre-activation units); ``preset`` ``"theory"`` or ``"paper_code"``, overridden by
     ``centring`` (``"full"`` or ``"no_bias"``) and ``normalised``; ``noise_draws`` noise draws
     per point; ``layers`` the site names to sum (default all); ``seed`` seeds the noise and the
@@ -318,49 +302,5 @@ def local_complexity(
     ``upper_bound`` = peak kernel value times it (an upper bound of LC; expensive for the exact
     method, which then needs every neuron's gradient).
     """
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise InputError(f"batch_size must be an integer >= 1; got {batch_size!r}")
-    net = _net_for(model, data, input_shape)
-    meter = LocalComplexityMeter(net, sigma, **options)
-    for x in iterate_batches(meter.net, data, batch_size, meter.input_key):
-        meter.update(x)
-    result = meter.compute()
-    return dataclasses.replace(result, params=result.params | {"batch_size": batch_size})
-
-
-def _net_for(model, data, input_shape: Sequence[int] | None) -> PWLNet:
-    """The PWLNet of ``model``; a CNN's input shape may come from a data tensor."""
-    try:
-        return as_pwlnet(model, input_shape)
-    except InputError:
-        if input_shape is not None or not isinstance(data, Tensor) or data.dim() < 2:
-            raise
-        return as_pwlnet(model, tuple(data.shape[1:]))
-
-
-def _check_options(
-    sigma, method, centring, normalised, noise_draws, cutoff, probes, bounds, seed, dtype
-) -> None:
-    if not _is_number(sigma) or not math.isfinite(sigma) or sigma <= 0:
-        raise InputError(f"sigma must be a finite number > 0; got {sigma!r}")
-    if method not in METHODS:
-        raise InputError(f"unknown method {method!r}; expected one of {list(METHODS)}")
-    if centring not in CENTRINGS:
-        raise InputError(f"unknown centring {centring!r}; expected one of {list(CENTRINGS)}")
-    if not isinstance(normalised, bool):
-        raise InputError(f"normalised must be True or False; got {normalised!r}")
-    if not isinstance(bounds, bool):
-        raise InputError(f"bounds must be True or False; got {bounds!r}")
-    if not _is_number(cutoff) or math.isnan(cutoff) or cutoff <= 0:
-        raise InputError(f"cutoff must be a number > 0 (in units of sigma); got {cutoff!r}")
-    for name, value in (("noise_draws", noise_draws), ("probes", probes)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InputError(f"{name} must be an integer >= 1; got {value!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise InputError(f"seed must be an integer >= 0; got {seed!r}")
-    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
-        raise InputError(f"dtype must be a floating torch.dtype or None; got {dtype!r}")
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    net = net_for(model, data, input_shape, dtype)
+    return LocalComplexityMeter(net, **options).update_from(data).compute()

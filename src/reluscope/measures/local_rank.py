@@ -9,65 +9,82 @@ min(input_dim, site width, rank of every weight before the site).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import torch
 import torch.nn as nn
 from torch import Tensor
 
-from reluscope.measures.jacobians import singular_values
+from reluscope.linalg import singular_values
+from reluscope.measures.batches import net_for
 from reluscope.measures.meter import Meter
-from reluscope.measures.options import check_nonnegative
 from reluscope.measures.results import MeasureResult
 from reluscope.nets.pwl import PWLNet
+from reluscope.validation import check_number
 
 NAME = "local_rank"
 
 
 class LocalRankMeter(Meter):
-    """Streaming local rank: ``update(batch)`` then ``compute()``.
+    """Streaming local rank: ``update(batch)``, ``compute()``, ``reset()``, ``merge(other)``.
 
-    See :func:`local_rank` for the arguments; ``options`` are the keywords of
+    See :func:`local_rank` for the options; the others are those of
     :class:`~reluscope.measures.meter.Meter`. ``batch_size`` is the number of points per
     tangent pass (default: sized to the network, see
     :func:`~reluscope.measures.jacobians.default_chunk_size`).
     """
 
+    name = NAME
+
     def __init__(
-        self, model: nn.Module | PWLNet, atol: float = 0.01, rtol: float = 0.0, **options
+        self,
+        model: nn.Module | PWLNet,
+        *,
+        atol: float = 0.01,
+        rtol: float = 0.0,
+        **options: Any,
     ) -> None:
         super().__init__(model, **options)
-        self.atol = check_nonnegative("atol", atol)
-        self.rtol = check_nonnegative("rtol", rtol)
+        self.atol = check_number("atol", atol, minimum=0)
+        self.rtol = check_number("rtol", rtol, minimum=0)
 
-    def _accumulate(self, x: Tensor) -> None:
-        names = [s.name for s in self.sites]
-        jacs = self.net.jacobian_pass(x, names).site_jacobians
-        for name in names:
+    def options(self) -> dict[str, Any]:
+        return dict(atol=self.atol, rtol=self.rtol) | super().options()
+
+    def _point_values(self, x: Tensor) -> dict[str, Tensor]:
+        jacs = self.net.jacobian_pass(x, self.site_names).site_jacobians
+        out = {}
+        for name in self.site_names:
             s = singular_values(jacs[name])
             tol = (self.rtol * s[..., :1]).clamp_min(self.atol)
-            self.stats.add(name, (s > tol).sum(dim=-1))
+            out[name] = (s > tol).sum(dim=-1).to("cpu", torch.float64)
+        out[NAME] = torch.stack(list(out.values())).sum(dim=0)
+        return out
 
     def compute(self) -> MeasureResult:
-        """Mean rank per site over the points so far, with standard errors."""
-        n = self._require_points(self.sites[-1].name)
-        last = self.sites[-1].name
+        """Mean rank per site and of their sum over the points so far, with standard errors."""
+        n = self._require_points(NAME)
         return MeasureResult(
             name=NAME,
-            value=self.stats.mean(last),
-            stderr=self.stats.stderr(last),
-            per_layer={s.name: self.stats.mean(s.name) for s in self.sites},
-            per_layer_stderr={s.name: self.stats.stderr(s.name) for s in self.sites},
-            params=dict(
-                atol=self.atol,
-                rtol=self.rtol,
-                layers=[s.name for s in self.sites],
-                value_layer=last,
-                dtype=str(self.net.dtype),
-            ),
+            value=self.stats.mean(NAME),
+            stderr=self.stats.stderr(NAME),
+            per_layer={s: self.stats.mean(s) for s in self.site_names},
+            per_layer_stderr={s: self.stats.stderr(s) for s in self.site_names},
+            params=self.options(),
             num_points=n,
         )
 
 
 def local_rank(
-    model: nn.Module | PWLNet, data, atol: float = 0.01, rtol: float = 0.0, **options
+    model: nn.Module | PWLNet,
+    data: Any,
+    *,
+    atol: float = 0.01,
+    rtol: float = 0.0,
+    input_shape: Sequence[int] | None = None,
+    dtype: torch.dtype | None = None,
+    **options: Any,
 ) -> MeasureResult:
     """Expected numerical rank of the input Jacobian of each site's pre-activation over ``data``.
 
@@ -77,12 +94,14 @@ def local_rank(
     DataLoader of tensors, tuples or dicts). ``options`` are the keywords of
     :class:`~reluscope.measures.meter.Meter`: ``layers`` picks the sites (default all),
     ``input_key`` the inputs of each batch; ``batch_size`` points share a tangent pass (default:
-    as many as keep the largest tangent near 2**26 numbers); ``input_shape`` is needed to trace a
-    module whose first layer is not Linear. Device and dtype follow the model unless ``dtype`` is
-    given.
+    as many as keep the largest tangent near 2**26 numbers); ``input_shape`` (default: from the
+    first Linear layer or a data tensor) traces a module. Device and dtype follow the model
+    unless ``dtype`` is given.
 
     Returns a MeasureResult named "local_rank": ``per_layer`` is every chosen site's expected
-    rank (with standard errors over points) and ``value`` that of the LAST chosen site (named in
-    ``params["value_layer"]``).
+    rank (in dimensions, with standard errors over points) and ``value`` the expected sum of the
+    chosen sites' ranks.
     """
-    return LocalRankMeter(model, atol, rtol, **options).update_from(data).compute()
+    net = net_for(model, data, input_shape, dtype)
+    meter = LocalRankMeter(net, atol=atol, rtol=rtol, **options)
+    return meter.update_from(data).compute()

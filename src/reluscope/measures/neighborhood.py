@@ -14,15 +14,19 @@ boundary can pass between the vertices), and the count need not grow with r.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 import torch.nn as nn
 from torch import Tensor
 
 from reluscope.errors import InputError
+from reluscope.measures.batches import net_for
 from reluscope.measures.meter import Meter
-from reluscope.measures.options import check_nonnegative
 from reluscope.measures.results import MeasureResult
 from reluscope.nets.pwl import PWLNet
+from reluscope.validation import check_bool, check_int, check_number
 
 NAME = "neighborhood"
 
@@ -55,82 +59,84 @@ def cross_polytope(x: Tensor, frame: Tensor, radius: float, include_center: bool
 
 
 class NeighborhoodMeter(Meter):
-    """Streaming neighbourhood complexity: ``update(batch)`` then ``compute()``.
+    """Streaming neighbourhood complexity: ``update(batch)``, ``compute()``, ``reset()``,
+    ``merge(other)``.
 
-    See :func:`neighborhood_complexity` for the arguments; ``options`` are the other keywords of
+    See :func:`neighborhood_complexity` for the options; the others are those of
     :class:`~reluscope.measures.meter.Meter`. ``batch_size`` is the number of points whose
     vertices are forwarded together (default 64).
     """
 
+    name = NAME
+
     def __init__(
         self,
         model: nn.Module | PWLNet,
+        *,
         radius: float,
         n_vertices: int = 50,
         seed: int = 0,
         include_center: bool = False,
-        *,
         batch_size: int | None = 64,
-        **options,
+        **options: Any,
     ) -> None:
         super().__init__(model, batch_size=batch_size, **options)
-        self.radius = check_nonnegative("radius", radius, positive=True)
-        if not isinstance(include_center, bool):
-            raise InputError(f"include_center must be True or False, got {include_center!r}")
-        self.include_center = include_center
+        self.radius = check_number("radius", radius, minimum=0, strict=True)
+        self.include_center = check_bool("include_center", include_center)
         self.n_directions = _check_vertices(n_vertices, include_center, self.net.input_dim)
         self.n_vertices = n_vertices
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise InputError(f"seed must be an integer >= 0, got {seed!r}")
-        self.seed = seed
+        self.seed = check_int("seed", seed, minimum=0)
         frame = orthonormal_frame(self.net.input_dim, self.n_directions, seed, self.net.dtype)
         self.frame = frame.to(self.net.device)
         self._sources = {s.name: self.net.node(s.name).inputs[0] for s in self.sites}
 
-    def _accumulate(self, x: Tensor) -> None:
+    def options(self) -> dict[str, Any]:
+        return (
+            dict(
+                radius=self.radius,
+                n_vertices=self.n_vertices,
+                n_directions=self.n_directions,
+                seed=self.seed,
+                include_center=self.include_center,
+            )
+            | super().options()
+        )
+
+    def _point_values(self, x: Tensor) -> dict[str, Tensor]:
         b = x.shape[0]
         vertices = cross_polytope(x, self.frame, self.radius, self.include_center)
         values = self.net.run(
             vertices.reshape((-1,) + self.net.input_shape), self._sources.values()
         )
-        total = torch.zeros(b, dtype=torch.float64, device=x.device)
+        out = {}
         for site, src in self._sources.items():
             signs = torch.sign(values[src]).reshape(b, vertices.shape[1], -1)
-            crossed = (signs != signs[:, :1]).any(dim=1).sum(dim=1).to(torch.float64)
-            self.stats.add(site, crossed)
-            total += crossed
-        self.stats.add(NAME, total)
+            out[site] = (signs != signs[:, :1]).any(dim=1).sum(dim=1).to(torch.float64)
+        out[NAME] = torch.stack(list(out.values())).sum(dim=0)
+        return out
 
     def compute(self) -> MeasureResult:
-        """Mean count over the points so far, per site and in total, with standard errors."""
+        """Mean count over the points so far, per site and in total, with standard errors;
+        ``extra["fraction"]`` and ``layer_extra["fraction"]`` divide the counts by the number of
+        neurons (in total and per site)."""
         n = self._require_points(NAME)
         per_layer = {s.name: self.stats.mean(s.name) for s in self.sites}
-        extra = {f"fraction.{s.name}": per_layer[s.name] / s.size for s in self.sites}
-        extra["fraction"] = self.stats.mean(NAME) / sum(s.size for s in self.sites)
         return MeasureResult(
             name=NAME,
             value=self.stats.mean(NAME),
             stderr=self.stats.stderr(NAME),
             per_layer=per_layer,
             per_layer_stderr={s.name: self.stats.stderr(s.name) for s in self.sites},
-            params=dict(
-                radius=self.radius,
-                n_vertices=self.n_vertices,
-                n_directions=self.n_directions,
-                seed=self.seed,
-                include_center=self.include_center,
-                layers=[s.name for s in self.sites],
-                dtype=str(self.net.dtype),
-            ),
-            extra=extra,
+            params=self.options(),
+            extra={"fraction": self.stats.mean(NAME) / sum(s.size for s in self.sites)},
+            layer_extra={"fraction": {s.name: per_layer[s.name] / s.size for s in self.sites}},
             num_points=n,
         )
 
 
 def _check_vertices(n_vertices: int, include_center: bool, input_dim: int) -> int:
     """The number of directions P for ``n_vertices`` vertices, or an InputError."""
-    if isinstance(n_vertices, bool) or not isinstance(n_vertices, int):
-        raise InputError(f"n_vertices must be an integer, got {n_vertices!r}")
+    check_int("n_vertices", n_vertices)
     need = "an odd number >= 3 (2P directions' vertices plus the centre)"
     if not include_center:
         need = "an even number >= 2 (the 2P vertices x +- r v_p)"
@@ -149,12 +155,15 @@ def _check_vertices(n_vertices: int, include_center: bool, input_dim: int) -> in
 
 def neighborhood_complexity(
     model: nn.Module | PWLNet,
-    data,
+    data: Any,
+    *,
     radius: float,
     n_vertices: int = 50,
     seed: int = 0,
     include_center: bool = False,
-    **options,
+    input_shape: Sequence[int] | None = None,
+    dtype: torch.dtype | None = None,
+    **options: Any,
 ) -> MeasureResult:
     """Mean number of neurons whose boundary crosses the cross-polytope of radius ``radius``
     around each point of ``data`` (Humayun et al.'s local complexity).
@@ -166,13 +175,22 @@ def neighborhood_complexity(
     tensors, tuples or dicts). ``options`` are the keywords of
     :class:`~reluscope.measures.meter.Meter`: ``layers`` restricts the count to some sites
     (default all), ``input_key`` picks the inputs of each batch, points are processed
-    ``batch_size`` at a time (default 64 here), ``input_shape`` is needed to trace a module
-    whose first layer is not Linear. Device and dtype follow the model unless ``dtype`` is given.
+    ``batch_size`` at a time (default 64 here), ``input_shape`` (default: from the first Linear
+    layer or a data tensor) traces a module. Device and dtype follow the model unless ``dtype``
+    is given.
 
     Returns a MeasureResult named "neighborhood": ``value`` is the mean total count over points
-    with its standard error, ``per_layer`` the mean count of each site, and ``extra`` the
-    per-site fractions of the site's width ("fraction.<site>") and the total fraction
-    ("fraction").
+    (a number of neurons) with its standard error, ``per_layer`` the mean count of each site,
+    ``layer_extra["fraction"]`` each site's count over its width and ``extra["fraction"]`` the
+    total count over the number of neurons.
     """
-    meter = NeighborhoodMeter(model, radius, n_vertices, seed, include_center, **options)
+    net = net_for(model, data, input_shape, dtype)
+    meter = NeighborhoodMeter(
+        net,
+        radius=radius,
+        n_vertices=n_vertices,
+        seed=seed,
+        include_center=include_center,
+        **options,
+    )
     return meter.update_from(data).compute()

@@ -23,23 +23,26 @@ inside a residual branch, which the bound therefore leaves out (see :func:`facto
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
 from reluscope.errors import InputError
-from reluscope.measures.jacobians import spectral_norm
+from reluscope.linalg import spectral_norm
+from reluscope.measures.batches import net_for
 from reluscope.measures.lipschitz import lipschitz_from_sites
 from reluscope.measures.meter import Meter
-from reluscope.measures.options import check_nonnegative
 from reluscope.measures.results import MeasureResult
 from reluscope.nets.pwl import INPUT, PWLNet, Site
+from reluscope.validation import check_bool, check_number
 
 NAME = "tv"
 OUTPUTS = ("logits", "predicted", "norm")
 _BAD = "bad_neurons"
+_OP = "op_norm:"
 
 
 def c_eta(eta: float, sigma: float) -> float:
@@ -61,7 +64,7 @@ def output_gradient_norm(output: str | int, value: Tensor, jac: Tensor) -> Tenso
     if output == "predicted":
         k = value.argmax(dim=1)
     else:
-        k = torch.full((len(value),), int(output), device=value.device)
+        k = torch.full((len(value),), output, device=value.device)
     return jac[torch.arange(len(jac), device=jac.device), k].norm(dim=1)
 
 
@@ -96,84 +99,87 @@ def bad_neurons(preactivations: dict[str, Tensor], counted: Iterable[str]) -> Te
 
 
 class TotalVariationMeter(Meter):
-    """Streaming total variation and LC-TV bound quantities: ``update(batch)`` then
-    ``compute()``. See :func:`total_variation` for the arguments; ``options`` are the other
-    keywords of :class:`~reluscope.measures.meter.Meter`."""
+    """Streaming total variation and LC-TV bound quantities: ``update(batch)``, ``compute()``,
+    ``reset()``, ``merge(other)``. See :func:`total_variation` for the options; the others are
+    those of :class:`~reluscope.measures.meter.Meter`."""
+
+    name = NAME
 
     def __init__(
         self,
         model: nn.Module | PWLNet,
-        output: str | int = "logits",
         *,
+        output: str | int = "logits",
         eta: float = 1.0,
         sigma: float = 0.01,
         bound: bool = True,
         layers: Iterable[str] | str | None = None,
-        **options,
+        **options: Any,
     ) -> None:
         super().__init__(model, layers=layers, **options)
         self.output = _check_output(output, self.net.output_dim)
-        self.eta = check_nonnegative("eta", eta, positive=True)
-        self.sigma = check_nonnegative("sigma", sigma, positive=True)
-        if not isinstance(bound, bool):
-            raise InputError(f"bound must be True or False, got {bound!r}")
-        self.bound = bound
+        self.eta = check_number("eta", eta, minimum=0, strict=True)
+        self.sigma = check_number("sigma", sigma, minimum=0, strict=True)
+        self.bound = check_bool("bound", bound)
         if bound:
             self.sites = _bound_sites(self.net, self.sites, layers is None)
         self._lipschitz: dict[str, float] | None = None
 
-    def _accumulate(self, x: Tensor) -> None:
-        names = [s.name for s in self.sites] if self.bound else []
+    def options(self) -> dict[str, Any]:
+        return (
+            dict(output=self.output, bound=self.bound, eta=self.eta, sigma=self.sigma)
+            | super().options()
+        )
+
+    def _point_values(self, x: Tensor) -> dict[str, Tensor]:
+        names = self.site_names
         p = self.net.jacobian_pass(x, names, output=True)
-        assert p.output is not None and p.output_jacobian is not None  # output=True gives both
-        self.stats.add(NAME, output_gradient_norm(self.output, p.output, p.output_jacobian))
-        if not self.bound:
-            return
+        out = {NAME: output_gradient_norm(self.output, p.output, p.output_jacobian)}
         for name in names:
-            self.stats.add(name, spectral_norm(p.site_jacobians[name]))
-        self.stats.add(_BAD, bad_neurons(p.preactivations, names))
+            out[name] = torch.linalg.matrix_norm(p.site_jacobians[name])
+            if self.bound:
+                out[_OP + name] = spectral_norm(p.site_jacobians[name])
+        if self.bound:
+            out[_BAD] = bad_neurons(p.preactivations, names)
+        return out
 
     def compute(self) -> MeasureResult:
-        """TV over the points so far (with its standard error) and, with ``bound``, the bound's
-        quantities in ``extra``."""
+        """TV over the points so far (with its standard error), each site's TV in
+        ``per_layer`` and, with ``bound``, the bound's quantities in ``extra`` and
+        ``layer_extra``."""
         n = self._require_points(NAME)
-        names = [s.name for s in self.sites]
-        params = dict(
-            output=self.output,
-            bound=self.bound,
-            eta=self.eta,
-            sigma=self.sigma,
-            layers=names,
-            dtype=str(self.net.dtype),
-        )
-        extra = self._bound_extra(names) if self.bound else {}
+        names = self.site_names
+        extra, layer_extra = self._bound_quantities(names) if self.bound else ({}, {})
         return MeasureResult(
             name=NAME,
             value=self.stats.mean(NAME),
             stderr=self.stats.stderr(NAME),
-            params=params,
+            per_layer={name: self.stats.mean(name) for name in names},
+            per_layer_stderr={name: self.stats.stderr(name) for name in names},
+            params=self.options(),
             extra=extra,
+            layer_extra=layer_extra,
             num_points=n,
         )
 
-    def _bound_extra(self, names: list[str]) -> dict[str, float]:
+    def _bound_quantities(
+        self, names: list[str]
+    ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
         if self._lipschitz is None:  # the net is a fixed snapshot: compute once
             self._lipschitz = lipschitz_from_sites(self.net)
-        lips = self._lipschitz
-        op_norms = {name: self.stats.mean(name) for name in names}
-        lip_max = max(float(lips[name]) for name in names)
+        lips = {name: float(self._lipschitz[name]) for name in names}
+        op_norms = {name: self.stats.mean(_OP + name) for name in names}
+        lip_max = max(lips.values())
         factor = 1.0
         if self.output == "logits":
             factor = math.sqrt(min(self.net.output_dim, self.net.input_dim))
-        extra = {f"lipschitz.{name}": float(lips[name]) for name in names}
-        extra.update({f"jacobian_op_norm.{name}": v for name, v in op_norms.items()})
-        extra.update(
+        extra = dict(
             lipschitz_above=lip_max,
             tv_bound=factor * lip_max * sum(op_norms.values()) / len(names),
             c_eta=c_eta(self.eta, self.sigma),
             B=self.stats.mean(_BAD),
         )
-        return extra
+        return extra, {"lipschitz": lips, "jacobian_op_norm": op_norms}
 
 
 def _bound_sites(net: PWLNet, chosen: list[Site], default: bool) -> list[Site]:
@@ -206,18 +212,28 @@ def _check_output(output: str | int, output_dim: int) -> str | int:
 
 
 def total_variation(
-    model: nn.Module | PWLNet, data, output: str | int = "logits", **options
+    model: nn.Module | PWLNet,
+    data: Any,
+    *,
+    output: str | int = "logits",
+    input_shape: Sequence[int] | None = None,
+    dtype: torch.dtype | None = None,
+    **options: Any,
 ) -> MeasureResult:
     """TV = E_x ||grad_x f(x)|| over ``data``, for the ``output`` option ("logits", an int index,
     "predicted" or "norm"; see the module docstring), in output units per input unit.
 
-    With ``bound`` (default) ``extra`` holds the quantities of the LC-TV bound, over the sites in
-    ``layers`` (default: every site the output factors through, see :func:`factoring_sites`;
-    all sites of an MLP or a plain CNN, the sites outside residual branches of a ResNet):
-    - "lipschitz.<site>": Lip(g_l), an upper bound of the Lipschitz constant of the map from the
-      site's pre-activation to the output; "lipschitz_above" = max over the sites.
-    - "jacobian_op_norm.<site>": E_x ||J_l(x)||_op, the mean spectral norm of the input Jacobian
-      of the site's pre-activation.
+    ``per_layer[site]`` = E_x ||J_l(x)||_F, the total variation of the site's pre-activation
+    (pre-activation units per input unit), for the sites in ``layers``.
+
+    With ``bound`` (default) ``extra`` and ``layer_extra`` hold the quantities of the LC-TV
+    bound, over the sites in ``layers`` (default: every site the output factors through, see
+    :func:`factoring_sites`; all sites of an MLP or a plain CNN, the sites outside residual
+    branches of a ResNet):
+    - ``layer_extra["lipschitz"][site]``: Lip(g_l), an upper bound of the Lipschitz constant of
+      the map from the site's pre-activation to the output; "lipschitz_above" = max over sites.
+    - ``layer_extra["jacobian_op_norm"][site]``: E_x ||J_l(x)||_op, the mean spectral norm of
+      the input Jacobian of the site's pre-activation.
     - "tv_bound" = max_l Lip(g_l) * (1/L) * sum_l E_x ||J_l(x)||_op, times
       sqrt(min(output_dim, input_dim)) for "logits" (Frobenius <= sqrt(rank) * spectral): an
       upper bound of ``value`` for sequential networks.
@@ -235,4 +251,5 @@ def total_variation(
     (and its cost: spectral norms of every site's Jacobian, operator norms of every layer).
     Returns a MeasureResult named "tv" with the standard error over points.
     """
-    return TotalVariationMeter(model, output, **options).update_from(data).compute()
+    net = net_for(model, data, input_shape, dtype)
+    return TotalVariationMeter(net, output=output, **options).update_from(data).compute()

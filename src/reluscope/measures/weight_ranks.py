@@ -18,7 +18,6 @@ different proxy. Everything is computed in float64.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -30,6 +29,15 @@ from reluscope.errors import InputError, UnsupportedLayerError
 from reluscope.measures.conv_operator import ConvOperator
 from reluscope.nets.ops import ConvOp, LinearOp
 from reluscope.nets.pwl import INPUT, PWLNet
+from reluscope.nets.trace import as_pwlnet
+from reluscope.records import OUTPUT_LAYER, Records, record, tagged
+from reluscope.validation import (
+    check_choice,
+    check_int,
+    check_number,
+    check_shape,
+    invalid,
+)
 
 #: Default relative tolerance of the numerical rank when neither rtol nor atol is given.
 DEFAULT_RTOL = 1e-3
@@ -52,6 +60,11 @@ class LayerStats:
     """Norms and ranks of one matrix: a Linear weight, a convolution operator or a reshaped
     kernel (``norm_kind``), with ``shape`` its (rows, columns) = (outputs, inputs).
 
+    ``layer`` names the layer as the records of every result do (:mod:`reluscope.records`):
+    the neuron site whose pre-activation the layer produces, "output" for the layer producing
+    the network's output, or the module path when the layer feeds neither directly; ``path``
+    is the layer's module path.
+
     ``method`` says how the singular values were found: 'svd' (of the matrix), 'fft' (exact,
     circular convolution), 'dense svd' (of the unrolled matrix) or 'lanczos' (spectral
     norm only: then nuclear norm, ranks, effective rank and spectrum are None). Frobenius and
@@ -59,6 +72,7 @@ class LayerStats:
     """
 
     layer: str
+    path: str
     kind: str
     norm_kind: str
     method: str
@@ -76,7 +90,7 @@ class LayerStats:
 
 
 @dataclass(frozen=True)
-class WeightRanks:
+class WeightRanks(Records):
     """Per-layer norms and ranks of a network (see the module docstring), and the options used.
 
     ``layers`` holds one entry per Linear layer and two per convolution (operator first, then
@@ -92,38 +106,33 @@ class WeightRanks:
         return tuple(s for s in self.layers if s.norm_kind != "reshaped kernel")
 
     def get(self, layer: str, norm_kind: str | None = None) -> LayerStats:
-        """The entry of ``layer`` (its operator unless ``norm_kind`` says otherwise)."""
+        """The entry of ``layer`` (its site name, "output" or module path; its operator unless
+        ``norm_kind`` says otherwise)."""
         for s in self.layers if norm_kind else self.operators:
-            if s.layer == layer and (norm_kind is None or s.norm_kind == norm_kind):
+            if layer in (s.layer, s.path) and (norm_kind is None or s.norm_kind == norm_kind):
                 return s
         names = sorted({(s.layer, s.norm_kind) for s in self.layers})
         raise InputError(f"no entry for layer {layer!r} ({norm_kind or 'operator'}); have {names}")
 
-    def to_records(self, **tags: Any) -> list[dict[str, Any]]:
-        """Tidy rows (layer, kind, norm_kind, method, metric, value, plus ``tags``), one per
-        scalar of each entry; a quantity that was not computed has value None."""
-        rows = []
-        for s in self.layers:
-            for metric in _SCALARS:
-                value = getattr(s, metric)
-                rows.append(
-                    dict(
-                        tags,
-                        layer=s.layer,
-                        kind=s.kind,
-                        norm_kind=s.norm_kind,
-                        method=s.method,
-                        metric=metric,
-                        value=None if value is None else float(value),
-                    )
-                )
-        return rows
-
-    def to_frame(self, **tags: Any):
-        """The records as a pandas DataFrame."""
-        import pandas as pd
-
-        return pd.DataFrame(self.to_records(**tags))
+    def to_records(self, split: str | None = None, **tags: Any) -> list[dict[str, Any]]:
+        """Tidy rows (:mod:`reluscope.records`), one per scalar of each entry (metric
+        "spectral_norm", "rank", ...; exact, so stderr None; a quantity that was not computed
+        has value None), with the columns path, kind, norm_kind and method, the scalar params
+        and ``tags``. ``split`` is None: weights involve no data."""
+        rows = [
+            record(
+                metric,
+                getattr(s, metric),
+                layer=s.layer,
+                path=s.path,
+                kind=s.kind,
+                norm_kind=s.norm_kind,
+                method=s.method,
+            )
+            for s in self.layers
+            for metric in _SCALARS
+        ]
+        return tagged(rows, self.params, split, tags)
 
     def summary(self):
         """A wide pandas DataFrame: one row per entry, one column per field but the spectrum."""
@@ -211,6 +220,7 @@ def matrix_stats(
 # --------------------------------------------------------------------------- layers
 @dataclass(frozen=True)
 class _Layer:
+    name: str
     path: str
     op: LinearOp | ConvOp
     input_shape: tuple[int, ...] | None
@@ -223,7 +233,7 @@ def _linear_op(m: nn.Linear) -> LinearOp:
 def _module_layers(model: nn.Module, input_shape: tuple[int, ...] | None) -> list[_Layer]:
     """Linear / Conv1d / Conv2d layers of ``model``: in call order with their input shapes when
     ``input_shape`` is given (one forward pass in eval mode), else in definition order."""
-    found: dict[str, nn.Linear | nn.Conv1d | nn.Conv2d] = {}
+    found: dict[str, nn.Module] = {}
     for path, m in model.named_modules():
         if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
             found[path or type(m).__name__] = m
@@ -241,9 +251,8 @@ def _module_layers(model: nn.Module, input_shape: tuple[int, ...] | None) -> lis
                 f"the model has convolutions (first at {convs[0]!r}); their operator norm depends "
                 "on the input size: pass input_shape=(channels, *spatial), e.g. (1, 28, 28)"
             )
-        return [
-            _Layer(p, _linear_op(m), None) for p, m in found.items() if isinstance(m, nn.Linear)
-        ]
+        names = _site_names(model, None)
+        return [_Layer(names.get(p, p), p, _linear_op(m), None) for p, m in found.items()]
     calls: dict[str, tuple[int, ...]] = {}
 
     def record(path: str):
@@ -271,13 +280,32 @@ def _module_layers(model: nn.Module, input_shape: tuple[int, ...] | None) -> lis
         for h in hooks:
             h.remove()
     layers = []
+    names = _site_names(model, input_shape)
     for p, shape in calls.items():
         m = found[p]
-        if isinstance(m, nn.Linear):
-            layers.append(_Layer(p, _linear_op(m), shape))
-        else:
-            layers.append(_Layer(p, ConvOp.from_module(m), shape))
+        op = _linear_op(m) if isinstance(m, nn.Linear) else ConvOp.from_module(m)
+        layers.append(_Layer(names.get(p, p), p, op, shape))
     return layers
+
+
+def _site_names(model: nn.Module, input_shape: tuple[int, ...] | None) -> dict[str, str]:
+    """Module path -> record layer name (see :class:`LayerStats`) of the model's affine layers,
+    from its trace; empty when the model does not trace (the paths then name the layers)."""
+    try:
+        net = as_pwlnet(model, input_shape)
+    except (InputError, UnsupportedLayerError):
+        return {}
+    return {layer.path: layer.name for layer in _net_layers(net)}
+
+
+def _record_name(net: PWLNet, node: str) -> str | None:
+    """The site fed by the affine node ``node``, "output" when it makes the output, else None."""
+    if node == net.output:
+        return OUTPUT_LAYER
+    for site in net.sites:
+        if net.node(site.name).inputs[0] == node:
+            return site.name
+    return None
 
 
 def _net_layers(net: PWLNet) -> list[_Layer]:
@@ -286,25 +314,14 @@ def _net_layers(net: PWLNet) -> list[_Layer]:
         if isinstance(n.op, (LinearOp, ConvOp)):
             src = n.inputs[0]
             shape = net.input_shape if src == INPUT else net.node(src).shape
-            layers.append(_Layer(n.path or n.name, n.op, tuple(shape)))
+            path = n.path or n.name
+            layers.append(_Layer(_record_name(net, n.name) or path, path, n.op, tuple(shape)))
     return layers
-
-
-def _check_tol(value: float | None, name: str) -> None:
-    ok = value is None or (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value >= 0
-    )
-    if not ok:
-        raise InputError(f"{name} must be a finite number >= 0 or None, got {value!r}")
 
 
 def _conv_stats(
     layer: _Layer, method: str, max_dense: int, eps: float, tols: dict, seed: int
 ) -> LayerStats:
-    assert isinstance(layer.op, ConvOp) and layer.input_shape is not None  # a conv layer
     op = ConvOperator(layer.op, layer.input_shape)
     rows = op.row_norms()
     shape = (op.d_out, op.d_in)
@@ -322,7 +339,7 @@ def _conv_stats(
             f"output the input's size); layer {layer.path!r} is not one: use 'auto'"
         )
     kind = f"conv{layer.op.weight.dim() - 2}d"
-    common: dict[str, Any] = dict(layer=layer.path, kind=kind, norm_kind="conv operator")
+    common = dict(layer=layer.name, path=layer.path, kind=kind, norm_kind="conv operator")
     common["has_bias"] = layer.op.bias is not None
     if method == "lanczos":
         sigma, _ = op.spectral_norm(seed=seed)
@@ -350,8 +367,9 @@ def _conv_stats(
 
 def weight_ranks(
     model: nn.Module | PWLNet,
-    input_shape: Sequence[int] | None = None,
+    data: None = None,
     *,
+    input_shape: Sequence[int] | None = None,
     rtol: float | None = None,
     atol: float | None = None,
     conv_method: str = "auto",
@@ -359,6 +377,8 @@ def weight_ranks(
     seed: int = 0,
 ) -> WeightRanks:
     """Norms and ranks of every Linear / Conv1d / Conv2d layer of ``model`` (see module doc).
+
+    The call shape of every measure; ``data`` must be None: the weights alone decide.
 
     ``model``: a torch module (its layers' own weights; BatchNorm is not folded in) or a
     PWLNet (its affine ops as they are). ``input_shape`` (without batch) is needed for
@@ -369,22 +389,13 @@ def weight_ranks(
     ``seed``), or 'auto': fft when possible, else dense when the unrolled matrix has at most
     ``max_dense`` entries, else lanczos.
     """
-    _check_tol(rtol, "rtol")
-    _check_tol(atol, "atol")
-    if conv_method not in CONV_METHODS:
-        raise InputError(f"conv_method must be one of {CONV_METHODS}, got {conv_method!r}")
-    if isinstance(max_dense, bool) or not isinstance(max_dense, int) or max_dense < 0:
-        raise InputError(f"max_dense must be an integer >= 0, got {max_dense!r}")
-    shape = None
-    if input_shape is not None:
-        try:
-            shape = tuple(int(s) for s in input_shape)
-        except (TypeError, ValueError):
-            shape = ()
-        if not shape or any(s < 1 for s in shape):
-            raise InputError(
-                f"input_shape must be a sequence of positive integers, got {input_shape!r}"
-            )
+    if data is not None:
+        raise invalid("data", "None (weight_ranks reads the weights only)", data)
+    check_number("rtol", rtol, minimum=0, allow_none=True)
+    check_number("atol", atol, minimum=0, allow_none=True)
+    check_choice("conv_method", conv_method, CONV_METHODS)
+    check_int("max_dense", max_dense, minimum=0)
+    shape = check_shape("input_shape", input_shape, allow_none=True)
     if isinstance(model, PWLNet):
         if shape is not None and shape != model.input_shape:
             raise InputError(
@@ -394,7 +405,7 @@ def weight_ranks(
     elif isinstance(model, nn.Module):
         layers = _module_layers(model, shape)
     else:
-        raise InputError(f"expected a torch.nn.Module or a PWLNet, got {type(model).__name__}")
+        raise invalid("model", "a torch.nn.Module or a PWLNet", type(model).__name__)
     tols = dict(rtol=rtol, atol=atol)
     out: list[LayerStats] = []
     for layer in layers:
@@ -405,7 +416,8 @@ def weight_ranks(
             stats = matrix_stats(weight, eps=eps, **tols)
             out.append(
                 LayerStats(
-                    layer=layer.path,
+                    layer=layer.name,
+                    path=layer.path,
                     kind="linear",
                     norm_kind="matrix",
                     method="svd",
@@ -418,7 +430,8 @@ def weight_ranks(
         kernel = matrix_stats(weight.reshape(weight.shape[0], -1), eps=eps, **tols)
         out.append(
             LayerStats(
-                layer=layer.path,
+                layer=layer.name,
+                path=layer.path,
                 kind=out[-1].kind,
                 norm_kind="reshaped kernel",
                 method="svd",
@@ -427,7 +440,7 @@ def weight_ranks(
             )
         )
     params = dict(
-        input_shape=shape,
+        input_shape=None if shape is None else list(shape),
         rtol=DEFAULT_RTOL if rtol is None and atol is None else rtol,
         atol=atol,
         conv_method=conv_method,

@@ -165,18 +165,6 @@ def load_weights(model: nn.Module, weights: str | os.PathLike[str]) -> None:
     model.load_state_dict(state, strict=True)
 
 
-def infer_input_shape(model: nn.Module) -> tuple[int, ...] | None:
-    """Return ``(in_features,)`` when the first leaf module with parameters is nn.Linear, else
-    None (the input shape of a convolutional model cannot be read from its weights)."""
-    for module in model.modules():
-        if (
-            next(module.children(), None) is None
-            and next(module.parameters(False), None) is not None
-        ):
-            return (module.in_features,) if isinstance(module, nn.Linear) else None
-    return None
-
-
 def _zoo_input_shape(name: str, kwargs: dict[str, Any], fn: Callable[..., Any]) -> tuple[int, ...]:
     """Input shape (no batch dim) of the zoo model ``name`` built with ``kwargs``."""
     if name == "mlp":

@@ -26,6 +26,7 @@ from reluscope.nets.ops import (
     ScaleShiftOp,
 )
 from reluscope.nets.pwl import INPUT, Node, PWLNet
+from reluscope.validation import check_float_dtype
 
 SUPPORTED = (
     "Linear, Conv1d, Conv2d, BatchNorm1d/2d (eval mode), AvgPool1d/2d, Flatten, Identity, "
@@ -457,18 +458,41 @@ def _fold(op: LinearOp | ConvOp, scale: torch.Tensor, shift: torch.Tensor | floa
     return replace(op, weight=w, bias=b)
 
 
-def as_pwlnet(model: nn.Module | PWLNet, input_shape: Sequence[int] | None = None) -> PWLNet:
-    """``model`` itself when it is a PWLNet, else its trace (``input_shape`` inferred for MLPs)."""
+def infer_input_shape(model: nn.Module, data: object = None) -> tuple[int, ...] | None:
+    """The input shape (without the batch dimension) of ``model``: ``(in_features,)`` when its
+    first Linear / Conv1d / Conv2d module is a Linear, else the shape of a data tensor without
+    its first (batch) dimension, else None (a convolution's input size is not in its weights)."""
+    first = next(
+        (m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))), None
+    )
+    if isinstance(first, nn.Linear):
+        return (first.in_features,)
+    if isinstance(data, torch.Tensor) and data.dim() >= 2:
+        return tuple(data.shape[1:])
+    return None
+
+
+def as_pwlnet(
+    model: nn.Module | PWLNet,
+    input_shape: Sequence[int] | None = None,
+    *,
+    dtype: torch.dtype | None = None,
+    data: object = None,
+) -> PWLNet:
+    """``model`` itself when it is a PWLNet, else its trace, cast to ``dtype`` when given
+    (device and dtype otherwise follow the model). Without ``input_shape`` the shape comes from
+    :func:`infer_input_shape` (the first Linear layer, or the tensor ``data``)."""
+    check_float_dtype("dtype", dtype)
     if isinstance(model, PWLNet):
-        return model
-    if input_shape is None:
-        first = next(
-            (m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))), None
-        )
-        if not isinstance(first, nn.Linear):
+        net = model
+    elif isinstance(model, nn.Module):
+        input_shape = input_shape or infer_input_shape(model, data)
+        if input_shape is None:
             raise InputError(
                 f"cannot infer the input shape of {type(model).__name__}: pass input_shape "
                 "(without the batch dimension), e.g. input_shape=(3, 32, 32)"
             )
-        input_shape = (first.in_features,)
-    return trace(model, input_shape)
+        net = trace(model, input_shape)
+    else:
+        raise InputError(f"model must be a torch.nn.Module or a PWLNet; got {type(model).__name__}")
+    return net if dtype is None or dtype == net.dtype else net.to(dtype=dtype)

@@ -15,22 +15,9 @@ import torch
 from torch import nn
 
 from reluscope.errors import InputError
+from reluscope.validation import check_bool, check_int
 
 ACTIVATIONS = ("relu", "leaky_relu")
-
-
-def _check_int(name: str, value: object, minimum: int = 1) -> int:
-    """Return ``value`` if it is an int >= ``minimum``, else raise InputError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return value
-
-
-def _check_bool(name: str, value: object) -> bool:
-    """Return ``value`` if it is a bool, else raise InputError."""
-    if not isinstance(value, bool):
-        raise InputError(f"{name} must be true or false; got {value!r}")
-    return value
 
 
 def _activation(activation: str, slope: float) -> nn.Module:
@@ -77,8 +64,8 @@ def mlp(
         raise InputError(f"mlp needs at least 2 widths (input and output); got {widths!r}")
     widths = tuple(widths)
     for i, w in enumerate(widths):
-        _check_int(f"widths[{i}]", w)
-    _check_bool("bias", bias)
+        check_int(f"widths[{i}]", w, minimum=1)
+    check_bool("bias", bias)
     if activation not in ACTIVATIONS:
         raise InputError(f"unknown activation {activation!r}; expected one of {list(ACTIVATIONS)}")
     if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not math.isfinite(slope):
@@ -90,7 +77,7 @@ def mlp(
         or init_multiplier <= 0
     ):
         raise InputError(f"init_multiplier must be a finite number > 0; got {init_multiplier!r}")
-    _check_int("seed", seed, minimum=0)
+    check_int("seed", seed, minimum=0)
 
     layers: list[nn.Module] = []
     with torch.random.fork_rng(devices=[]):
@@ -121,18 +108,18 @@ def cnn(
 
     With ``batchnorm`` the BN layers get random seeded affine parameters and running statistics.
     """
-    _check_int("in_channels", in_channels)
-    _check_int("image_size", image_size)
-    _check_int("num_classes", num_classes)
-    _check_bool("bias", bias)
-    _check_bool("batchnorm", batchnorm)
-    _check_int("seed", seed, minimum=0)
+    check_int("in_channels", in_channels, minimum=1)
+    check_int("image_size", image_size, minimum=1)
+    check_int("num_classes", num_classes, minimum=1)
+    check_bool("bias", bias)
+    check_bool("batchnorm", batchnorm)
+    check_int("seed", seed, minimum=0)
     if isinstance(channels, int) and not isinstance(channels, bool):
         channels = (channels,)
     if not isinstance(channels, Sequence) or isinstance(channels, str) or len(channels) == 0:
         raise InputError(f"channels must be a non-empty sequence of integers; got {channels!r}")
     for i, c in enumerate(channels):
-        _check_int(f"channels[{i}]", c)
+        check_int(f"channels[{i}]", c, minimum=1)
     size = image_size
     for _ in channels:
         size //= 2
@@ -193,14 +180,14 @@ def resnet(
     With ``batchnorm`` the BN layers get random seeded affine parameters and running statistics,
     so that BatchNorm folding is non-trivial.
     """
-    _check_int("in_channels", in_channels)
-    _check_int("image_size", image_size)
-    _check_int("width", width)
-    _check_int("blocks", blocks, minimum=0)
-    _check_int("num_classes", num_classes)
-    _check_bool("batchnorm", batchnorm)
-    _check_bool("bias", bias)
-    _check_int("seed", seed, minimum=0)
+    check_int("in_channels", in_channels, minimum=1)
+    check_int("image_size", image_size, minimum=1)
+    check_int("width", width, minimum=1)
+    check_int("blocks", blocks, minimum=0)
+    check_int("num_classes", num_classes, minimum=1)
+    check_bool("batchnorm", batchnorm)
+    check_bool("bias", bias)
+    check_int("seed", seed, minimum=0)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -13,12 +13,12 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from reluscope import records
 from reluscope.data import Dataset
 from reluscope.errors import InputError
-from reluscope.measures.results import MeasureResult
 from reluscope.train.schedule import Schedule
 
-RECORD_COLUMNS = ("run", "step", "metric", "layer", "split", "value", "stderr")
+RECORD_COLUMNS = ("run", "step") + records.RECORD_COLUMNS
 SPLITS = ("train", "test", "random")
 
 
@@ -113,14 +113,15 @@ def random_points(data: Dataset, n: int, seed: int = 0) -> Tensor:
     return (mean + std * g).float()
 
 
-ProbeOutput = MeasureResult | Iterable[Mapping[str, Any]]
+ProbeOutput = records.Records | Iterable[Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
 class Probe:
     """A measure run at the steps of ``schedule`` (None: the trainer's default schedule).
-    ``measure(context)`` returns a MeasureResult or records with keys metric, value and
-    optionally layer, split, stderr; ``split`` is stored with a MeasureResult's records."""
+    ``measure(context)`` returns a result (anything with ``to_records()``, see
+    :mod:`reluscope.records`) or records with keys metric, value and optionally layer, split,
+    stderr; ``split`` is stored with a result's records."""
 
     name: str
     measure: Callable[[ProbeContext], ProbeOutput]
@@ -130,7 +131,7 @@ class Probe:
 
 def to_records(output: ProbeOutput, probe: Probe, run: str, step: int) -> list[dict[str, Any]]:
     """Tidy rows (columns RECORD_COLUMNS) from a probe's output."""
-    if isinstance(output, MeasureResult):
+    if hasattr(output, "to_records"):
         rows = output.to_records()
     else:
         rows = [dict(r) for r in output]

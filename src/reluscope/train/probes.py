@@ -24,13 +24,16 @@ from torch import Tensor
 from reluscope import measures
 from reluscope.errors import InputError
 from reluscope.io import atomic_write
+from reluscope.linalg import spectral_norm
 from reluscope.losses import LOSSES, correct, point_losses
 from reluscope.measures.results import MeasureResult
+from reluscope.records import Records
 from reluscope.train.probe import SPLITS, Probe, ProbeContext
 from reluscope.train.schedule import Schedule
+from reluscope.validation import check_float_dtype, check_int, check_names
 
 LABELLED = ("train", "test")
-Measure = Callable[[ProbeContext, Tensor, Tensor | None], MeasureResult]
+Measure = Callable[[ProbeContext, Tensor, Tensor | None], Records]
 
 
 def accuracy_loss(
@@ -47,7 +50,7 @@ def accuracy_loss(
     splits = _check_splits(splits, LABELLED)
     if loss is not None and loss not in LOSSES:
         raise InputError(f"unknown loss {loss!r}; expected one of {list(LOSSES)}")
-    _check_count("batch_size", batch_size)
+    check_int("batch_size", batch_size, minimum=1)
 
     def measure(ctx: ProbeContext) -> list[dict[str, Any]]:
         model, rows = ctx.module(dtype), []
@@ -82,7 +85,7 @@ def local_complexity(
 
     def fn(ctx: ProbeContext, x: Tensor, y: Tensor | None) -> MeasureResult:
         options = {"seed": ctx.seed} | lc_options
-        return measures.local_complexity(ctx.net(dtype), x, sigma, **options)
+        return measures.local_complexity(ctx.net(dtype), x, sigma=sigma, **options)
 
     return _per_split("lc", fn, splits, SPLITS, n_points, dtype, schedule, metric)
 
@@ -105,7 +108,13 @@ def neighborhood(
     def fn(ctx: ProbeContext, x: Tensor, y: Tensor | None) -> MeasureResult:
         net = ctx.net(dtype)
         return measures.neighborhood_complexity(
-            net, x, radius, n_vertices, seed, include_center, **options
+            net,
+            x,
+            radius=radius,
+            n_vertices=n_vertices,
+            seed=seed,
+            include_center=include_center,
+            **options,
         )
 
     return _per_split("neighborhood", fn, splits, SPLITS, n_points, dtype, schedule, metric, seed)
@@ -120,11 +129,11 @@ def local_rank(
     metric: str | None = None,
     **options: Any,
 ) -> Probe:
-    """Metric "local_rank": :func:`reluscope.local_rank`, per layer (the total row is the last
-    site's rank)."""
+    """Metric "local_rank": :func:`reluscope.local_rank`, per layer and in total (the sum of
+    the sites' ranks)."""
 
     def fn(ctx: ProbeContext, x: Tensor, y: Tensor | None) -> MeasureResult:
-        return measures.local_rank(ctx.net(dtype), x, atol, **options)
+        return measures.local_rank(ctx.net(dtype), x, atol=atol, **options)
 
     return _per_split("local_rank", fn, splits, SPLITS, n_points, dtype, schedule, metric)
 
@@ -143,7 +152,7 @@ def total_variation(
     as "tv.<name>" unless ``bound=False``); ``sigma`` enters only "tv.c_eta"."""
 
     def fn(ctx: ProbeContext, x: Tensor, y: Tensor | None) -> MeasureResult:
-        return measures.total_variation(ctx.net(dtype), x, output, sigma=sigma, **options)
+        return measures.total_variation(ctx.net(dtype), x, output=output, sigma=sigma, **options)
 
     return _per_split("tv", fn, splits, SPLITS, n_points, dtype, schedule, metric)
 
@@ -202,7 +211,7 @@ def weight_norms(schedule: Schedule | None = None) -> Probe:
                 continue
             w = p.detach().to(torch.float64)
             fro = torch.linalg.norm(w).item()
-            spectral = torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), ord=2).item()
+            spectral = spectral_norm(w.reshape(w.shape[0], -1)).item()
             layer = name.removesuffix(".weight")
             rows.append(dict(metric="weight_fro", layer=layer, value=fro))
             rows.append(dict(metric="weight_spectral", layer=layer, value=spectral))
@@ -212,6 +221,53 @@ def weight_norms(schedule: Schedule | None = None) -> Probe:
         return rows
 
     return Probe("weight_norms", measure, schedule)
+
+
+def weight_ranks(
+    dtype: torch.dtype | None = None, schedule: Schedule | None = None, **options: Any
+) -> Probe:
+    """Metrics "spectral_norm", "frobenius_norm", "rank", "numerical_rank", ... of every weight
+    layer: :func:`reluscope.weight_ranks` of the traced model (``options``: rtol, atol,
+    conv_method, ...), layers named by the site they feed (as in every measure's records)."""
+
+    def measure(ctx: ProbeContext) -> list[dict[str, Any]]:
+        return measures.weight_ranks(ctx.net(dtype), **options).to_records()
+
+    return Probe("weight_ranks", measure, schedule)
+
+
+def neural_collapse(
+    splits: Sequence[str] = ("train",),
+    n_points: int | None = 512,
+    dtype: torch.dtype | None = None,
+    schedule: Schedule | None = None,
+    **options: Any,
+) -> Probe:
+    """Metrics "nc1", "nc2_etf", "nc3", "nc4", ... per layer: :func:`reluscope.neural_collapse`
+    on the labelled points of each split (``options``: layers, nc4, batch_size, ...)."""
+
+    def fn(ctx: ProbeContext, x: Tensor, y: Tensor | None):
+        return measures.neural_collapse(ctx.net(dtype), x, labels=_need_labels(y), **options)
+
+    return _per_split("neural_collapse", fn, splits, LABELLED, n_points, dtype, schedule, None)
+
+
+def bounds(
+    splits: Sequence[str] = ("train",),
+    n_points: int | None = None,
+    dtype: torch.dtype | None = torch.float64,
+    schedule: Schedule | None = None,
+    **options: Any,
+) -> Probe:
+    """Metrics "log10_bound", "margin_risk", ... of each generalisation bound (column
+    ``bound``): :func:`reluscope.bounds.compare.compare` on the labelled points of each split
+    (``options``: bounds, margin, delta, ranks, ...)."""
+    from reluscope.bounds.compare import compare
+
+    def fn(ctx: ProbeContext, x: Tensor, y: Tensor | None):
+        return compare(ctx.net(dtype), x, _need_labels(y), **options)
+
+    return _per_split("bounds", fn, splits, LABELLED, n_points, dtype, schedule, None)
 
 
 def snapshot(directory: str | os.PathLike, schedule: Schedule | None = None) -> Probe:
@@ -247,11 +303,10 @@ def _per_split(
     its metric ``name`` renamed to ``metric``."""
     splits = _check_splits(splits, allowed)
     if n_points is not None:
-        _check_count("n_points", n_points)
+        check_int("n_points", n_points, minimum=1)
     if "random" in splits and n_points is None:
         raise InputError('the "random" split needs n_points (the number of random points)')
-    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
-        raise InputError(f"dtype must be a floating torch.dtype or None; got {dtype!r}")
+    check_float_dtype("dtype", dtype)
     new_name = metric or name
 
     def measure(ctx: ProbeContext) -> list[dict[str, Any]]:
@@ -259,11 +314,18 @@ def _per_split(
         for split in splits:
             x, y = ctx.points(split, n_points, dtype, seed)
             for row in fn(ctx, x, y).to_records(split=split):
-                row["metric"] = new_name + row["metric"].removeprefix(name)
+                if metric is not None:
+                    row["metric"] = new_name + row["metric"].removeprefix(name)
                 rows.append(row)
         return rows
 
     return Probe(new_name, measure, schedule)
+
+
+def _need_labels(y: Tensor | None) -> Tensor:
+    if y is None:
+        raise InputError("this probe needs labelled data; this split has none")
+    return y
 
 
 def _labelled(ctx: ProbeContext, split: str, n: int | None, dtype) -> tuple[Tensor, Tensor]:
@@ -274,16 +336,7 @@ def _labelled(ctx: ProbeContext, split: str, n: int | None, dtype) -> tuple[Tens
 
 
 def _check_splits(splits: Sequence[str], allowed: Sequence[str]) -> tuple[str, ...]:
-    splits = (splits,) if isinstance(splits, str) else tuple(splits)
-    bad = [s for s in splits if s not in allowed]
-    if not splits or bad:
-        raise InputError(f"splits must be some of {list(allowed)}; got {list(splits)}")
-    return splits
-
-
-def _check_count(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be an integer >= 1 or None; got {value!r}")
+    return tuple(check_names("splits", splits, allowed, "splits among"))
 
 
 def _mean_stderr(values: Tensor) -> tuple[float, float]:

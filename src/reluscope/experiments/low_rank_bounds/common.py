@@ -2,7 +2,7 @@
 with their spectral norms clipped, the bounds of the trained networks as tidy rows, curves read back
 from the records, log-log slopes and Kendall's tau.
 
-Internal to reluscope.experiments.low_rank_bounds: not part of the public API.
+Internal to reluscope: not part of the public API.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from numpy.typing import ArrayLike
 from pydantic import Field
+from scipy import stats
 from torch import nn
 
 from reluscope.bounds import BoundResult, BoundTable, NetworkNorms, compare
@@ -142,7 +142,7 @@ def trained_rows(
     table = compare(
         model,
         train.x,
-        train.labels,
+        train.y,
         margin=config.margin,
         delta=config.delta,
         C1=config.C1,
@@ -188,29 +188,26 @@ def worst_case_norms(widths: Sequence[int], norm: float, ranks: Sequence[int]) -
     )
 
 
-def slope(x: ArrayLike, y: ArrayLike) -> float:
+def slope(x: Sequence[float], y: Sequence[float]) -> float:
     """The least-squares slope of y against x (log-log slopes: pass logs of both)."""
-    return float(np.polyfit(np.asarray(x, dtype=float), np.asarray(y, dtype=float), 1)[0])
+    return float(stats.linregress(np.asarray(x, dtype=float), np.asarray(y, dtype=float)).slope)
 
 
-def r_squared(x: ArrayLike, y: ArrayLike) -> float:
+def r_squared(x: Sequence[float], y: Sequence[float]) -> float:
     """R^2 of the least-squares line of y against x (1 when y is exactly linear in x; NaN when
     y is constant)."""
-    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    fit = np.polyval(np.polyfit(xs, ys, 1), xs)
-    total = float(((ys - ys.mean()) ** 2).sum())
-    return 1 - float(((ys - fit) ** 2).sum()) / total if total > 0 else math.nan
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if np.ptp(y) == 0:
+        return math.nan
+    return float(stats.linregress(x, y).rvalue ** 2)
 
 
-def kendall_tau(x: ArrayLike, y: ArrayLike) -> float:
-    """Kendall's tau-b of the pairs (x_i, y_i): (concordant - discordant pairs) /
-    sqrt((pairs - pairs tied in x) (pairs - pairs tied in y)); NaN when x or y is constant
-    or there are fewer than two pairs. O(n^2) memory and time."""
-    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if xs.shape != ys.shape or xs.ndim != 1:
-        raise ValueError(f"x and y must be 1-d of the same length, got {xs.shape} and {ys.shape}")
-    i, j = np.triu_indices(len(xs), k=1)
-    dx, dy = np.sign(xs[i] - xs[j]), np.sign(ys[i] - ys[j])
-    pairs = len(i)
-    denominator = math.sqrt((pairs - np.sum(dx == 0)) * (pairs - np.sum(dy == 0)))
-    return float(np.sum(dx * dy) / denominator) if denominator > 0 else math.nan
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's tau-b of the pairs (x_i, y_i) (scipy.stats.kendalltau); NaN when x or y is
+    constant or there are fewer than two pairs."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"x and y must be 1-d of the same length, got {x.shape} and {y.shape}")
+    if len(x) < 2:
+        return math.nan
+    return float(stats.kendalltau(x, y).statistic)

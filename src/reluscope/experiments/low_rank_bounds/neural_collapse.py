@@ -137,7 +137,7 @@ def prepare_data(config: NeuralCollapseConfig) -> tuple[Dataset, Dataset, int]:
     if config.points is not None:
         data = subsample(data, min(config.points, len(data)), seed=config.seed)
     train, test = split(data, config.train_fraction, seed=config.seed)
-    classes = int(data.labels.max()) + 1
+    classes = int(data.y.max()) + 1
     if len(torch.unique(train.y)) < 2:
         raise InputError(f"the training split of {config.data!r} holds fewer than two classes")
     if config.standardize:
@@ -170,23 +170,19 @@ def collapse_probe(config: NeuralCollapseConfig, classes: int, schedule) -> Prob
     def measure(ctx: ProbeContext) -> list[dict[str, Any]]:
         x, y = ctx.points("train", config.nc_points, dtype=torch.float64)
         net = ctx.net(torch.float64)
-        rows = []
-        nc = neural_collapse(net, x, y)
-        for layer, values in nc.values.items():
-            rows += [
-                dict(metric=m, layer=layer, value=values[m]) for m in NC_METRICS if m in values
-            ]
+        nc = neural_collapse(net, x, labels=y)
+        rows = [r for r in nc.to_records() if r["metric"] in NC_METRICS]
         for s in weight_ranks(net, rtol=config.rank_rtol).operators:
             sigma = np.asarray(s.spectrum)
             tail = float((sigma[classes:] ** 2).sum() / (sigma**2).sum()) if sigma.any() else 0.0
-            stats: dict[str, float | None] = dict(
+            values = dict(
                 numerical_rank=s.numerical_rank,
                 stable_rank=s.stable_rank,
                 effective_rank=s.effective_rank,
                 spectral_norm=s.spectral_norm,
                 tail_share=tail,
             )
-            rows += [dict(metric=m, layer=s.layer, value=v) for m, v in stats.items()]
+            rows += [dict(metric=m, layer=s.path, value=v) for m, v in values.items()]
         return [dict(r, split="train") for r in rows] + bound_rows(net, x, y, config, ctx)
 
     return Probe("collapse", measure, schedule)
@@ -234,9 +230,8 @@ def bound_rows(net, x, y, config: NeuralCollapseConfig, ctx: ProbeContext) -> li
         small = ca.truncated_network(k)
         for name in ("train", "test"):
             xs, ys = ctx.points(name, dtype=torch.float64)
-            assert ys is not None  # the train and test splits are labelled
             with torch.no_grad():
-                hit = torch.eq(small(xs).argmax(dim=1), ys).double().mean().item()
+                hit = (small(xs).argmax(dim=1) == ys).double().mean().item()
             rows.append(dict(metric=metric, value=hit, split=name))
     return rows
 

@@ -1,0 +1,177 @@
+"""The measures' common protocol: one call shape, streaming meters whose merge is exact, and
+one record schema shared by every result type."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+from measure_helpers import assert_same_result
+
+import reluscope as rs
+from reluscope.bounds.compare import compare
+from reluscope.measures import (
+    LocalComplexityMeter,
+    LocalRankMeter,
+    Moments,
+    NeighborhoodMeter,
+    NeuralCollapseMeter,
+    TotalVariationMeter,
+)
+from reluscope.nets.zoo import mlp
+from reluscope.records import RECORD_COLUMNS
+
+D = torch.float64
+
+
+def _data(n=24, d=4, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, dtype=D, generator=gen)
+
+
+def test_moments_merge_equals_one_pass_and_closed_forms():
+    v = torch.randn(101, dtype=D, generator=torch.Generator().manual_seed(3))
+    one, a, b = Moments(), Moments(), Moments()
+    for chunk in v.split(7):
+        one.add("q", chunk)
+    a.add("q", v[:40])
+    b.add("q", v[40:])
+    a.merge(b)
+    for m in (one, a):
+        assert m.count("q") == 101
+        assert m.mean("q") == pytest.approx(v.mean().item(), rel=1e-14)
+        assert m.stderr("q") == pytest.approx((v.std() / math.sqrt(101)).item(), rel=1e-12)
+    a.add_sum("s", 2.5)
+    assert a.total("s") == 2.5 and a.total("absent") == 0.0
+    assert math.isnan(Moments().stderr("q"))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda m: LocalRankMeter(m, atol=0.01),
+        lambda m: NeighborhoodMeter(m, radius=0.3, n_vertices=6),
+        lambda m: TotalVariationMeter(m, output="logits"),
+    ],
+    ids=["local_rank", "neighborhood", "tv"],
+)
+def test_merging_meters_over_two_halves_equals_one_meter(make):
+    model = mlp([4, 12, 10, 3], seed=1).double()
+    x = _data()
+    whole = make(model)
+    whole.update(x)
+    first, second = make(model), make(model)
+    first.update(x[:10])
+    second.update(x[10:])
+    assert_same_result(first.merge(second).compute(), whole.compute())
+    first.reset()
+    with pytest.raises(rs.InputError, match="before any data"):
+        first.compute()
+
+
+def test_merging_lc_meters_pools_their_points():
+    """LC draws noise per point, so two meters see other noise than one: the merged estimate
+    must be the points-weighted mean of the two, with the pooled standard error."""
+    model = mlp([4, 12, 10, 3], seed=1).double()
+    x = _data()
+    a = LocalComplexityMeter(model, sigma=0.2, seed=1)
+    b = LocalComplexityMeter(model, sigma=0.2, seed=1)
+    a.update(x[:10])
+    b.update(x[10:])
+    va, vb = a.point_values(x[:10]), b.point_values(x[10:])  # the next noise draws
+    ra, rb = a.compute(), b.compute()
+    merged = a.merge(b).compute()
+    assert merged.num_points == 24
+    assert merged.value == pytest.approx((10 * ra.value + 14 * rb.value) / 24, rel=1e-12)
+    for site in merged.per_layer:
+        want = (10 * ra.per_layer[site] + 14 * rb.per_layer[site]) / 24
+        assert merged.per_layer[site] == pytest.approx(want, rel=1e-12)
+    assert set(va) == set(vb) == {"lc", *merged.per_layer}
+    # pooled standard error from the two halves' means and standard errors
+    m2 = sum((r.stderr**2) * k * (k - 1) for r, k in ((ra, 10), (rb, 14)))
+    m2 += (ra.value - rb.value) ** 2 * 10 * 14 / 24
+    assert merged.stderr == pytest.approx(math.sqrt(m2 / 23 / 24), rel=1e-10)
+
+
+def test_merging_neural_collapse_meters_equals_one_meter():
+    model = mlp([4, 12, 10, 3], seed=2).double()
+    x, y = _data(30), torch.arange(30) % 3
+    whole = NeuralCollapseMeter(model)
+    whole.update(x, y)
+    a, b = NeuralCollapseMeter(model), NeuralCollapseMeter(model)
+    a.update(x[:13], y[:13])
+    b.update(x[13:], y[13:])
+    got, want = a.merge(b).compute(), whole.compute()
+    assert got.num_points == want.num_points and got.class_counts == want.class_counts
+    for layer, metrics in want.values.items():
+        assert got.values[layer] == pytest.approx(metrics, rel=1e-9, nan_ok=True)
+
+
+def test_merge_refuses_other_measures_and_options():
+    model = mlp([4, 6, 2], seed=0)
+    with pytest.raises(rs.InputError, match="needs another LocalRankMeter"):
+        LocalRankMeter(model).merge(TotalVariationMeter(model))
+    with pytest.raises(rs.InputError, match="different options.*atol"):
+        LocalRankMeter(model, atol=0.1).merge(LocalRankMeter(model, atol=0.2))
+
+
+def test_one_call_shape_options_are_keyword_only():
+    model, x = mlp([4, 6, 2], seed=0), _data(5).float()
+    for measure in (rs.local_complexity, rs.local_rank, rs.total_variation):
+        with pytest.raises(TypeError):
+            measure(model, x, 0.1)
+    with pytest.raises(rs.InputError, match="data must be None"):
+        rs.weight_ranks(model, x)
+    assert rs.weight_ranks(model, None).layers[0].layer == "1"
+
+
+def test_records_share_the_schema_and_join_on_layer():
+    model = mlp([4, 12, 10, 3], seed=3).double()
+    x, y = _data(30), torch.arange(30) % 3
+    frames = {
+        "lc": rs.local_complexity(model, x, sigma=0.1).to_frame(split="train"),
+        "rank": rs.local_rank(model, x).to_frame(split="train"),
+        "tv": rs.total_variation(model, x).to_frame(split="train"),
+        "nc": rs.neural_collapse(model, x, labels=y).to_frame(split="train"),
+        "weights": rs.weight_ranks(model).to_frame(),
+        "bounds": compare(model, x, y, margin=0.1).to_frame(split="train"),
+    }
+    for name, frame in frames.items():
+        assert tuple(frame.columns[:5]) == RECORD_COLUMNS, name
+        assert frame["value"].notna().any(), name
+    sites = [s.name for s in rs.trace(model, (4,)).sites]
+    assert set(frames["weights"]["layer"]) == {*sites, "output"}
+    ranks = frames["weights"].query("metric == 'numerical_rank'")[["layer", "value"]]
+    lc = frames["lc"].query("metric == 'lc' and layer.notna()")[["layer", "value"]]
+    joined = lc.merge(ranks, on="layer", suffixes=("_lc", "_rank"))
+    assert list(joined["layer"]) == sites  # every site's LC beside its weight's rank
+    assert rs.local_rank(model, x).to_records()[0]["dtype"] == "float64"
+
+
+def test_probes_accept_every_result_type():
+    from reluscope.data import Dataset
+    from reluscope.train import ProbeRunner, probes
+    from reluscope.train.schedule import every
+
+    model = mlp([4, 12, 10, 3], seed=3)
+    x, y = _data(30).float(), torch.arange(30) % 3
+    data = Dataset(x, y, "toy")
+    runner = ProbeRunner(
+        [
+            probes.weight_ranks(),
+            probes.neural_collapse(n_points=30, dtype=D),
+            probes.bounds(margin=0.1),
+        ],
+        data,
+        default_schedule=every(1, 1),
+    )
+    runner.run(model, step=0)
+    frame = runner.frame()
+    assert isinstance(frame, pd.DataFrame)
+    metrics = set(frame["metric"])
+    assert {"numerical_rank", "nc1", "log10_bound"} <= metrics
+    nc1 = frame.query("metric == 'nc1' and layer == '3'")["value"].item()
+    direct = rs.neural_collapse(model, x, labels=y, dtype=D).value("nc1", "3")
+    assert nc1 == pytest.approx(direct, rel=1e-9)
