@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from reluscope.cli.common import _run, console
+from reluscope.cli.common import ForceOpt, _run, console
 
 ScaleOpt = Annotated[str, typer.Option(help="quick (minutes, on generated data) or paper.")]
 DataDirOpt = Annotated[
@@ -60,6 +60,7 @@ def run(
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/NAME).")] = None,
     data_dir: DataDirOpt = None,
     rerun: Annotated[bool, typer.Option(help="Recompute even if the run finished.")] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Run one experiment: records, figures and PASS/FAIL predictions in its run directory.
     An interrupted run resumes from its checkpoints when run again with the same settings."""
@@ -71,7 +72,14 @@ def run(
         overrides = _with_data_dir(experiment.config, parse_overrides(set_ or []), data_dir)
         summary = _interruptible(
             lambda: run_experiment(
-                name, scale, overrides, out, rerun=rerun, progress=True, console=console
+                name,
+                scale,
+                overrides,
+                out,
+                rerun=rerun,
+                force=force,
+                progress=True,
+                console=console,
             ),
             out or Path("runs") / name,
         )
@@ -101,6 +109,7 @@ def reproduce(
     ] = None,
     data_dir: DataDirOpt = None,
     rerun: Annotated[bool, typer.Option(help="Recompute runs that already finished.")] = False,
+    force: ForceOpt = False,
     workers: Annotated[
         int,
         typer.Option(
@@ -147,6 +156,7 @@ def reproduce(
                     out,
                     overrides=lambda e: _with_data_dir(e.config, {}, data_dir),
                     rerun=rerun,
+                    force=force,
                     workers=count,
                     console=console if count == 1 else None,
                     on_result=show,

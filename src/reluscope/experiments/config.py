@@ -20,7 +20,9 @@ class ExperimentConfig(BaseModel):
     holds the values that the paper scale changes. Unknown keys and out-of-range values are
     refused."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False
+    )
 
     PAPER: ClassVar[dict[str, Any]] = {}
 
