@@ -66,6 +66,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     return path
 
 
+def _q(path: Path) -> str:
+    return repr(str(path))
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
@@ -82,18 +86,18 @@ def check_readable_file(path: str | os.PathLike, what: str = "file") -> Path:
         info = os.stat(path)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise InputError(f"{what} {path} is a loop of symbolic links") from None
+            raise InputError(f"{what} {_q(path)} is a loop of symbolic links") from None
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            raise InputError(f"{what} {path} does not exist") from None
-        raise InputError(f"cannot open {what} {path}: {exc.strerror or exc}") from None
+            raise InputError(f"{what} {_q(path)} does not exist") from None
+        raise InputError(f"cannot open {what} {_q(path)}: {exc.strerror or exc}") from None
     if stat.S_ISDIR(info.st_mode):
-        raise InputError(f"{what} {path} is a directory; expected a file")
+        raise InputError(f"{what} {_q(path)} is a directory; expected a file")
     if not stat.S_ISREG(info.st_mode):
         raise InputError(
-            f"{what} {path} is not a regular file (a FIFO, socket or device); expected a file"
+            f"{what} {_q(path)} is not a regular file (a FIFO, socket or device); expected a file"
         )
     if not os.access(path, os.R_OK):
-        raise InputError(f"cannot read {what} {path}: permission denied")
+        raise InputError(f"cannot read {what} {_q(path)}: permission denied")
     return path
 
 
@@ -115,7 +119,7 @@ def load_tensors(path: str | os.PathLike, what: str, map_location: Any = "cpu") 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise InputError(f"cannot read {what} {path}: {read_error(exc)}") from exc
+        raise InputError(f"cannot read {what} {_q(path)}: {read_error(exc)}") from exc
 
 
 def read_json(path: str | os.PathLike, what: str) -> Any:
@@ -125,4 +129,4 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{what} {path} is damaged ({_reason(exc)})") from exc
+        raise InputError(f"{what} {_q(path)} is damaged ({_reason(exc)})") from exc

@@ -49,6 +49,7 @@ from reluscope.measures.gradnorms import (
 from reluscope.measures.lipschitz import neuron_gradient_bounds
 from reluscope.measures.options import select_sites
 from reluscope.measures.results import MeasureResult
+from reluscope.memory import check_fits
 from reluscope.nets.pwl import PWLNet
 from reluscope.nets.trace import as_pwlnet
 
@@ -103,6 +104,13 @@ class LocalComplexityMeter:
         net = as_pwlnet(model, input_shape)
         self.net = net if dtype is None else net.to(dtype=dtype)
         self.layers = tuple(site.name for site in select_sites(self.net, layers))
+        if method == "sketch":  # one point's probe tangents must fit, whatever the chunking
+            widest = max([self.net.input_dim] + [math.prod(n.shape) for n in self.net.nodes])
+            check_fits(
+                probes * (self.net.input_dim + 3 * widest) * self.net.dtype.itemsize,
+                f"the sketch with probes={probes}",
+                "use fewer probes",
+            )
         self.sigma, self.method, self.cutoff = float(sigma), method, float(cutoff)
         self.centring, self.normalised = centring, normalised
         self.noise_draws, self.probes, self.bounds = noise_draws, probes, bounds

@@ -35,6 +35,7 @@ from reluscope.measures.lipschitz import lipschitz_from_sites
 from reluscope.measures.meter import Meter
 from reluscope.measures.options import check_nonnegative
 from reluscope.measures.results import MeasureResult
+from reluscope.nets.checks import check_finite_outputs
 from reluscope.nets.pwl import INPUT, PWLNet, Site
 
 NAME = "tv"
@@ -125,6 +126,7 @@ class TotalVariationMeter(Meter):
     def _accumulate(self, x: Tensor) -> None:
         names = [s.name for s in self.sites] if self.bound else []
         p = self.net.jacobian_pass(x, names, output=True)
+        check_finite_outputs(p.output)
         self.stats.add(NAME, output_gradient_norm(self.output, p.output, p.output_jacobian))
         if not self.bound:
             return

@@ -74,3 +74,17 @@ def check_real_inputs(x: Tensor, what: str = "inputs") -> Tensor:
             "(a floating or integer tensor)"
         )
     return x
+
+
+def check_finite_outputs(outputs: Tensor, what: str = "the network") -> Tensor:
+    """``outputs`` when every value is finite; InputError otherwise (the network overflows on
+    these inputs, so any quantity computed from its outputs would be meaningless)."""
+    finite = torch.isfinite(outputs)
+    if not bool(finite.all()):
+        rows = int((~finite.reshape(len(outputs), -1)).any(dim=1).sum())
+        raise InputError(
+            f"{what} returns NaN or inf at {rows} of {len(outputs)} inputs "
+            f"({str(outputs.dtype).removeprefix('torch.')} overflow?); expected finite outputs "
+            "(try dtype=torch.float64, or smaller inputs or weights)"
+        )
+    return outputs

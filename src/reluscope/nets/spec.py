@@ -24,6 +24,9 @@ import torch
 from torch import nn
 
 from reluscope.errors import InputError
+from reluscope.io import load_tensors
+from reluscope.memory import check_fits
+from reluscope.nets.checks import check_tensors
 from reluscope.nets.zoo import ZOO
 
 SPEC_HELP = (
@@ -185,17 +188,9 @@ def _state_dict_from(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 def load_weights(model: nn.Module, weights: str | os.PathLike[str]) -> None:
     """Load a state dict from ``weights`` into ``model`` (strictly), with actionable errors."""
     path = Path(weights)
-    if not path.is_file():
-        raise InputError(f"weights file {str(path)!r} does not exist; expected a saved state dict")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InputError(
-            f"cannot read weights file {str(path)!r} ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); expected a file written by "
-            "torch.save(model.state_dict(), path)"
-        ) from exc
+    obj = load_tensors(path, "weights file")
     state = _state_dict_from(obj, path)
+    check_tensors(state.items(), f"weights file {str(path)!r}", compute_dtype=False)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -214,6 +209,22 @@ def load_weights(model: nn.Module, weights: str | os.PathLike[str]) -> None:
             details.append(f"shape mismatches [{'; '.join(mismatched)}]")
         raise InputError(f"weights file {str(path)!r} does not fit the model: {', '.join(details)}")
     model.load_state_dict(state, strict=True)
+
+
+def _check_size(factory: Callable[..., nn.Module], kwargs: dict[str, Any], spec: str) -> None:
+    """Refuse a zoo model whose parameters alone would not fit in memory, before building it
+    (counted on the meta device, where tensors have shapes but no storage)."""
+    try:
+        with torch.device("meta"), torch.random.fork_rng(devices=[]):
+            shapes = factory(**kwargs)
+    except Exception:  # bad options are reported when the model is built for real
+        return
+    count = sum(p.numel() for p in shapes.parameters())
+    check_fits(
+        count * torch.get_default_dtype().itemsize,
+        f"model {spec!r} ({count:,} parameters)",
+        "choose smaller widths",
+    )
 
 
 def infer_input_shape(model: nn.Module) -> tuple[int, ...] | None:
@@ -253,6 +264,8 @@ def load_model(
     params = inspect.signature(factory).parameters
     if "seed" in params and "seed" not in kwargs:
         kwargs["seed"] = seed
+    if is_zoo:
+        _check_size(factory, kwargs, spec)
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
