@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from reluscope.errors import InputError
@@ -105,7 +106,7 @@ def read_error(exc: BaseException) -> str:
     """Why a file could not be read, in a few words: pickled content, truncation, or the
     library's own first line."""
     text = str(exc)
-    if isinstance(exc, pickle.UnpicklingError) or "allow_pickle" in text:
+    if isinstance(exc, pickle.UnpicklingError) or "allow_pickle" in text or "pickled" in text:
         return PICKLE_REFUSED
     if isinstance(exc, EOFError) or "unexpected end" in text.lower():
         return "the file is truncated"
@@ -119,6 +120,30 @@ def load_tensors(path: str | os.PathLike, what: str, map_location: Any = "cpu") 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
+        raise InputError(f"cannot read {what} {_q(path)}: {read_error(exc)}") from exc
+
+
+NUMPY_MAGIC = (b"\x93NUMPY", b"PK\x03\x04", b"PK\x05\x06")  # .npy, .npz (zip), empty .npz
+
+
+def read_arrays(path: str | os.PathLike, what: str) -> np.ndarray | dict[str, np.ndarray]:
+    """The array of a ``.npy`` file, or the arrays of a ``.npz`` file by name, read without
+    unpickling; InputError naming ``what`` and the file when it is missing, not a regular
+    file, not a NumPy file, damaged, or holds object arrays (pickles)."""
+    path = check_readable_file(path, what)
+    try:
+        with open(path, "rb") as handle:
+            if not handle.read(6).startswith(NUMPY_MAGIC):
+                raise InputError(f"cannot read {what} {_q(path)}: it is not a NumPy .npy/.npz file")
+            handle.seek(0)
+            loaded = np.load(handle, allow_pickle=False)
+            if isinstance(loaded, np.lib.npyio.NpzFile):
+                with loaded:
+                    return dict(loaded)
+            return loaded
+    except InputError:
+        raise
+    except Exception as exc:  # truncated, damaged, object arrays, ...
         raise InputError(f"cannot read {what} {_q(path)}: {read_error(exc)}") from exc
 
 

@@ -10,19 +10,12 @@ import click
 import numpy as np
 import torch
 import typer
-from numpy.lib.npyio import NpzFile
 from rich.console import Console
 from rich.markup import escape
 
 from reluscope.devices import DEVICE_HELP, resolve_device
 from reluscope.errors import InputError, ReluscopeError
-from reluscope.io import (
-    atomic_write,
-    check_readable_file,
-    check_writable_dir,
-    load_tensors,
-    read_error,
-)
+from reluscope.io import atomic_write, check_writable_dir, load_tensors, read_arrays
 from reluscope.nets.checks import check_real_inputs
 from reluscope.nets.spec import infer_input_shape, load_model
 from reluscope.nets.trace import trace
@@ -63,21 +56,14 @@ def parse_points(text: str, name: str) -> torch.Tensor:
         rows = [parse_numbers(row, name) for row in text.split(";")]
         return torch.tensor(rows, dtype=torch.float64)
     what = f"--{name} file"
-    if path.suffix == ".pt":
-        data = load_tensors(path, what)
-    else:
-        check_readable_file(path, what)
-        try:
-            with open(path, "rb") as handle:
-                loaded = np.load(handle, allow_pickle=False)
-                data = loaded[loaded.files[0]] if isinstance(loaded, NpzFile) else loaded
-        except Exception as exc:  # a damaged file, object arrays, an empty archive, ...
-            raise InputError(f"cannot read {what} {path}: {read_error(exc)}") from exc
+    data = load_tensors(path, what) if path.suffix == ".pt" else read_arrays(path, what)
+    if isinstance(data, dict):  # an .npz archive: its first array
+        data = next(iter(data.values()), None)
     try:
         points = torch.as_tensor(np.asarray(data))
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise InputError(f"{what} {path} does not hold a numeric array ({exc})") from None
-    return check_real_inputs(points, f"the points in {what} {path}").to(torch.float64)
+        raise InputError(f"{what} {str(path)!r} does not hold a numeric array ({exc})") from None
+    return check_real_inputs(points, f"the points in {what} {str(path)!r}").to(torch.float64)
 
 
 def _dtype(name: str) -> torch.dtype:

@@ -124,12 +124,17 @@ def reproduce(
     def go() -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-        from reluscope.experiments.reproduce import choose
+        from reluscope.experiments.reproduce import check_plan
         from reluscope.experiments.reproduce import reproduce as run_all
         from reluscope.sweep.task import available_cores
 
         names = [n.strip() for n in only.split(",") if n.strip()] if only is not None else None
         count = workers or min(available_cores(), 4)
+
+        def extra(experiment) -> dict:
+            return _with_data_dir(experiment.config, {}, data_dir)
+
+        chosen, _ = check_plan(names, scale, out, extra, count, force)
         progress = Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -149,12 +154,12 @@ def reproduce(
                     _print_outcome(result)
 
             def run_all_experiments():
-                progress.update(bar, total=len(choose(names)))
+                progress.update(bar, total=len(chosen))
                 return run_all(
                     names,
                     scale,
                     out,
-                    overrides=lambda e: _with_data_dir(e.config, {}, data_dir),
+                    overrides=extra,
                     rerun=rerun,
                     force=force,
                     workers=count,

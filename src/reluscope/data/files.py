@@ -11,7 +11,7 @@ import torch
 
 from reluscope.data.dataset import Dataset
 from reluscope.errors import InputError
-from reluscope.io import check_readable_file, load_tensors, read_error
+from reluscope.io import load_tensors, read_arrays
 
 FILE_SUFFIXES = (".npz", ".npy", ".pt")
 DATA_DIR_ENV = "RELUSCOPE_DATA_DIR"
@@ -93,22 +93,6 @@ def data_root(data_dir: str | os.PathLike[str] | None, dataset: str, expected: s
             f"{expected} there"
         )
     return root
-
-
-def read_arrays(path: str | os.PathLike[str], what: str) -> np.ndarray | dict[str, np.ndarray]:
-    """The array of a ``.npy`` file, or the arrays of a ``.npz`` file by name, read without
-    unpickling; InputError naming ``what`` and the file when it is missing, not a regular
-    file, damaged, or holds object arrays (pickles)."""
-    path = check_readable_file(path, what)
-    try:
-        with open(path, "rb") as handle:
-            loaded = np.load(handle, allow_pickle=False)
-            if isinstance(loaded, np.lib.npyio.NpzFile):
-                with loaded:
-                    return dict(loaded)
-            return loaded
-    except Exception as exc:  # truncated, not numpy, object arrays, ...
-        raise InputError(f"cannot read {what} {path}: {read_error(exc)}") from exc
 
 
 def read_npz_part(path: Path, part: str) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from reluscope.errors import InputError
+from reluscope.errors import InputError, validation_summary
 
 Scale = Literal["quick", "paper"]
 SCALES: tuple[str, ...] = ("quick", "paper")
@@ -54,11 +54,7 @@ class ExperimentConfig(BaseModel):
         try:
             return cls(**values)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
-                for err in exc.errors()
-            )
-            raise InputError(f"invalid {cls.__name__}: {problems}") from None
+            raise InputError(f"invalid {cls.__name__}: {validation_summary(exc)}") from None
 
     def to_json(self) -> dict[str, Any]:
         """The configuration as plain JSON values."""

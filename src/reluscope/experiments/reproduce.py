@@ -33,6 +33,28 @@ def choose(names: Sequence[str] | None) -> list[Experiment]:
     return chosen
 
 
+def check_plan(
+    names: Sequence[str] | None,
+    scale: str,
+    out: str | Path,
+    overrides: Callable[[Experiment], dict] | None = None,
+    workers: int = 1,
+    force: bool = False,
+) -> tuple[list[Experiment], dict[str, dict]]:
+    """Everything :func:`reproduce` checks before it runs anything: the experiments ``names``,
+    ``workers``, the output directory ``out`` (see :func:`~reluscope.rundir.claim_directory`)
+    and every experiment's config at ``scale`` with its ``overrides`` (device included).
+    Returns the experiments and their overrides by name; writes nothing."""
+    chosen = choose(names)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"workers must be >= 1, got {workers}")
+    claim_directory(out, force)
+    configs = {e.name: (overrides(e) if overrides else {}) for e in chosen}
+    for e in chosen:
+        check_device(e.config.build(scale, configs[e.name]).device)
+    return chosen, configs
+
+
 def reproduce(
     names: Sequence[str] | None = None,
     scale: str = "quick",
@@ -53,13 +75,8 @@ def reproduce(
     ``force``; ``out`` is locked while this runs.
     ``console`` shows each run's progress (in-process only); ``on_result(name, summary or
     error text)`` is called as each experiment ends."""
-    chosen = choose(names)
-    if workers < 1:
-        raise InputError(f"workers must be >= 1, got {workers}")
-    out = claim_directory(out, force)
-    configs = {e.name: (overrides(e) if overrides else {}) for e in chosen}
-    for e in chosen:  # every config is checked before anything runs
-        check_device(e.config.build(scale, configs[e.name]).device)
+    chosen, configs = check_plan(names, scale, out, overrides, workers, force)
+    out = Path(out)
     say = on_result or (lambda name, result: None)
     with locked(out, "output directory"):
         mark_collection(out)

@@ -24,7 +24,7 @@ def check_module(model: object, what: str = "model") -> nn.Module:
     if not isinstance(model, nn.Module):
         raise InputError(f"{what} must be a torch.nn.Module; got {type(model).__name__}")
     named = [*model.named_parameters(), *model.named_buffers()]
-    check_tensors(named, f"{what} {type(model).__name__}")
+    check_tensors(named, f"{what} ({type(model).__name__})")
     return model
 
 

@@ -26,7 +26,7 @@ from torch import nn
 from reluscope.errors import InputError
 from reluscope.io import load_tensors
 from reluscope.memory import check_fits
-from reluscope.nets.checks import check_tensors
+from reluscope.nets.checks import check_module, check_tensors
 from reluscope.nets.zoo import ZOO
 
 SPEC_HELP = (
@@ -274,12 +274,18 @@ def load_model(
         raise
     except (TypeError, ValueError) as exc:
         raise InputError(f"cannot build model {spec!r} with {kwargs}: {exc}") from exc
+    except Exception as exc:  # the factory is the user's code
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise InputError(
+            f"factory {name!r} of model spec {spec!r} failed: {type(exc).__name__}: {first}"
+        ) from exc
     if not isinstance(model, nn.Module):
         raise InputError(
             f"factory {name!r} returned {type(model).__name__}; expected a torch.nn.Module"
         )
     if weights is not None:
         load_weights(model, weights)
+    check_module(model, f"model {spec!r}")
     model.eval()
     shape = _zoo_input_shape(name, kwargs, factory) if is_zoo else None
     return model, shape

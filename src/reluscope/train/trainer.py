@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from reluscope.data import Dataset
 from reluscope.devices import resolve_device
-from reluscope.errors import InputError, ReluscopeError
+from reluscope.errors import InputError, ReluscopeError, validation_summary
 from reluscope.rundir import locked
 from reluscope.train import losses
 from reluscope.train.batches import BatchSampler
@@ -289,7 +289,7 @@ def _as_config(config: TrainConfig | dict[str, Any]) -> TrainConfig:
     try:
         return TrainConfig(**config)
     except pydantic.ValidationError as exc:
-        raise InputError(f"invalid training config: {exc}") from None
+        raise InputError(f"invalid training config: {validation_summary(exc)}") from None
 
 
 def _check_data(train: Dataset, test: Dataset | None) -> None:
