@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -43,11 +44,15 @@ def in_bfloat16() -> nn.Module:
 
 
 def complex_weights() -> nn.Module:
-    return small().to(torch.complex64)
+    with warnings.catch_warnings():  # torch warns that complex modules are experimental
+        warnings.simplefilter("ignore")
+        return small().to(torch.complex64)
 
 
 def zero_width() -> nn.Module:
-    return nn.Sequential(nn.Linear(2, 0), nn.ReLU(), nn.Linear(0, 1))
+    with warnings.catch_warnings():  # torch warns that initialising it does nothing
+        warnings.simplefilter("ignore")
+        return nn.Sequential(nn.Linear(2, 0), nn.ReLU(), nn.Linear(0, 1))
 
 
 def nan_weight() -> nn.Module:

@@ -15,6 +15,9 @@ import json
 import math
 import os
 import re
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -672,3 +675,195 @@ def test_api_case(hostile: Path, call, expect: str):
 
 def test_the_corpus_has_at_least_150_cases():
     assert len(CLI_CASES) + len(API_CASES) >= 150
+
+
+# --------------------------------------------------------------------------- faults
+def test_an_internal_error_is_one_line_and_its_traceback_needs_debug(monkeypatch):
+    command = sys.modules["reluscope.cli.measure"]  # the package exports a function of that name
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug on purpose")
+
+    monkeypatch.setattr(command, "load_model", broken)
+    args = ["measure", "--model", GOOD, "--data", "gaussian:n=5,d=2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    line = one_line(result.output)
+    assert line.startswith("internal error: ZeroDivisionError: a bug on purpose; please report")
+    debug = runner.invoke(app, ["--debug", *args])
+    assert debug.exit_code == 1
+    assert "Traceback" in debug.output and "a bug on purpose" in debug.output
+
+
+def test_an_eof_error_is_not_reported_as_aborted(monkeypatch):
+    def truncated(*args, **kwargs):
+        raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+
+    monkeypatch.setattr("reluscope.data.load_data", truncated)
+    result = runner.invoke(app, ["measure", "--model", GOOD, "--data", "gaussian:n=5,d=2"])
+    assert result.exit_code == 1
+    assert "Aborted" not in result.output
+    assert one_line(result.output).startswith("internal error: EOFError: Compressed file")
+
+
+def test_atomic_write_on_a_read_only_file_system_reports_the_real_error(tmp_path, monkeypatch):
+    from reluscope.io import atomic_write
+
+    target = tmp_path / "records.parquet"
+    target.write_bytes(b"old")
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(os, "replace", read_only)
+    monkeypatch.setattr(Path, "unlink", read_only)
+    with pytest.raises(InputError, match=r"cannot write .*records.parquet: Read-only file system"):
+        atomic_write(target, lambda tmp: tmp.write_bytes(b"new"))
+    monkeypatch.undo()
+    assert target.read_bytes() == b"old"
+
+
+def test_a_short_write_under_a_file_size_limit_is_one_clear_error(tmp_path):
+    script = (
+        "import resource, torch\n"
+        "from reluscope.io import atomic_write\n"
+        "from reluscope.errors import InputError\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))\n"
+        "try:\n"
+        f"    atomic_write({str(tmp_path / 'big.pt')!r}, lambda t: torch.save(torch.ones(10**6), t))\n"
+        "except InputError as exc:\n"
+        "    print('InputError:', exc)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(rs.__file__).parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"InputError: cannot write .*big.pt: .+\n", done.stdout), done.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no temporary file left
+
+
+def test_checkpoint_and_data_loaders_explain_refused_pickles(hostile: Path):
+    from reluscope.train.checkpoint import load_checkpoint
+
+    with pytest.raises(InputError, match=r"holds pickled objects, which reluscope never loads"):
+        load_checkpoint(hostile / "object.pt", torch.device("cpu"))
+    with pytest.raises(InputError) as info:
+        load_model(GOOD, hostile / "module.pt")
+    assert "weights_only=False" not in str(info.value)
+
+
+def test_a_locked_run_directory_refuses_a_second_writer(tmp_path):
+    from reluscope.rundir import locked
+
+    with locked(tmp_path / "run"):
+        with pytest.raises(InputError, match=r"is being written by another process \(pid \d+\)"):
+            run_experiment(TOY, run_dir=tmp_path / "run", progress=False)
+    summary = run_experiment(TOY, run_dir=tmp_path / "run", progress=False)  # the lock ended
+    assert not summary.reused
+
+
+def test_the_stamp_is_written_only_once_the_run_starts(tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="toy failure"):
+        run_experiment(TOY, overrides={"fail": True}, run_dir=run_dir, progress=False)
+    assert not (run_dir / "config.json").exists()
+    summary = run_experiment(TOY, overrides={"n": 30}, run_dir=run_dir, progress=False)
+    assert summary.config.n == 30 and (run_dir / "config.json").exists()
+
+
+def test_an_infinite_override_is_refused_before_anything_is_written(tmp_path):
+    result = runner.invoke(
+        app, ["run", TOY, "--set", "mean=Infinity", "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 2
+    assert re.search(r"mean: Input should be a finite number", one_line(result.output))
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated outcome", "truncated records", "no outcome"])
+def test_a_damaged_finished_run_is_computed_again(tmp_path, damage: str):
+    run_dir = tmp_path / "run"
+    first = run_experiment(TOY, run_dir=run_dir, progress=False)
+    if damage == "truncated outcome":
+        text = (run_dir / "outcome.json").read_text()
+        (run_dir / "outcome.json").write_text(text[: len(text) // 2])
+    elif damage == "truncated records":
+        raw = (run_dir / "records.parquet").read_bytes()
+        (run_dir / "records.parquet").write_bytes(raw[: len(raw) // 2])
+    else:
+        (run_dir / "outcome.json").unlink()
+    again = run_experiment(TOY, run_dir=run_dir, progress=False)
+    assert not again.reused
+    assert again.outcome.numbers == first.outcome.numbers
+    assert run_experiment(TOY, run_dir=run_dir, progress=False).reused
+
+
+def test_a_directory_in_place_of_the_outcome_is_refused_by_name(tmp_path):
+    run_dir = tmp_path / "run"
+    run_experiment(TOY, run_dir=run_dir, progress=False)
+    (run_dir / "outcome.json").unlink()
+    (run_dir / "outcome.json").mkdir()
+    with pytest.raises(
+        InputError, match=r"cannot write .*outcome.json: a directory is in its place"
+    ):
+        run_experiment(TOY, run_dir=run_dir, progress=False)
+
+
+def test_force_writes_into_a_foreign_directory_and_keeps_its_files(tmp_path):
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("keep me")
+    args = ["run", TOY, "--out", str(user)]
+    assert runner.invoke(app, args).exit_code == 2
+    result = runner.invoke(app, [*args, "--force"])
+    assert result.exit_code == 0, result.output
+    assert (user / "notes.txt").read_text() == "keep me" and (user / "outcome.json").exists()
+    assert runner.invoke(app, args).exit_code == 0  # now it holds our stamp
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_workers_end_with_their_parent_after_kill_9(tmp_path):
+    """A sweep's worker process stops writing into its run directory when its parent is killed
+    with SIGKILL (which no handler of the parent sees)."""
+    pid_file, run_dir = tmp_path / "worker.pid", tmp_path / "run"
+    tests = Path(__file__).parent
+    script = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(tests)!r})\n"
+        "from reluscope.sweep.local import run_local\n"
+        "from reluscope.sweep.task import RunTask\n"
+        f"task = RunTask('hostile_models:SLOW', 'quick', {{'pid_file': {str(pid_file)!r}}}, "
+        f"{str(run_dir)!r}, 'slow')\n"
+        "for result in run_local([task], 1):\n"
+        "    print(result)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(rs.__file__).parents[1])}
+    parent = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (pid_file.exists() and pid_file.read_text()):
+            assert parent.poll() is None, "the sweep ended before its worker started"
+            assert time.monotonic() < deadline, "the worker never started"
+            time.sleep(0.05)
+        worker = int(pid_file.read_text())
+        assert _alive(worker)
+    finally:
+        parent.kill()  # SIGKILL
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(worker), "the worker outlived its parent"
+    beat = (run_dir / "heartbeat.txt").read_text()
+    time.sleep(0.5)
+    assert (run_dir / "heartbeat.txt").read_text() == beat
