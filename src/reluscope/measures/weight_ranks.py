@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from reluscope.errors import InputError, UnsupportedLayerError
 from reluscope.measures.conv_operator import ConvOperator
+from reluscope.nets.checks import check_module, check_tensors
 from reluscope.nets.ops import ConvOp, LinearOp
 from reluscope.nets.pwl import INPUT, PWLNet
 
@@ -389,6 +390,7 @@ def weight_ranks(
             )
         layers = _net_layers(model)
     elif isinstance(model, nn.Module):
+        check_module(model, compute_dtype=False)  # SVDs below run in float64
         layers = _module_layers(model, shape)
     else:
         raise InputError(f"expected a torch.nn.Module or a PWLNet, got {type(model).__name__}")
@@ -396,6 +398,7 @@ def weight_ranks(
     out: list[LayerStats] = []
     for layer in layers:
         weight = layer.op.weight
+        check_tensors([(f"{layer.path}.weight", weight)], "model", compute_dtype=False)
         eps = torch.finfo(weight.dtype).eps
         has_bias = layer.op.bias is not None
         if isinstance(layer.op, LinearOp):

@@ -18,13 +18,14 @@ from reluscope.errors import InputError
 COMPUTE_DTYPES = (torch.float32, torch.float64)
 
 
-def check_module(model: object, what: str = "model") -> nn.Module:
+def check_module(model: object, what: str = "model", compute_dtype: bool = True) -> nn.Module:
     """``model`` when it is an nn.Module whose parameters and buffers pass
-    :func:`check_tensors`; an InputError naming the first problem otherwise."""
+    :func:`check_tensors` (with ``compute_dtype``); an InputError naming the first problem
+    otherwise."""
     if not isinstance(model, nn.Module):
         raise InputError(f"{what} must be a torch.nn.Module; got {type(model).__name__}")
     named = [*model.named_parameters(), *model.named_buffers()]
-    check_tensors(named, f"{what} ({type(model).__name__})")
+    check_tensors(named, f"{what} ({type(model).__name__})", compute_dtype)
     return model
 
 
