@@ -7,11 +7,15 @@ third layer is reported as such instead of surfacing as a LinAlgError or a NaN r
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from reluscope.errors import InputError
+
+if TYPE_CHECKING:
+    from reluscope.nets.pwl import PWLNet
 
 #: The floating dtypes reluscope computes in (SVD, eigendecompositions and exact region
 #: geometry are not implemented or not accurate in half precision).
@@ -64,6 +68,19 @@ def check_tensors(
                 f"{source}: '{name}' holds {bad} {kinds} value(s) of {t.numel()}; expected "
                 "finite weights (did training diverge?)"
             )
+
+
+def check_net(net: PWLNet, compute_dtype: bool = False) -> PWLNet:
+    """``net`` when every tensor of its ops passes :func:`check_tensors`, each named
+    ``path.key`` after its layer (``2.weight``; ``0+1.bias`` for a folded BatchNorm)."""
+    named = [
+        (f"{node.path or node.name}.{key}", value)
+        for node in net.nodes
+        for key, value in vars(node.op).items()
+        if isinstance(value, Tensor)
+    ]
+    check_tensors(named, "model", compute_dtype)
+    return net
 
 
 def check_real_inputs(x: Tensor, what: str = "inputs") -> Tensor:

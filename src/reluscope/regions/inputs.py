@@ -10,6 +10,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from reluscope.errors import InputError
+from reluscope.nets.checks import check_net
 from reluscope.nets.pwl import PWLNet
 from reluscope.nets.trace import as_pwlnet
 
@@ -69,17 +70,8 @@ def prepare_net(
 
 
 def check_finite_net(net: PWLNet) -> None:
-    """Raise InputError when a parameter of ``net`` is NaN or inf, naming the node."""
-    for node in net.nodes:
-        for key, val in vars(node.op).items():
-            if (
-                isinstance(val, Tensor)
-                and val.is_floating_point()
-                and not torch.isfinite(val).all()
-            ):
-                raise InputError(
-                    f"the {key} of layer '{node.path}' contains NaN or inf; expected finite weights"
-                )
+    """Raise InputError when a parameter of ``net`` is NaN or inf, naming the layer."""
+    check_net(net)
 
 
 def check_extent(extent: Sequence[float], size: int) -> tuple[float, ...]:
