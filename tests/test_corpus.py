@@ -669,6 +669,37 @@ API_CASES += [
 ]
 
 
+DTYPE_CALLS: dict[str, Callable] = {
+    "local_complexity": lambda dt: rs.local_complexity(mlp([2, 4, 1]), _x(), dtype=dt),
+    "local_rank": lambda dt: rs.local_rank(mlp([2, 4, 1]), _x(), dtype=dt),
+    "total_variation": lambda dt: rs.total_variation(mlp([2, 4, 1]), _x(), dtype=dt),
+    "neighborhood": lambda dt: rs.neighborhood_complexity(mlp([2, 4, 1]), _x(), 0.1, 4, dtype=dt),
+    "plane": lambda dt: rs.plane(mlp([2, 4, 1]), dtype=dt),
+    "line": lambda dt: rs.line(mlp([2, 4, 1]), [0, 0], [1, 1], dtype=dt),
+}
+API_CASES += [
+    (
+        f"{call} in {dtype}",
+        (lambda d, c=call, dt=dtype: DTYPE_CALLS[c](dt)),
+        r"dtype must be torch.float32 or torch.float64",
+    )
+    for call in DTYPE_CALLS
+    for dtype in (torch.float16, torch.bfloat16, "float32")
+]
+API_CASES += [
+    (
+        "line through complex points",
+        lambda d: rs.line(mlp([2, 4, 1]), torch.tensor([0, 1j]), [1, 1]),
+        r"start have dtype complex64",
+    ),
+    (
+        "plane with a bool origin",
+        lambda d: rs.plane(mlp([2, 4, 1]), origin=torch.tensor([True, False])),
+        r"origin have dtype bool",
+    ),
+]
+
+
 @pytest.mark.parametrize(
     ("call", "expect"), [c[1:] for c in API_CASES], ids=[c[0] for c in API_CASES]
 )

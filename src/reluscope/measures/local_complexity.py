@@ -50,6 +50,7 @@ from reluscope.measures.lipschitz import neuron_gradient_bounds
 from reluscope.measures.options import select_sites
 from reluscope.measures.results import MeasureResult
 from reluscope.memory import check_fits
+from reluscope.nets.checks import check_dtype
 from reluscope.nets.pwl import PWLNet
 from reluscope.nets.trace import as_pwlnet
 
@@ -366,8 +367,7 @@ def _check_options(
             raise InputError(f"{name} must be an integer >= 1; got {value!r}")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise InputError(f"seed must be an integer >= 0; got {seed!r}")
-    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
-        raise InputError(f"dtype must be a floating torch.dtype or None; got {dtype!r}")
+    check_dtype(dtype)
 
 
 def _is_number(value) -> bool:

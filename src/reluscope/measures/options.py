@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from reluscope.errors import InputError
+from reluscope.nets.checks import check_dtype
 from reluscope.nets.pwl import PWLNet, Site
 from reluscope.nets.trace import as_pwlnet
 
@@ -22,11 +23,10 @@ def prepare_net(
 
     Device and dtype otherwise follow the model's parameters.
     """
+    check_dtype(dtype)
     net = as_pwlnet(model, input_shape)
     if dtype is None:
         return net
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise InputError(f"dtype must be a floating-point torch.dtype or None, got {dtype!r}")
     return net if dtype == net.dtype else net.to(dtype=dtype)
 
 

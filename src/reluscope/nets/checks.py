@@ -22,6 +22,14 @@ if TYPE_CHECKING:
 COMPUTE_DTYPES = (torch.float32, torch.float64)
 
 
+def check_dtype(dtype: object, name: str = "dtype", optional: bool = True) -> torch.dtype | None:
+    """``dtype`` when it is one of COMPUTE_DTYPES (or None, when ``optional``)."""
+    if (dtype is None and optional) or dtype in COMPUTE_DTYPES:
+        return dtype
+    expected = "torch.float32 or torch.float64" + (" or None" if optional else "")
+    raise InputError(f"{name} must be {expected}; got {dtype!r}")
+
+
 def check_module(model: object, what: str = "model", compute_dtype: bool = True) -> nn.Module:
     """``model`` when it is an nn.Module whose parameters and buffers pass
     :func:`check_tensors` (with ``compute_dtype``); an InputError naming the first problem

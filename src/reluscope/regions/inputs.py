@@ -10,7 +10,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from reluscope.errors import InputError
-from reluscope.nets.checks import check_net
+from reluscope.nets.checks import check_dtype, check_net, check_real_inputs
 from reluscope.nets.pwl import PWLNet
 from reluscope.nets.trace import as_pwlnet
 
@@ -26,7 +26,7 @@ def point_tensor(value, name: str) -> Tensor:
             f"{name} must be a tensor or a sequence of numbers, got {value!r}"
         ) from exc
     if not t.is_floating_point():
-        t = t.to(torch.float64)
+        t = check_real_inputs(t, name).to(torch.float64)
     if t.numel() == 0:
         raise InputError(f"{name} is empty; expected the network's input shape")
     if not torch.isfinite(t).all():
@@ -46,6 +46,7 @@ def prepare_net(
     The input shape is ``input_shape``, else that of a given PWLNet, else inferred from an
     ``example`` point (a tensor in the input's shape) or from a first Linear layer.
     """
+    check_dtype(dtype, optional=False)
     inferred = False
     if input_shape is None and not isinstance(model, PWLNet) and example is not None:
         ex = torch.as_tensor(example)
