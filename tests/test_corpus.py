@@ -141,6 +141,10 @@ def hostile(tmp_path_factory) -> Path:
     user = d / "userdir"
     user.mkdir()
     (user / "notes.txt").write_text("my thesis\n")
+    web = d / "webdir"
+    web.mkdir()
+    (web / "config.json").write_text('{"theme": "dark"}')
+    (web / "index.html").write_text("<html>my site</html>")
     sweep_user = d / "sweepout" / "toy"
     sweep_user.mkdir(parents=True)
     (sweep_user / "notes.txt").write_text("mine\n")
@@ -443,6 +447,11 @@ OTHER_CLI = [
         "reproduce: foreign out",
         ["reproduce", "--only", TOY, "--out", "{d}/userdir"],
         r"holds files that reluscope did not write",
+    ),
+    (
+        "reproduce: a web site as out",
+        ["reproduce", "--only", TOY, "--out", "{d}/webdir"],
+        r"holds files that reluscope did not write \(config.json, index.html\)",
     ),
     (
         "reproduce: out a file",
@@ -908,3 +917,20 @@ def test_workers_end_with_their_parent_after_kill_9(tmp_path):
     beat = (run_dir / "heartbeat.txt").read_text()
     time.sleep(0.5)
     assert (run_dir / "heartbeat.txt").read_text() == beat
+
+
+def test_directories_written_by_reluscope_are_recognised(tmp_path):
+    from reluscope.rundir import is_ours
+
+    report = tmp_path / "report"  # a report written before reluscope marked its directories
+    run_experiment(TOY, run_dir=report / "toy", progress=False)
+    (report / "index.html").write_text("<html></html>")
+    (report / "failed").mkdir()
+    (report / "failed" / "error.txt").write_text("Traceback ...")
+    assert is_ours(report, collection=True)
+    assert is_ours(report / "toy") and is_ours(report / "failed")
+    assert not is_ours(report)  # a report is not a run directory
+    (report / "toy" / "notes.txt").write_text("mine")
+    assert is_ours(report, collection=True)  # the run has its stamp
+    (report / "notes.txt").write_text("mine")
+    assert not is_ours(report, collection=True)

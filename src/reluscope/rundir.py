@@ -22,32 +22,43 @@ BOOKKEEPING = frozenset({STAMP, MARKER, LOCK, "error.txt"})
 COLLECTION_FILES = frozenset({"index.html", "sweep.parquet", "runs.parquet"})
 
 
-def is_ours(directory: Path, depth: int = 2) -> bool:
-    """Whether ``directory`` was written by reluscope: it has a stamp or a marker, or it holds
-    only reluscope's files and directories that are themselves ours (``depth`` levels down)."""
-    if (directory / STAMP).exists() or (directory / MARKER).exists():
+def is_ours(directory: Path, collection: bool = False, depth: int = 2) -> bool:
+    """Whether ``directory`` was written by reluscope. A run directory: it has a config stamp
+    (checked in full when the run starts), or holds only bookkeeping files. A ``collection``
+    (a reproduce report, a sweep): it has the marker, or holds only bookkeeping and collection
+    files and directories that are runs or collections themselves (``depth`` levels down)."""
+    if not collection and (directory / STAMP).is_file():
         return True
-    entries = list(directory.iterdir())
-    return all(
-        e.name in BOOKKEEPING | COLLECTION_FILES
-        or (depth > 0 and e.is_dir() and not e.is_symlink() and is_ours(e, depth - 1))
-        for e in entries
-    )
+    if collection and (directory / MARKER).is_file():
+        return True
+    allowed = (BOOKKEEPING - {STAMP}) | COLLECTION_FILES if collection else BOOKKEEPING
+    for entry in directory.iterdir():
+        if entry.name in allowed:
+            continue
+        if not (collection and depth > 0 and entry.is_dir() and not entry.is_symlink()):
+            return False
+        if not (is_ours(entry) or is_ours(entry, True, depth - 1)):
+            return False
+    return True
 
 
 def claim_directory(
-    directory: str | os.PathLike, force: bool = False, option: str = "--out"
+    directory: str | os.PathLike,
+    force: bool = False,
+    option: str = "--out",
+    collection: bool = False,
 ) -> Path:
-    """``directory`` checked to be ours to write: missing, empty, written by reluscope, or any
-    directory with ``force``; an existing file, or a directory of other files without
-    ``force``, is an InputError listing some of them. Nothing is created."""
+    """``directory`` checked to be ours to write (:func:`is_ours`; a ``collection`` of runs or
+    one run directory): missing, empty, written by reluscope, or any directory with ``force``;
+    an existing file, or a directory of other files without ``force``, is an InputError
+    listing some of them. Nothing is created."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise InputError(f"{option} {directory} is a file; expected a directory")
     if not directory.exists() or force:
         return directory
     try:
-        mine = is_ours(directory)
+        mine = is_ours(directory, collection)
     except OSError as exc:
         raise InputError(f"cannot read {option} {directory}: {exc.strerror or exc}") from None
     if not mine:

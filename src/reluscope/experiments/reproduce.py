@@ -48,7 +48,7 @@ def check_plan(
     chosen = choose(names)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
-    claim_directory(out, force)
+    claim_directory(out, force, collection=True)
     configs = {e.name: (overrides(e) if overrides else {}) for e in chosen}
     for e in chosen:
         check_device(e.config.build(scale, configs[e.name]).device)

@@ -74,7 +74,7 @@ def run_sweep(
         from reluscope.sweep.ray_backend import import_ray
 
         import_ray()
-    directory = claim_directory(Path(out_dir) / experiment.name, force)
+    directory = claim_directory(Path(out_dir) / experiment.name, force, collection=True)
     make_directory(directory, "sweep directory")
     mark_collection(directory)
     runs: dict[str, SweepRun] = {}
