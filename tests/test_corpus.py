@@ -431,7 +431,7 @@ RUN_OPTIONS = [
     (
         "out wrong stamp",
         ["--out", "{d}/wrong_stamp"],
-        r"config.json is damaged \(not an experiment",
+        r"config.json' is damaged \(not an experiment.*delete it",
     ),
 ]
 OTHER_CLI = [

@@ -120,7 +120,14 @@ def load_tensors(path: str | os.PathLike, what: str, map_location: Any = "cpu") 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise InputError(f"cannot read {what} {_q(path)}: {read_error(exc)}") from exc
+        reason = read_error(exc)
+        if reason.startswith(type(exc).__name__):  # torch's own words: rarely helpful
+            reason = f"it is truncated, damaged or not written by torch.save ({_short(reason)})"
+        raise InputError(f"cannot read {what} {_q(path)}: {reason}") from exc
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
 NUMPY_MAGIC = (b"\x93NUMPY", b"PK\x03\x04", b"PK\x05\x06")  # .npy, .npz (zip), empty .npz

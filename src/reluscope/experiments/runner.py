@@ -94,12 +94,16 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], name: str) -> bool:
     config_file = run_dir / STAMP
     if not config_file.exists() and not config_file.is_symlink():
         return False
-    earlier = read_json(config_file, "run config stamp")
+    advice = "delete it, or choose another output directory"
+    try:
+        earlier = read_json(config_file, "run config stamp")
+    except InputError as exc:
+        raise InputError(f"{exc}: {advice}") from None
     stamp = {"experiment": name, "config": config}
     if not isinstance(earlier, dict) or not isinstance(earlier.get("config", {}), dict):
         raise InputError(
-            f"run config stamp {config_file} is damaged (not an experiment and its config): "
-            "delete it, or choose another output directory"
+            f"run config stamp {str(config_file)!r} is damaged (not an experiment and its "
+            f"config): {advice}"
         )
     if earlier != stamp:
         diff = _differences(earlier.get("config", {}), config)
