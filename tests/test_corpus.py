@@ -385,8 +385,12 @@ PLANE_OPTIONS = [
     ("through loop", ["--through", "{d}/loop_a.npz"], r"loop of symbolic links"),
     ("through objects", ["--through", "{d}/objects.npz"], r"holds pickled objects"),
     ("through pickle", ["--through", "{d}/data_pickle.pt"], r"holds pickled objects"),
-    ("through complex", ["--through", "{d}/points_complex.npy"], r"dtype complex128"),
-    ("through bool", ["--through", "{d}/points_bool.npy"], r"dtype bool"),
+    (
+        "through complex",
+        ["--through", "{d}/points_complex.npy"],
+        r"must be real numbers.*got dtype complex128",
+    ),
+    ("through bool", ["--through", "{d}/points_bool.npy"], r"must be real numbers.*got dtype bool"),
     ("through missing", ["--through", "{d}/none.npy"], r"'.*none.npy' does not exist"),
     ("origin dims", ["--origin", "1,2,3"], r"origin"),
     ("u zero", ["--u", "0,0", "--v", "0,1"], r"\bu\b"),
@@ -589,22 +593,22 @@ API_CASES += [
     (
         "lc on bool inputs",
         lambda d: rs.local_complexity(mlp([2, 4, 1]), torch.ones(4, 2, dtype=torch.bool)),
-        r"inputs have dtype bool; expected real numbers",
+        r"inputs must be real numbers \(a floating or integer tensor\); got dtype bool",
     ),
     (
         "rank on complex inputs",
         lambda d: rs.local_rank(mlp([2, 4, 1]), torch.ones(4, 2, dtype=torch.complex64)),
-        r"inputs have dtype complex64",
+        r"inputs must be real numbers.*; got dtype complex64",
     ),
     (
         "tv on complex inputs",
         lambda d: rs.total_variation(mlp([2, 4, 1]), torch.ones(4, 2) * 1j),
-        r"inputs have dtype complex64",
+        r"inputs must be real numbers.*; got dtype complex64",
     ),
     (
         "neighborhood on bool inputs",
         lambda d: rs.neighborhood_complexity(mlp([2, 4, 1]), torch.ones(4, 2) > 0, 0.1, 4),
-        r"inputs have dtype bool",
+        r"inputs must be real numbers.*; got dtype bool",
     ),
     (
         "lc on nan inputs",
@@ -699,12 +703,12 @@ API_CASES += [
     (
         "line through complex points",
         lambda d: rs.line(mlp([2, 4, 1]), torch.tensor([0, 1j]), [1, 1]),
-        r"start have dtype complex64",
+        r"start must be real numbers.*got dtype complex64",
     ),
     (
         "plane with a bool origin",
         lambda d: rs.plane(mlp([2, 4, 1]), origin=torch.tensor([True, False])),
-        r"origin have dtype bool",
+        r"origin must be real numbers.*got dtype bool",
     ),
 ]
 

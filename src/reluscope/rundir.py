@@ -45,7 +45,7 @@ def is_ours(directory: Path, collection: bool = False, depth: int = 2) -> bool:
 def claim_directory(
     directory: str | os.PathLike,
     force: bool = False,
-    option: str = "--out",
+    option: str = "output directory",
     collection: bool = False,
 ) -> Path:
     """``directory`` checked to be ours to write (:func:`is_ours`; a ``collection`` of runs or

@@ -96,8 +96,8 @@ def check_real_inputs(x: Tensor, what: str = "inputs") -> Tensor:
     tensors, whose conversion to floats would silently change them."""
     if x.dtype == torch.bool or x.is_complex():
         raise InputError(
-            f"{what} have dtype {str(x.dtype).removeprefix('torch.')}; expected real numbers "
-            "(a floating or integer tensor)"
+            f"{what} must be real numbers (a floating or integer tensor); got dtype "
+            f"{str(x.dtype).removeprefix('torch.')}"
         )
     return x
 
