@@ -41,7 +41,7 @@ def check_writable_dir(directory: str | os.PathLike, what: str = "output directo
     return directory
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary name next to ``path``, then rename it to ``path``.
 
     An existing ``path`` is replaced only once the new file is complete; on failure it is left
