@@ -458,6 +458,16 @@ OTHER_CLI = [
         r"holds files that reluscope did not write \(config.json, index.html\)",
     ),
     (
+        "run: an infinite train key",
+        ["run", "weight-decay", "--set", "train.lr=Infinity", "--out", "{d}/wd"],
+        r"train.lr: Input should be a finite number \(got inf\)",
+    ),
+    (
+        "run: a NaN train key",
+        ["run", "weight-decay", "--set", "train.weight_decay=NaN", "--out", "{d}/wd"],
+        r"train.weight_decay: Input should be a finite number \(got nan\)",
+    ),
+    (
         "reproduce: out a file",
         ["reproduce", "--only", TOY, "--out", "{d}/a_file"],
         r"is a file; expected a directory",
