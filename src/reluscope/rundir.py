@@ -16,10 +16,12 @@ STAMP = "config.json"
 #: Marks a directory that holds run directories (a reproduce report or a sweep).
 MARKER = ".reluscope"
 LOCK = ".lock"
-#: Files of ours that may be all a directory holds when a run never got going.
-BOOKKEEPING = frozenset({STAMP, MARKER, LOCK, "error.txt"})
-#: Files a directory of runs holds besides run directories.
-COLLECTION_FILES = frozenset({"index.html", "sweep.parquet", "runs.parquet"})
+#: Files of ours that may be all a directory holds when a run never got going (a worker's
+#: traceback, a run's live training progress).
+BOOKKEEPING = frozenset({STAMP, MARKER, LOCK, "error.txt", "progress.json"})
+#: Files a directory of runs holds besides run directories (a report and its provenance, a
+#: sweep's records and run table).
+COLLECTION_FILES = frozenset({"index.html", "provenance.json", "sweep.parquet", "runs.parquet"})
 
 
 def is_ours(directory: Path, collection: bool = False, depth: int = 2) -> bool:
