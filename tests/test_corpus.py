@@ -948,3 +948,17 @@ def test_directories_written_by_reluscope_are_recognised(tmp_path):
     assert is_ours(report, collection=True)  # the run has its stamp
     (report / "notes.txt").write_text("mine")
     assert not is_ours(report, collection=True)
+
+
+def test_a_run_that_failed_before_writing_does_not_block_the_corrected_command(tmp_path):
+    """The paper scale without --data-dir fails before the run writes anything: the next
+    command, with another config, gets the same error, not "holds a run of another config"."""
+    out = str(tmp_path / "lc")
+    first = runner.invoke(app, ["run", "lc-dynamics", "--scale", "paper", "--out", out])
+    assert first.exit_code == 2
+    assert "pass --data-dir DIR" in one_line(first.output)
+    assert sorted(p.name for p in (tmp_path / "lc").iterdir()) == [".lock"]
+    again = ["run", "lc-dynamics", "--scale", "paper", "--set", "seed=1", "--out", out]
+    second = runner.invoke(app, again)
+    assert second.exit_code == 2
+    assert "pass --data-dir DIR" in one_line(second.output)
