@@ -32,6 +32,9 @@ LAYERS: list[set[str]] = [
         "values",
         "outputs",
         "records",
+        "rundir",
+        "devices",
+        "memory",
     },  # shared, no domain logic
     {"nets", "data"},  # traced networks; data sets
     {"regions", "measures", "bounds", "dynamics", "lowrank", "attacks"},  # analysis of a net

@@ -399,7 +399,7 @@ def test_line_nan_weights():
     model = mlp([2, 8, 8, 1], seed=0)
     with torch.no_grad():
         model[0].bias[2] = float("nan")
-    with pytest.raises(InputError, match=r"bias of layer '0'.*NaN"):
+    with pytest.raises(InputError, match=r"'0.bias' holds .*NaN"):
         reluscope.line(model, [0.0, 0.0], [1.0, 1.0])
 
 

@@ -212,7 +212,7 @@ def test_streaming_over_dataloaders_equals_tensor_call():
         (dict(sigma=float("nan")), "sigma"),
         (dict(bound="yes"), "bound"),
         (dict(layers=["relu"]), r"sites \['1', '3'\]"),
-        (dict(dtype=torch.int64), "dtype must be a floating torch.dtype"),
+        (dict(dtype=torch.int64), "dtype must be torch.float32 or torch.float64"),
     ],
 )
 def test_bad_options(kwargs, match):

@@ -192,3 +192,40 @@ def test_resume_with_another_config_or_probes_is_a_clear_error(tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="cannot read the checkpoint"):
         build(tmp_path, steps=20).fit()
+
+
+def killed_before_the_last_records(run_dir: str) -> None:
+    """Train, and die by SIGKILL right after the final checkpoint, before its records."""
+    from reluscope.train.runner import ProbeRunner
+
+    torch.set_num_threads(1)
+    trainer = build(run_dir)
+    save = ProbeRunner.save
+
+    def save_or_die(self, path):
+        if trainer.step == STEPS:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return save(self, path)
+
+    ProbeRunner.save = save_or_die
+    trainer.fit()
+
+
+def test_sigkill_between_the_checkpoint_and_the_records_is_repaired_on_resume(tmp_path, reference):
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork start method here")
+    process = mp.get_context("fork").Process(
+        target=killed_before_the_last_records, args=(str(tmp_path),)
+    )
+    process.start()
+    process.join(timeout=120)
+    assert process.exitcode == -signal.SIGKILL
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == STEPS
+    short = pd.read_parquet(tmp_path / "records.parquet")
+    assert short["step"].max() < STEPS  # the records of the last checkpoint were lost
+    resumed = build(tmp_path)
+    records = resumed.fit()
+    assert_same_run(records, resumed.model.state_dict(), reference)
+    assert_same_run(
+        pd.read_parquet(tmp_path / "records.parquet"), resumed.model.state_dict(), reference
+    )

@@ -12,7 +12,8 @@ from rich.console import Console
 
 from reluscope.errors import InputError
 from reluscope.experiments.registry import Experiment, experiments, get_experiment
-from reluscope.experiments.runner import RunSummary, run_experiment
+from reluscope.experiments.runner import RunSummary, check_device, run_experiment
+from reluscope.rundir import claim_directory, locked, mark_collection
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,28 @@ def choose(names: Sequence[str] | None) -> list[Experiment]:
     return chosen
 
 
+def check_plan(
+    names: Sequence[str] | None,
+    scale: str,
+    out: str | Path,
+    overrides: Callable[[Experiment], dict] | None = None,
+    workers: int = 1,
+    force: bool = False,
+) -> tuple[list[Experiment], dict[str, dict]]:
+    """Everything :func:`reproduce` checks before it runs anything: the experiments ``names``,
+    ``workers``, the output directory ``out`` (see :func:`~reluscope.rundir.claim_directory`)
+    and every experiment's config at ``scale`` with its ``overrides`` (device included).
+    Returns the experiments and their overrides by name; writes nothing."""
+    chosen = choose(names)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"workers must be >= 1, got {workers}")
+    claim_directory(out, force, collection=True)
+    configs = {e.name: (overrides(e) if overrides else {}) for e in chosen}
+    for e in chosen:
+        check_device(e.config.build(scale, configs[e.name]).device)
+    return chosen, configs
+
+
 def reproduce(
     names: Sequence[str] | None = None,
     scale: str = "quick",
@@ -39,39 +62,35 @@ def reproduce(
     *,
     overrides: Callable[[Experiment], dict] | None = None,
     rerun: bool = False,
+    force: bool = False,
     workers: int = 1,
     console: Console | None = None,
     on_result: Callable[[str, RunSummary | str], None] | None = None,
 ) -> Reproduction:
     """Run the experiments ``names`` (default: all) at ``scale`` into ``out/NAME`` and write
     ``out/index.html``. ``overrides(experiment)`` gives each one's config overrides. With
-    ``workers > 1`` the experiments run in that many processes. A failing experiment is
-    recorded and the others go on; finished runs in ``out`` are reused unless ``rerun``.
+    ``workers > 1`` the experiments run in that many processes (which end with this one). A
+    failing experiment is recorded and the others go on; finished runs in ``out`` are reused
+    unless ``rerun``. A non-empty ``out`` that reluscope did not write is refused unless
+    ``force``; ``out`` is locked while this runs.
     ``console`` shows each run's progress (in-process only); ``on_result(name, summary or
     error text)`` is called as each experiment ends."""
-    chosen = choose(names)
-    if workers < 1:
-        raise InputError(f"workers must be >= 1, got {workers}")
+    chosen, configs = check_plan(names, scale, out, overrides, workers, force)
     out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create output directory {out}: {exc}") from exc
-    configs = {e.name: (overrides(e) if overrides else {}) for e in chosen}
-    for e in chosen:  # every config is checked before anything runs
-        e.config.build(scale, configs[e.name])
     say = on_result or (lambda name, result: None)
-    if workers == 1:
-        runs, failures = _in_process(chosen, scale, out, configs, rerun, console, say)
-    else:
-        runs, failures = _in_workers(chosen, scale, out, configs, rerun, workers, say)
-    from reluscope.report.html import write_report
+    with locked(out, "output directory"):
+        mark_collection(out)
+        if workers == 1:
+            runs, failures = _in_process(chosen, scale, out, configs, rerun, force, console, say)
+        else:
+            runs, failures = _in_workers(chosen, scale, out, configs, rerun, force, workers, say)
+        from reluscope.report.html import write_report
 
-    report = write_report(runs, out / "index.html", failures)
+        report = write_report(runs, out / "index.html", failures)
     return Reproduction(runs, failures, report)
 
 
-def _in_process(chosen, scale, out, configs, rerun, console, say):
+def _in_process(chosen, scale, out, configs, rerun, force, console, say):
     runs, failures = [], []
     for i, experiment in enumerate(chosen, 1):
         if console is not None:
@@ -83,6 +102,7 @@ def _in_process(chosen, scale, out, configs, rerun, console, say):
                 configs[experiment.name],
                 out / experiment.name,
                 rerun=rerun,
+                force=force,
                 progress=console is not None,
                 console=console,
             )
@@ -98,7 +118,7 @@ def _in_process(chosen, scale, out, configs, rerun, console, say):
     return runs, failures
 
 
-def _in_workers(chosen, scale, out, configs, rerun, workers, say):
+def _in_workers(chosen, scale, out, configs, rerun, force, workers, say):
     from reluscope.sweep.local import run_local
     from reluscope.sweep.task import RunTask
 
@@ -106,7 +126,9 @@ def _in_workers(chosen, scale, out, configs, rerun, workers, say):
     if rerun:
         for e in chosen:
             (out / e.name / "outcome.json").unlink(missing_ok=True)
-    tasks = [RunTask(e, scale, configs[e.name], str(out / e.name), e.name) for e in chosen]
+    tasks = [
+        RunTask(e, scale, configs[e.name], str(out / e.name), e.name, force=force) for e in chosen
+    ]
     done: dict[str, RunSummary | tuple[str, str]] = {}
     for result in run_local(tasks, workers):
         experiment = by_name[result.run_id]

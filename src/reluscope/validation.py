@@ -158,14 +158,17 @@ def check_choice(name: str, value: T, choices: Iterable[Any]) -> T:
     return value
 
 
+#: The floating dtypes reluscope computes in (SVD, eigendecompositions and exact region
+#: geometry are not implemented or not accurate in half precision).
+COMPUTE_DTYPES = (torch.float32, torch.float64)
+
+
 def check_float_dtype(name: str, value: Any, *, allow_none: bool = True) -> torch.dtype | None:
-    """``value`` if it is a floating-point torch dtype (or None when ``allow_none``)."""
+    """``value`` if it is one of :data:`COMPUTE_DTYPES` (or None when ``allow_none``)."""
     if value is None and allow_none:
         return None
-    if not isinstance(value, torch.dtype) or not value.is_floating_point:
-        expected = "a floating torch.dtype such as torch.float64" + (
-            " or None" if allow_none else ""
-        )
+    if value not in COMPUTE_DTYPES:
+        expected = "torch.float32 or torch.float64" + (" or None" if allow_none else "")
         raise invalid(name, expected, value)
     return value
 

@@ -145,6 +145,9 @@ def compare(
     gamma, d = checks.margin(margin), checks.delta(delta)
     names = _check_bounds(bounds)
     estimate_draws = checks.integer(estimate_draws, "estimate_draws", minimum=0)
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        if tol is not None:
+            checks.real(tol, name, nonnegative=True)
     net, x, outputs, y = mlp_on_data(model, data, labels, biases=biases)
     ref = None
     if reference is not None:

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from reluscope.bounds.margins import check_labels
 from reluscope.errors import InputError, UnsupportedLayerError
 from reluscope.linalg import low_rank_approximation
+from reluscope.nets.checks import check_net
 from reluscope.nets.ops import ActivationOp, LinearOp, ReshapeOp
 from reluscope.nets.pwl import INPUT, PWLNet
 from reluscope.nets.trace import trace
@@ -201,7 +202,7 @@ def mlp_weights(
     if biases not in BIASES:
         raise InputError(f"biases must be one of {BIASES}, got {biases!r}")
     net = model if isinstance(model, PWLNet) else trace(model, tuple(input_shape))
-    ops, slopes, paths = _layers(net)
+    ops, slopes, paths = _layers(check_net(net))
     biased = [p for op, p in zip(ops, paths, strict=True) if op.bias is not None and op.bias.any()]
     if biased and biases == "error":
         raise InputError(

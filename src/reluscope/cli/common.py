@@ -6,14 +6,17 @@ import os
 from pathlib import Path
 from typing import Annotated
 
+import click
 import numpy as np
 import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from reluscope.devices import DEVICE_HELP, resolve_device
 from reluscope.errors import InputError, ReluscopeError
-from reluscope.io import atomic_write
+from reluscope.io import atomic_write, check_writable_dir, load_tensors, read_arrays
+from reluscope.nets.checks import check_real_inputs
 from reluscope.nets.spec import load_model
 from reluscope.nets.trace import infer_input_shape, trace
 
@@ -28,7 +31,14 @@ WeightsOpt = Annotated[
 SeedOpt = Annotated[int, typer.Option(help="Seed of the zoo model and of random plane directions.")]
 ShapeOpt = Annotated[str | None, typer.Option(help="Input shape without batch, e.g. 1,28,28.")]
 DtypeOpt = Annotated[str, typer.Option(help="float64 (default) or float32.")]
-DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda.")]
+DeviceOpt = Annotated[str, typer.Option(help=f"{DEVICE_HELP}.")]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(help="Write into an existing directory even if it holds files of others."),
+]
+
+OUT_SUFFIXES = (".parquet", ".csv")
+POINT_FILE_SUFFIXES = (".npy", ".npz", ".pt")
 
 
 def parse_numbers(text: str, name: str) -> list[float]:
@@ -42,20 +52,18 @@ def parse_numbers(text: str, name: str) -> list[float]:
 def parse_points(text: str, name: str) -> torch.Tensor:
     """Points given inline ('1,2;3,4') or as a .npy, .npz (first array) or .pt file."""
     path = Path(text)
-    if path.suffix in (".npy", ".npz", ".pt"):
-        if not path.exists():
-            raise InputError(f"--{name}: file {path} does not exist")
-        try:
-            if path.suffix == ".pt":
-                data = torch.load(path, map_location="cpu", weights_only=True)
-            else:
-                data = np.load(path)
-                if isinstance(data, np.lib.npyio.NpzFile):
-                    data = data[data.files[0]]
-        except Exception as exc:
-            raise InputError(f"--{name}: cannot read {path}: {exc}") from exc
-        return torch.as_tensor(np.asarray(data), dtype=torch.float64)
-    return torch.tensor([parse_numbers(row, name) for row in text.split(";")], dtype=torch.float64)
+    if path.suffix not in POINT_FILE_SUFFIXES:
+        rows = [parse_numbers(row, name) for row in text.split(";")]
+        return torch.tensor(rows, dtype=torch.float64)
+    what = f"--{name} file"
+    data = load_tensors(path, what) if path.suffix == ".pt" else read_arrays(path, what)
+    if isinstance(data, dict):  # an .npz archive: its first array
+        data = next(iter(data.values()), None)
+    try:
+        points = torch.as_tensor(np.asarray(data))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise InputError(f"{what} {str(path)!r} does not hold a numeric array ({exc})") from None
+    return check_real_inputs(points, f"the points in {what} {str(path)!r}").to(torch.float64)
 
 
 def _dtype(name: str) -> torch.dtype:
@@ -66,6 +74,7 @@ def _dtype(name: str) -> torch.dtype:
 
 
 def _load(model: str, weights: Path | None, seed: int, input_shape: str | None, device: str):
+    target = resolve_device(device)
     module, shape = load_model(model, weights, seed=seed)
     if input_shape is not None:
         shape = tuple(int(s) for s in parse_numbers(input_shape, "input-shape"))
@@ -74,39 +83,54 @@ def _load(model: str, weights: Path | None, seed: int, input_shape: str | None, 
         raise InputError(
             f"cannot tell the input shape of {model!r}: pass --input-shape, e.g. 1,28,28"
         )
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {device} asked for, but CUDA is not available here")
-    return trace(module.to(device), shape)
-
-
-def _check_writable(out: Path) -> None:
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(
-            f"output directory {parent} does not exist: create it or choose another --out"
-        )
+    return trace(module.to(target), shape)
 
 
 def _run(fn) -> None:
+    """Run a command's body: a ReluscopeError (the user's mistake) becomes one line ``error:
+    ...`` and exit code 2; any other exception one line ``internal error: ... please report``
+    and exit code 1, with the traceback only under ``reluscope --debug``."""
     try:
         fn()
     except ReluscopeError as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
+    except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException):
+        raise
+    except Exception as exc:
+        if debugging():
+            console.print_exception()
+        lines = str(exc).strip().splitlines()
+        reason = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+        hint = "" if debugging() else " (`reluscope --debug ...` shows the traceback)"
+        console.print(
+            f"[bold red]internal error:[/] {escape(reason)}; please report it to the "
+            f"reluscope developers{hint}"
+        )
+        raise typer.Exit(1) from None
 
 
-OUT_SUFFIXES = (".parquet", ".csv")
+_DEBUG = {"on": False}
 
 
-def _check_output_file(out: Path) -> None:
-    """Fail before any computation when ``out`` cannot be written as .parquet or .csv."""
-    if out.suffix.lower() not in OUT_SUFFIXES:
-        raise InputError(f"--out {out} must end in {' or '.join(OUT_SUFFIXES)}")
-    _check_writable(out)
+def set_debug(on: bool) -> None:
+    """Show the full traceback of internal errors (``reluscope --debug``)."""
+    _DEBUG["on"] = on
+
+
+def debugging() -> bool:
+    """Whether ``--debug`` was given, or the environment sets RELUSCOPE_DEBUG=1."""
+    return _DEBUG["on"] or os.environ.get("RELUSCOPE_DEBUG", "") not in ("", "0")
+
+
+def _check_output_file(out: Path, suffixes: tuple[str, ...] = OUT_SUFFIXES) -> None:
+    """Fail before any computation when ``out`` cannot be written as a file ending in one of
+    ``suffixes`` (so that a slip never overwrites another kind of file)."""
+    if out.suffix.lower() not in suffixes:
+        raise InputError(f"--out {out} must end in {' or '.join(suffixes)}")
     if out.is_dir():
         raise InputError(f"--out {out} is a directory; expected a file name")
-    if not os.access(out.parent if str(out.parent) else Path("."), os.W_OK):
-        raise InputError(f"cannot write to the directory of --out {out}: permission denied")
+    check_writable_dir(out.parent, f"the directory of --out {out}:")
 
 
 def _write_records(frame, out: Path) -> None:

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from reluscope.cli.common import _run, console
+from reluscope.cli.common import ForceOpt, _run, console
 
 ScaleOpt = Annotated[str, typer.Option(help="quick (minutes, on generated data) or paper.")]
 DataDirOpt = Annotated[
@@ -63,6 +63,7 @@ def run(
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/NAME).")] = None,
     data_dir: DataDirOpt = None,
     rerun: Annotated[bool, typer.Option(help="Recompute even if the run finished.")] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Run one experiment: records, figures and PASS/FAIL predictions in its run directory.
     An interrupted run resumes from its checkpoints when run again with the same settings."""
@@ -75,7 +76,14 @@ def run(
         overrides = _with_data_dir(experiment.config, parse_assignments(set_ or []), data_dir)
         summary = _interruptible(
             lambda: run_experiment(
-                name, scale, overrides, out, rerun=rerun, progress=True, console=console
+                name,
+                scale,
+                overrides,
+                out,
+                rerun=rerun,
+                force=force,
+                progress=True,
+                console=console,
             ),
             out or Path("runs") / name,
         )
@@ -105,6 +113,7 @@ def reproduce(
     ] = None,
     data_dir: DataDirOpt = None,
     rerun: Annotated[bool, typer.Option(help="Recompute runs that already finished.")] = False,
+    force: ForceOpt = False,
     workers: Annotated[
         int,
         typer.Option(
@@ -119,12 +128,17 @@ def reproduce(
     def go() -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-        from reluscope.reproduce import choose
+        from reluscope.reproduce import check_plan
         from reluscope.reproduce import reproduce as run_all
         from reluscope.sweep.task import available_cores
 
         names = [n.strip() for n in only.split(",") if n.strip()] if only is not None else None
         count = workers or min(available_cores(), 4)
+
+        def extra(experiment) -> dict:
+            return _with_data_dir(experiment.config, {}, data_dir)
+
+        chosen, _ = check_plan(names, scale, out, extra, count, force)
         progress = Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -144,13 +158,14 @@ def reproduce(
                     _print_outcome(result)
 
             def run_all_experiments():
-                progress.update(bar, total=len(choose(names)))
+                progress.update(bar, total=len(chosen))
                 return run_all(
                     names,
                     scale,
                     out,
-                    overrides=lambda e: _with_data_dir(e.config, {}, data_dir),
+                    overrides=extra,
                     rerun=rerun,
+                    force=force,
                     workers=count,
                     console=console if count == 1 else None,
                     on_result=show,

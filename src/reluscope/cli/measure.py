@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 from rich.table import Table
 
@@ -22,6 +21,7 @@ from reluscope.cli.common import (
     _write_records,
     console,
 )
+from reluscope.devices import resolve_device
 from reluscope.errors import InputError
 from reluscope.nets.spec import load_model
 from reluscope.nets.trace import infer_input_shape, trace
@@ -103,14 +103,13 @@ def measure(
         if out is not None:
             _check_output_file(out)
         dt = _dtype(dtype)
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise InputError(f"--device {device} asked for, but CUDA is not available here")
+        target = resolve_device(device)
         dataset = load_data(data, seed=seed, data_dir=data_dir)
         if n is not None:
             dataset = subsample(dataset, n, seed)
         module, shape = load_model(model, weights, seed=seed)
         _fit_data(shape or infer_input_shape(module), dataset.input_shape, model, data)
-        net = trace(module.to(device), dataset.input_shape)
+        net = trace(module.to(target), dataset.input_shape)
         tv_output = int(output) if output.lstrip("-").isdigit() else output
         runs = {
             "lc": lambda x: local_complexity(

@@ -16,7 +16,7 @@ from reluscope.cli.common import (
     SeedOpt,
     ShapeOpt,
     WeightsOpt,
-    _check_writable,
+    _check_output_file,
     _dtype,
     _load,
     _run,
@@ -53,7 +53,7 @@ def regions_plane(
     def go() -> None:
         from reluscope.regions import plane, plane_through
 
-        _check_writable(out)
+        _check_output_file(out, (".png",))
         net = _load(model, weights, seed, input_shape, device)
         dt = _dtype(dtype)
         start = time.perf_counter()
@@ -106,7 +106,7 @@ def regions_line(
         from reluscope.regions.plot import plot_line
 
         if out is not None:
-            _check_writable(out)
+            _check_output_file(out, (".png",))
         net = _load(model, weights, seed, input_shape, device)
         a, b = parse_points(start, "start").reshape(-1), parse_points(end, "end").reshape(-1)
         t0 = time.perf_counter()

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from reluscope.cli.common import _run, console
+from reluscope.cli.common import ForceOpt, _run, console
 from reluscope.cli.experiments import DataDirOpt, ScaleOpt, _interruptible, _with_data_dir
 
 MAX_NUMBERS = 6
@@ -48,6 +48,7 @@ def sweep(
         Path, typer.Option(help="Output directory; the runs go to OUT/NAME/RUN_ID.")
     ] = Path("runs"),
     data_dir: DataDirOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Run an experiment once per combination of the --grid values and seed, skipping runs
     that already finished; write all records to OUT/NAME/sweep.parquet (with the grid values
@@ -73,6 +74,7 @@ def sweep(
                 workers=workers,
                 address=address,
                 console=console,
+                force=force,
             ),
             out / experiment.name,
         )

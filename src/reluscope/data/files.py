@@ -11,6 +11,7 @@ import torch
 
 from reluscope.data.dataset import Dataset
 from reluscope.errors import InputError
+from reluscope.io import load_tensors, read_arrays
 
 FILE_SUFFIXES = (".npz", ".npy", ".pt")
 DATA_DIR_ENV = "RELUSCOPE_DATA_DIR"
@@ -57,19 +58,11 @@ def load_file(path: str | os.PathLike[str]) -> Dataset:
     name = str(path)
     if path.suffix.lower() not in FILE_SUFFIXES:
         raise InputError(f"data file {name!r}: expected a {'/'.join(FILE_SUFFIXES)} file")
-    if not path.is_file():
-        raise InputError(f"data file {name!r} does not exist")
     suffix = path.suffix.lower()
-    try:
-        if suffix == ".pt":
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        elif suffix == ".npy":
-            obj = np.load(path, allow_pickle=False)
-        else:
-            with np.load(path, allow_pickle=False) as npz:
-                obj = dict(npz)
-    except Exception as exc:
-        raise InputError(f"cannot read data file {name!r} ({type(exc).__name__}: {exc})") from exc
+    if suffix == ".pt":
+        obj = load_tensors(path, "data file")
+    else:
+        obj = read_arrays(path, "data file")
     if isinstance(obj, dict) and "x" in obj:
         return as_dataset(obj["x"], obj.get("y"), name, {"file": name})
     if isinstance(obj, dict) and obj and suffix == ".npz":
@@ -105,11 +98,13 @@ def data_root(data_dir: str | os.PathLike[str] | None, dataset: str, expected: s
 def read_npz_part(path: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
     """The arrays ``x_{part}`` and ``y_{part}`` of the ``.npz`` file at ``path`` (the layout of
     ``mnist.npz`` and ``cifar10.npz``)."""
-    with np.load(path, allow_pickle=False) as arrays:
-        keys = (f"x_{part}", f"y_{part}")
-        if not set(keys) <= set(arrays.files):
-            raise InputError(f"{str(path)!r} has arrays {arrays.files}; expected {list(keys)}")
-        return arrays[keys[0]], arrays[keys[1]]
+    arrays = read_arrays(path, "data file")
+    if not isinstance(arrays, dict):
+        raise InputError(f"{str(path)!r} holds one array; expected an .npz archive")
+    keys = (f"x_{part}", f"y_{part}")
+    if not set(keys) <= set(arrays):
+        raise InputError(f"{str(path)!r} has arrays {sorted(arrays)}; expected {list(keys)}")
+    return arrays[keys[0]], arrays[keys[1]]
 
 
 def find_file(dirs: list[Path], names: list[str]) -> Path | None:

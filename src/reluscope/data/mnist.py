@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from reluscope.data.dataset import Dataset
 from reluscope.data.files import as_dataset, data_root, find_file, read_npz_part
 from reluscope.data.options import choice, flag
 from reluscope.errors import InputError
+from reluscope.io import check_readable_file
 
 # IDX type codes (third byte of the magic number) -> big-endian numpy dtypes.
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -28,10 +30,16 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 
     Layout: two zero bytes, a type code, the number of dimensions k, k big-endian uint32
     sizes, then the values in big-endian row-major order."""
-    path = Path(path)
+    path = check_readable_file(path, "IDX file")
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise InputError(
+                f"IDX file {str(path)!r} is a damaged or truncated gzip file ({exc}); expected "
+                "a complete copy"
+            ) from None
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in IDX_DTYPES:
         raise InputError(f"{str(path)!r} is not an IDX file (bad magic number {raw[:4]!r})")
     ndim, dtype = raw[3], np.dtype(IDX_DTYPES[raw[2]])

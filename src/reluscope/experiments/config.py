@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from reluscope.errors import InputError, renamed_key_hints
+from reluscope.errors import InputError, renamed_key_hints, validation_summary
 from reluscope.train.config import TrainConfig
 from reluscope.values import merge, nest
 
@@ -22,7 +22,9 @@ class ExperimentConfig(BaseModel):
     holds the values that the paper scale changes. Unknown keys and out-of-range values are
     refused."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False
+    )
 
     PAPER: ClassVar[dict[str, Any]] = {}
 
@@ -56,11 +58,7 @@ class ExperimentConfig(BaseModel):
         try:
             return cls(**values)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
-                for err in exc.errors()
-            )
-            raise InputError(f"invalid {cls.__name__}: {problems}") from None
+            raise InputError(f"invalid {cls.__name__}: {validation_summary(exc)}") from None
 
     @classmethod
     def config_keys(cls) -> list[str]:

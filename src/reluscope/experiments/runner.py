@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,26 +14,32 @@ from typing import Any
 from matplotlib.figure import Figure as MplFigure
 from rich.console import Console
 
+from reluscope.devices import resolve_device
 from reluscope.errors import InputError
 from reluscope.experiments.config import ExperimentConfig
 from reluscope.experiments.outcome import Figure, Outcome
 from reluscope.experiments.registry import Experiment, get_experiment
 from reluscope.figures import REPORT_DPI, save_png
-from reluscope.io import atomic_write
+from reluscope.io import atomic_write, read_json
+from reluscope.rundir import STAMP, claim_directory, locked, make_directory
 
 
 @dataclass(frozen=True)
 class RunContext:
     """What an experiment's ``run`` gets besides its config: where to write (``run_dir``), the
-    scale, whether to show progress, and the console to print on."""
+    scale, whether to show progress, and the console to print on. ``on_write`` is called
+    before the run directory is first written through :meth:`path`, :meth:`subdir` or
+    :meth:`figure` (the runner writes the config stamp then)."""
 
     run_dir: Path
     scale: str
     progress: bool = True
     console: Console | None = None
+    on_write: Callable[[], None] | None = None
 
     def path(self, name: str) -> Path:
         """A file inside the run directory (for figures and other outputs)."""
+        self._writing()
         return self.run_dir / name
 
     def say(self, text: str) -> None:
@@ -48,9 +55,13 @@ class RunContext:
 
     def subdir(self, name: str) -> Path:
         """A sub-directory of the run directory (e.g. one training run's checkpoints), created."""
-        path = self.run_dir / name
+        path = self.path(name)
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def _writing(self) -> None:
+        if self.on_write is not None:
+            self.on_write()
 
 
 @dataclass(frozen=True)
@@ -69,36 +80,54 @@ class RunSummary:
 
 def check_device(device: str) -> None:
     """InputError when ``device`` is not available on this machine."""
-    import torch
-
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} asked for, but CUDA is not available here")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise InputError("device 'mps' asked for, but MPS is not available here")
+    resolve_device(device)
 
 
 def prepare_run_dir(run_dir: Path, config: dict[str, Any], name: str) -> bool:
-    """Create ``run_dir`` and record ``config`` in it. True when the directory already holds a
-    finished run of this config. A directory of another experiment or config is an InputError."""
+    """True when ``run_dir`` holds a finished run of experiment ``name`` with ``config`` whose
+    outcome can be read back. Writes nothing: the stamp is written when a run starts
+    (:func:`write_stamp`). A stamp of another experiment or config is an InputError naming the
+    keys that differ; a damaged stamp is an InputError naming the file; a damaged or missing
+    outcome means "not finished" (the run is computed again, resuming from checkpoints)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"run directory {run_dir} is a file; expected a directory")
+    config_file = run_dir / STAMP
+    if not config_file.exists() and not config_file.is_symlink():
+        return False
+    advice = "delete it, or choose another output directory"
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create run directory {run_dir}: {exc}") from exc
-    if not os.access(run_dir, os.W_OK):
-        raise InputError(f"run directory {run_dir} is not writable")
-    config_file = run_dir / "config.json"
+        earlier = read_json(config_file, "run config stamp")
+    except InputError as exc:
+        raise InputError(f"{exc}: {advice}") from None
     stamp = {"experiment": name, "config": config}
-    if config_file.exists():
-        earlier = json.loads(config_file.read_text())
-        if earlier != stamp:
-            diff = _differences(earlier.get("config", {}), config)
-            raise InputError(
-                f"{run_dir} holds a run of {earlier.get('experiment')!r} with another config "
-                f"({diff}); resume it with the same settings, or choose another output directory"
-            )
-        return (run_dir / "outcome.json").exists()
-    atomic_write(config_file, lambda t: t.write_text(json.dumps(stamp, indent=2)))
-    return False
+    if not isinstance(earlier, dict) or not isinstance(earlier.get("config", {}), dict):
+        raise InputError(
+            f"run config stamp {str(config_file)!r} is damaged (not an experiment and its "
+            f"config): {advice}"
+        )
+    if earlier != stamp:
+        diff = _differences(earlier.get("config", {}), config)
+        raise InputError(
+            f"{run_dir} holds a run of {earlier.get('experiment')!r} with another config "
+            f"({diff}); resume it with the same settings, or choose another output directory"
+        )
+    return load_outcome(run_dir) is not None
+
+
+def load_outcome(run_dir: Path) -> tuple[Outcome, dict[str, Any]] | None:
+    """The outcome saved in ``run_dir``, or None when it is missing or damaged (a truncated
+    file, a directory in place of a file): such a run counts as not finished."""
+    try:
+        return Outcome.load(run_dir)
+    except Exception:  # JSONDecodeError, ArrowInvalid, IsADirectoryError, missing keys, ...
+        return None
+
+
+def write_stamp(run_dir: Path, config: dict[str, Any], name: str) -> None:
+    """Create ``run_dir`` and record experiment ``name`` and ``config`` in its stamp."""
+    make_directory(run_dir)
+    stamp = {"experiment": name, "config": config}
+    atomic_write(run_dir / STAMP, lambda t: t.write_text(json.dumps(stamp, indent=2)))
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -116,29 +145,47 @@ def run_experiment(
     run_dir: str | os.PathLike | None = None,
     *,
     rerun: bool = False,
+    force: bool = False,
     progress: bool = True,
     console: Console | None = None,
 ) -> RunSummary:
     """Run ``experiment`` (an Experiment, or its name as for ``get_experiment``) at ``scale``
-    with config ``overrides`` into ``run_dir`` (default ``runs/NAME``). A finished run of the same config there is read back instead of
-    recomputed unless ``rerun``; an interrupted one resumes from its checkpoints."""
+    with config ``overrides`` into ``run_dir`` (default ``runs/NAME``). A finished run of the
+    same config there is read back instead of recomputed unless ``rerun``; an interrupted one
+    resumes from its checkpoints. A non-empty ``run_dir`` that reluscope did not write is
+    refused unless ``force``. The directory is locked while the run writes it, and its config
+    stamp is written once the run starts writing (a run that fails before that leaves none)."""
     if not isinstance(experiment, Experiment):
         experiment = get_experiment(experiment)
     name = experiment.name
     config = experiment.config.build(scale, overrides)
     check_device(config.device)
-    run_dir = Path(run_dir) if run_dir is not None else Path("runs") / name
-    finished = prepare_run_dir(run_dir, config.to_json(), name)
-    if finished and not rerun:
-        outcome, extra = Outcome.load(run_dir)
-        return RunSummary(
-            experiment, config, outcome, run_dir, extra.get("elapsed_s", 0.0), scale, True
-        )
-    start = time.perf_counter()
-    outcome = experiment.run(config, RunContext(run_dir, scale, progress, console))
-    elapsed = time.perf_counter() - start
-    outcome.save(
-        run_dir,
-        {"experiment": name, "scale": scale, "config": config.to_json(), "elapsed_s": elapsed},
+    run_dir = claim_directory(
+        Path(run_dir) if run_dir is not None else Path("runs") / name, force, "run directory"
     )
+    stamp = config.to_json()
+    finished = prepare_run_dir(run_dir, stamp, name)
+    with locked(run_dir):
+        if finished and not rerun:
+            saved = load_outcome(run_dir)
+            if saved is not None:
+                outcome, extra = saved
+                return RunSummary(
+                    experiment, config, outcome, run_dir, extra.get("elapsed_s", 0.0), scale, True
+                )
+        stamped: list[bool] = []
+
+        def start_writing() -> None:
+            if not stamped:
+                write_stamp(run_dir, stamp, name)
+                stamped.append(True)
+
+        start = time.perf_counter()
+        context = RunContext(run_dir, scale, progress, console, start_writing)
+        outcome = experiment.run(config, context)
+        elapsed = time.perf_counter() - start
+        start_writing()
+        outcome.save(
+            run_dir, {"experiment": name, "scale": scale, "config": stamp, "elapsed_s": elapsed}
+        )
     return RunSummary(experiment, config, outcome, run_dir, elapsed, scale, False)

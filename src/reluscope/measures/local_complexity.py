@@ -48,6 +48,7 @@ from reluscope.measures.gradnorms import (
 from reluscope.measures.lipschitz import neuron_gradient_bounds
 from reluscope.measures.meter import Meter
 from reluscope.measures.results import MeasureResult
+from reluscope.memory import check_fits
 from reluscope.nets.pwl import PWLNet
 from reluscope.validation import check_bool, check_choice, check_int, check_number
 
@@ -113,6 +114,13 @@ class LocalComplexityMeter(Meter):
         self.seed = check_int("seed", seed, minimum=0)
         self.preset = preset
         super().__init__(model, batch_size=batch_size, **options)
+        if self.method == "sketch":  # one point's probe tangents must fit, whatever the chunking
+            widest = max([self.net.input_dim] + [math.prod(n.shape) for n in self.net.nodes])
+            check_fits(
+                self.probes * (self.net.input_dim + 3 * widest) * self.net.dtype.itemsize,
+                f"the sketch with probes={self.probes}",
+                "use fewer probes",
+            )
         self._row_bounds: dict[str, Tensor] | None = None
         self._exact_norms = ExactGradientNorms(self.net)
         self.reset()

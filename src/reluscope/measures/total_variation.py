@@ -36,6 +36,7 @@ from reluscope.measures.batches import net_for
 from reluscope.measures.lipschitz import lipschitz_from_sites
 from reluscope.measures.meter import Meter
 from reluscope.measures.results import MeasureResult
+from reluscope.nets.checks import check_finite_outputs
 from reluscope.nets.pwl import INPUT, PWLNet, Site
 from reluscope.validation import check_bool, check_number
 
@@ -134,6 +135,7 @@ class TotalVariationMeter(Meter):
     def _point_values(self, x: Tensor) -> dict[str, Tensor]:
         names = self.site_names
         p = self.net.jacobian_pass(x, names, output=True)
+        check_finite_outputs(p.output)
         out = {NAME: output_gradient_norm(self.output, p.output, p.output_jacobian)}
         for name in names:
             out[name] = torch.linalg.matrix_norm(p.site_jacobians[name])

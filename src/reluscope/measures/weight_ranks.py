@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from reluscope.errors import InputError, UnsupportedLayerError
 from reluscope.measures.conv_operator import ConvOperator
+from reluscope.nets.checks import check_module, check_tensors
 from reluscope.nets.ops import ConvOp, LinearOp
 from reluscope.nets.pwl import INPUT, PWLNet
 from reluscope.nets.trace import as_pwlnet
@@ -403,6 +404,7 @@ def weight_ranks(
             )
         layers = _net_layers(model)
     elif isinstance(model, nn.Module):
+        check_module(model, compute_dtype=False)  # SVDs below run in float64
         layers = _module_layers(model, shape)
     else:
         raise invalid("model", "a torch.nn.Module or a PWLNet", type(model).__name__)
@@ -410,6 +412,7 @@ def weight_ranks(
     out: list[LayerStats] = []
     for layer in layers:
         weight = layer.op.weight
+        check_tensors([(f"{layer.path}.weight", weight)], "model", compute_dtype=False)
         eps = torch.finfo(weight.dtype).eps
         has_bias = layer.op.bias is not None
         if isinstance(layer.op, LinearOp):

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from reluscope.errors import InputError
+from reluscope.nets.checks import check_real_inputs
 from reluscope.nets.ops import ActivationOp, Op
 
 INPUT = "input"
@@ -173,6 +174,7 @@ class PWLNet:
         """Validate a batch of inputs and cast it to the network's dtype and device."""
         if not isinstance(x, Tensor):
             x = torch.as_tensor(x)
+        check_real_inputs(x)
         if tuple(x.shape[1:]) != self.input_shape:
             raise InputError(
                 f"inputs of shape {tuple(x.shape)} do not fit the network: expected "

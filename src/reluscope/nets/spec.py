@@ -25,6 +25,9 @@ import torch
 from torch import nn
 
 from reluscope.errors import InputError, renamed_key_hints
+from reluscope.io import load_tensors
+from reluscope.memory import check_fits
+from reluscope.nets.checks import check_module, check_tensors
 from reluscope.nets.zoo import ZOO
 from reluscope.values import parse_options
 
@@ -134,17 +137,9 @@ def _state_dict_from(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 def load_weights(model: nn.Module, weights: str | os.PathLike[str]) -> None:
     """Load a state dict from ``weights`` into ``model`` (strictly), with actionable errors."""
     path = Path(weights)
-    if not path.is_file():
-        raise InputError(f"weights file {str(path)!r} does not exist; expected a saved state dict")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InputError(
-            f"cannot read weights file {str(path)!r} ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); expected a file written by "
-            "torch.save(model.state_dict(), path)"
-        ) from exc
+    obj = load_tensors(path, "weights file")
     state = _state_dict_from(obj, path)
+    check_tensors(state.items(), f"weights file {str(path)!r}", compute_dtype=False)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -163,6 +158,22 @@ def load_weights(model: nn.Module, weights: str | os.PathLike[str]) -> None:
             details.append(f"shape mismatches [{'; '.join(mismatched)}]")
         raise InputError(f"weights file {str(path)!r} does not fit the model: {', '.join(details)}")
     model.load_state_dict(state, strict=True)
+
+
+def _check_size(factory: Callable[..., nn.Module], kwargs: dict[str, Any], spec: str) -> None:
+    """Refuse a zoo model whose parameters alone would not fit in memory, before building it
+    (counted on the meta device, where tensors have shapes but no storage)."""
+    try:
+        with torch.device("meta"), torch.random.fork_rng(devices=[]):
+            shapes = factory(**kwargs)
+    except Exception:  # bad options are reported when the model is built for real
+        return
+    count = sum(p.numel() for p in shapes.parameters())
+    check_fits(
+        count * torch.get_default_dtype().itemsize,
+        f"model {spec!r} ({count:,} parameters)",
+        "choose smaller widths",
+    )
 
 
 def _zoo_input_shape(name: str, kwargs: dict[str, Any], fn: Callable[..., Any]) -> tuple[int, ...]:
@@ -190,6 +201,8 @@ def load_model(
     params = inspect.signature(factory).parameters
     if "seed" in params and "seed" not in kwargs:
         kwargs["seed"] = seed
+    if is_zoo:
+        _check_size(factory, kwargs, spec)
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -198,12 +211,18 @@ def load_model(
         raise
     except (TypeError, ValueError) as exc:
         raise InputError(f"cannot build model {spec!r} with {kwargs}: {exc}") from exc
+    except Exception as exc:  # the factory is the user's code
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise InputError(
+            f"factory {name!r} of model spec {spec!r} failed: {type(exc).__name__}: {first}"
+        ) from exc
     if not isinstance(model, nn.Module):
         raise InputError(
             f"factory {name!r} returned {type(model).__name__}; expected a torch.nn.Module"
         )
     if weights is not None:
         load_weights(model, weights)
+    check_module(model, f"model {spec!r}")
     model.eval()
     shape = _zoo_input_shape(name, kwargs, factory) if is_zoo else None
     return model, shape

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch.fx.passes.shape_prop import ShapeProp
 
 from reluscope.errors import InputError, UnsupportedLayerError
+from reluscope.nets.checks import check_module
 from reluscope.nets.ops import (
     ActivationOp,
     AddOp,
@@ -45,11 +46,11 @@ def trace(model: nn.Module, input_shape: Sequence[int], check: bool = True) -> P
     """The piecewise-linear view of ``model`` for inputs of shape ``(batch, *input_shape)``.
 
     Raises UnsupportedLayerError for anything that is not piecewise-linear or not supported, and
-    InputError when ``input_shape`` does not fit the model. With ``check`` the traced network's
+    InputError when ``input_shape`` does not fit the model or a parameter or buffer is not a
+    finite float32/float64 tensor in memory (:func:`reluscope.nets.checks.check_module`). With ``check`` the traced network's
     output is compared with the module's own on random inputs.
     """
-    if not isinstance(model, nn.Module):
-        raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    check_module(model)
     input_shape = _check_shape(input_shape)
     root = model
     if fx.Tracer().is_leaf_module(model, ""):
@@ -137,6 +138,11 @@ def _check_equal(model: nn.Module, net: PWLNet, x: torch.Tensor) -> None:
     with torch.no_grad():
         expected = model(x)
         got = net(x)
+    if not bool(torch.isfinite(expected).all()):
+        raise InputError(
+            f"{type(model).__name__} returns NaN or inf on random inputs of shape "
+            f"{tuple(x.shape[1:])}; expected finite outputs (do its weights overflow?)"
+        )
     scale = expected.abs().max().item() + 1.0
     tol = 1e-4 if x.dtype != torch.float64 else 1e-9
     if expected.shape != got.shape or (expected - got).abs().max().item() > tol * scale:

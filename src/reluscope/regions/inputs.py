@@ -13,8 +13,10 @@ import torch.nn as nn
 from torch import Tensor
 
 from reluscope.errors import InputError
+from reluscope.nets.checks import check_net, check_real_inputs
 from reluscope.nets.pwl import PWLNet
 from reluscope.nets.trace import as_pwlnet
+from reluscope.validation import check_float_dtype
 
 
 def point_tensor(value, name: str) -> Tensor:
@@ -28,7 +30,7 @@ def point_tensor(value, name: str) -> Tensor:
             f"{name} must be a tensor or a sequence of numbers, got {value!r}"
         ) from exc
     if not t.is_floating_point():
-        t = t.to(torch.float64)
+        t = check_real_inputs(t, name).to(torch.float64)
     if t.numel() == 0:
         raise InputError(f"{name} is empty; expected the network's input shape")
     if not torch.isfinite(t).all():
@@ -48,6 +50,7 @@ def prepare_net(
     The input shape is ``input_shape``, else that of a given PWLNet, else inferred from an
     ``example`` point (a tensor in the input's shape) or from a first Linear layer.
     """
+    check_float_dtype("dtype", dtype, allow_none=False)
     inferred = False
     if input_shape is None and not isinstance(model, PWLNet) and example is not None:
         ex = torch.as_tensor(example)
@@ -72,17 +75,8 @@ def prepare_net(
 
 
 def check_finite_net(net: PWLNet) -> None:
-    """Raise InputError when a parameter of ``net`` is NaN or inf, naming the node."""
-    for node in net.nodes:
-        for key, val in vars(node.op).items():
-            if (
-                isinstance(val, Tensor)
-                and val.is_floating_point()
-                and not torch.isfinite(val).all()
-            ):
-                raise InputError(
-                    f"the {key} of layer '{node.path}' contains NaN or inf; expected finite weights"
-                )
+    """Raise InputError when a parameter of ``net`` is NaN or inf, naming the layer."""
+    check_net(net)
 
 
 def check_extent(extent: Sequence[float], size: int) -> tuple[float, ...]:

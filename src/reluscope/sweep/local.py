@@ -10,6 +10,7 @@ import os
 from collections.abc import Generator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
+from reluscope.sweep.lifeline import die_with_parent
 from reluscope.sweep.task import RunTask, TaskResult, available_cores, execute, lost
 
 # Keep freed large buffers mapped in worker processes: with glibc's defaults, arrays above a few
@@ -21,14 +22,17 @@ WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "67108864", "MALLOC_TRIM_THRESHOLD_":
 def run_local(tasks: list[RunTask], workers: int) -> Generator[TaskResult, None, None]:
     """Run ``tasks`` in ``workers`` spawned processes (each with ``cores // workers`` torch
     threads), yielding each result as soon as its run ends. Stopping early (Ctrl-C) stops the
-    workers at once; their runs resume from their checkpoints when the sweep is run again."""
+    workers at once; their runs resume from their checkpoints when the sweep is run again. The
+    workers end with this process, even when it is killed with SIGKILL."""
     if not tasks:
         return
     threads = max(1, available_cores() // workers)
     for name, value in WORKER_MALLOC.items():  # read by glibc when a worker starts
         os.environ.setdefault(name, value)
     context = multiprocessing.get_context("spawn")
-    executor = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context)
+    executor = ProcessPoolExecutor(
+        max_workers=min(workers, len(tasks)), mp_context=context, initializer=die_with_parent
+    )
     finished = False
     try:
         futures = {executor.submit(execute, task, threads): task for task in tasks}

@@ -18,6 +18,7 @@ from reluscope.experiments.config import ExperimentConfig
 from reluscope.experiments.outcome import Outcome
 from reluscope.experiments.registry import Experiment, get_experiment
 from reluscope.experiments.runner import prepare_run_dir
+from reluscope.rundir import claim_directory, make_directory, mark_collection
 from reluscope.sweep.grid import SweepPoint, expand_grid
 from reluscope.sweep.result import FAILED, RAN, REUSED, SweepResult, SweepRun
 from reluscope.sweep.task import RunTask, TaskResult
@@ -39,6 +40,7 @@ def run_sweep(
     *,
     progress: bool = True,
     console: Console | None = None,
+    force: bool = False,
 ) -> SweepResult:
     """Run ``experiment`` (an Experiment, a registered name or ``package.module:ATTRIBUTE``,
     importable by the workers) once per combination of the ``grid`` values and seed
@@ -50,7 +52,8 @@ def run_sweep(
     config are read back, not run again. ``backend="local"`` runs ``workers`` processes here;
     ``backend="ray"`` runs Ray tasks on the cluster at ``address`` or on a local Ray instance of
     ``workers`` CPUs. A failed run is reported in the result (with its error) and does not stop
-    the others."""
+    the others. A non-empty ``out_dir/NAME`` that reluscope did not write is refused unless
+    ``force``."""
     if backend not in BACKENDS:
         raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -72,7 +75,9 @@ def run_sweep(
         from reluscope.sweep.ray_backend import import_ray
 
         import_ray()
-    directory = Path(out_dir) / experiment.name
+    directory = claim_directory(Path(out_dir) / experiment.name, force, collection=True)
+    make_directory(directory, "sweep directory")
+    mark_collection(directory)
     runs: dict[str, SweepRun] = {}
     tasks: list[RunTask] = []
     for point, config in zip(points, configs, strict=True):
@@ -84,7 +89,7 @@ def run_sweep(
             )
         else:
             gpus = 1 if config.device.startswith("cuda") else 0
-            task = RunTask(target, scale, point.overrides, str(run_dir), point.run_id, gpus)
+            task = RunTask(target, scale, point.overrides, str(run_dir), point.run_id, gpus, force)
             tasks.append(task)
     results = _results(tasks, backend, workers, address)
     with (

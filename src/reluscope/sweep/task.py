@@ -6,6 +6,7 @@ Internal to reluscope.sweep: not part of the public API.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import traceback
@@ -23,7 +24,7 @@ ERROR_FILE = "error.txt"
 class RunTask:
     """One run for a worker: the experiment (an Experiment, a registered name or
     ``package.module:ATTRIBUTE``), its scale and config overrides, its run directory, its run
-    id, and the GPUs it needs."""
+    id, the GPUs it needs, and whether a run directory reluscope did not write may be used."""
 
     experiment: str | Experiment
     scale: str
@@ -31,6 +32,7 @@ class RunTask:
     run_dir: str
     run_id: str
     gpus: int = 0
+    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,16 +58,23 @@ def execute(task: RunTask, threads: int) -> TaskResult:
 
     torch.set_num_threads(threads)
     error_file = Path(task.run_dir) / ERROR_FILE
-    error_file.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # the run directory may not exist yet
+        error_file.unlink(missing_ok=True)
     start = time.perf_counter()
     try:
         summary = run_experiment(
-            task.experiment, task.scale, task.overrides, task.run_dir, progress=False
+            task.experiment,
+            task.scale,
+            task.overrides,
+            task.run_dir,
+            force=task.force,
+            progress=False,
         )
     except Exception as exc:
         trace = traceback.format_exc()
         if os.access(task.run_dir, os.W_OK):  # absent when the run failed before creating it
-            error_file.write_text(trace)
+            with contextlib.suppress(OSError):
+                error_file.write_text(trace)
         message = f"{type(exc).__name__}: {exc}"
         return TaskResult(
             task.run_id, None, time.perf_counter() - start, error=message, traceback=trace

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from reluscope.errors import InputError
-from reluscope.io import atomic_write
+from reluscope.io import atomic_write, load_tensors
 from reluscope.train.config import TrainConfig
 
 FORMAT = 1
@@ -36,11 +36,9 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
 def load_checkpoint(path: str | os.PathLike, device: torch.device) -> dict[str, Any]:
     """The checkpoint at ``path``, its tensors mapped to ``device``; InputError if unreadable."""
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # a truncated file, foreign pickles, ...
-        raise InputError(
-            f"cannot read the checkpoint {path}: {exc}. Delete it to start the run over."
-        ) from exc
+        state = load_tensors(path, "the checkpoint", map_location=device)
+    except InputError as exc:  # a truncated file, foreign pickles, ...
+        raise InputError(f"{exc}. Delete it to start the run over.") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise InputError(f"{path} is not a reluscope training checkpoint (format {FORMAT})")
     return state

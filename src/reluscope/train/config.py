@@ -12,7 +12,7 @@ from reluscope.errors import renamed_key_hints
 class TrainConfig(BaseModel):
     """How a model is trained. Steps count optimiser updates; the learning rate is per step."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     steps: int = Field(1000, ge=1, description="optimiser steps")
     batch_size: int = Field(64, ge=1, description="examples per step (capped at the data size)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -17,7 +18,9 @@ import torch.nn as nn
 
 from reluscope import losses
 from reluscope.data import Dataset
-from reluscope.errors import InputError, ReluscopeError, TrainingDiverged
+from reluscope.devices import resolve_device
+from reluscope.errors import InputError, ReluscopeError, TrainingDiverged, validation_summary
+from reluscope.rundir import locked
 from reluscope.train.batches import BatchSampler
 from reluscope.train.callbacks import Callback, check_callbacks
 from reluscope.train.checkpoint import (
@@ -81,7 +84,7 @@ class Trainer:
         callbacks: Iterable[Callback] = (),
     ) -> None:
         self.config = cfg = _as_config(config)
-        self.device, self.dtype = _device(cfg.device), getattr(torch, cfg.dtype)
+        self.device, self.dtype = resolve_device(cfg.device), getattr(torch, cfg.dtype)
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module; got {type(model).__name__}")
         train = as_dataset(train, "the training set")
@@ -132,17 +135,23 @@ class Trainer:
         checkpoint of this config); returns the records. The model is left in eval mode.
 
         Raises InputError when the run_dir's checkpoint has another config or probes, and
+        when another process is writing the run_dir (it is locked while fit runs);
         :class:`~reluscope.errors.TrainingDiverged` when the loss becomes NaN or infinite (the
-        records so far are saved first). On KeyboardInterrupt, a checkpoint of the last
-        finished step is written before the exception propagates."""
-        if not self._loaded:
-            self._resume()
-            self._loaded = True
-        self.stopped = False
-        for callback in self.callbacks:
-            callback.on_train_start(self)
-        if self.step < self.config.steps or not self._probed:
-            self._run()
+        records so far are saved first). A resume rewrites the records from the checkpoint
+        when the records file is missing or older than it (a process killed between the two).
+        On KeyboardInterrupt, a checkpoint of the last finished step is written before the
+        exception propagates."""
+        with contextlib.ExitStack() as stack:
+            if self.run_dir is not None:  # one process writes a run_dir at a time
+                stack.enter_context(locked(self.run_dir, "run_dir"))
+            if not self._loaded:
+                self._resume()
+                self._loaded = True
+            self.stopped = False
+            for callback in self.callbacks:
+                callback.on_train_start(self)
+            if self.step < self.config.steps or not self._probed:
+                self._run()
         self.model.eval()
         for callback in self.callbacks:
             callback.on_train_end(self)
@@ -281,6 +290,9 @@ class Trainer:
         self._rng = {k: v.cpu() for k, v in state["rng"].items()}
         self.runner.records = list(state["records"])
         self._saved_step = self.step
+        records = self.run_dir / RECORDS
+        if not records.is_file() or records.stat().st_mtime_ns < path.stat().st_mtime_ns:
+            self.runner.save(records)  # killed between the checkpoint and the records
 
     def _rng_state(self) -> dict[str, torch.Tensor]:
         state = {"cpu": torch.get_rng_state()}
@@ -309,17 +321,7 @@ def _as_config(config: TrainConfig | dict[str, Any]) -> TrainConfig:
     try:
         return TrainConfig(**config)
     except pydantic.ValidationError as exc:
-        raise InputError(f"invalid training config: {exc}") from None
-
-
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise InputError(f"unknown device {name!r}: {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {name!r} was asked for, but CUDA is not available; use 'cpu'")
-    return device
+        raise InputError(f"invalid training config: {validation_summary(exc)}") from None
 
 
 def _check_data(train: Dataset, test: Dataset | None) -> None:
