@@ -89,14 +89,16 @@ def decide(
     passed = len(holding) >= required
     failing = [c for c in checks if not c.holds]
     pool = failing or checks
-    worst = min(pool, key=lambda c: (math.inf if math.isnan(c.margin) else c.margin))
+    worst = min(pool, key=lambda c: math.inf if math.isnan(c.margin) else c.margin)
     if total == 1:
         measured = checks[0].measured
     else:
         measured = "; ".join(f"seed {c.seed}: {c.measured}" for c in checks)
     explanation = ""
     if not passed:
-        reason = worst.why or _nan_reason(worst) or f"the numbers miss the threshold ({worst.measured})"
+        reason = (
+            worst.why or _nan_reason(worst) or f"the numbers miss the threshold ({worst.measured})"
+        )
         explanation = (
             f"{len(failing)} of {total} seeds miss it; worst (seed {worst.seed}): {reason}"
             if total > 1
@@ -122,7 +124,9 @@ def _nan_reason(c: Check) -> str:
     return ""
 
 
-def sanity(claim: str, passed: bool, measured: str, *, source: str, url: str, threshold: str) -> Prediction:
+def sanity(
+    claim: str, passed: bool, measured: str, *, source: str, url: str, threshold: str
+) -> Prediction:
     """A closed-form identity or constant that training cannot change, for
     ``Outcome.sanity_checks`` (decided once, shown apart from the predictions)."""
     return Prediction(

@@ -184,7 +184,9 @@ def _numbers(
     return numbers
 
 
-def _predictions(per_seed: list[dict[str, float]], depth: int, seeds: list[int]) -> list[Prediction]:
+def _predictions(
+    per_seed: list[dict[str, float]], depth: int, seeds: list[int]
+) -> list[Prediction]:
     layers = list(_layers(depth))
     middle = layers[1:]
     checks: dict[str, list[verdict.Check]] = {k: [] for k in ("linear", "plateau", "low", "end")}
@@ -246,15 +248,17 @@ def _predictions(per_seed: list[dict[str, float]], depth: int, seeds: list[int])
                 first,
                 margin=min(RANK_ONE - third, RANK_ONE - first),
                 why=f"{at}: sigma_3/sigma_1 {third:.3f}, first layer sigma_2/sigma_1 {first:.3f}"
-                + ("" if in_band and two_paths else ", and the longer plateau or the two paths "
-                   "are missing"),
+                + (
+                    ""
+                    if in_band and two_paths
+                    else ", and the longer plateau or the two paths are missing"
+                ),
             )
         )
         checks["end"].append(
             verdict.check(
                 final < BELOW * floor and spread > SPREAD,
-                f"final loss {final / floor:.3f} x floor, first-layer sigma_2/sigma_1 "
-                f"{spread:.3f}",
+                f"final loss {final / floor:.3f} x floor, first-layer sigma_2/sigma_1 {spread:.3f}",
                 final,
                 spread,
                 margin=min(BELOW - final / floor, spread - SPREAD),

@@ -79,8 +79,8 @@ class EquivalenceConfig(TeacherConfig):
     steps: Steps = 3000
     substeps: int = Field(
         5,
-        ge=1, description="near gradient flow: steps of lr/substeps per step (closed-form "
-        "comparison)"
+        ge=1,
+        description="near gradient flow: steps of lr/substeps per step (closed-form comparison)",
     )
     augment: bool = Field(True, description="symmetric data: every input with its negative")
 
@@ -268,9 +268,10 @@ def _predictions(results: list[dict[str, Any]], seeds: list[int]) -> list[Predic
         )
 
     def ratio(runs, floor, numbers):
-        measured, theory = numbers["relu_to_linear_half_way"], numbers[
-            "relu_to_linear_half_way_closed_form"
-        ]
+        measured, theory = (
+            numbers["relu_to_linear_half_way"],
+            numbers["relu_to_linear_half_way_closed_form"],
+        )
         gap = abs(measured / theory - 1)
         return verdict.check(
             gap <= RATIO_TOLERANCE,
@@ -355,8 +356,7 @@ def _predictions(results: list[dict[str, Any]], seeds: list[int]) -> list[Predic
         verdict.decide(
             f"Every slope ends at the linear-regression floor, to < {FLOOR_TOLERANCE:g}",
             per_seed(floor_reached),
-            source="Sec. 3 (two-layer bias-free nets learn only the linear part on symmetric "
-            "data)",
+            source="Sec. 3 (two-layer bias-free nets learn only the linear part on symmetric data)",
             url=url,
             threshold="1e-4 in loss units: the even part's slow decay leaves about 1e-5",
             seeds=seeds,
