@@ -143,17 +143,24 @@ class LocalComplexityMeter:
 
     def update(self, batch) -> None:
         """Add a batch: a tensor (batch, *input_shape), a tuple/list (inputs first) or a dict."""
+        samples = self.per_point(batch)
+        if len(samples):
+            self._merge(samples)
+
+    def per_point(self, batch) -> Tensor:
+        """Each point's estimate, its noise draws averaged: (points, 1 + layers), the total
+        first, then each layer's contribution (1 / input unit, on the CPU). Draws noise from
+        the meter's stream (``reset`` reseeds it) but adds nothing to the running estimate."""
         if not isinstance(batch, (Tensor, tuple, list, Mapping)):
             batch = torch.as_tensor(batch)
         x = self.net.check_input(take_inputs(batch, self.input_key))
         if len(x) == 0:
-            return
+            return torch.zeros(0, 1 + len(self.layers), dtype=torch.float64)
         with torch.no_grad():
             per_row = self._rows(x)
         # average the noise draws of each point: the points are the independent samples
         per_point = per_row.reshape(self.noise_draws, len(x), -1).mean(dim=0)
-        samples = torch.cat([per_point.sum(dim=1, keepdim=True), per_point], dim=1).cpu()
-        self._merge(samples)
+        return torch.cat([per_point.sum(dim=1, keepdim=True), per_point], dim=1).cpu()
 
     def compute(self) -> MeasureResult:
         """The estimate over every point seen so far."""
