@@ -5,6 +5,7 @@ by all points) give the 2P vertices x +- r v_p of a cross-polytope of radius r (
 radius r in the P-dimensional affine span), plus x itself with ``include_center``. A neuron
 crosses the neighbourhood when the sign of its pre-activation (-1, 0 or +1) is not the same at
 every vertex. The count is a number of neurons (per point); the result is its mean over the data.
+With ``include_output`` the output neurons count too (as Humayun et al. do).
 
 For the first site it is exact: a hyperplane w.y + b = 0 meets the closed cross-polytope, without
 containing it, iff the signs at the vertices differ, and the count grows with r. For deeper sites
@@ -25,6 +26,8 @@ from reluscope.measures.results import MeasureResult
 from reluscope.nets.pwl import PWLNet
 
 NAME = "neighborhood"
+#: The per-layer name of the output layer's neurons (with ``include_output``).
+OUTPUT = "output"
 
 
 def orthonormal_frame(
@@ -70,10 +73,14 @@ class NeighborhoodMeter(Meter):
         seed: int = 0,
         include_center: bool = False,
         *,
+        include_output: bool = False,
         batch_size: int | None = 64,
         **options,
     ) -> None:
         super().__init__(model, batch_size=batch_size, **options)
+        if not isinstance(include_output, bool):
+            raise InputError(f"include_output must be True or False, got {include_output!r}")
+        self.include_output = include_output
         self.radius = check_nonnegative("radius", radius, positive=True)
         if not isinstance(include_center, bool):
             raise InputError(f"include_center must be True or False, got {include_center!r}")
@@ -86,6 +93,10 @@ class NeighborhoodMeter(Meter):
         frame = orthonormal_frame(self.net.input_dim, self.n_directions, seed, self.net.dtype)
         self.frame = frame.to(self.net.device)
         self._sources = {s.name: self.net.node(s.name).inputs[0] for s in self.sites}
+        self._sizes = {s.name: s.size for s in self.sites}
+        if include_output:
+            self._sources[OUTPUT] = self.net.output
+            self._sizes[OUTPUT] = self.net.output_dim
 
     def _accumulate(self, x: Tensor) -> None:
         b = x.shape[0]
@@ -104,22 +115,23 @@ class NeighborhoodMeter(Meter):
     def compute(self) -> MeasureResult:
         """Mean count over the points so far, per site and in total, with standard errors."""
         n = self._require_points(NAME)
-        per_layer = {s.name: self.stats.mean(s.name) for s in self.sites}
-        extra = {f"fraction.{s.name}": per_layer[s.name] / s.size for s in self.sites}
-        extra["fraction"] = self.stats.mean(NAME) / sum(s.size for s in self.sites)
+        per_layer = {name: self.stats.mean(name) for name in self._sizes}
+        extra = {f"fraction.{name}": per_layer[name] / size for name, size in self._sizes.items()}
+        extra["fraction"] = self.stats.mean(NAME) / sum(self._sizes.values())
         return MeasureResult(
             name=NAME,
             value=self.stats.mean(NAME),
             stderr=self.stats.stderr(NAME),
             per_layer=per_layer,
-            per_layer_stderr={s.name: self.stats.stderr(s.name) for s in self.sites},
+            per_layer_stderr={name: self.stats.stderr(name) for name in self._sizes},
             params=dict(
                 radius=self.radius,
                 n_vertices=self.n_vertices,
                 n_directions=self.n_directions,
                 seed=self.seed,
                 include_center=self.include_center,
-                layers=[s.name for s in self.sites],
+                include_output=self.include_output,
+                layers=list(self._sizes),
                 dtype=str(self.net.dtype),
             ),
             extra=extra,
@@ -154,6 +166,8 @@ def neighborhood_complexity(
     n_vertices: int = 50,
     seed: int = 0,
     include_center: bool = False,
+    *,
+    include_output: bool = False,
     **options,
 ) -> MeasureResult:
     """Mean number of neurons whose boundary crosses the cross-polytope of radius ``radius``
@@ -174,5 +188,7 @@ def neighborhood_complexity(
     per-site fractions of the site's width ("fraction.<site>") and the total fraction
     ("fraction").
     """
-    meter = NeighborhoodMeter(model, radius, n_vertices, seed, include_center, **options)
+    meter = NeighborhoodMeter(
+        model, radius, n_vertices, seed, include_center, include_output=include_output, **options
+    )
     return meter.update_from(data).compute()
