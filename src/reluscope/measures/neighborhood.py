@@ -99,18 +99,27 @@ class NeighborhoodMeter(Meter):
             self._sizes[OUTPUT] = self.net.output_dim
 
     def _accumulate(self, x: Tensor) -> None:
+        counts = self.counts(x)
+        for name, crossed in counts.items():
+            self.stats.add(name, crossed)
+
+    def counts(self, x: Tensor) -> dict[str, Tensor]:
+        """Each point's count of crossing neurons (float64, one value per point of ``x``) per
+        site and in total (key "neighborhood"); adds nothing to the running mean."""
         b = x.shape[0]
         vertices = cross_polytope(x, self.frame, self.radius, self.include_center)
         values = self.net.run(
             vertices.reshape((-1,) + self.net.input_shape), self._sources.values()
         )
         total = torch.zeros(b, dtype=torch.float64, device=x.device)
+        out: dict[str, Tensor] = {}
         for site, src in self._sources.items():
             signs = torch.sign(values[src]).reshape(b, vertices.shape[1], -1)
             crossed = (signs != signs[:, :1]).any(dim=1).sum(dim=1).to(torch.float64)
-            self.stats.add(site, crossed)
+            out[site] = crossed
             total += crossed
-        self.stats.add(NAME, total)
+        out[NAME] = total
+        return out
 
     def compute(self) -> MeasureResult:
         """Mean count over the points so far, per site and in total, with standard errors."""
