@@ -20,7 +20,7 @@ from reluscope.train.probe import RECORD_COLUMNS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = {"steps": 80, "points": 90, "hidden": [16, 12], "probes": 6, "lr": 0.1}
+TINY = {"steps": 80, "points": 90, "hidden": [16, 12], "probes": 6, "lr": 0.1, "seeds": 1}
 
 
 @pytest.fixture(scope="module")
