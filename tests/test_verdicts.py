@@ -198,7 +198,7 @@ CASES = [
     pytest.param(
         "lc-dynamics",
         {},
-        {"weight_decay": 0.0},
+        {"train.weight_decay": 0.0},
         ["LC falls late", "local-rank collapse", "Delayed robustness"],
         id="lc-dynamics-no-weight-decay",
         marks=pytest.mark.slow,
@@ -206,7 +206,7 @@ CASES = [
     pytest.param(
         "weight-decay",
         {},
-        {"lr": 1e-5},
+        {"train.lr": 1e-5},
         ["slope of LC", "roughly linear"],
         id="weight-decay-lr-tiny",
         marks=pytest.mark.slow,
@@ -214,7 +214,7 @@ CASES = [
     pytest.param(
         "neural-collapse",
         {},
-        {"lr": 1e-4},
+        {"train.lr": 1e-4},
         ["NC1 = Tr", "NC4"],
         id="neural-collapse-lr-tiny",
         marks=pytest.mark.slow,

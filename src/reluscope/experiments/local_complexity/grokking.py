@@ -5,7 +5,7 @@ Omnigrok initialisation; spec §3.2-3.3, §5 prediction 15)."""
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,7 @@ from reluscope.experiments import (
 from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
 from reluscope.report.figures import new_figure
-from reluscope.train import log_steps, probes
+from reluscope.train import TrainConfig, log_steps, probes
 
 #: Train accuracy from which the run counts as interpolating.
 INTERPOLATION = 0.99
@@ -35,8 +35,8 @@ MIN_GAIN = 0.2
 
 
 class GrokkingConfig(ExperimentConfig):
-    """Every parameter of the MLP is multiplied by ``init_scale`` (Omnigrok's alpha) and it is
-    trained with AdamW and weight decay. Quick: scikit-learn digits, 3x100, MSE on one-hot
+    """Every parameter of the MLP is multiplied by ``train.param_scale`` (Omnigrok's alpha) and
+    it is trained with AdamW and weight decay. Quick: scikit-learn digits, 3x100, MSE on one-hot
     targets, alpha = 8, weight decay 0.1: the three LC phases appear within 4e4 steps (on
     MNIST-1D with cross-entropy they do not at any radius). Paper: Humayun et al.'s MNIST setup (1000 images, width 200, MSE on one-hot
     targets, AdamW lr 1e-3, weight decay 0.01, batch 200, alpha 8, float64, 1e5 steps)."""
@@ -46,12 +46,12 @@ class GrokkingConfig(ExperimentConfig):
         "n_train": 1000,
         "n_test": 1000,
         "hidden": [200, 200, 200],
-        "loss": "mse",
-        "weight_decay": 0.01,
-        "steps": 100_000,
+        "train.loss": "mse",
+        "train.weight_decay": 0.01,
+        "train.steps": 100_000,
         "n_probes": 50,
         "n_points": 1000,
-        "dtype": "float64",
+        "train.dtype": "float64",
         "seeds": 3,
     }
 
@@ -66,17 +66,22 @@ class GrokkingConfig(ExperimentConfig):
         description="weights ~ N(0, gain^2/fan_in) before alpha; 1/sqrt(3) is the standard "
         "deviation of PyTorch's default Linear init that Omnigrok rescales",
     )
-    init_scale: float = Field(8.0, gt=0, description="alpha: every parameter multiplied by it")
-    loss: Literal["ce", "mse"] = "mse"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.1, ge=0)
-    batch_size: int = Field(200, ge=1)
-    steps: int = Field(40000, ge=10)
+    train: Annotated[TrainConfig, common.min_steps(10)] = Field(
+        TrainConfig(
+            optimizer="adamw",
+            lr=1e-3,
+            weight_decay=0.1,
+            batch_size=200,
+            steps=40000,
+            loss="mse",
+            param_scale=8.0,
+        ),
+        description="AdamW training; param_scale is Omnigrok's alpha; seed and device are the experiment's",
+    )
     n_probes: int = Field(30, ge=5, description="log-spaced probe steps")
     radius: float = Field(0.5, gt=0, description="cross-polytope radius r, input units")
     n_vertices: int = Field(50, ge=2, description="cross-polytope vertices (2P)")
     n_points: int = Field(128, ge=8, description="points per split for the neighbourhood LC")
-    dtype: Literal["float32", "float64"] = "float32"
     include_output: bool = Field(
         True, description="count the output layer's neurons too (as Humayun et al. do)"
     )
@@ -100,8 +105,8 @@ def run(config: GrokkingConfig, ctx: RunContext) -> Outcome:
         numbers=numbers,
         predictions=_predictions(per_seed, [s.seed for s in seeds]),
         summary=(
-            f"Seed {c.seed}: {c.data}, MLP {c.hidden} at init scale {c.init_scale:g}, {c.steps} "
-            f"AdamW steps ({c.loss}, weight decay {c.weight_decay:g}): train accuracy >= "
+            f"Seed {c.seed}: {c.data}, MLP {c.hidden} at init scale {c.train.param_scale:g}, {c.train.steps} "
+            f"AdamW steps ({c.train.loss}, weight decay {c.train.weight_decay:g}): train accuracy >= "
             f"{INTERPOLATION} at step {numbers['train_step']:.0f} (test accuracy "
             f"{numbers['test_at_interp']:.3f} there, {numbers['test_max']:.3f} at best); "
             f"strongest LC phases: descent to step {numbers['descent_end_step']:.0f}, ascent "
@@ -115,7 +120,7 @@ def run(config: GrokkingConfig, ctx: RunContext) -> Outcome:
 def _run_seed(c: GrokkingConfig, ctx: RunContext) -> pd.DataFrame:
     train, test = common.load_splits(c.data, c.n_train, c.n_test, c.data_dir, c.seed)
     model = common.data_mlp(train, c.hidden, c.init_gain, c.seed)
-    train_config = common.train_config(c, optimizer="adamw")
+    train_config = common.train_config(c)
     probe_list = [
         probes.accuracy_loss(),
         common.neighborhood_points_probe(
@@ -133,7 +138,7 @@ def _run_seed(c: GrokkingConfig, ctx: RunContext) -> pd.DataFrame:
     ]
     name = "train" if c.seeds == 1 else f"train_seed_{c.seed}"
     records, _ = common.train_run(
-        ctx, name, model, train, test, train_config, probe_list, log_steps(c.steps, c.n_probes)
+        ctx, name, model, train, test, train_config, probe_list, log_steps(c.train.steps, c.n_probes)
     )
     return records
 

@@ -17,7 +17,7 @@ from reluscope.experiments import Experiment, ExperimentConfig, Figure, Outcome,
 from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
 from reluscope.report.figures import new_figure
-from reluscope.train import Schedule, probes, records_frame
+from reluscope.train import Schedule, TrainConfig, probes, records_frame
 
 #: Spearman correlation from which LC change counts as following the parameter movement.
 RHO_MIN = 0.5
@@ -35,9 +35,9 @@ class InitScaleConfig(ExperimentConfig):
         "n_train": 1000,
         "n_test": 1000,
         "widths": [64, 256, 1024, 4096],
-        "init_scales": [0.25, 0.5, 1.0, 2.0, 4.0],
-        "lr": 1e-3,
-        "steps": 20_000,
+        "param_scales": [0.25, 0.5, 1.0, 2.0, 4.0],
+        "train.lr": 1e-3,
+        "train.steps": 20_000,
         "n_points": 1000,
     }
 
@@ -49,12 +49,15 @@ class InitScaleConfig(ExperimentConfig):
     widths: common.DistinctPositive[int] = Field(
         [32, 128, 512], min_length=2, description="hidden widths"
     )
-    init_scales: common.DistinctPositive[float] = Field(
-        [0.5, 1.0, 2.0, 4.0], min_length=2, description="alpha"
+    param_scales: common.DistinctPositive[float] = Field(
+        [0.5, 1.0, 2.0, 4.0],
+        min_length=2,
+        description="alpha: every parameter multiplied by it before training",
     )
-    lr: float = Field(0.05, gt=0, description="SGD learning rate")
-    batch_size: int = Field(64, ge=1)
-    steps: int = Field(1000, ge=1)
+    train: TrainConfig = Field(
+        TrainConfig(optimizer="sgd", lr=0.05, batch_size=64, steps=1000, loss="ce"),
+        description="plain SGD training of each run (its param_scale is the alpha); seed and device are the experiment's",
+    )
     n_points: int = Field(256, ge=8, description="training points LC is measured on")
     sigma: float = Field(0.01, gt=0, description="LC bias-noise scale")
     seeds: int = Field(3, ge=1, description="seeds the verdicts are decided over")
@@ -63,7 +66,7 @@ class InitScaleConfig(ExperimentConfig):
 def run(config: InitScaleConfig, ctx: RunContext) -> Outcome:
     seeds = verdict.seed_configs(config)
     frames = [_run_seed(s, ctx).assign(seed=s.seed) for s in seeds]
-    tables = [change_table(f, config.steps) for f in frames]
+    tables = [change_table(f, config.train.steps) for f in frames]
     return _outcome(
         tables,
         pd.concat(frames, ignore_index=True),
@@ -74,13 +77,13 @@ def run(config: InitScaleConfig, ctx: RunContext) -> Outcome:
 
 def _run_seed(c: InitScaleConfig, ctx: RunContext) -> pd.DataFrame:
     train, test = common.load_splits(c.data, c.n_train, c.n_test, c.data_dir, c.seed)
-    schedule = Schedule(frozenset({0, c.steps}))
+    schedule = Schedule(frozenset({0, c.train.steps}))
     frames = []
     for width in c.widths:
-        for alpha in c.init_scales:
+        for alpha in c.param_scales:
             name = f"width_{width}_alpha_{alpha:g}"
             folder = name if c.seeds == 1 else f"seed_{c.seed}_{name}"
-            train_config = common.train_config(c, optimizer="sgd", init_scale=alpha, loss="ce")
+            train_config = common.train_config(c, param_scale=alpha)
             # the same noise draws at both steps (seed fixed), so the change is not noise
             probe_list = [
                 probes.accuracy_loss(),
@@ -94,7 +97,7 @@ def _run_seed(c: InitScaleConfig, ctx: RunContext) -> pd.DataFrame:
                 ctx, folder, init, train, test, train_config, probe_list, schedule
             )
             moved = float((parameter_vector(model) - start).norm() / start.norm())
-            extra = {"run": name, "step": c.steps, "metric": "param_change", "value": moved}
+            extra = {"run": name, "step": c.train.steps, "metric": "param_change", "value": moved}
             frame = records_frame(records.to_dict("records") + [extra])
             frames.append(frame.assign(width=width, init_scale=alpha))
     return pd.concat(frames, ignore_index=True)

@@ -4,7 +4,7 @@ accuracy of an MLP over training (Patel & Montufar, Sec. 4 and Fig. 3; spec §4.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,7 @@ from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
 from reluscope.measures.local_complexity import LocalComplexityMeter
 from reluscope.report.figures import new_figure
-from reluscope.train import Probe, ProbeContext, log_steps, probes
+from reluscope.train import Probe, ProbeContext, TrainConfig, log_steps, probes
 
 #: Train accuracy from which the run counts as interpolating.
 INTERPOLATION = 0.99
@@ -43,9 +43,9 @@ class LCDynamicsConfig(ExperimentConfig):
         "n_train": 1000,
         "n_test": 1000,
         "hidden": [200, 200, 200, 200],
-        "lr": 1e-4,
-        "weight_decay": 0.01,
-        "steps": 1_000_000,
+        "train.lr": 1e-4,
+        "train.weight_decay": 0.01,
+        "train.steps": 1_000_000,
         "n_probes": 50,
         "n_points": 1000,
         "adv_eps": 80 / 255,
@@ -61,10 +61,12 @@ class LCDynamicsConfig(ExperimentConfig):
     init_gain: float = Field(
         2 * math.sqrt(2), gt=0, description="weights ~ N(0, gain^2/fan_in); 2x He as in Fig. 3"
     )
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.5, ge=0, description="AdamW decoupled decay (weights only)")
-    batch_size: int = Field(64, ge=1)
-    steps: int = Field(6000, ge=10)
+    train: Annotated[TrainConfig, common.min_steps(10)] = Field(
+        TrainConfig(
+            optimizer="adamw", lr=1e-3, weight_decay=0.5, batch_size=64, steps=6000, loss="ce"
+        ),
+        description="AdamW training (decoupled decay of the weights only); seed and device are the experiment's",
+    )
     n_probes: int = Field(30, ge=5, description="log-spaced probe steps")
     n_points: int = Field(256, ge=8, description="points per split for LC, rank, TV, PGD")
     sigma: float = Field(0.01, gt=0, description="LC bias-noise scale")
@@ -72,7 +74,6 @@ class LCDynamicsConfig(ExperimentConfig):
     adv_eps: float = Field(0.1, gt=0, description="PGD L_inf radius, input units")
     adv_step: float = Field(0.025, gt=0, description="PGD step size, input units")
     adv_iters: int = Field(10, ge=1)
-    dtype: str = Field("float32", pattern="^(float32|float64)$")
     seeds: int = Field(3, ge=1, description="seeds the verdicts are decided over")
 
 
@@ -89,8 +90,8 @@ def run(config: LCDynamicsConfig, ctx: RunContext) -> Outcome:
         numbers=facts["numbers"],
         predictions=_predictions(per_seed, [s.seed for s in seeds]),
         summary=(
-            f"Seed {c.seed}: {c.data}, {c.n_train} training points, MLP {c.hidden}, {c.steps} "
-            f"AdamW steps (weight decay {c.weight_decay}). Train LC goes from "
+            f"Seed {c.seed}: {c.data}, {c.n_train} training points, MLP {c.hidden}, "
+            f"{c.train.steps} AdamW steps (weight decay {c.train.weight_decay}). Train LC goes from "
             f"{facts['numbers']['lc_train_init']:.3g} at init to "
             f"{facts['numbers']['lc_train_end']:.3g} at the end; interpolation at step "
             f"{facts['interp']}."
@@ -102,7 +103,7 @@ def _run_seed(c: LCDynamicsConfig, ctx: RunContext) -> pd.DataFrame:
     train, test = common.load_splits(c.data, c.n_train, c.n_test, c.data_dir, c.seed)
     lo, hi = float(min(train.x.min(), test.x.min())), float(max(train.x.max(), test.x.max()))
     model = common.data_mlp(train, c.hidden, c.init_gain, c.seed)
-    train_config = common.train_config(c, optimizer="adamw", loss="ce")
+    train_config = common.train_config(c)
     n = c.n_points
     probe_list = [
         probes.accuracy_loss(),
@@ -116,7 +117,7 @@ def _run_seed(c: LCDynamicsConfig, ctx: RunContext) -> pd.DataFrame:
     ]
     name = "train" if c.seeds == 1 else f"train_seed_{c.seed}"
     records, _ = common.train_run(
-        ctx, name, model, train, test, train_config, probe_list, log_steps(c.steps, c.n_probes)
+        ctx, name, model, train, test, train_config, probe_list, log_steps(c.train.steps, c.n_probes)
     )
     return records
 

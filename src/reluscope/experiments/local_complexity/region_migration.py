@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,7 @@ from reluscope.measures.neighborhood import NeighborhoodMeter
 from reluscope.regions import PlanePartition, plane_through
 from reluscope.regions.plot import draw_plane
 from reluscope.report.figures import new_figure
-from reluscope.train import log_steps, probes, records_frame
+from reluscope.train import TrainConfig, log_steps, probes, records_frame
 
 #: The sign test over planes decides at this one-sided level.
 SIGN_LEVEL = 0.05
@@ -58,13 +58,13 @@ class RegionMigrationConfig(ExperimentConfig):
         "n_train": 1000,
         "n_test": 1000,
         "hidden": [200, 200, 200],
-        "lr": 1e-3,
-        "weight_decay": 0.01,
-        "steps": 100_000,
+        "train.lr": 1e-3,
+        "train.weight_decay": 0.01,
+        "train.steps": 100_000,
         "n_probes": 50,
         "n_planes": 10,
         "n_points": 1000,
-        "dtype": "float64",
+        "train.dtype": "float64",
         "seeds": 3,
     }
 
@@ -74,12 +74,18 @@ class RegionMigrationConfig(ExperimentConfig):
     n_test: int = Field(1000, ge=10)
     hidden: list[int] = Field([64, 64], min_length=1)
     init_gain: float = Field(1 / math.sqrt(3), gt=0, description="see grokking")
-    init_scale: float = Field(8.0, gt=0, description="alpha: every parameter multiplied by it")
-    loss: Literal["ce", "mse"] = "mse"
-    lr: float = Field(3e-3, gt=0)
-    weight_decay: float = Field(0.3, ge=0)
-    batch_size: int = Field(200, ge=1)
-    steps: int = Field(8000, ge=10)
+    train: Annotated[TrainConfig, common.min_steps(10)] = Field(
+        TrainConfig(
+            optimizer="adamw",
+            lr=3e-3,
+            weight_decay=0.3,
+            batch_size=200,
+            steps=8000,
+            loss="mse",
+            param_scale=8.0,
+        ),
+        description="AdamW training; param_scale is Omnigrok's alpha; seed and device are the experiment's",
+    )
     n_probes: int = Field(30, ge=5, description="log-spaced probe (and snapshot) steps")
     n_planes: int = Field(10, ge=1, description="planes, each through 3 training points")
     seeds: int = Field(3, ge=1, description="seeds the verdicts are decided over")
@@ -90,7 +96,6 @@ class RegionMigrationConfig(ExperimentConfig):
     radius: float = Field(0.5, gt=0, description="neighbourhood-LC radius (phase detection)")
     n_vertices: int = Field(50, ge=2, description="neighbourhood-LC cross-polytope vertices")
     n_points: int = Field(128, ge=8, description="training points for the neighbourhood LC")
-    dtype: Literal["float32", "float64"] = "float32"
 
 
 def partition_steps(probed: list[int], phases: dict[str, float]) -> list[int]:
@@ -143,7 +148,7 @@ def run(config: RegionMigrationConfig, ctx: RunContext) -> Outcome:
         numbers=numbers,
         predictions=_predictions([r["numbers"] for r in results], c, [s.seed for s in seeds]),
         summary=(
-            f"Seed {c.seed}: {c.data}, MLP {c.hidden} at init scale {c.init_scale:g}, {c.steps} "
+            f"Seed {c.seed}: {c.data}, MLP {c.hidden} at init scale {c.train.param_scale:g}, {c.train.steps} "
             f"steps: exact partitions of {c.n_planes} planes through three training points at "
             f"the neighbourhood-LC peak (step {numbers['lc_peak_step']:.0f}) and the end; "
             f"regions per plane {numbers['regions_lc_peak']:.0f} -> {numbers['regions_end']:.0f}"
@@ -165,7 +170,7 @@ def _run_seed(c: RegionMigrationConfig, ctx: RunContext, first: bool) -> dict[st
     def build() -> torch.nn.Module:
         return common.data_mlp(train, c.hidden, c.init_gain, c.seed)
 
-    train_config = common.train_config(c, optimizer="adamw")
+    train_config = common.train_config(c)
     name = "train" if c.seeds == 1 else f"train_seed_{c.seed}"
     snapshots = ctx.subdir(SNAPSHOTS if c.seeds == 1 else f"{SNAPSHOTS}_seed_{c.seed}")
     probe_list = [
@@ -174,7 +179,7 @@ def _run_seed(c: RegionMigrationConfig, ctx: RunContext, first: bool) -> dict[st
         probes.snapshot(snapshots),
     ]
     records, _ = common.train_run(
-        ctx, name, build(), train, test, train_config, probe_list, log_steps(c.steps, c.n_probes)
+        ctx, name, build(), train, test, train_config, probe_list, log_steps(c.train.steps, c.n_probes)
     )
     if first:
         atomic_write(ctx.path(PLANE_POINTS), lambda tmp: torch.save(points, tmp))

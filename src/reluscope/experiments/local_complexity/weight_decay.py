@@ -21,7 +21,7 @@ from reluscope.experiments import (
 from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
 from reluscope.report.figures import new_figure
-from reluscope.train import Schedule, probes
+from reluscope.train import Schedule, TrainConfig, probes
 
 #: The paper's R^2 of the linear fit is 0.6972; the linearity claim asks for at least this.
 R2_MIN = 0.5
@@ -42,8 +42,8 @@ class WeightDecayConfig(ExperimentConfig):
         "n_train": 1000,
         "n_test": 1000,
         "hidden": [200, 200, 200, 200],
-        "lr": 1e-4,
-        "steps": 100_000,
+        "train.lr": 1e-4,
+        "train.steps": 100_000,
         "lambdas": [0.3, 0.5, 1.0, 2.0, 4.0],
         "n_points": 1000,
         "seeds": 5,
@@ -55,9 +55,10 @@ class WeightDecayConfig(ExperimentConfig):
     n_test: int = Field(500, ge=10)
     hidden: list[int] = Field([64, 64, 64, 64], min_length=1)
     init_gain: float = Field(math.sqrt(2), gt=0, description="weights ~ N(0, gain^2/fan_in)")
-    lr: float = Field(2e-3, gt=0)
-    batch_size: int = Field(64, ge=1)
-    steps: int = Field(3000, ge=1, description="AdamW steps per lambda")
+    train: TrainConfig = Field(
+        TrainConfig(optimizer="adamw", lr=2e-3, batch_size=64, steps=3000, loss="ce"),
+        description="AdamW training of each lambda (its weight_decay is the lambda); seed and device are the experiment's",
+    )
     seeds: int = Field(3, ge=1, description="seeds the verdicts are decided over")
     lambdas: common.DistinctPositive[float] = Field(
         [0.5, 1.0, 2.0, 4.0, 8.0],
@@ -83,7 +84,7 @@ def run(config: WeightDecayConfig, ctx: RunContext) -> Outcome:
         predictions=_predictions([n for n, _, _ in per_seed], c, used, [s.seed for s in seeds]),
         summary=(
             f"Seed {c.seed}: {len(table)} weight decays from {min(c.lambdas):g} to "
-            f"{max(c.lambdas):g}, {c.steps} AdamW steps each; fitted on the {len(used)} with "
+            f"{max(c.lambdas):g}, {c.train.steps} AdamW steps each; fitted on the {len(used)} with "
             f"lr x lambda x steps >= {MIN_DECAY:g}: final LC = {fit['intercept']:.3g} + "
             f"{fit['slope']:.3g} ln(1/lambda), R^2 = {fit['r2']:.3f}."
         ),
@@ -93,16 +94,16 @@ def run(config: WeightDecayConfig, ctx: RunContext) -> Outcome:
 def used_lambdas(config: WeightDecayConfig) -> list[float]:
     """The weight decays at which decay has acted: lr x lambda x steps >= MIN_DECAY (the
     weights' decay factor exp(-lr lambda steps) below about 5 %)."""
-    return [lam for lam in config.lambdas if config.lr * lam * config.steps >= MIN_DECAY]
+    return [lam for lam in config.lambdas if config.train.lr * lam * config.train.steps >= MIN_DECAY]
 
 
 def _run_seed(c: WeightDecayConfig, ctx: RunContext) -> pd.DataFrame:
     train, test = common.load_splits(c.data, c.n_train, c.n_test, c.data_dir, c.seed)
-    schedule = Schedule(frozenset({0, c.steps}))
+    schedule = Schedule(frozenset({0, c.train.steps}))
     frames = []
     for lam in c.lambdas:
         model = common.data_mlp(train, c.hidden, c.init_gain, c.seed)
-        train_config = common.train_config(c, optimizer="adamw", weight_decay=lam, loss="ce")
+        train_config = common.train_config(c, weight_decay=lam)
         probe_list = [
             probes.accuracy_loss(),
             probes.local_complexity(c.sigma, splits=("train",), n_points=c.n_points),
@@ -118,7 +119,7 @@ def _run_seed(c: WeightDecayConfig, ctx: RunContext) -> pd.DataFrame:
 def _seed_numbers(
     records: pd.DataFrame, c: WeightDecayConfig, used: list[float]
 ) -> tuple[dict[str, float], pd.DataFrame, dict[str, float]]:
-    table = final_table(records, c.steps)
+    table = final_table(records, c.train.steps)
     fitted = table.loc[used] if len(used) >= 3 else table.iloc[:0]
     if len(fitted) >= 3:
         fit = fit_line(fitted["log_inv_lambda"].to_numpy(), fitted["lc"].to_numpy())

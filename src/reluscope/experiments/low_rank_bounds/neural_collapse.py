@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,7 @@ from reluscope.experiments import (
     RunContext,
     verdict,
 )
+from reluscope.experiments.config import training
 from reluscope.measures.neural_collapse import neural_collapse
 from reluscope.measures.weight_ranks import weight_ranks
 from reluscope.nets.trace import trace
@@ -83,13 +84,13 @@ class NeuralCollapseConfig(ExperimentConfig):
         "data": "mnist",
         "points": None,
         "hidden": [512, 512, 512],
-        "steps": 60000,
-        "batch_size": 128,
-        "weight_decay": 5e-4,
-        "schedule": "cosine",
+        "train.steps": 60000,
+        "train.batch_size": 128,
+        "train.weight_decay": 5e-4,
+        "train.schedule": "cosine",
         "probes": 60,
         "nc_points": 10000,
-        "loss": "ce",
+        "train.loss": "ce",
         "seeds": 5,
     }
 
@@ -105,19 +106,20 @@ class NeuralCollapseConfig(ExperimentConfig):
         min_length=1,
         description="hidden widths of the MLP",
     )
-    init_scale: float = Field(
-        math.sqrt(6),
-        gt=0,
-        description="multiplies PyTorch's default init (sqrt(6): He's variance 2/fan_in)",
+    train: TrainConfig = Field(
+        TrainConfig(
+            optimizer="sgd",
+            loss="mse",
+            param_scale=math.sqrt(6),
+            steps=20000,
+            batch_size=512,
+            lr=0.1,
+            momentum=0.9,
+            weight_decay=1e-4,
+        ),
+        description="SGD training; param_scale multiplies PyTorch's default init (sqrt(6): He's variance 2/fan_in); batch_size >= the training points: full batch; seed and device are the experiment's",
     )
     seeds: int = Field(3, ge=1, description="seeds the verdicts are decided over")
-    loss: Literal["ce", "mse"] = Field("mse", description="training loss (mse: on one-hot targets)")
-    steps: int = Field(20000, ge=1, description="SGD steps")
-    batch_size: int = Field(512, ge=1, description="points per step (>= train size: full batch)")
-    lr: float = Field(0.1, gt=0, description="learning rate")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
-    weight_decay: float = Field(1e-4, ge=0, description="weight decay (L2, on the weights)")
-    schedule: Literal["constant", "cosine"] = Field("constant", description="lr schedule")
     probes: int = Field(40, ge=2, description="log-spaced measurement steps (about)")
     nc_points: int | None = Field(
         None, ge=4, description="training points measured (the first ones; None: all)"
@@ -282,10 +284,8 @@ def _run_seed(config: NeuralCollapseConfig, ctx: RunContext) -> tuple[Series, in
     train, test, classes = prepare_data(config)
     model = build_model(config, train.x[0].numel(), classes)
     layers = weight_layer_names(model)
-    schedule = log_steps(config.steps, config.probes)
-    train_config = TrainConfig.from_config(
-        config, optimizer="sgd", loss=config.loss, checkpoint_every=max(config.steps // 10, 1)
-    )
+    schedule = log_steps(config.train.steps, config.probes)
+    train_config = training(config, checkpoint_every=max(config.train.steps // 10, 1))
     ctx.say(
         f"neural-collapse: seed {config.seed}, training "
         f"{[train.x[0].numel(), *config.hidden, classes]}"
