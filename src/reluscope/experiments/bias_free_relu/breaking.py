@@ -78,7 +78,9 @@ class BreakingConfig(TeacherConfig):
     d: int = Field(10, ge=2, description="input dimension (the even part uses x_2)")
     hidden: int = Field(100, ge=2, description="hidden units of the wide networks")
     narrow: int = Field(1, ge=1, description="hidden units of the too-narrow network")
-    init_std: float = Field(1e-3, gt=0, description="initial weights and hidden biases: init_std * N(0, 1)")
+    init_std: float = Field(
+        1e-3, gt=0, description="initial weights and hidden biases: init_std * N(0, 1)"
+    )
     lr: StepSize = 0.02
     shifted_lr: float = Field(
         0.5, gt=0, le=1, description="step factor for the shifted inputs (not whitened)"

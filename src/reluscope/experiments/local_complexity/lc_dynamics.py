@@ -117,7 +117,14 @@ def _run_seed(c: LCDynamicsConfig, ctx: RunContext) -> pd.DataFrame:
     ]
     name = "train" if c.seeds == 1 else f"train_seed_{c.seed}"
     records, _ = common.train_run(
-        ctx, name, model, train, test, train_config, probe_list, log_steps(c.train.steps, c.n_probes)
+        ctx,
+        name,
+        model,
+        train,
+        test,
+        train_config,
+        probe_list,
+        log_steps(c.train.steps, c.n_probes),
     )
     return records
 

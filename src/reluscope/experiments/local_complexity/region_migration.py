@@ -179,7 +179,14 @@ def _run_seed(c: RegionMigrationConfig, ctx: RunContext, first: bool) -> dict[st
         probes.snapshot(snapshots),
     ]
     records, _ = common.train_run(
-        ctx, name, build(), train, test, train_config, probe_list, log_steps(c.train.steps, c.n_probes)
+        ctx,
+        name,
+        build(),
+        train,
+        test,
+        train_config,
+        probe_list,
+        log_steps(c.train.steps, c.n_probes),
     )
     if first:
         atomic_write(ctx.path(PLANE_POINTS), lambda tmp: torch.save(points, tmp))

@@ -94,7 +94,9 @@ def run(config: WeightDecayConfig, ctx: RunContext) -> Outcome:
 def used_lambdas(config: WeightDecayConfig) -> list[float]:
     """The weight decays at which decay has acted: lr x lambda x steps >= MIN_DECAY (the
     weights' decay factor exp(-lr lambda steps) below about 5 %)."""
-    return [lam for lam in config.lambdas if config.train.lr * lam * config.train.steps >= MIN_DECAY]
+    return [
+        lam for lam in config.lambdas if config.train.lr * lam * config.train.steps >= MIN_DECAY
+    ]
 
 
 def _run_seed(c: WeightDecayConfig, ctx: RunContext) -> pd.DataFrame:
