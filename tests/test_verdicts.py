@@ -212,6 +212,14 @@ CASES = [
         marks=pytest.mark.slow,
     ),
     pytest.param(
+        "bound-tracking",
+        {},
+        {"max_norm": None},
+        ["Low rank helps the bound"],
+        id="bound-tracking-no-common-clip",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(
         "neural-collapse",
         {},
         {"train.lr": 1e-4},
