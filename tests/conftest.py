@@ -24,7 +24,8 @@ def one_thread():
 @pytest.fixture(scope="session")
 def run_small(tmp_path_factory):
     """A function ``run_small(sizes)``: each experiment of ``sizes`` (name -> config overrides)
-    run once at quick scale with its overrides, on one torch thread (restored afterwards), into
+    run once at quick scale with its overrides (one seed unless they say otherwise), on one
+    torch thread (restored afterwards), into
     a fresh temporary folder: name -> RunSummary. For module-scoped fixtures, which are set up
     before the function-scoped ``one_thread``."""
 
@@ -34,7 +35,9 @@ def run_small(tmp_path_factory):
         torch.set_num_threads(1)
         try:
             return {
-                name: run_experiment(name, "quick", overrides, root / name, progress=False)
+                name: run_experiment(
+                    name, "quick", {"seeds": 1, **overrides}, root / name, progress=False
+                )
                 for name, overrides in sizes.items()
             }
         finally:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from reluscope.experiments.reproduce import reproduce
+from reluscope.reproduce import reproduce
 from torch import nn
 from typer.testing import CliRunner
 

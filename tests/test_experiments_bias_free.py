@@ -74,9 +74,10 @@ def test_outcome_structure(outcomes, name):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and len(figure.caption) > 80
     assert len(out.figures) == 2 and out.summary
     assert out.numbers and all(math.isfinite(v) for v in out.numbers.values())
-    assert len(out.predictions) >= 4
-    for p in out.predictions:
-        assert isinstance(p.passed, bool) and p.claim and p.measured and p.source
+    assert len(out.predictions) >= 3
+    for p in out.predictions + out.sanity_checks:
+        assert isinstance(p.passed, bool) and p.claim and p.measured and p.source and p.url
+        assert p.threshold and (p.passed or p.explanation)
     assert (summary.run_dir / "outcome.json").exists()
     assert (summary.run_dir / "records.parquet").exists()
 

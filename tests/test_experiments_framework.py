@@ -57,7 +57,7 @@ def test_build_refuses_bad_values(scale, overrides, message):
 
 
 def test_unknown_key_error_lists_valid_keys():
-    with pytest.raises(InputError, match="valid keys: seed, device, n, mean, fail, counter"):
+    with pytest.raises(InputError, match="valid keys: seed, seeds, device, n, mean, fail, counter"):
         toy_config().build("quick", {"nn": 3})
 
 

@@ -23,7 +23,7 @@ from reluscope.experiments.local_complexity import (
     region_migration,
     weight_decay,
 )
-from reluscope.train import RECORD_COLUMNS, step_seed
+from reluscope.train import RECORD_COLUMNS
 from reluscope.train.checkpoint import load_checkpoint
 
 TINY = {
@@ -41,7 +41,8 @@ TINY = {
         "n_test": 50,
         "hidden": [8, 8],
         "train.steps": 15,
-        "lambdas": [0.01, 0.1, 1.0, 3.0],
+        "train.lr": 0.1,
+        "lambdas": [2.0, 3.0, 4.0, 6.0],
         "n_points": 24,
     },
     "init-scale": {
@@ -110,7 +111,11 @@ NAN_OK = {
 def test_rerun_is_read_back(runs):
     summary = runs["weight-decay"]
     again = run_experiment(
-        "weight-decay", "quick", TINY["weight-decay"], summary.run_dir, progress=False
+        "weight-decay",
+        "quick",
+        TINY["weight-decay"] | {"seeds": 1},
+        summary.run_dir,
+        progress=False,
     )
     assert again.reused and again.outcome.numbers == pytest.approx(summary.outcome.numbers)
 
@@ -122,8 +127,7 @@ def test_lc_dynamics_step0_matches_measures(runs):
     train, test = common.load_splits(cfg.data, cfg.n_train, cfg.n_test, None, cfg.seed)
     model = common.paper_mlp(10, cfg.hidden, 2, cfg.init_gain, cfg.seed).eval()
     x = train.x[: cfg.n_points]
-    seed = step_seed(cfg.seed, 0)
-    lc = rs.local_complexity(model, x, sigma=cfg.sigma, seed=seed)
+    lc = rs.local_complexity(model, x, sigma=cfg.sigma, seed=cfg.seed)  # the same noise every step
     assert common.series(records, "lc", "train")["value"].loc[0] == pytest.approx(lc.value)
     rank = rs.local_rank(model, x, atol=cfg.rank_atol)
     for i, site in enumerate(common.layers(records, "local_rank")):
@@ -140,6 +144,7 @@ def _records(rows):
 
 def test_lc_dynamics_analysis_on_hand_made_records():
     steps = [0, 10, 100, 1000]
+    point_offsets = [0.0, 2.0, -2.0, 1.0]  # per point, the same at every step
     rows = []
     for s, acc, lc, r1, r2, adv in zip(
         steps,
@@ -159,15 +164,24 @@ def test_lc_dynamics_analysis_on_hand_made_records():
             dict(step=s, metric="local_rank", split="train", layer="3", value=r2),
             dict(step=s, metric="adv_accuracy", split="test", value=adv, stderr=0.01),
         ]
+        rows += [
+            dict(step=s, metric="lc_point", split="train", layer=f"point_{i}", value=lc + o + i * s)
+            for i, o in enumerate(point_offsets)
+        ]
     facts = lc_dynamics.analyse(_records(rows))
     n = facts["numbers"]
-    assert facts["interp"] == 10 and facts["peak"] == 100
-    assert n["lc_drop"] == 40 and n["lc_drop_stderr"] == pytest.approx(math.sqrt(2))
-    assert n["rank_rel_drop.layer2"] == pytest.approx(0.75)
+    assert facts["interp"] == 10
+    # paired: LC_i(10) - LC_i(1000) = 60 - 40 + i (10 - 1000), offsets cancel
+    d = np.array([20 + i * (10 - 1000) for i in range(4)], dtype=float)
+    assert n["lc_drop"] == pytest.approx(d.mean())
+    assert n["lc_drop_stderr"] == pytest.approx(d.std(ddof=1) / 2)
+    assert n["rank_rel_drop.layer2"] == pytest.approx(1 - 2 / 8)
     assert n["rank_rel_drop.layer1"] == pytest.approx(0.1)
     assert n["adv_accuracy_at_interp"] == 0.1 and n["adv_accuracy_end"] == 0.5
     assert n["lc_train_test_median_rel_gap"] == pytest.approx(0.02 / 1.01)
-    assert [p.passed for p in lc_dynamics._predictions(facts)] == [True, True, True, True]
+    verdicts = [p.passed for p in lc_dynamics._predictions([facts], [0])]
+    assert verdicts == [False, True, False, True]  # the LC "drop" is negative: no robustness
+    assert lc_dynamics.paired_drop(_records(rows), 10, 10) == (0.0, 0.0)
 
 
 # ------------------------------------------------------------------ weight-decay
@@ -216,7 +230,12 @@ def test_init_scale_changes_match_checkpoints(runs):
 
 
 def test_init_scale_frozen_training_changes_nothing(tmp_path):
-    overrides = TINY["init-scale"] | {"train.lr": 1e-12, "widths": [4, 6], "param_scales": [1, 2]}
+    overrides = TINY["init-scale"] | {
+        "train.lr": 1e-12,
+        "widths": [4, 6],
+        "param_scales": [1, 2],
+        "seeds": 1,
+    }
     outcome = run_experiment("init-scale", "quick", overrides, tmp_path, progress=False).outcome
     table = init_scale.change_table(outcome.records, 10)
     assert (table["param_change"] < 1e-9).all() and (table["lc_change"] < 1e-6).all()
@@ -228,17 +247,18 @@ def test_grokking_step0_neighbourhood_matches_measure(runs):
     train, _ = common.load_splits(cfg.data, cfg.n_train, cfg.n_test, None, cfg.seed)
     model = common.paper_mlp(64, cfg.hidden, 10, cfg.init_gain * cfg.train.param_scale, cfg.seed)
     nb = rs.neighborhood_complexity(
-        model, train.x[: cfg.n_points], radius=cfg.radius, n_vertices=cfg.n_vertices, seed=cfg.seed
+        model,
+        train.x[: cfg.n_points],
+        radius=cfg.radius,
+        n_vertices=cfg.n_vertices,
+        seed=cfg.seed,
+        include_output=cfg.include_output,
     )
     series = common.series(runs["grokking"].outcome.records, "neighborhood", "train")
     assert series["value"].loc[0] == pytest.approx(nb.value)
 
 
-def test_lc_phases_and_grokking_steps_on_hand_made_series():
-    lc = pd.Series([10.0, 8.0, 7.0, 9.0, 12.0, 6.0], index=[0, 1, 3, 10, 30, 100])
-    assert common.lc_phases(lc) == {"descent_end": 3, "ascent_end": 30, "end": 100}
-    falling = pd.Series([5.0, 4.0, 3.0], index=[0, 1, 2])
-    assert common.lc_phases(falling) == {"descent_end": 1, "ascent_end": 1, "end": 2}
+def test_grokking_steps_on_hand_made_series():
     rows = []
     for s, tr, te in zip([0, 10, 100, 1000], [0.2, 0.99, 1, 1], [0.1, 0.3, 0.35, 0.8], strict=True):
         rows += [
@@ -303,7 +323,7 @@ def test_migration_stats_brute_force():
 
 
 def test_partition_steps_are_the_phase_boundaries():
-    phases = {"descent_end": 10, "ascent_end": 100, "end": 10000}
+    phases = {"descent_end": 10.0, "ascent_end": 100.0, "end": 10000.0}
     probed = [0, 1, 10, 100, 800, 1100, 10000]  # 1100 is closest to 1000 in log scale
     assert region_migration.partition_steps(probed, phases) == [0, 10, 100, 1100, 10000]
 

@@ -29,6 +29,9 @@ class ExperimentConfig(BaseModel):
     PAPER: ClassVar[dict[str, Any]] = {}
 
     seed: int = Field(0, ge=0)
+    seeds: int = Field(
+        1, ge=1, description="seeds the verdicts are decided over: seed, seed + 1, ..."
+    )
     device: str = "cpu"
 
     @field_validator("device")

@@ -5,6 +5,7 @@ by all points) give the 2P vertices x +- r v_p of a cross-polytope of radius r (
 radius r in the P-dimensional affine span), plus x itself with ``include_center``. A neuron
 crosses the neighbourhood when the sign of its pre-activation (-1, 0 or +1) is not the same at
 every vertex. The count is a number of neurons (per point); the result is its mean over the data.
+With ``include_output`` the output neurons count too (as Humayun et al. do).
 
 For the first site it is exact: a hyperplane w.y + b = 0 meets the closed cross-polytope, without
 containing it, iff the signs at the vertices differ, and the count grows with r. For deeper sites
@@ -29,6 +30,8 @@ from reluscope.nets.pwl import PWLNet
 from reluscope.validation import check_bool, check_int, check_number
 
 NAME = "neighborhood"
+#: The per-layer name of the output layer's neurons (with ``include_output``).
+OUTPUT = "output"
 
 
 def orthonormal_frame(
@@ -77,18 +80,24 @@ class NeighborhoodMeter(Meter):
         n_vertices: int = 50,
         seed: int = 0,
         include_center: bool = False,
+        include_output: bool = False,
         batch_size: int | None = 64,
         **options: Any,
     ) -> None:
         super().__init__(model, batch_size=batch_size, **options)
         self.radius = check_number("radius", radius, minimum=0, strict=True)
         self.include_center = check_bool("include_center", include_center)
+        self.include_output = check_bool("include_output", include_output)
         self.n_directions = _check_vertices(n_vertices, include_center, self.net.input_dim)
         self.n_vertices = n_vertices
         self.seed = check_int("seed", seed, minimum=0)
         frame = orthonormal_frame(self.net.input_dim, self.n_directions, seed, self.net.dtype)
         self.frame = frame.to(self.net.device)
         self._sources = {s.name: self.net.node(s.name).inputs[0] for s in self.sites}
+        self._sizes = {s.name: s.size for s in self.sites}
+        if include_output:
+            self._sources[OUTPUT] = self.net.output
+            self._sizes[OUTPUT] = self.net.output_dim
 
     def options(self) -> dict[str, Any]:
         return (
@@ -98,6 +107,7 @@ class NeighborhoodMeter(Meter):
                 n_directions=self.n_directions,
                 seed=self.seed,
                 include_center=self.include_center,
+                include_output=self.include_output,
             )
             | super().options()
         )
@@ -120,16 +130,16 @@ class NeighborhoodMeter(Meter):
         ``extra["fraction"]`` and ``layer_extra["fraction"]`` divide the counts by the number of
         neurons (in total and per site)."""
         n = self._require_points(NAME)
-        per_layer = {s.name: self.stats.mean(s.name) for s in self.sites}
+        per_layer = {name: self.stats.mean(name) for name in self._sizes}
         return MeasureResult(
             name=NAME,
             value=self.stats.mean(NAME),
             stderr=self.stats.stderr(NAME),
             per_layer=per_layer,
-            per_layer_stderr={s.name: self.stats.stderr(s.name) for s in self.sites},
+            per_layer_stderr={name: self.stats.stderr(name) for name in self._sizes},
             params=self.options(),
-            extra={"fraction": self.stats.mean(NAME) / sum(s.size for s in self.sites)},
-            layer_extra={"fraction": {s.name: per_layer[s.name] / s.size for s in self.sites}},
+            extra={"fraction": self.stats.mean(NAME) / sum(self._sizes.values())},
+            layer_extra={"fraction": {k: per_layer[k] / size for k, size in self._sizes.items()}},
             num_points=n,
         )
 
@@ -163,6 +173,7 @@ def neighborhood_complexity(
     include_center: bool = False,
     input_shape: Sequence[int] | None = None,
     dtype: torch.dtype | None = None,
+    include_output: bool = False,
     **options: Any,
 ) -> MeasureResult:
     """Mean number of neurons whose boundary crosses the cross-polytope of radius ``radius``
@@ -191,6 +202,7 @@ def neighborhood_complexity(
         n_vertices=n_vertices,
         seed=seed,
         include_center=include_center,
+        include_output=include_output,
         **options,
     )
     return meter.update_from(data).compute()

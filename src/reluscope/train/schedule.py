@@ -28,7 +28,9 @@ def log_steps(total: int, count: int = 50, include_zero: bool = True) -> Schedul
     log10(total), count).astype(int))``), plus step 0 (initialisation) and the last step."""
     if total < 1 or count < 1:
         raise InputError(f"log_steps needs total >= 1 and count >= 1, got {total}, {count}")
-    steps = set(np.unique(np.logspace(0, np.log10(total), count).astype(int)).tolist())
+    points = np.logspace(0, np.log10(total), count)
+    points[-1] = total  # 10 ** log10(total) can round down to total - 1: keep one last step
+    steps = set(np.unique(points.astype(int)).tolist())
     steps |= {total} | ({0} if include_zero else set())
     return Schedule(frozenset(int(s) for s in steps))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,8 @@ from reluscope.data import Dataset, load_data, split, subsample
 from reluscope.errors import InputError
 from reluscope.experiments.config import ExperimentConfig, training
 from reluscope.experiments.runner import RunContext
-from reluscope.train import Probe, Schedule, TrainConfig, Trainer
+from reluscope.measures.neighborhood import NeighborhoodMeter
+from reluscope.train import Probe, ProbeContext, Schedule, TrainConfig, Trainer
 
 #: Per-channel (mean, std) of the pixels in [0, 1], as normalised in the authors' code.
 NORMALISATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -198,15 +199,104 @@ def first_step_at_least(values: pd.Series, threshold: float) -> int | None:
     return None if hits.empty else int(hits.index[0])
 
 
-def lc_phases(values: pd.Series) -> dict[str, int]:
-    """The three phases of an LC curve indexed by step: the second descent starts at the
-    maximum (``ascent_end``) and the first descent ends at the minimum before it
-    (``descent_end``). Step 0 is excluded from the maximum, so a curve that only falls has
-    ``descent_end`` = ``ascent_end`` = its first probed step after 0."""
-    later = values.iloc[1:] if len(values) > 1 else values
-    ascent_end = int(later.idxmax())
-    descent_end = int(values.loc[:ascent_end].idxmin())
-    return {"descent_end": descent_end, "ascent_end": ascent_end, "end": int(values.index[-1])}
+def neighborhood_points_probe(
+    radius: float, n_vertices: int, n_points: int, seed: int, include_output: bool = False
+) -> Probe:
+    """Humayun et al.'s neighbourhood count at ``n_points`` training points with the frame
+    of ``seed`` (the same points and frame at every step, so two steps compare point by
+    point): metric "neighborhood" (mean and standard error, split "train") and, per point i,
+    metric "neighborhood_point" with layer "point_i"."""
+
+    def measure(ctx: ProbeContext) -> list[dict[str, Any]]:
+        x, _ = ctx.points("train", n_points, seed=seed)
+        meter = NeighborhoodMeter(
+            ctx.net(),
+            radius=radius,
+            n_vertices=n_vertices,
+            seed=seed,
+            include_output=include_output,
+        )
+        values = meter.point_values(x)["neighborhood"].numpy()
+        stderr = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
+        rows = [
+            dict(metric="neighborhood", value=float(values.mean()), stderr=stderr, split="train")
+        ]
+        rows += [
+            dict(metric="neighborhood_point", layer=f"point_{i}", value=float(v), split="train")
+            for i, v in enumerate(values)
+        ]
+        return rows
+
+    return Probe("neighborhood_points", measure)
+
+
+def point_matrix(records: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per-point values of ``metric`` (e.g. "neighborhood_point"): steps x points."""
+    rows = records[records["metric"] == metric]
+    return rows.pivot_table(index="step", columns="layer", values="value").sort_index()
+
+
+#: The phases of an LC curve count as seen when each change exceeds this many standard errors.
+PHASE_Z = 2.0
+
+
+def lc_phases(points: pd.DataFrame) -> dict[str, float]:
+    """The three phases of an LC curve from per-point values (steps x points, the same points
+    at every step): the (start, minimum, peak, end) steps a < b < c < d that make the
+    weakest of the three paired changes -- descent v_a - v_b, ascent v_c - v_b and second
+    descent v_c - v_d, each divided by the standard error of its per-point differences --
+    as large as possible. Returns the four steps (``start``, ``descent_end``,
+    ``ascent_end``, ``end``), each change (``descent``, ``ascent``, ``second_descent``) with
+    its standard error and z-score, and ``weakest_z``; NaN steps and z-scores when there are
+    fewer than four probed steps."""
+    steps = points.index.to_numpy()
+    v = points.to_numpy(dtype=float)
+    n = len(steps)
+    out: dict[str, float] = dict.fromkeys(
+        ("start", "descent_end", "ascent_end", "end", "weakest_z"), math.nan
+    )
+    if n < 4:
+        return out
+    diff = v[:, None, :] - v[None, :, :]  # diff[i, j] = v_i - v_j per point
+    count = v.shape[1]
+    mean = diff.mean(axis=2)
+    se = diff.std(axis=2, ddof=1) / math.sqrt(count) if count > 1 else np.full((n, n), np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(se > 0, mean / se, np.where(mean > 0, np.inf, -np.inf))
+    # best start a < b for each minimum b, best end d > c for each peak c
+    best_a = np.full(n, -1)
+    best_desc = np.full(n, -np.inf)
+    for b in range(1, n):
+        a = int(np.argmax(z[:b, b]))
+        best_a[b], best_desc[b] = a, z[a, b]
+    best_d = np.full(n, -1)
+    best_second = np.full(n, -np.inf)
+    for c in range(n - 1):
+        d = c + 1 + int(np.argmax(z[c, c + 1 :]))
+        best_d[c], best_second[c] = d, z[c, d]
+    score, choice = -np.inf, None
+    for b in range(1, n - 2):
+        for c in range(b + 1, n - 1):
+            weakest = min(best_desc[b], z[c, b], best_second[c])
+            if weakest > score:
+                score, choice = weakest, (int(best_a[b]), b, c, int(best_d[c]))
+    if choice is None:
+        return out
+    a, b, c, d = choice
+    out.update(
+        start=float(steps[a]),
+        descent_end=float(steps[b]),
+        ascent_end=float(steps[c]),
+        end=float(steps[d]),
+        weakest_z=float(score),
+    )
+    for name, (i, j) in (("descent", (a, b)), ("ascent", (c, b)), ("second_descent", (c, d))):
+        out[name], out[f"{name}_stderr"], out[f"{name}_z"] = (
+            float(mean[i, j]),
+            float(se[i, j]),
+            float(z[i, j]),
+        )
+    return out
 
 
 def plot_series(
@@ -229,12 +319,16 @@ def mark_step(ax: Axes, step: int | None, label: str, color: str = "0.4") -> Non
         ax.axvline(step + 1, color=color, ls="--", lw=0.9, label=label)
 
 
-def phase_marks(phases: dict[str, int]) -> list[tuple[int | None, str, str]]:
-    """The (step, label, colour) marks of the end of the first LC descent and the LC maximum
+def phase_marks(phases: dict[str, float]) -> list[tuple[int | None, str, str]]:
+    """The (step, label, colour) marks of the end of the first LC descent and the LC peak
     (see :func:`lc_phases`), for :func:`finish_step_axes`."""
+
+    def step(key: str) -> int | None:
+        return None if math.isnan(phases[key]) else int(phases[key])
+
     return [
-        (phases["descent_end"], "end of first descent", "tab:green"),
-        (phases["ascent_end"], "LC maximum", "tab:red"),
+        (step("descent_end"), "end of first descent", "tab:green"),
+        (step("ascent_end"), "LC peak", "tab:red"),
     ]
 
 

@@ -13,13 +13,12 @@ import torch
 from pydantic import Field
 from scipy.stats import spearmanr
 
-from reluscope.experiments import Experiment, ExperimentConfig, Figure, Outcome, Prediction
+from reluscope.experiments import Experiment, ExperimentConfig, Figure, Outcome, verdict
 from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
 from reluscope.figures import new_figure
 from reluscope.train import Schedule, TrainConfig, probes, records_frame
 
-SOURCE = "spec local_complexity.md §5, prediction 14 (Prop. 17, App. A.10)"
 #: Spearman correlation from which LC change counts as following the parameter movement.
 RHO_MIN = 0.5
 
@@ -61,16 +60,29 @@ class InitScaleConfig(ExperimentConfig):
     )
     n_points: int = Field(256, ge=8, description="training points LC is measured on")
     sigma: float = Field(0.01, gt=0, description="LC bias-noise scale")
+    seeds: int = Field(3, ge=1, description="seeds the verdicts are decided over")
 
 
 def run(config: InitScaleConfig, ctx: RunContext) -> Outcome:
-    c = config
+    seeds = verdict.seed_configs(config)
+    frames = [_run_seed(s, ctx).assign(seed=s.seed) for s in seeds]
+    tables = [change_table(f, config.train.steps) for f in frames]
+    return _outcome(
+        tables,
+        pd.concat(frames, ignore_index=True),
+        _figure(tables[0], ctx),
+        [s.seed for s in seeds],
+    )
+
+
+def _run_seed(c: InitScaleConfig, ctx: RunContext) -> pd.DataFrame:
     train, test = common.load_splits(c.data, c.n_train, c.n_test, c.data_dir, c.seed)
     schedule = Schedule(frozenset({0, c.train.steps}))
     frames = []
     for width in c.widths:
         for alpha in c.param_scales:
             name = f"width_{width}_alpha_{alpha:g}"
+            folder = name if c.seeds == 1 else f"seed_{c.seed}_{name}"
             train_config = common.train_config(c, param_scale=alpha)
             # the same noise draws at both steps (seed fixed), so the change is not noise
             probe_list = [
@@ -82,15 +94,13 @@ def run(config: InitScaleConfig, ctx: RunContext) -> Outcome:
             init = common.data_mlp(train, [width] * c.depth, math.sqrt(2), c.seed)
             start = alpha * parameter_vector(init)
             records, model = common.train_run(
-                ctx, name, init, train, test, train_config, probe_list, schedule
+                ctx, folder, init, train, test, train_config, probe_list, schedule
             )
             moved = float((parameter_vector(model) - start).norm() / start.norm())
             extra = {"run": name, "step": c.train.steps, "metric": "param_change", "value": moved}
-            frames.append(records_frame(records.to_dict("records") + [extra]))
-            frames[-1] = frames[-1].assign(width=width, init_scale=alpha)
-    records = pd.concat(frames, ignore_index=True)
-    table = change_table(records, c.train.steps)
-    return _outcome(table, records, _figure(table, ctx))
+            frame = records_frame(records.to_dict("records") + [extra])
+            frames.append(frame.assign(width=width, init_scale=alpha))
+    return pd.concat(frames, ignore_index=True)
 
 
 def parameter_vector(model: torch.nn.Module) -> torch.Tensor:
@@ -121,12 +131,23 @@ def change_table(records: pd.DataFrame, steps: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _outcome(table: pd.DataFrame, records: pd.DataFrame, figure: Figure) -> Outcome:
+def _corners(table: pd.DataFrame) -> tuple[Any, Any]:
     lazy = table[(table.width == table.width.max()) & (table.init_scale == table.init_scale.max())]
     rich = table[(table.width == table.width.min()) & (table.init_scale == table.init_scale.min())]
-    lazy, rich = lazy.iloc[0], rich.iloc[0]
+    return lazy.iloc[0], rich.iloc[0]
+
+
+def _spearman(table: pd.DataFrame) -> float:
     constant = table["param_change"].nunique() < 2 or table["lc_change"].nunique() < 2
-    rho = math.nan if constant else float(spearmanr(table.param_change, table.lc_change)[0])
+    return math.nan if constant else float(spearmanr(table.param_change, table.lc_change)[0])
+
+
+def _outcome(
+    tables: list[pd.DataFrame], records: pd.DataFrame, figure: Figure, seeds: list[int]
+) -> Outcome:
+    table = tables[0]
+    lazy, rich = _corners(table)
+    rho = _spearman(table)
     numbers = {
         "lc_change_lazy": float(lazy.lc_change),
         "lc_change_rich": float(rich.lc_change),
@@ -140,23 +161,51 @@ def _outcome(table: pd.DataFrame, records: pd.DataFrame, figure: Figure) -> Outc
     }
     lazy_name = f"width {int(lazy.width)}, alpha {lazy.init_scale:g}"
     rich_name = f"width {int(rich.width)}, alpha {rich.init_scale:g}"
+    corner_checks, rho_checks = [], []
+    for t in tables:
+        la, ri = _corners(t)
+        r = _spearman(t)
+        corner_checks.append(
+            verdict.check(
+                la.lc_change < ri.lc_change,
+                f"lazy: {la.lc_change:.3f} (parameters moved {la.param_change:.3f} relative); "
+                f"rich: {ri.lc_change:.3f} (moved {ri.param_change:.3f})",
+                la.lc_change,
+                ri.lc_change,
+                margin=ri.lc_change - la.lc_change,
+                why=f"the lazy corner's LC changes by {la.lc_change:.3f}, the rich corner's by "
+                f"only {ri.lc_change:.3f}",
+            )
+        )
+        rho_checks.append(
+            verdict.check(
+                r >= RHO_MIN,
+                f"Spearman rho = {r:.2f} over {len(t)} runs",
+                r,
+                margin=r - RHO_MIN,
+                why=f"the Spearman correlation of parameter and LC change is {r:.2f}",
+            )
+        )
+    url, source = verdict.PATEL_MONTUFAR, "Sec. 6.1 (lazy vs rich training regimes)"
     predictions = [
-        Prediction(
+        verdict.decide(
             "Lazy training changes LC less: the relative LC change |LC_T - LC_0| / LC_0 of the "
-            "lazy corner (widest, largest init scale) is smaller than that of the rich corner "
-            "(narrowest, smallest init scale)",
-            bool(lazy.lc_change < rich.lc_change),
-            f"lazy ({lazy_name}): {lazy.lc_change:.3f} (parameters moved "
-            f"{lazy.param_change:.3f} relative); rich ({rich_name}): {rich.lc_change:.3f} "
-            f"(moved {rich.param_change:.3f})",
-            SOURCE,
+            f"lazy corner ({lazy_name}: widest, largest init scale) is smaller than that of the "
+            f"rich corner ({rich_name}: narrowest, smallest init scale)",
+            corner_checks,
+            source=source,
+            url=url,
+            threshold="strictly smaller (no band)",
+            seeds=seeds,
         ),
-        Prediction(
+        verdict.decide(
             "LC moves as far as the parameters do: across the grid, the Spearman correlation "
             f"between relative parameter change and relative LC change is >= {RHO_MIN}",
-            bool(rho >= RHO_MIN),
-            f"Spearman rho = {rho:.2f} over {len(table)} runs",
-            SOURCE,
+            rho_checks,
+            source=source,
+            url=url,
+            threshold=f"rho >= {RHO_MIN}: a clear monotone relation over the grid",
+            seeds=seeds,
         ),
     ]
     return Outcome(
@@ -165,9 +214,9 @@ def _outcome(table: pd.DataFrame, records: pd.DataFrame, figure: Figure) -> Outc
         numbers=numbers,
         predictions=predictions,
         summary=(
-            f"Relative LC change {rich.lc_change:.2f} in the rich corner ({rich_name}) vs "
-            f"{lazy.lc_change:.2f} in the lazy corner ({lazy_name}); Spearman correlation with "
-            f"the parameter movement {rho:.2f}."
+            f"Seed {seeds[0]}: relative LC change {rich.lc_change:.2f} in the rich corner "
+            f"({rich_name}) vs {lazy.lc_change:.2f} in the lazy corner ({lazy_name}); Spearman "
+            f"correlation with the parameter movement {rho:.2f}."
         ),
     )
 

@@ -10,13 +10,20 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from reluscope.experiments import Experiment, ExperimentConfig, Figure, Outcome, Prediction
+from reluscope.experiments import (
+    Experiment,
+    ExperimentConfig,
+    Figure,
+    Outcome,
+    Prediction,
+    verdict,
+)
 from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
 from reluscope.figures import new_figure
-from reluscope.train import TrainConfig, log_steps, probes
+from reluscope.measures.local_complexity import LocalComplexityMeter
+from reluscope.train import Probe, ProbeContext, TrainConfig, log_steps, probes
 
-SOURCE = "spec local_complexity.md §5, prediction"
 #: Train accuracy from which the run counts as interpolating.
 INTERPOLATION = 0.99
 #: Relative local-rank drop of the deepest layer that counts as a collapse.
@@ -43,6 +50,7 @@ class LCDynamicsConfig(ExperimentConfig):
         "n_points": 1000,
         "adv_eps": 80 / 255,
         "adv_step": 10 / 255,
+        "seeds": 3,
     }
 
     data: str = Field("digits", description="data spec; mnist/cifar10 are read from data_dir")
@@ -66,44 +74,24 @@ class LCDynamicsConfig(ExperimentConfig):
     adv_eps: float = Field(0.1, gt=0, description="PGD L_inf radius, input units")
     adv_step: float = Field(0.025, gt=0, description="PGD step size, input units")
     adv_iters: int = Field(10, ge=1)
+    seeds: int = Field(3, ge=1, description="seeds the verdicts are decided over")
 
 
 def run(config: LCDynamicsConfig, ctx: RunContext) -> Outcome:
+    seeds = verdict.seed_configs(config)
+    frames = [_run_seed(c, ctx).assign(seed=c.seed) for c in seeds]
+    per_seed = [analyse(f) for f in frames]
+    facts = per_seed[0]
+    figure = _figure(frames[0], facts, ctx)
     c = config
-    train, test = common.load_splits(c.data, c.n_train, c.n_test, c.data_dir, c.seed)
-    lo, hi = float(min(train.x.min(), test.x.min())), float(max(train.x.max(), test.x.max()))
-    model = common.data_mlp(train, c.hidden, c.init_gain, c.seed)
-    train_config = common.train_config(c)
-    n = c.n_points
-    probe_list = [
-        probes.accuracy_loss(),
-        probes.local_complexity(c.sigma, splits=("train", "test"), n_points=n),
-        probes.local_rank(c.rank_atol, splits=("train",), n_points=n),
-        probes.total_variation(c.sigma, splits=("train",), n_points=n, bound=False),
-        probes.adversarial(
-            c.adv_eps, c.adv_step, c.adv_iters, bounds=(lo, hi), splits=("test",), n_points=n
-        ),
-    ]
-    records, _ = common.train_run(
-        ctx,
-        "train",
-        model,
-        train,
-        test,
-        train_config,
-        probe_list,
-        log_steps(c.train.steps, c.n_probes),
-    )
-    facts = analyse(records)
-    figure = _figure(records, facts, ctx)
     return Outcome(
-        records=records,
+        records=pd.concat(frames, ignore_index=True),
         figures=[figure],
         numbers=facts["numbers"],
-        predictions=_predictions(facts),
+        predictions=_predictions(per_seed, [s.seed for s in seeds]),
         summary=(
-            f"{c.data}: {len(train)} training points, MLP {c.hidden}, {c.train.steps} AdamW steps "
-            f"(weight decay {c.train.weight_decay}). Train LC goes from "
+            f"Seed {c.seed}: {c.data}, {c.n_train} training points, MLP {c.hidden}, "
+            f"{c.train.steps} AdamW steps (weight decay {c.train.weight_decay}). Train LC goes from "
             f"{facts['numbers']['lc_train_init']:.3g} at init to "
             f"{facts['numbers']['lc_train_end']:.3g} at the end; interpolation at step "
             f"{facts['interp']}."
@@ -111,9 +99,72 @@ def run(config: LCDynamicsConfig, ctx: RunContext) -> Outcome:
     )
 
 
+def _run_seed(c: LCDynamicsConfig, ctx: RunContext) -> pd.DataFrame:
+    train, test = common.load_splits(c.data, c.n_train, c.n_test, c.data_dir, c.seed)
+    lo, hi = float(min(train.x.min(), test.x.min())), float(max(train.x.max(), test.x.max()))
+    model = common.data_mlp(train, c.hidden, c.init_gain, c.seed)
+    train_config = common.train_config(c)
+    n = c.n_points
+    probe_list = [
+        probes.accuracy_loss(),
+        lc_points_probe(c.sigma, n, c.seed),
+        probes.local_complexity(c.sigma, splits=("test",), n_points=n, seed=c.seed),
+        probes.local_rank(c.rank_atol, splits=("train",), n_points=n),
+        probes.total_variation(c.sigma, splits=("train",), n_points=n, bound=False),
+        probes.adversarial(
+            c.adv_eps, c.adv_step, c.adv_iters, bounds=(lo, hi), splits=("test",), n_points=n
+        ),
+    ]
+    name = "train" if c.seeds == 1 else f"train_seed_{c.seed}"
+    records, _ = common.train_run(
+        ctx,
+        name,
+        model,
+        train,
+        test,
+        train_config,
+        probe_list,
+        log_steps(c.train.steps, c.n_probes),
+    )
+    return records
+
+
+def lc_points_probe(sigma: float, n_points: int, seed: int) -> Probe:
+    """The LC at ``n_points`` training points with the noise of ``seed`` at every step (so two
+    steps can be compared point by point): metric "lc" (mean and standard error) and, per
+    point i, metric "lc_point" with layer "point_i"."""
+
+    def measure(ctx: ProbeContext) -> list[dict[str, Any]]:
+        x, _ = ctx.points("train", n_points)
+        values = (
+            LocalComplexityMeter(ctx.net(), sigma=sigma, seed=seed).point_values(x)["lc"].numpy()
+        )
+        stderr = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
+        rows = [dict(metric="lc", value=float(values.mean()), stderr=stderr, split="train")]
+        rows += [
+            dict(metric="lc_point", layer=f"point_{i}", value=float(v), split="train")
+            for i, v in enumerate(values)
+        ]
+        return rows
+
+    return Probe("lc_points", measure)
+
+
+def paired_drop(records: pd.DataFrame, start: int, end: int) -> tuple[float, float]:
+    """Mean and standard error of the per-point LC differences LC_i(start) - LC_i(end) at
+    the same training points with the same noise (NaN when a step lacks the values)."""
+    rows = records[records["metric"] == "lc_point"]
+    a = rows[rows["step"] == start].set_index("layer")["value"]
+    b = rows[rows["step"] == end].set_index("layer")["value"]
+    d = (a - b).dropna().to_numpy()
+    if len(d) < 2:
+        return math.nan, math.nan
+    return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
+
+
 def analyse(records: pd.DataFrame) -> dict[str, Any]:
-    """Interpolation step, late LC drop, local-rank change of every layer, delayed robustness
-    and the train/test LC gap, from the records of a run."""
+    """Interpolation step, late LC drop (paired, from interpolation to the end), local-rank
+    change of every layer, adversarial accuracy and the train/test LC gap, from one run."""
     acc = common.series(records, "accuracy", "train")["value"]
     lc = common.series(records, "lc", "train")
     lc_test = common.series(records, "lc", "test")
@@ -134,83 +185,127 @@ def analyse(records: pd.DataFrame) -> dict[str, Any]:
     facts: dict[str, Any] = {"interp": interp, "end": end, "numbers": numbers}
     if interp is None:
         return facts
-    after = lc.loc[interp:]
-    peak = int(after["value"].idxmax())
-    numbers["lc_peak_after_interp_step"] = float(peak)
-    numbers["lc_peak_after_interp"] = float(after.loc[peak, "value"])
-    numbers["lc_drop"] = numbers["lc_peak_after_interp"] - numbers["lc_train_end"]
-    numbers["lc_drop_stderr"] = float(np.hypot(after.loc[peak, "stderr"], lc["stderr"].iloc[-1]))
+    numbers["lc_at_interp"] = float(lc.loc[interp, "value"])
+    numbers["lc_drop"], numbers["lc_drop_stderr"] = paired_drop(records, interp, end)
     sites = common.layers(records, "local_rank")
     for i, site in enumerate(sites, 1):
         rank = common.series(records, "local_rank", "train", site)["value"]
-        numbers[f"rank_at_peak.layer{i}"] = float(rank.loc[peak])
+        numbers[f"rank_at_interp.layer{i}"] = float(rank.loc[interp])
         numbers[f"rank_end.layer{i}"] = float(rank.iloc[-1])
-        numbers[f"rank_rel_drop.layer{i}"] = float(1 - rank.iloc[-1] / rank.loc[peak])
+        numbers[f"rank_rel_drop.layer{i}"] = float(1 - rank.iloc[-1] / rank.loc[interp])
     numbers["adv_accuracy_at_interp"] = float(adv.loc[interp, "value"])
     numbers["adv_accuracy_max_after_interp"] = float(adv.loc[interp:, "value"].max())
     numbers["adv_rise_stderr"] = float(np.hypot(adv.loc[interp, "stderr"], adv["stderr"].iloc[-1]))
-    facts["peak"] = peak
     facts["depth"] = len(sites)
     return facts
 
 
-def _predictions(facts: dict[str, Any]) -> list[Prediction]:
-    num = facts["numbers"]
-    if facts["interp"] is None:
-        missing = f"the run never reached {INTERPOLATION:.0%} train accuracy"
-        claims = [
-            "LC falls late in training, after interpolation",
-            "The late LC drop coincides with a collapse of the deep layers' local rank",
-            "Adversarial accuracy rises after interpolation (delayed robustness)",
-        ]
-        preds = [Prediction(cl, False, missing, f"{SOURCE} 11-12") for cl in claims]
-    else:
+def _predictions(per_seed: list[dict[str, Any]], seeds: list[int]) -> list[Prediction]:
+    falls, collapse, robust, track = [], [], [], []
+    for facts in per_seed:
+        num = facts["numbers"]
+        gap = num["lc_train_test_median_rel_gap"]
+        track.append(
+            verdict.check(
+                gap < TRACKING,
+                f"median |LC_train - LC_test| / mean = {gap:.1%}",
+                gap,
+                margin=TRACKING - gap,
+                why=f"train and test LC differ by a median {gap:.1%}",
+            )
+        )
+        if facts["interp"] is None:
+            missing = f"the run never reached {INTERPOLATION:.0%} train accuracy"
+            for checks in (falls, collapse, robust):
+                checks.append(verdict.check(False, missing, why=missing))
+            continue
         drop, err = num["lc_drop"], num["lc_drop_stderr"]
+        fell = drop > 2 * err
+        falls.append(
+            verdict.check(
+                fell,
+                f"LC {num['lc_at_interp']:.4g} at interpolation (step {facts['interp']}), "
+                f"{num['lc_train_end']:.4g} at the end: paired drop {drop:.4g} +- {err:.3g}",
+                drop,
+                err,
+                margin=(drop - 2 * err) / err if err > 0 else math.nan,
+                why=f"the paired LC change from interpolation to the end is {drop:.3g} +- "
+                f"{err:.2g}, not a drop beyond 2 standard errors",
+            )
+        )
         last = f"layer{facts['depth']}"
         deep, shallow = num[f"rank_rel_drop.{last}"], num["rank_rel_drop.layer1"]
+        collapse.append(
+            verdict.check(
+                deep > COLLAPSE and deep > shallow,
+                f"relative rank drop: hidden {last} {deep:.1%} "
+                f"({num[f'rank_at_interp.{last}']:.1f} -> {num[f'rank_end.{last}']:.1f}), "
+                f"layer1 {shallow:.1%}",
+                deep,
+                shallow,
+                margin=min(deep - COLLAPSE, deep - shallow),
+                why=f"the deepest layer's local rank falls by {deep:.1%} (layer 1: {shallow:.1%})",
+            )
+        )
         a_int, a_end = num["adv_accuracy_at_interp"], num["adv_accuracy_end"]
         rise_err = num["adv_rise_stderr"]
-        preds = [
-            Prediction(
-                "LC falls late in training: the train LC at the end is below its maximum after "
-                f"interpolation (train accuracy >= {INTERPOLATION}) by more than 2 standard errors",
-                bool(drop > 2 * err),
-                f"max after interpolation {num['lc_peak_after_interp']:.4g} (step "
-                f"{int(num['lc_peak_after_interp_step'])}), end {num['lc_train_end']:.4g}: drop "
-                f"{drop:.4g} vs 2 x stderr {2 * err:.3g}",
-                f"{SOURCE} 11",
-            ),
-            Prediction(
-                "The late LC drop coincides with a local-rank collapse of the deep layers: "
-                f"between the LC maximum and the end, the deepest hidden layer's local rank "
-                f"falls by more than {COLLAPSE:.0%}, and by more than the first layer's",
-                bool(deep > COLLAPSE and deep > shallow),
-                f"relative rank drop: hidden {last} {deep:.1%} "
-                f"({num[f'rank_at_peak.{last}']:.1f} -> {num[f'rank_end.{last}']:.1f}), "
-                f"layer1 {shallow:.1%}",
-                f"{SOURCE} 12",
-            ),
-            Prediction(
-                "Delayed robustness: PGD accuracy at the end is higher than at interpolation by "
-                "more than 2 standard errors",
-                bool(a_end - a_int > 2 * rise_err),
-                f"adversarial accuracy {a_int:.3f} at interpolation (step {facts['interp']}), "
-                f"{a_end:.3f} at the end (max after interpolation "
-                f"{num['adv_accuracy_max_after_interp']:.3f}); 2 x stderr {2 * rise_err:.3f}",
-                f"{SOURCE} 12",
-            ),
-        ]
-    gap = num["lc_train_test_median_rel_gap"]
-    preds.append(
-        Prediction(
+        rose = a_end - a_int > 2 * rise_err
+        robust.append(
+            verdict.check(
+                rose and fell,
+                f"adversarial accuracy {a_int:.3f} at interpolation, {a_end:.3f} at the end "
+                f"(2 x stderr {2 * rise_err:.3f}); LC drop {'yes' if fell else 'no'}",
+                a_int,
+                a_end,
+                margin=a_end - a_int - 2 * rise_err,
+                why=(
+                    f"PGD accuracy goes {a_int:.3f} -> {a_end:.3f} (2 x stderr {2 * rise_err:.3f})"
+                )
+                + ("" if fell else " and the LC does not drop"),
+            )
+        )
+    url, source = verdict.PATEL_MONTUFAR, "Sec. 4 and Fig. 3 (LC, local rank and robustness)"
+    return [
+        verdict.decide(
+            "LC falls late in training: from interpolation (train accuracy >= "
+            f"{INTERPOLATION}) to the end, the LC at the same training points (same noise) "
+            "drops by more than 2 standard errors of the paired differences",
+            falls,
+            source=source,
+            url=url,
+            threshold="2 standard errors of the per-point paired differences",
+            seeds=seeds,
+        ),
+        verdict.decide(
+            "The late LC drop coincides with a local-rank collapse of the deep layers: "
+            f"between interpolation and the end, the deepest hidden layer's local rank falls "
+            f"by more than {COLLAPSE:.0%}, and by more than the first layer's",
+            collapse,
+            source=source + "; Sec. 5 (LC bounded by local rank)",
+            url=url,
+            threshold=f"{COLLAPSE:.0%}: a band below the collapse seen in the paper's Fig. 3",
+            seeds=seeds,
+        ),
+        verdict.decide(
+            "Delayed robustness comes with the LC drop: the LC falls after interpolation (the "
+            "first prediction) and PGD accuracy at the end is higher than at interpolation by "
+            "more than 2 standard errors",
+            robust,
+            source="Sec. 4, Fig. 3 (delayed robustness as LC falls)",
+            url=url,
+            threshold="2 standard errors of the two accuracies, combined",
+            seeds=seeds,
+        ),
+        verdict.decide(
             f"Train and test LC track each other: median relative gap over the probed steps "
             f"below {TRACKING:.0%}",
-            bool(gap < TRACKING),
-            f"median |LC_train - LC_test| / mean = {gap:.1%}",
-            f"{SOURCE} 16",
-        )
-    )
-    return preds
+            track,
+            source="Sec. 4 (LC at train and test points)",
+            url=url,
+            threshold=f"{TRACKING:.0%}: a band around the near-equal curves of Fig. 3",
+            seeds=seeds,
+        ),
+    ]
 
 
 def _figure(records: pd.DataFrame, facts: dict[str, Any], ctx: RunContext) -> Figure:
@@ -235,8 +330,6 @@ def _figure(records: pd.DataFrame, facts: dict[str, Any], ctx: RunContext) -> Fi
         common.plot_series(ax, common.series(records, metric, split), label)
     ax.set_ylabel("accuracy")
     marks = [(facts["interp"], "interpolation", "0.4")]
-    if "peak" in facts:
-        marks.append((facts["peak"], "LC max after interp.", "tab:red"))
     common.finish_step_axes(axes, marks)
     return ctx.figure(
         fig,
@@ -246,8 +339,8 @@ def _figure(records: pd.DataFrame, facts: dict[str, Any], ctx: RunContext) -> Fi
         "and test points; top right: local rank of each hidden layer's pre-activation "
         "Jacobian; bottom left: total variation of the logits; bottom right: train, test and "
         "PGD adversarial accuracy. Grey dashed: first step with train accuracy >= "
-        f"{INTERPOLATION}; red dashed: the LC maximum after it. Look for LC falling after the "
-        "red line while the deep layers' rank collapses and the PGD accuracy rises.",
+        f"{INTERPOLATION}. Look for LC falling after it while the deep layers' rank collapses "
+        "and the PGD accuracy rises. The train-point LC uses the same noise at every step.",
     )
 
 

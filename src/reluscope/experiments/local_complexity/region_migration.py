@@ -12,19 +12,29 @@ import numpy as np
 import pandas as pd
 import torch
 from pydantic import Field
+from scipy.stats import binomtest
 
 from reluscope.data import Dataset
 from reluscope.errors import InputError
-from reluscope.experiments import Experiment, ExperimentConfig, Figure, Outcome, Prediction
+from reluscope.experiments import (
+    Experiment,
+    ExperimentConfig,
+    Figure,
+    Outcome,
+    Prediction,
+    verdict,
+)
 from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
 from reluscope.figures import new_figure
 from reluscope.io import atomic_write
+from reluscope.measures.neighborhood import NeighborhoodMeter
 from reluscope.regions import PlanePartition, plane_through
 from reluscope.regions.plot import draw_plane
 from reluscope.train import TrainConfig, log_steps, probes, records_frame
 
-SOURCE = "spec local_complexity.md §3.3 and §5, prediction 15 (Humayun et al. 2024)"
+#: The sign test over planes decides at this one-sided level.
+SIGN_LEVEL = 0.05
 #: Where the three points of each plane are saved (a float64 tensor (planes, 3, *input_shape)).
 PLANE_POINTS = "plane_points.pt"
 #: Sub-directory of the weight snapshots (``step_{step:08d}.pt``).
@@ -55,6 +65,7 @@ class RegionMigrationConfig(ExperimentConfig):
         "n_planes": 10,
         "n_points": 1000,
         "train.dtype": "float64",
+        "seeds": 3,
     }
 
     data: str = Field("digits", description="data spec (e.g. mnist1d:n=2000, mnist)")
@@ -76,7 +87,8 @@ class RegionMigrationConfig(ExperimentConfig):
         description="AdamW training; param_scale is Omnigrok's alpha; seed and device are the experiment's",
     )
     n_probes: int = Field(30, ge=5, description="log-spaced probe (and snapshot) steps")
-    n_planes: int = Field(5, ge=1, description="planes, each through 3 training points")
+    n_planes: int = Field(10, ge=1, description="planes, each through 3 training points")
+    seeds: int = Field(3, ge=1, description="seeds the verdicts are decided over")
     near: float = Field(
         0.1, gt=0, description="'near' radius, as a fraction of the plane's mean point distance"
     )
@@ -86,12 +98,16 @@ class RegionMigrationConfig(ExperimentConfig):
     n_points: int = Field(128, ge=8, description="training points for the neighbourhood LC")
 
 
-def partition_steps(probed: list[int], phases: dict[str, int]) -> list[int]:
-    """Step 0, the end of the first descent, the LC maximum, the probed step closest (in log
-    scale) to the geometric middle between the maximum and the end, and the end."""
-    lo, end = max(phases["ascent_end"], 1), phases["end"]
+def partition_steps(probed: list[int], phases: dict[str, float]) -> list[int]:
+    """Step 0, the end of the first descent, the LC peak, the probed step closest (in log
+    scale) to the geometric middle between the peak and the end, and the end (steps of
+    :func:`common.lc_phases` that are NaN are left out)."""
+    end = probed[-1]
+    marks = [phases[k] for k in ("descent_end", "ascent_end")]
+    peak = phases["ascent_end"]
+    lo = max(int(peak), 1) if not math.isnan(peak) else 1
     middle = min(probed, key=lambda s: abs(math.log(max(s, 1)) - 0.5 * math.log(lo * end)))
-    return sorted({0, phases["descent_end"], phases["ascent_end"], middle, end})
+    return sorted({0, middle, end, *(int(m) for m in marks if not math.isnan(m))})
 
 
 def plane_points(data: Dataset, n_planes: int, seed: int) -> torch.Tensor:
@@ -114,6 +130,40 @@ def plane_points(data: Dataset, n_planes: int, seed: int) -> torch.Tensor:
 
 def run(config: RegionMigrationConfig, ctx: RunContext) -> Outcome:
     c = config
+    seeds = verdict.seed_configs(c)
+    results = [_run_seed(s, ctx, first=i == 0) for i, s in enumerate(seeds)]
+    first = results[0]
+    figures = [
+        _grid_figure(first["shown"], ctx),
+        _planes_figure(first["verdict_planes"], first["peak"], ctx),
+        _stats_figure(first["records"], c.n_planes, first["phases"], ctx),
+    ]
+    numbers = first["numbers"]
+    return Outcome(
+        records=pd.concat(
+            [r["records"].assign(seed=s.seed) for r, s in zip(results, seeds, strict=True)],
+            ignore_index=True,
+        ),
+        figures=figures,
+        numbers=numbers,
+        predictions=_predictions([r["numbers"] for r in results], c, [s.seed for s in seeds]),
+        summary=(
+            f"Seed {c.seed}: {c.data}, MLP {c.hidden} at init scale {c.train.param_scale:g}, {c.train.steps} "
+            f"steps: exact partitions of {c.n_planes} planes through three training points at "
+            f"the neighbourhood-LC peak (step {numbers['lc_peak_step']:.0f}) and the end; "
+            f"regions per plane {numbers['regions_lc_peak']:.0f} -> {numbers['regions_end']:.0f}"
+            f"; near-data density ratio falls on {numbers['planes_data_falls']:.0f} and "
+            f"near-boundary ratio rises on {numbers['planes_boundary_rises']:.0f} of "
+            f"{c.n_planes} planes; neighbourhood LC at decision-boundary points "
+            f"{numbers['lc_boundary_points']:.3g} vs {numbers['lc_train_points']:.3g} at training "
+            "points at the end."
+        ),
+    )
+
+
+def _run_seed(c: RegionMigrationConfig, ctx: RunContext, first: bool) -> dict[str, Any]:
+    """Train one seed, find the LC phases, partition every plane at the LC peak and the end
+    (and, for the ``first`` seed, the figure's planes at every checkpoint)."""
     train, test = common.load_splits(c.data, c.n_train, c.n_test, c.data_dir, c.seed)
     points = plane_points(train, c.n_planes, c.seed)
 
@@ -121,15 +171,16 @@ def run(config: RegionMigrationConfig, ctx: RunContext) -> Outcome:
         return common.data_mlp(train, c.hidden, c.init_gain, c.seed)
 
     train_config = common.train_config(c)
-    snapshots = ctx.subdir(SNAPSHOTS)
+    name = "train" if c.seeds == 1 else f"train_seed_{c.seed}"
+    snapshots = ctx.subdir(SNAPSHOTS if c.seeds == 1 else f"{SNAPSHOTS}_seed_{c.seed}")
     probe_list = [
         probes.accuracy_loss(),
-        probes.neighborhood(c.radius, c.n_vertices, splits=("train",), n_points=c.n_points),
+        common.neighborhood_points_probe(c.radius, c.n_vertices, c.n_points, c.seed),
         probes.snapshot(snapshots),
     ]
     records, _ = common.train_run(
         ctx,
-        "train",
+        name,
         build(),
         train,
         test,
@@ -137,37 +188,80 @@ def run(config: RegionMigrationConfig, ctx: RunContext) -> Outcome:
         probe_list,
         log_steps(c.train.steps, c.n_probes),
     )
-    atomic_write(ctx.path(PLANE_POINTS), lambda tmp: torch.save(points, tmp))
-    lc = common.series(records, "neighborhood", "train")["value"]
-    phases = common.lc_phases(lc)
-    steps = partition_steps(lc.index.tolist(), phases)
-    rows, shown = [], []
-    for step in steps:
+    if first:
+        atomic_write(ctx.path(PLANE_POINTS), lambda tmp: torch.save(points, tmp))
+    phases = common.lc_phases(common.point_matrix(records, "neighborhood_point"))
+    probed = sorted(records["step"].unique().tolist())
+    end = int(probed[-1])
+    peak = int(phases["ascent_end"]) if not math.isnan(phases["ascent_end"]) else end
+    shown_steps = partition_steps(probed, phases) if first else []
+    rows, shown, verdict_planes = [], [], []
+    boundary_points = []
+    for step in sorted({peak, end, *shown_steps}):
         model = load_snapshot(build(), snapshots, step)
         for k, triple in enumerate(points):
+            if step not in (peak, end) and k >= GRID_PLANES:
+                continue
             part = plane_through(model, triple, margin=c.margin)
             segments = part.decision_boundary()[0].cpu().numpy()
             rows += [
-                dict(run="train", step=step, metric=metric, split=f"plane{k}", value=value)
+                dict(run=name, step=step, metric=metric, split=f"plane{k}", value=value)
                 for metric, value in migration_stats(part, segments, c.near).items()
             ]
-            if k < GRID_PLANES:
+            if step in shown_steps and k < GRID_PLANES:
                 shown.append((k, step, part, segments))
+            if first and step in (peak, end):
+                verdict_planes.append((k, step, part, segments))
+            if step == end and len(segments):
+                middle = torch.as_tensor(segments.mean(axis=1))
+                boundary_points.append(part.to_input(middle).reshape(len(middle), -1))
     records = records_frame(records.to_dict("records") + rows)
-    figures = [_grid_figure(shown, ctx), _stats_figure(records, c.n_planes, phases, ctx)]
-    numbers, predictions = _verdicts(records, c.n_planes, phases["ascent_end"])
-    return Outcome(
-        records=records,
-        figures=figures,
-        numbers=numbers,
-        predictions=predictions,
-        summary=(
-            f"{c.data}, MLP {c.hidden} at init scale {c.train.param_scale:g}, {c.train.steps} steps: exact "
-            f"partitions of {c.n_planes} plane(s) through three training points at steps "
-            f"{steps}; the neighbourhood LC at training points peaks at step "
-            f"{phases['ascent_end']}."
-        ),
+    numbers = _numbers(records, c.n_planes, peak, end)
+    numbers.update(
+        _boundary_check(load_snapshot(build(), snapshots, end), train, boundary_points, c)
     )
+    numbers.update({f"phase_{k}": v for k, v in phases.items()})
+    return dict(
+        records=records,
+        numbers=numbers,
+        phases=phases,
+        peak=peak,
+        shown=shown,
+        verdict_planes=verdict_planes,
+    )
+
+
+def _boundary_check(
+    model: torch.nn.Module, train: Dataset, boundary: list[torch.Tensor], c: RegionMigrationConfig
+) -> dict[str, float]:
+    """The neighbourhood LC at the end at points on the decision boundary (midpoints of its
+    segments on every plane, at most n_points of them) and at n_points training points:
+    means, standard errors and their difference."""
+    x = train.x[: c.n_points].reshape(min(c.n_points, len(train)), -1)
+    if not boundary:
+        return dict.fromkeys(
+            (
+                "lc_boundary_points",
+                "lc_boundary_points_stderr",
+                "lc_train_points",
+                "lc_train_points_stderr",
+                "boundary_points",
+            ),
+            math.nan,
+        )
+    on = torch.cat(boundary)
+    pick = torch.randperm(len(on), generator=torch.Generator().manual_seed(c.seed))[: c.n_points]
+    on = on[pick].to(x.dtype)
+    meter = NeighborhoodMeter(
+        model, radius=c.radius, n_vertices=c.n_vertices, seed=c.seed, input_shape=x.shape[1:]
+    )
+    out: dict[str, float] = {"boundary_points": float(len(on))}
+    for key, data in (("lc_boundary_points", on), ("lc_train_points", x)):
+        with torch.no_grad():
+            values = meter.point_values(data)["neighborhood"].numpy()
+        out[key] = float(values.mean())
+        out[f"{key}_stderr"] = float(values.std(ddof=1) / math.sqrt(len(values)))
+    return out
 
 
 def load_snapshot(model: torch.nn.Module, directory: Path, step: int) -> torch.nn.Module:
@@ -234,52 +328,117 @@ def _point_distances(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return np.linalg.norm(points[:, None, :] - centres[None], axis=2).min(1)
 
 
-def _verdicts(
-    records: pd.DataFrame, n_planes: int, lc_max: int
-) -> tuple[dict[str, float], list[Prediction]]:
-    """Partition statistics at the neighbourhood-LC maximum (the start of Humayun et al.'s
-    second descent) against the last checkpoint."""
+def _numbers(records: pd.DataFrame, n_planes: int, peak: int, end: int) -> dict[str, float]:
+    """Per-plane changes of the partition statistics from the LC peak to the end, their plane
+    means and sign counts."""
+    planes = [f"plane{k}" for k in range(n_planes)]
+    rows = records[records["split"].isin(planes) & records["step"].isin([peak, end])]
+    table = rows.pivot_table(index=["split", "step"], columns="metric", values="value")
     mean = _plane_mean(records, n_planes)
-    end = int(mean.index[-1])
     numbers: dict[str, float] = {
-        "lc_max_step": float(lc_max),
-        "regions_init": float(mean["regions"].iloc[0]),
-        "regions_lc_max": float(mean.loc[lc_max, "regions"]),
+        "lc_peak_step": float(peak),
+        "regions_lc_peak": float(mean.loc[peak, "regions"]),
         "regions_end": float(mean.loc[end, "regions"]),
     }
-    for key in (
-        "near_data_density_ratio",
-        "near_boundary_density_ratio",
-        "near_data_density",
-        "near_boundary_density",
-        "density",
-    ):
-        numbers[f"{key}_lc_max"] = float(mean.loc[lc_max, key])
+    for key in ("near_data_density_ratio", "near_boundary_density_ratio", "density"):
+        numbers[f"{key}_lc_peak"] = float(mean.loc[peak, key])
         numbers[f"{key}_end"] = float(mean.loc[end, key])
-    late = lc_max < end
-    where = f"mean over {n_planes} plane(s), step {lc_max} (LC maximum) -> step {end}"
-    if not late:
-        where += " (the LC peaks at the end: no second descent to compare)"
-    claim = (
-        "Late in training (from the neighbourhood-LC maximum, where the second descent starts, "
-        "to the end) the vertex density within the 'near' radius of the {}, relative to the "
-        "plane's mean density, {}"
-    )
-    predictions = []
-    for key, what, sign, verb in (
-        ("near_data_density_ratio", "three training points", -1, "falls: regions leave the data"),
-        ("near_boundary_density_ratio", "decision boundary", 1, "rises: regions gather there"),
-    ):
-        before, after = numbers[f"{key}_lc_max"], numbers[f"{key}_end"]
-        predictions.append(
-            Prediction(
-                claim.format(what, verb),
-                bool(late and sign * (after - before) > 0),
-                f"{where}: {before:.3g} -> {after:.3g}",
-                SOURCE,
+    if peak == end:
+        numbers["planes_data_falls"] = numbers["planes_boundary_rises"] = 0.0
+        numbers["planes_compared"] = 0.0
+        return numbers
+    change = {
+        key: np.array([table.loc[(p, end), key] - table.loc[(p, peak), key] for p in planes])
+        for key in ("near_data_density_ratio", "near_boundary_density_ratio")
+    }
+    finite = {k: v[np.isfinite(v)] for k, v in change.items()}
+    numbers["planes_compared"] = float(len(finite["near_data_density_ratio"]))
+    numbers["planes_data_falls"] = float((finite["near_data_density_ratio"] < 0).sum())
+    numbers["planes_boundary_rises"] = float((finite["near_boundary_density_ratio"] > 0).sum())
+    numbers["planes_boundary_compared"] = float(len(finite["near_boundary_density_ratio"]))
+    return numbers
+
+
+def sign_test(successes: int, trials: int) -> float:
+    """One-sided p-value of ``successes`` of ``trials`` planes changing the predicted way
+    when each is equally likely to go either way (binomial sign test); 1 with no trials."""
+    if trials == 0:
+        return 1.0
+    return float(binomtest(successes, trials, 0.5, alternative="greater").pvalue)
+
+
+def _predictions(
+    per_seed: list[dict[str, float]], c: RegionMigrationConfig, seeds: list[int]
+) -> list[Prediction]:
+    checks: dict[str, list[verdict.Check]] = {"data": [], "boundary": [], "cross": []}
+    for n in per_seed:
+        for key, count, trials, word in (
+            ("data", "planes_data_falls", "planes_compared", "falls"),
+            ("boundary", "planes_boundary_rises", "planes_boundary_compared", "rises"),
+        ):
+            k, m = int(n[count]), int(n.get(trials, 0))
+            p = sign_test(k, m)
+            ratio = "near_data_density_ratio" if key == "data" else "near_boundary_density_ratio"
+            checks[key].append(
+                verdict.check(
+                    p < SIGN_LEVEL,
+                    f"{word} on {k} of {m} planes (sign test p = {p:.3g}); plane mean "
+                    f"{n[f'{ratio}_lc_peak']:.3g} -> {n[f'{ratio}_end']:.3g}",
+                    p,
+                    margin=math.log10(SIGN_LEVEL / p) if p > 0 else math.inf,
+                    why=f"the ratio {word} on only {k} of {m} planes (p = {p:.2g})"
+                    if m
+                    else "the LC peaks at the end: there is no second descent to compare",
+                )
+            )
+        on, off = n["lc_boundary_points"], n["lc_train_points"]
+        err = math.hypot(n["lc_boundary_points_stderr"], n["lc_train_points_stderr"])
+        checks["cross"].append(
+            verdict.check(
+                on - off > 2 * err,
+                f"neighbourhood LC {on:.3g} at {n['boundary_points']:.0f} decision-boundary "
+                f"points vs {off:.3g} at training points (2 x stderr {2 * err:.2g})",
+                on,
+                off,
+                margin=(on - off - 2 * err),
+                why=f"at the end the LC at decision-boundary points ({on:.3g}) is not above "
+                f"that at training points ({off:.3g}) by 2 standard errors",
             )
         )
-    return numbers, predictions
+    claim = (
+        "Late in training (from the neighbourhood-LC peak, where the second descent starts, "
+        "to the end) the vertex density within the 'near' radius of the {}, relative to the "
+        "plane's mean density, {} on significantly more planes than not"
+    )
+    url, source = verdict.HUMAYUN, "Sec. 4 and Fig. 4 (region migration)"
+    threshold = f"one-sided sign test over the {c.n_planes} planes at p < {SIGN_LEVEL:g}"
+    return [
+        verdict.decide(
+            claim.format("three training points", "falls (regions leave the data)"),
+            checks["data"],
+            source=source,
+            url=url,
+            threshold=threshold,
+            seeds=seeds,
+        ),
+        verdict.decide(
+            claim.format("decision boundary", "rises (regions gather there)"),
+            checks["boundary"],
+            source=source,
+            url=url,
+            threshold=threshold,
+            seeds=seeds,
+        ),
+        verdict.decide(
+            "Cross-check: at the end, the neighbourhood LC at points on the decision boundary "
+            "is above the LC at training points",
+            checks["cross"],
+            source="Sec. 4 (regions concentrate at the decision boundary late in training)",
+            url=url,
+            threshold="2 standard errors of the difference of the two means",
+            seeds=seeds,
+        ),
+    ]
 
 
 def _plane_mean(records: pd.DataFrame, n_planes: int) -> pd.DataFrame:
@@ -313,8 +472,30 @@ def _grid_figure(
     )
 
 
+def _planes_figure(
+    planes: list[tuple[int, int, PlanePartition, np.ndarray]], peak: int, ctx: RunContext
+) -> Figure:
+    ks = sorted({k for k, *_ in planes})
+    steps = sorted({step for _, step, *_ in planes})
+    fig, axes = new_figure(len(ks), len(steps), size=(1.6, 1.6))
+    for k, step, part, segments in planes:
+        ax = axes[steps.index(step) * len(ks) + ks.index(k)]
+        draw_plane(ax, part, points=part.marked_points, edge_width=0.05, segments=segments)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"plane {k}, step {step}", fontsize=6)
+    return ctx.figure(
+        fig,
+        "verdict_planes.png",
+        f"Every plane the verdicts use (columns), at the LC peak (step {peak}, top row) and "
+        "at the end (bottom row): regions in random colours, decision boundary in red, the "
+        "three training points in black.",
+        dpi=100,
+    )
+
+
 def _stats_figure(
-    records: pd.DataFrame, n_planes: int, phases: dict[str, int], ctx: RunContext
+    records: pd.DataFrame, n_planes: int, phases: dict[str, float], ctx: RunContext
 ) -> Figure:
     mean = _plane_mean(records, n_planes)
     fig, axes = new_figure(3, 1, size=(4.0, 3.3))
@@ -340,7 +521,7 @@ def _stats_figure(
         "the linear regions) within the 'near' radius of the three training points and of the "
         f"decision boundary, divided by the vertex density of the whole plane rectangle, mean "
         f"over {n_planes} plane(s). Right: number of regions on the plane. Green / red dashed: "
-        "end of the first LC descent / LC maximum. Migration: after the red line the first "
+        "end of the first LC descent / LC peak. Migration: after the red line the first "
         "density falls and the second rises.",
     )
 

@@ -73,17 +73,24 @@ def accuracy(model: nn.Module, data: Dataset) -> float:
         return float((model(data.x).argmax(dim=1) == data.y).double().mean())
 
 
-def bias_free_mlp(widths: Sequence[int], rank: int | None, seed: int) -> nn.Module:
+def bias_free_mlp(
+    widths: Sequence[int], rank: int | None, seed: int, output_rank: int | None = None
+) -> nn.Module:
     """``Linear-ReLU-...-Linear`` without biases (the bounds' class has none) with PyTorch's
     default initialisation under ``seed``; with ``rank``, every layer is a LowRankLinear of
-    rank min(rank, d_out, d_in) holding the truncated SVD of that initialisation."""
+    rank min(rank, d_out, d_in) holding the truncated SVD of that initialisation (the output
+    layer at least ``output_rank`` when given, e.g. the number of classes)."""
     model = mlp(list(widths), bias=False, seed=seed)
     if rank is None:
         return model
+    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
     ranks = {
-        name: min(rank, m.out_features, m.in_features)
-        for name, m in model.named_modules()
-        if isinstance(m, nn.Linear)
+        name: min(
+            max(rank, output_rank or 0) if i == len(linears) - 1 else rank,
+            m.out_features,
+            m.in_features,
+        )
+        for i, (name, m) in enumerate(linears)
     }
     return factorize(model, ranks)
 
