@@ -23,7 +23,8 @@ from torch import Tensor, nn
 
 from reluscope.bounds.margins import check_labels
 from reluscope.errors import InputError, UnsupportedLayerError
-from reluscope.nets.ops import ActivationOp, LinearOp, ReshapeOp
+from reluscope.nets.ops import LinearOp, ReshapeOp
+from reluscope.nets.sites import ActivationOp
 from reluscope.nets.pwl import INPUT, PWLNet
 from reluscope.nets.trace import trace
 
@@ -133,6 +134,8 @@ def _layers(net: PWLNet) -> tuple[list[LinearOp], list[float], list[str]]:
         elif isinstance(node.op, ActivationOp):
             if pending is not None:
                 raise _unsupported(where, node.op.kind, "two activations in a row")
+            if not node.op.is_leaky:
+                raise _unsupported(where, node.op.kind, "the bounds need ReLU or LeakyReLU")
             if abs(node.op.slope) > 1:
                 raise _unsupported(
                     where, node.op.kind, "the bounds need a 1-Lipschitz activation (|slope| <= 1)"
