@@ -24,7 +24,11 @@ import torch
 from torch import nn
 
 from reluscope.errors import InputError
-from reluscope.nets.zoo import ZOO
+from reluscope.nets.vision import VISION_MODELS
+from reluscope.nets.zoo import ZOO as SMALL_ZOO
+
+#: Every zoo model by spec name: the small seeded models and the torchvision classics.
+ZOO = {**SMALL_ZOO, **VISION_MODELS}
 
 SPEC_HELP = (
     "a zoo spec such as 'mlp:2-64-1', 'mlp:2-64-1:activation=leaky_relu', 'cnn', "
