@@ -327,18 +327,23 @@ class MaxPoolOp(SiteOp):
         spatial = in_shape[1:]
         grid = torch.arange(math.prod(in_shape)).reshape((1,) + in_shape) + 1
         if self.dims == 1:
-            grid = grid.unsqueeze(2)
+            grid = grid.unsqueeze(2)  # (1, C, 1, L)
         ks, st, pd, dl = (
-            (tuple(v) + (1,)) if self.dims == 1 else tuple(v)
-            for v in (self.kernel_size, self.stride, self.padding, self.dilation)
+            ((1 if name != "padding" else 0,) + tuple(v)) if self.dims == 1 else tuple(v)
+            for name, v in (
+                ("kernel", self.kernel_size),
+                ("stride", self.stride),
+                ("padding", self.padding),
+                ("dilation", self.dilation),
+            )
         )
         out = tuple(self._pool(torch.zeros((1,) + in_shape)).shape[2:])
-        out2 = out + (1,) if self.dims == 1 else out
-        size2 = spatial + (1,) if self.dims == 1 else spatial
+        out2 = (1,) + out if self.dims == 1 else out
+        size2 = (1,) + spatial if self.dims == 1 else spatial
         # enough padding after the input for ceil_mode's last windows
         need = [o * s + d * (k - 1) + 1 for o, s, d, k in zip(out2, st, dl, ks, strict=True)]
         extra = [max(0, n - (sz + p)) for n, sz, p in zip(need, size2, pd, strict=True)]
-        grid = F.pad(grid.float(), (pd[1], extra[1], pd[0], extra[0]))
+        grid = F.pad(grid.double(), (pd[1], extra[1], pd[0], extra[0]))
         cols = F.unfold(grid, ks, dilation=dl, stride=st)  # (1, C * K, L)
         k = math.prod(ks)
         n_h = (grid.shape[2] - dl[0] * (ks[0] - 1) - 1) // st[0] + 1
