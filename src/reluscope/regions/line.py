@@ -170,10 +170,13 @@ def line(
     input_shape: Sequence[int] | None = None,
     dtype: torch.dtype = torch.float64,
     tol: float = DEFAULT_TOL,
+    max_regions: int = DEFAULT_MAX_REGIONS,
 ) -> LinePartition:
     """The exact pieces of the segment from ``start`` to ``end`` on which the network is affine.
 
-    Breakpoints are where some neuron's pre-activation changes sign along the segment.
+    Breakpoints are where some site's pattern changes along the segment: a neuron crossing a
+    breakpoint of its activation, or a max unit's leading candidate changing. More than
+    ``max_regions`` pieces stop the walk with an InputError.
     ``tol`` is the relative tolerance under which a point counts as lying on a neuron's zero set.
     """
     a = point_tensor(start, "start")
@@ -193,7 +196,7 @@ def line(
     part = LinePartition(net, start_t, end_t, None, None)
     tau0 = torch.tensor([[0.0], [1.0]], dtype=net.dtype, device=net.device)
     basis = (end_t - start_t).unsqueeze(0)
-    coords, outputs = walk(net, tau0, start_t, basis, _IntervalSplitter(), tol)
+    coords, outputs = walk(net, tau0, start_t, basis, _IntervalSplitter(max_regions), tol)
     part.breakpoints = coords[:, 0].contiguous()
     part.outputs = outputs
     return part
