@@ -162,3 +162,14 @@ def test_exact_lc_equals_many_probe_sketch_through_max_units():
 def test_max_regions_stops_with_a_clear_message():
     with pytest.raises(InputError, match="max_regions"):
         reluscope.plane(max_unit_net(0), extent=(-2, 2, -2, 2), max_regions=10)
+
+
+def test_neighborhood_counts_a_max_units_tie_inside_the_hull():
+    from reluscope.measures import neighborhood_complexity
+
+    model = nn.Sequential(nn.MaxPool1d(2), nn.Flatten())
+    x = torch.tensor([[[0.0, 1e-3, -5.0, 5.0]]], dtype=F64)
+    # the tie x0 = x1 is at distance 1e-3 / sqrt(2) from x; the other unit is far from its tie
+    wide = neighborhood_complexity(model, x, radius=1e-2, n_vertices=8, input_shape=(1, 4))
+    narrow = neighborhood_complexity(model, x, radius=1e-4, n_vertices=8, input_shape=(1, 4))
+    assert (wide.value, narrow.value) == (1.0, 0.0)

@@ -4,7 +4,9 @@ Around each point x, P = n_vertices // 2 orthonormal directions v_1..v_P (one fi
 by all points) give the 2P vertices x +- r v_p of a cross-polytope of radius r (an L1 ball of
 radius r in the P-dimensional affine span), plus x itself with ``include_center``. A neuron
 crosses the neighbourhood when the sign of its pre-activation (-1, 0 or +1) is not the same at
-every vertex. The count is a number of neurons (per point); the result is its mean over the data.
+every vertex (for an activation with several breakpoints, the sign of the pre-activation minus
+some breakpoint); a max unit crosses it when its leading candidate is not the same at every
+vertex. The count is a number of neurons (per point); the result is its mean over the data.
 
 For the first site it is exact: a hyperplane w.y + b = 0 meets the closed cross-polytope, without
 containing it, iff the signs at the vertices differ, and the count grows with r. For deeper sites
@@ -23,6 +25,7 @@ from reluscope.measures.meter import Meter
 from reluscope.measures.options import check_nonnegative
 from reluscope.measures.results import MeasureResult
 from reluscope.nets.pwl import PWLNet
+from reluscope.nets.sites import ActivationOp
 
 NAME = "neighborhood"
 
@@ -95,8 +98,7 @@ class NeighborhoodMeter(Meter):
         )
         total = torch.zeros(b, dtype=torch.float64, device=x.device)
         for site, src in self._sources.items():
-            signs = torch.sign(values[src]).reshape(b, vertices.shape[1], -1)
-            crossed = (signs != signs[:, :1]).any(dim=1).sum(dim=1).to(torch.float64)
+            crossed = _crossed_units(self.net.node(site).op, values[src], b)
             self.stats.add(site, crossed)
             total += crossed
         self.stats.add(NAME, total)
@@ -125,6 +127,20 @@ class NeighborhoodMeter(Meter):
             extra=extra,
             num_points=n,
         )
+
+
+def _crossed_units(op, z: Tensor, points: int) -> Tensor:
+    """Per point, the number of units whose boundary crosses the hull: an activation's neuron
+    when the sign of ``z - b`` differs between vertices for some breakpoint b, a max unit when
+    its leading candidate does."""
+    if isinstance(op, ActivationOp):
+        b = torch.tensor(op.breakpoints, dtype=z.dtype, device=z.device)
+        signs = torch.sign(z.reshape(points, -1, z[0].numel(), 1) - b)
+    else:
+        units, window = op.windows(tuple(z.shape[1:])).shape
+        signs = op.pattern(z).reshape(points, -1, units, window)
+    changed = (signs != signs[:, :1]).any(dim=1).any(dim=2)
+    return changed.sum(dim=1).to(torch.float64)
 
 
 def _check_vertices(n_vertices: int, include_center: bool, input_dim: int) -> int:
