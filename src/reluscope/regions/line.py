@@ -17,8 +17,10 @@ from reluscope.regions.walk import (
     Growable,
     ShiftedValues,
     StoredValues,
+    DEFAULT_MEMORY_BUDGET,
     TieValues,
     Values,
+    check_memory_budget,
     walk,
 )
 
@@ -171,6 +173,7 @@ def line(
     dtype: torch.dtype = torch.float64,
     tol: float = DEFAULT_TOL,
     max_regions: int = DEFAULT_MAX_REGIONS,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> LinePartition:
     """The exact pieces of the segment from ``start`` to ``end`` on which the network is affine.
 
@@ -196,7 +199,15 @@ def line(
     part = LinePartition(net, start_t, end_t, None, None)
     tau0 = torch.tensor([[0.0], [1.0]], dtype=net.dtype, device=net.device)
     basis = (end_t - start_t).unsqueeze(0)
-    coords, outputs = walk(net, tau0, start_t, basis, _IntervalSplitter(max_regions), tol)
+    coords, outputs = walk(
+        net,
+        tau0,
+        start_t,
+        basis,
+        _IntervalSplitter(max_regions),
+        tol,
+        memory_budget=check_memory_budget(memory_budget),
+    )
     part.breakpoints = coords[:, 0].contiguous()
     part.outputs = outputs
     return part

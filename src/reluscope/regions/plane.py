@@ -15,7 +15,7 @@ from reluscope.nets.pwl import PWLNet
 from reluscope.regions.boundary import decision_boundary_segments
 from reluscope.regions.inputs import check_extent, check_finite_net, point_tensor, prepare_net
 from reluscope.regions.polygons import DEFAULT_MAX_REGIONS, PolygonSplitter
-from reluscope.regions.walk import walk
+from reluscope.regions.walk import DEFAULT_MEMORY_BUDGET, check_memory_budget, walk
 
 DEFAULT_TOL = 1e-10
 
@@ -219,6 +219,7 @@ def plane(
     tol: float = DEFAULT_TOL,
     max_regions: int = DEFAULT_MAX_REGIONS,
     progress: Callable[[int], None] | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> PlanePartition:
     """The exact partition of {origin + s u + t v : (s, t) in extent} into linear regions.
 
@@ -226,7 +227,8 @@ def plane(
     activation and at every tie between the leading candidates of a max unit. The partition
     stops with an InputError once it has more than ``max_regions`` regions (default 5
     million); ``progress``, when given, is called with the current number of regions after
-    every split.
+    every split. The vertex table (the values later layers read, at every vertex) must fit in
+    ``memory_budget`` bytes (default 4 GiB), else an InputError says what it needs.
 
     ``extent`` is (s_min, s_max, t_min, t_max). For a network with 2 inputs, origin, u and v
     default to 0, e1 and e2 (the input plane itself). ``tol`` is the relative tolerance under
@@ -250,10 +252,14 @@ def plane(
     polygons = torch.arange(4, device=net.device).unsqueeze(0)
     counts = torch.tensor([4], device=net.device)
     _check_max_regions(max_regions)
+    check_memory_budget(memory_budget)
     splitter = PolygonSplitter(polygons, counts, max_regions, progress)
     part = PlanePartition(net, origin, u, v, ext, corners, None, polygons, counts)
     basis = torch.stack([u, v])
-    coords, outputs = walk(net, corners, origin, basis, splitter, tol, affine_first_site=True)
+    coords, outputs = walk(
+        net, corners, origin, basis, splitter, tol, affine_first_site=True,
+        memory_budget=memory_budget,
+    )
     part.vertices = coords.contiguous()
     part.outputs = outputs
     part.polygons = splitter.polys.view().contiguous()
@@ -271,6 +277,7 @@ def plane_through(
     tol: float = DEFAULT_TOL,
     max_regions: int = DEFAULT_MAX_REGIONS,
     progress: Callable[[int], None] | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> PlanePartition:
     """The partition of the plane through three input points, on a rectangle around them.
 
@@ -312,6 +319,7 @@ def plane_through(
         tol=tol,
         max_regions=max_regions,
         progress=progress,
+        memory_budget=memory_budget,
     )
     part.marked_points = st
     return part

@@ -56,6 +56,20 @@ class Growable:
 #: Rows of vertices processed at once between sites: bounds the temporaries (elements).
 _CHUNK_ELEMENTS = 1 << 21
 
+#: The default memory budget of a partition's vertex table, in bytes.
+DEFAULT_MEMORY_BUDGET = 4 << 30
+
+
+def check_memory_budget(memory_budget: int) -> int:
+    """``memory_budget`` (bytes) as an int >= 1 MiB, or an InputError."""
+    if (
+        isinstance(memory_budget, bool)
+        or not isinstance(memory_budget, int)
+        or memory_budget < (1 << 20)
+    ):
+        raise InputError(f"memory_budget must be an integer >= 2**20 bytes; got {memory_budget!r}")
+    return memory_budget
+
 
 class StoredValues:
     """The site's pre-activations, stored in columns zoff..zoff+n of the vertex table."""
@@ -230,6 +244,7 @@ def walk(
     splitter: Splitter,
     tol: float,
     affine_first_site: bool = False,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> tuple[Tensor, Tensor]:
     """Refine the slice {origin + coords @ basis} through every site of ``net``.
 
@@ -239,7 +254,9 @@ def walk(
     Returns the coordinates of all final vertices and the network output at each of them.
 
     Between two sites the nodes are evaluated on chunks of vertices and written straight into
-    the next site's vertex table, so no full-size temporaries are made.
+    the next site's vertex table, so no full-size temporaries are made. The table holds, per
+    vertex, the values that later nodes read; when it would need more than ``memory_budget``
+    bytes the walk stops with an InputError saying how much it needs.
     """
     k = coords.shape[1]
     nodes = net.nodes
@@ -257,7 +274,7 @@ def walk(
         split_site(splitter, table, site, nodes[lo], net.shape_of(src), tol)
     for hi in [i for i in sites if i > lo or not affine_first_site] + [len(nodes)]:
         keep = _live_after(net, hi)
-        table, layout = _advance(net, lo, hi, table, layout, affine, keep, k)
+        table, layout = _advance(net, lo, hi, table, layout, affine, keep, k, memory_budget)
         affine = {}
         if hi < len(nodes):
             src = nodes[hi].inputs[0]
@@ -297,6 +314,7 @@ def _advance(
     affine: dict[str, tuple[Tensor, Tensor]],
     keep: list[str],
     k: int,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> tuple[Growable, dict[str, tuple[int, tuple[int, ...]]]]:
     """Evaluate nodes lo..hi-1 at every vertex; returns the new table holding ``keep``."""
     nodes = net.nodes
@@ -307,8 +325,18 @@ def _advance(
         width += math.prod(shape)
     old = table.view()
     rows = len(old)
-    # Room for the vertices the next split will add: untouched capacity costs no memory.
-    out = old.new_empty((4 * rows + 1024, width))
+    row_bytes = width * old.element_size()
+    if rows * row_bytes > memory_budget:
+        where = net.nodes[hi].path if hi < len(net.nodes) else "the output"
+        raise InputError(
+            f"the partition has {rows} vertices before '{where}', and storing {width} values "
+            f"each needs {rows * row_bytes / 2**30:.2f} GiB, more than memory_budget="
+            f"{memory_budget / 2**30:.2f} GiB: use a smaller extent, a smaller network or "
+            "input, or raise memory_budget"
+        )
+    # Room for the vertices the next split will add, within the budget.
+    capacity = max(rows, min(4 * rows + 1024, memory_budget // row_bytes))
+    out = old.new_empty((capacity, width))
     widest = max([width] + [math.prod(n.shape) for n in nodes[lo:hi]])
     step = max(1, _CHUNK_ELEMENTS // widest)
     for r0 in range(0, rows, step):
