@@ -33,7 +33,7 @@ def list_experiments() -> None:
     for column in ("paper", "title", "config keys"):
         table.add_column(column)
     for e in experiments():
-        table.add_row(e.name, e.paper, e.title, ", ".join(e.config.model_fields))
+        table.add_row(e.name, e.paper, e.title, ", ".join(e.config.config_keys()))
     console.print(table)
 
 
@@ -55,7 +55,10 @@ def run(
     scale: ScaleOpt = "quick",
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Config override key=value (repeatable; JSON values)."),
+        typer.Option(
+            "--set",
+            help="Config override key=value, e.g. train.lr=0.01 (repeatable; see reluscope.values).",
+        ),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/NAME).")] = None,
     data_dir: DataDirOpt = None,
@@ -65,10 +68,11 @@ def run(
     An interrupted run resumes from its checkpoints when run again with the same settings."""
 
     def go() -> None:
-        from reluscope.experiments import get_experiment, parse_overrides, run_experiment
+        from reluscope.experiments import get_experiment, run_experiment
+        from reluscope.values import parse_assignments
 
         experiment = get_experiment(name)
-        overrides = _with_data_dir(experiment.config, parse_overrides(set_ or []), data_dir)
+        overrides = _with_data_dir(experiment.config, parse_assignments(set_ or []), data_dir)
         summary = _interruptible(
             lambda: run_experiment(
                 name, scale, overrides, out, rerun=rerun, progress=True, console=console
