@@ -156,7 +156,9 @@ def test_exact_lc_equals_many_probe_sketch_through_max_units():
     exact = local_complexity(net, x, sigma=0.2, seed=3)
     sketch = local_complexity(net, x, sigma=0.2, seed=3, method="sketch", probes=4000)
     assert exact.extra["truncation_bound"] < 1e-6 * exact.value
-    assert sketch.value == pytest.approx(exact.value, rel=4 * sketch.extra["probe_stderr"] / sketch.value + 1e-3)
+    assert sketch.value == pytest.approx(
+        exact.value, rel=4 * sketch.extra["probe_stderr"] / sketch.value + 1e-3
+    )
 
 
 def test_max_regions_stops_with_a_clear_message():

@@ -155,7 +155,9 @@ def test_max_pool_windows_enumerate_the_candidates(kernel, stride, dilation, cei
     assert torch.all(g[torch.isfinite(g)] >= 0)  # the leader is maximal
     flat_z = torch.cat([z.reshape(3, -1), torch.zeros(3, 1, dtype=F64)], dim=1)
     finite = torch.isfinite(g)
-    assert torch.allclose(g[finite], (flat_z.gather(1, p) - flat_z.gather(1, q % flat_z.shape[1]))[finite])
+    assert torch.allclose(
+        g[finite], (flat_z.gather(1, p) - flat_z.gather(1, q % flat_z.shape[1]))[finite]
+    )
     # push and pull are transposes of each other
     c = torch.randn((3,) + tuple(op.forward(z).shape[1:]), dtype=F64)
     lhs = (pushed * c.reshape(3, 1, -1)).sum(2)

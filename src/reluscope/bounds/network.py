@@ -24,8 +24,8 @@ from torch import Tensor, nn
 from reluscope.bounds.margins import check_labels
 from reluscope.errors import InputError, UnsupportedLayerError
 from reluscope.nets.ops import LinearOp, ReshapeOp
-from reluscope.nets.sites import ActivationOp
 from reluscope.nets.pwl import INPUT, PWLNet
+from reluscope.nets.sites import ActivationOp
 from reluscope.nets.trace import trace
 
 SUPPORTED = (

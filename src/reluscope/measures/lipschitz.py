@@ -28,8 +28,8 @@ from reluscope.nets.ops import (
     ScaleShiftOp,
     UpsampleNearestOp,
 )
-from reluscope.nets.sites import SiteOp
 from reluscope.nets.pwl import INPUT, PWLNet
+from reluscope.nets.sites import SiteOp
 
 #: Power-iteration estimates are multiplied by this factor by default (see ``operator_norm``).
 SAFETY = 1.01

@@ -304,7 +304,9 @@ class _Builder:
             self._add(node, AdaptiveAvgPoolOp(dims, m.output_size), [src], path)
         elif isinstance(m, nn.Upsample):
             if m.mode != "nearest":
-                detail = f"Upsample(mode={m.mode!r}) is not piecewise-linear in general; use 'nearest'"
+                detail = (
+                    f"Upsample(mode={m.mode!r}) is not piecewise-linear in general; use 'nearest'"
+                )
                 raise UnsupportedLayerError(path, kind, SUPPORTED, detail)
             self._add(node, UpsampleNearestOp(m.size, m.scale_factor), [src], path)
         elif isinstance(m, (nn.ZeroPad1d, nn.ZeroPad2d, nn.ConstantPad1d, nn.ConstantPad2d)):
@@ -396,7 +398,9 @@ class _Builder:
             op = AdaptiveAvgPoolOp(_ADAPTIVE_FUNCTIONS[target], a["output_size"])
         elif target in (F.hardtanh, F.hardtanh_) or target is F.relu6:
             a = _arguments(node, "hardtanh")
-            low, high = (0.0, 6.0) if target is F.relu6 else (a.get("min_val", -1.0), a.get("max_val", 1.0))
+            low, high = (
+                (0.0, 6.0) if target is F.relu6 else (a.get("min_val", -1.0), a.get("max_val", 1.0))
+            )
             op = _clamp_op(node, float(low), float(high))
         elif target in _CLAMP_FUNCTIONS or method in _CLAMP_METHODS:
             a = _arguments(node, "clamp")
@@ -409,7 +413,9 @@ class _Builder:
         elif target is F.prelu:
             weight = _arguments(node, "prelu")["weight"]
             if not (isinstance(weight, fx.Node) and weight.name in self.constants):
-                raise UnsupportedLayerError(name, "prelu", SUPPORTED, "the weight must be a parameter")
+                raise UnsupportedLayerError(
+                    name, "prelu", SUPPORTED, "the weight must be a parameter"
+                )
             op = self._prelu(node, self.constants[weight.name])
         elif target is torch.cat:
             a = _arguments(node, "cat")
@@ -426,7 +432,9 @@ class _Builder:
             rank = len(self._shape_of_arg(node.args[0])) + 1
             dims = a.get("dim")
             dims = tuple(range(1, rank)) if dims is None else dims
-            dims = tuple(d + rank if d < 0 else d for d in ((dims,) if isinstance(dims, int) else dims))
+            dims = tuple(
+                d + rank if d < 0 else d for d in ((dims,) if isinstance(dims, int) else dims)
+            )
             if 0 in dims:
                 raise UnsupportedLayerError(name, "mean", SUPPORTED, "a mean over the batch")
             op = MeanOp(dims, bool(a.get("keepdim", False)))

@@ -13,11 +13,11 @@ from reluscope.nets.pwl import PWLNet
 from reluscope.regions.inputs import point_tensor, prepare_net
 from reluscope.regions.polygons import DEFAULT_MAX_REGIONS
 from reluscope.regions.walk import (
+    DEFAULT_MEMORY_BUDGET,
     AffineValues,
     Growable,
     ShiftedValues,
     StoredValues,
-    DEFAULT_MEMORY_BUDGET,
     TieValues,
     Values,
     check_memory_budget,
@@ -106,7 +106,6 @@ class _IntervalSplitter:
         table.data, table.n = rows[keep], int(keep.sum())
 
     def split(self, table: Growable, site: Values, eps: Tensor) -> None:
-        n = site.n
         rows = table.view()
         z = site.columns()
         sign = (z > eps).to(torch.int8) - (z < -eps).to(torch.int8)

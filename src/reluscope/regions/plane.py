@@ -257,7 +257,13 @@ def plane(
     part = PlanePartition(net, origin, u, v, ext, corners, None, polygons, counts)
     basis = torch.stack([u, v])
     coords, outputs = walk(
-        net, corners, origin, basis, splitter, tol, affine_first_site=True,
+        net,
+        corners,
+        origin,
+        basis,
+        splitter,
+        tol,
+        affine_first_site=True,
         memory_budget=memory_budget,
     )
     part.vertices = coords.contiguous()

@@ -8,10 +8,10 @@ partition stays a proper planar subdivision.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
-
-from collections.abc import Callable
 
 from reluscope.errors import InputError
 from reluscope.regions.walk import _CHUNK_ELEMENTS, Growable, Values
@@ -95,7 +95,9 @@ class PolygonSplitter:
         merged = torch.zeros(len(groups), new_width, dtype=polys.dtype, device=polys.device)
         merged[gidx, pos] = va
         last = merged[torch.arange(len(groups), device=va.device), num - 1]
-        merged = torch.where(torch.arange(new_width, device=va.device) < num[:, None], merged, last[:, None])
+        merged = torch.where(
+            torch.arange(new_width, device=va.device) < num[:, None], merged, last[:, None]
+        )
         # one representative per group (its first polygon) takes the union; the rest go
         first = torch.full((int(group.max()) + 1,), n, dtype=torch.long, device=polys.device)
         first.scatter_reduce_(0, group, torch.arange(n, device=polys.device), reduce="amin")
