@@ -25,8 +25,9 @@ from reluscope.bounds.margins import check_labels
 from reluscope.errors import InputError, UnsupportedLayerError
 from reluscope.linalg import low_rank_approximation
 from reluscope.nets.checks import check_net
-from reluscope.nets.ops import ActivationOp, LinearOp, ReshapeOp
+from reluscope.nets.ops import LinearOp, ReshapeOp
 from reluscope.nets.pwl import INPUT, PWLNet
+from reluscope.nets.sites import ActivationOp
 from reluscope.nets.trace import trace
 
 SUPPORTED = (
@@ -134,6 +135,8 @@ def _layers(net: PWLNet) -> tuple[list[LinearOp], list[float], list[str]]:
         elif isinstance(node.op, ActivationOp):
             if pending is not None:
                 raise _unsupported(where, node.op.kind, "two activations in a row")
+            if not node.op.is_leaky:
+                raise _unsupported(where, node.op.kind, "the bounds need ReLU or LeakyReLU")
             if abs(node.op.slope) > 1:
                 raise _unsupported(
                     where, node.op.kind, "the bounds need a 1-Lipschitz activation (|slope| <= 1)"

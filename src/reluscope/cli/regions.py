@@ -47,6 +47,12 @@ def regions_plane(
     color_by: Annotated[str, typer.Option(help="random or output")] = "random",
     dtype: DtypeOpt = "float64",
     device: DeviceOpt = "cpu",
+    max_regions: Annotated[
+        int, typer.Option(help="Stop with an error beyond this many regions.")
+    ] = 5_000_000,
+    memory_budget: Annotated[
+        float, typer.Option(help="GiB the vertex table may use before stopping with an error.")
+    ] = 4.0,
 ) -> None:
     """Exact 2-D linear regions of a model on a plane, drawn to a PNG."""
 
@@ -57,8 +63,13 @@ def regions_plane(
         net = _load(model, weights, seed, input_shape, device)
         dt = _dtype(dtype)
         start = time.perf_counter()
+        limits = dict(
+            max_regions=max_regions,
+            memory_budget=int(memory_budget * 2**30),
+            progress=_progress_printer(start),
+        )
         if through is not None:
-            part = plane_through(net, parse_points(through, "through"), dtype=dt)
+            part = plane_through(net, parse_points(through, "through"), dtype=dt, **limits)
         else:
             vecs = [
                 None if t is None else parse_points(t, n).reshape(-1)
@@ -72,7 +83,13 @@ def regions_plane(
                 vecs[1], vecs[2] = q[:, 0], q[:, 1]
             at, along_u, along_v = vecs
             part = plane(
-                net, at, along_u, along_v, extent=parse_numbers(extent, "extent"), dtype=dt
+                net,
+                at,
+                along_u,
+                along_v,
+                extent=parse_numbers(extent, "extent"),
+                dtype=dt,
+                **limits,
             )
         elapsed = time.perf_counter() - start
         part.plot(out, color_by=color_by)
@@ -83,6 +100,19 @@ def regions_plane(
         console.print(f"wrote {out}")
 
     _run(go)
+
+
+def _progress_printer(start: float, every: float = 2.0):
+    """A progress callback printing the region count at most every ``every`` seconds."""
+    last = [start]
+
+    def report(regions: int) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= every:
+            last[0] = now
+            console.print(f"  {regions} regions so far ({now - start:.0f} s)", highlight=False)
+
+    return report
 
 
 @regions_app.command("line")

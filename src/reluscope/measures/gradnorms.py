@@ -26,16 +26,16 @@ from torch import Tensor
 from torch.nn import grad as nn_grad
 
 from reluscope.nets.ops import (
-    ActivationOp,
     AddOp,
     BatchNormOp,
+    CatOp,
     ConvOp,
     LinearOp,
     Op,
     ReshapeOp,
     ScaleShiftOp,
 )
-from reluscope.nets.pwl import INPUT, PWLNet
+from reluscope.nets.pwl import INPUT, Node, PWLNet
 
 #: Largest number of tensor elements a chunk of rows or pairs may hold at one node.
 CHUNK_ELEMENTS = 2**25
@@ -46,17 +46,19 @@ _SQRT_HALF_PI = math.sqrt(math.pi / 2)
 def bias_noise(
     net: PWLNet, rows: int, sigma: float, generator: torch.Generator
 ) -> dict[str, Tensor]:
-    """Noise ``eps ~ N(0, sigma^2)`` for every neuron of every site, by site name.
+    """Noise ``eps ~ N(0, sigma^2)`` for every neuron of every noisy site, by site name.
 
-    Each tensor has shape ``(rows, *site.shape)``; they are drawn in site order on the CPU in the
-    network's dtype from ``generator`` (so a CPU run is reproducible bit for bit) and moved to
-    the network's device.
+    Activation sites are noisy (their neurons have biases); max units are not. Each tensor has
+    shape ``(rows, *site.shape)``; they are drawn in site order on the CPU in the network's
+    dtype from ``generator`` (so a CPU run is reproducible bit for bit) and moved to the
+    network's device.
     """
     return {
         s.name: (sigma * torch.randn((rows,) + s.shape, generator=generator, dtype=net.dtype)).to(
             net.device
         )
         for s in net.sites
+        if s.op.noisy
     }
 
 
@@ -66,16 +68,17 @@ class NoisyPass:
 
     ``preacts``: the pre-activation zbar (own noise not added) of the requested sites;
     ``bias_free``: the linear part of the op producing it applied to its (noisy) inputs, when
-    requested; ``active``: the noisy activation pattern (zbar + eps > 0) of every site up to the
-    last requested one; ``probe_norms``: with probes, ``sqrt(pi/2) |grad_x z . v_k|`` for every
-    requested neuron and probe, shape (rows, k, *site.shape): each an unbiased estimate of
-    ``||grad_x z||``, their mean over k the sketch.
+    requested; ``states``: the local linear map's state (slopes, leading candidates) of the
+    noisy pre-activations of every site up to the last requested one; ``noisy``: the noisy
+    pre-activations of the requested sites; ``tangents``: with probes, the probe tangents at
+    the requested sites' pre-activations, shape (rows, k, *site.shape).
     """
 
     preacts: dict[str, Tensor] = field(default_factory=dict)
     bias_free: dict[str, Tensor] = field(default_factory=dict)
-    active: dict[str, Tensor] = field(default_factory=dict)
-    probe_norms: dict[str, Tensor] = field(default_factory=dict)
+    states: dict[str, Tensor] = field(default_factory=dict)
+    noisy: dict[str, Tensor] = field(default_factory=dict)
+    tangents: dict[str, Tensor] = field(default_factory=dict)
 
 
 def noisy_pass(
@@ -90,49 +93,75 @@ def noisy_pass(
     """Run the noisy network on ``x`` (validated inputs) up to the last of ``sites``.
 
     ``probes`` (rows, k, *input_shape), when given, are input tangents pushed forward through
-    the linear parts and the noisy activation gains; each requested neuron then gets k
-    single-probe estimates ``sqrt(pi/2) |tangent_k|`` of its gradient norm.
+    the linear parts and the sites' local linear maps at the noisy pre-activations.
     """
     out = NoisyPass()
     src_of = {s: net.node(s).inputs[0] for s in sites}
     wanted_src = set(src_of.values())
-    stop = max((i for i, n in enumerate(net.nodes) if n.name in src_of), default=-1)
-    values: dict[str, Tensor] = {INPUT: x}
-    tangents: dict[str, Tensor] = {} if probes is None else {INPUT: probes}
+    stop = 1 + max((net.index(s) for s in src_of), default=-1)
     if bias_free and INPUT in wanted_src:
         out.bias_free[INPUT] = x
-    for i, n in enumerate(net.nodes[: stop + 1]):
-        ins = [values[a] for a in n.inputs]
-        if isinstance(n.op, ActivationOp):
-            z = ins[0]
-            noisy = z + noise[n.name]
-            out.active[n.name] = noisy > 0
-            values[n.name] = n.op.forward(noisy)
+
+    def step(n: Node, ins: list[tuple[Tensor, Tensor | None]]) -> tuple[Tensor, Tensor | None]:
+        values = [v for v, _ in ins]
+        tangent = None
+        if n.is_site:
+            z, t = ins[0]
+            noisy = z + noise[n.name] if n.name in noise else z
+            state = n.op.local(noisy)
+            out.states[n.name] = state
+            value = n.op.forward(noisy)
             if n.name in src_of:
                 out.preacts[n.name] = z
-            if probes is not None:
-                t = tangents[n.inputs[0]]
-                if n.name in src_of:
-                    out.probe_norms[n.name] = _SQRT_HALF_PI * t.abs()
-                tangents[n.name] = t * n.op.gain(noisy).unsqueeze(1)
-        else:
-            values[n.name] = n.op.forward(*ins)
+                out.noisy[n.name] = noisy
+                if t is not None:
+                    out.tangents[n.name] = t
+            if t is not None:
+                tangent = n.op.push(state, t)
             if bias_free and n.name in wanted_src:
-                out.bias_free[n.name] = n.op.linear(*ins)
-            if probes is not None:
-                k = probes.shape[1]
-                flat = [tangents[a].flatten(0, 1) for a in n.inputs]
-                t = n.op.linear(*flat)
-                tangents[n.name] = t.reshape((-1, k) + tuple(t.shape[1:]))
-        if bias_free and n.is_site and n.name in wanted_src:
-            out.bias_free[n.name] = values[n.name]
-        for a in n.inputs:
-            if net._last_use[a] == i:
-                values.pop(a, None)
-                tangents.pop(a, None)
+                out.bias_free[n.name] = value
+            return value, tangent
+        if bias_free and n.name in wanted_src:
+            out.bias_free[n.name] = n.op.linear(*values)
+        if probes is not None:
+            b, k = probes.shape[:2]
+            flat = [t.flatten(0, 1) for _, t in ins]
+            t = n.op.linear(*flat)
+            tangent = t.reshape((b, k) + tuple(t.shape[1:]))
+        return n.op.forward(*values), tangent
+
+    net.interpret({INPUT: (x, probes)}, step, stop=stop)
     if bias_free:
         out.bias_free = {s: out.bias_free[src] for s, src in src_of.items()}
     return out
+
+
+def boundary_terms(
+    net: PWLNet, site: str, rec: NoisyPass, centring: str = "full"
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The boundary functions of ``site`` in the noisy network: values g (rows, n) and the
+    indices p, q of the pre-activation entries whose gradients they are a difference of (see
+    :mod:`reluscope.nets.sites`).
+
+    ``centring="full"``: g from zbar (an activation's own noise integrated out, a max unit's
+    leading candidate at the noisy values); ``"no_bias"``: from the bias-free values.
+    """
+    op = net.node(site).op
+    z = rec.preacts[site] if centring == "full" else rec.bias_free[site]
+    return op.boundaries(z, lead=rec.noisy[site])
+
+
+def sketch_boundary_norms(tangent: Tensor, p: Tensor, q: Tensor) -> Tensor:
+    """``sqrt(pi/2) |t_p - t_q|`` per probe: (rows, k, n) single-probe estimates of the
+    boundary functions' gradient norms, from the probe tangents (rows, k, *site.shape)."""
+    rows, k = tangent.shape[:2]
+    flat = tangent.reshape(rows, k, -1)
+    pad = flat.new_zeros(rows, k, 1)
+    flat = torch.cat([flat, pad], dim=2)
+    q = torch.where(q < 0, flat.shape[2] - 1, q)  # no second term: read the zero column
+    pi = p.unsqueeze(1).expand(-1, k, -1)
+    qi = q.unsqueeze(1).expand(-1, k, -1)
+    return _SQRT_HALF_PI * (flat.gather(2, pi) - flat.gather(2, qi)).abs()
 
 
 def sketch_probes(net: PWLNet, rows: int, k: int, generator: torch.Generator) -> Tensor:
@@ -155,7 +184,7 @@ class ExactGradientNorms:
 
     def __init__(self, net: PWLNet) -> None:
         self.net = net
-        self._index = {n.name: i for i, n in enumerate(net.nodes)}
+        self._index = {n.name: net.index(n.name) for n in net.nodes}
         self._input_linear = {INPUT}  # nodes whose value is a linear map of the input alone
         for n in net.nodes:
             if not n.is_site and all(a in self._input_linear for a in n.inputs):
@@ -163,42 +192,72 @@ class ExactGradientNorms:
         self._grams: dict[str, Tensor | None] = {}
 
     def __call__(
-        self, site: str, active: dict[str, Tensor], rows: Tensor, neurons: Tensor
+        self,
+        site: str,
+        states: dict[str, Tensor],
+        rows: Tensor,
+        neurons: Tensor,
+        minus: Tensor | None = None,
     ) -> Tensor:
-        """Norms for the pairs (rows[p], neurons[p]); ``neurons`` index the flattened site.
+        """Norms for the pairs (rows[i], neurons[i]); ``neurons`` index the flattened site's
+        pre-activation. With ``minus``, the norms of ``grad z[neurons] - grad z[minus]`` (an
+        entry -1 of ``minus``: no second term), the gradients of a max unit's ties.
 
         Pairs are processed in chunks of at most ``CHUNK_ELEMENTS`` elements per node.
         """
         net = self.net
         src = net.node(site).inputs[0]
-        if src == INPUT or len(rows) == 0:
+        if len(rows) == 0:
+            return torch.ones(0, dtype=net.dtype, device=net.device)
+        if src == INPUT and minus is None:
             return torch.ones(len(rows), dtype=net.dtype, device=net.device)
-        end = self._index[src]
+        if minus is not None and bool((minus < 0).all()):
+            minus = None
+        end = self._index[src] if src != INPUT else -1
         widest = max([net.input_dim] + [math.prod(n.shape) for n in net.nodes[: end + 1]])
         step = max(1, CHUNK_ELEMENTS // widest)
         parts = [
-            self._sweep(end, active, rows[i : i + step], neurons[i : i + step])
+            self._sweep(
+                src,
+                end,
+                states,
+                rows[i : i + step],
+                neurons[i : i + step],
+                None if minus is None else minus[i : i + step],
+            )
             for i in range(0, len(rows), step)
         ]
         return torch.cat(parts)
 
-    def _sweep(self, end: int, active: dict[str, Tensor], rows: Tensor, neurons: Tensor) -> Tensor:
-        """Norms of the input gradients of one-hot cotangents at node ``end``'s output."""
+    def _sweep(
+        self,
+        src: str,
+        end: int,
+        states: dict[str, Tensor],
+        rows: Tensor,
+        neurons: Tensor,
+        minus: Tensor | None,
+    ) -> Tensor:
+        """Norms of the input gradients of (one-hot - one-hot) cotangents at ``src``."""
         net = self.net
-        node = net.nodes[end]
         p = len(rows)
-        gram = self._gram(node.name)
-        if gram is not None:  # a one-hot's squared norm is a diagonal entry
+        shape = net.shape_of(src)
+        gram = self._gram(src)
+        if gram is not None and minus is None:  # a one-hot's squared norm is a diagonal entry
             return gram.diagonal()[neurons].sqrt().to(net.dtype)
         cot: dict[str, Tensor] = {}
-        if isinstance(node.op, LinearOp) and len(node.shape) == 1:
+        node = net.nodes[end] if end >= 0 else None
+        if node is not None and minus is None and isinstance(node.op, LinearOp) and len(shape) == 1:
             # the cotangent of a one-hot through a Linear is a row of its weight
             cot[node.inputs[0]] = node.op.weight[neurons]
             end -= 1
         else:
-            onehot = torch.zeros(p, math.prod(node.shape), dtype=net.dtype, device=net.device)
-            onehot[torch.arange(p, device=net.device), neurons] = 1.0
-            cot[node.name] = onehot.reshape((p,) + node.shape)
+            onehot = torch.zeros(p, math.prod(shape) + 1, dtype=net.dtype, device=net.device)
+            arange = torch.arange(p, device=net.device)
+            onehot[arange, neurons] = 1.0
+            if minus is not None:
+                onehot[arange, minus] -= 1.0  # index -1 lands in the extra column
+            cot[src] = onehot[:, :-1].reshape((p,) + shape)
         for n in reversed(net.nodes[: end + 1]):
             if len(cot) == 1:
                 ((name, last),) = cot.items()
@@ -210,14 +269,21 @@ class ExactGradientNorms:
             c = cot.pop(n.name, None)
             if c is None:
                 continue
-            if isinstance(n.op, ActivationOp):
-                _accumulate(cot, n.inputs[0], c * _gain(n.op, active[n.name][rows], c.dtype))
+            if n.is_site:
+                state = states[n.name][rows]
+                _accumulate(cot, n.inputs[0], n.op.pull(state, c, net.shape_of(n.inputs[0])))
+            elif isinstance(n.op, CatOp):
+                sizes = [net.shape_of(a)[n.op.dim - 1] for a in n.inputs]
+                for a, part in zip(n.inputs, n.op.split(c, sizes), strict=True):
+                    _accumulate(cot, a, part)
             elif isinstance(n.op, AddOp):
                 for sign, a in zip(n.op.signs, n.inputs, strict=True):
                     _accumulate(cot, a, c if sign == 1 else sign * c)
             else:
                 shape = net.input_shape if n.inputs[0] == INPUT else net.node(n.inputs[0]).shape
                 _accumulate(cot, n.inputs[0], _adjoint(n.op, c, shape))
+        if INPUT not in cot:
+            return torch.zeros(p, dtype=net.dtype, device=net.device)
         return cot[INPUT].reshape(p, -1).norm(dim=1)
 
     def _gram(self, name: str) -> Tensor | None:
@@ -245,13 +311,6 @@ class ExactGradientNorms:
 
 def _accumulate(cot: dict[str, Tensor], name: str, value: Tensor) -> None:
     cot[name] = value if name not in cot else cot[name] + value
-
-
-def _gain(op: ActivationOp, active: Tensor, dtype: torch.dtype) -> Tensor:
-    if op.slope == 0:
-        return active.to(dtype)
-    one = torch.ones((), dtype=dtype, device=active.device)
-    return torch.where(active, one, one * op.slope)
 
 
 def _adjoint(op: Op, cot: Tensor, in_shape: tuple[int, ...]) -> Tensor:

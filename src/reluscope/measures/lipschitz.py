@@ -16,17 +16,22 @@ from torch import Tensor
 
 from reluscope.errors import InputError
 from reluscope.nets.ops import (
-    ActivationOp,
+    AdaptiveAvgPoolOp,
     AddOp,
     AvgPoolOp,
     BatchNormOp,
+    CatOp,
     ConvOp,
     LinearOp,
+    MeanOp,
     Op,
+    PadOp,
     ReshapeOp,
     ScaleShiftOp,
+    UpsampleNearestOp,
 )
 from reluscope.nets.pwl import INPUT, PWLNet
+from reluscope.nets.sites import SiteOp
 
 #: Power-iteration estimates are multiplied by this factor by default (see ``operator_norm``).
 SAFETY = 1.01
@@ -44,8 +49,9 @@ def operator_norm(
 
     ``input_shape`` excludes the batch dimension. Exact (no safety factor) for Linear (largest
     singular value of the weight, from the eigenvalues of its smaller Gram matrix), per-channel
-    scalings (largest ``|scale|``), reshapes (1) and activations (``max(1, |slope|)``, their
-    Lipschitz constant). For anything else (convolutions with their padding and stride on that
+    scalings (largest ``|scale|``), reshapes and constant paddings (1), activations
+    (``max(1, largest |slope|)``, their Lipschitz constant, or its upper bound) and max pooling
+    (``sqrt`` of the largest number of windows sharing an input element). For anything else (convolutions with their padding and stride on that
     input size, average pooling) it runs power iteration accelerated by Lanczos (Golub-Kahan
     bidiagonalisation with full reorthogonalisation) on ``A = op.linear`` (in float64 for a
     float64 op, else float32), with the adjoint ``A^T`` from autograd (``torch.func.vjp``) and
@@ -68,13 +74,13 @@ def operator_norm(
         if isinstance(scale, Tensor):
             return float(scale.detach().abs().max())
         return abs(float(scale))
-    if isinstance(op, ReshapeOp):
+    if isinstance(op, (ReshapeOp, PadOp)):
         return 1.0
-    if isinstance(op, ActivationOp):
-        return max(1.0, abs(op.slope))
-    if isinstance(op, AddOp):
-        raise InputError("an add node has several inputs: bound each input by its sign instead")
-    if not isinstance(op, (ConvOp, AvgPoolOp)):
+    if isinstance(op, SiteOp):
+        return max(1.0, op.lipschitz(shape)) if op.kind != "max_pool" else op.lipschitz(shape)
+    if isinstance(op, (AddOp, CatOp)):
+        raise InputError(f"a {op.kind} node has several inputs: bound each input instead")
+    if not isinstance(op, (ConvOp, AvgPoolOp, AdaptiveAvgPoolOp, MeanOp, UpsampleNearestOp)):
         raise InputError(f"no operator norm for ops of kind {op.kind!r}")
     return safety * _lanczos_norm(op, shape, iters, seed, tol)
 
@@ -137,7 +143,7 @@ def node_norms(net: PWLNet, **kwargs) -> dict[str, float]:
     return {
         n.name: operator_norm(n.op, _input_shape(net, n.inputs[0]), **kwargs)
         for n in net.nodes
-        if not isinstance(n.op, AddOp)
+        if not isinstance(n.op, (AddOp, CatOp))
     }
 
 
@@ -145,13 +151,16 @@ def lipschitz_to_nodes(net: PWLNet, **kwargs) -> dict[str, float]:
     """An upper bound of the Lipschitz constant of x -> value of every node (and of the input).
 
     Products of operator norms along the graph; an add node gets the sum of its inputs' bounds
-    (triangle inequality); an activation multiplies by ``max(1, |slope|)``.
+    (triangle inequality), a concatenation the root of the sum of squares; a site multiplies by
+    its Lipschitz constant (see :func:`operator_norm`).
     """
     norms = node_norms(net, **kwargs)
     lip = {INPUT: 1.0}
     for n in net.nodes:
         if isinstance(n.op, AddOp):
             lip[n.name] = sum(abs(s) * lip[a] for s, a in zip(n.op.signs, n.inputs, strict=True))
+        elif isinstance(n.op, CatOp):
+            lip[n.name] = math.sqrt(sum(lip[a] ** 2 for a in n.inputs))
         else:
             lip[n.name] = norms[n.name] * lip[n.inputs[0]]
     return lip
@@ -189,6 +198,9 @@ def lipschitz_from_sites(net: PWLNet, **kwargs) -> dict[str, float]:
         if isinstance(n.op, AddOp):
             for sign, a in zip(n.op.signs, n.inputs, strict=True):
                 sens[a] = sens.get(a, 0.0) + s * abs(sign)
+        elif isinstance(n.op, CatOp):  # each input's part of the output: a norm-1 map
+            for a in n.inputs:
+                sens[a] = sens.get(a, 0.0) + s
         else:
             a = n.inputs[0]
             sens[a] = sens.get(a, 0.0) + s * norms[n.name]

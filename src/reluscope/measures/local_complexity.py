@@ -21,6 +21,25 @@ and:
   code: ``a_z = w_z . h~`` (the linear part of the op producing the pre-activation, bias
   removed) and ``k_sigma(a) = exp(-a^2 / (2 sigma^2))`` (no ``1/(sqrt(2 pi) sigma)``).
 
+**Several breakpoints and max units.** A region boundary is the zero set of a *boundary
+function* g (see :mod:`reluscope.nets.sites`): ``g = z - b_k`` for each breakpoint b_k of a
+neuron's activation (ReLU6 and Hardtanh have two), and ``g = c_a - c_j`` for a max unit
+(max pooling) whose leading candidate is a, for each other candidate j of its window. The
+co-area formula applies to each g as to a ReLU neuron: inside a region g is affine with
+gradient ``grad_x g`` (``grad z`` for a breakpoint, ``grad c_a - grad c_j`` for a tie), so the
+(n_0 - 1)-volume of {g = 0} near x, smoothed by a kernel of width sigma in the value of g,
+is ``E[k_sigma(g(x)) ||grad_x g(x)||]``, and
+
+    LC = sum over sites, units and boundary functions g of  E_x E_eps [ k_sigma(g) ||grad_x g|| ].
+
+For an activation, ``g = zbar - b_k`` with the neuron's own noise integrated out exactly as for
+ReLU (its noise shifts every breakpoint of the neuron together). A max unit has no bias and gets
+no noise of its own: its leader is taken at the noisy candidates (the noise of the layers
+below), and ``k_sigma`` smooths its ties at the same width. Ties with a candidate other than the
+leader are boundaries only where both lead, i.e. at g = 0, which is where the kernel weighs
+them; ties between two non-leading candidates are no boundaries and are not counted. For
+``centring="no_bias"`` the values are the bias-free ones (the breakpoints still subtracted).
+
 For convolutions the noise is per neuron (per channel and position), not per channel bias.
 The noise is drawn independently for every (point, draw) row, whereas the authors' code draws
 one perturbation per batch: the expectation is the same, and independent draws make the
@@ -42,7 +61,9 @@ from reluscope.measures.gradnorms import (
     CHUNK_ELEMENTS,
     ExactGradientNorms,
     bias_noise,
+    boundary_terms,
     noisy_pass,
+    sketch_boundary_norms,
     sketch_probes,
 )
 from reluscope.measures.lipschitz import neuron_gradient_bounds
@@ -191,7 +212,11 @@ class LocalComplexityMeter(Meter):
         net = self.net
         rows = x.repeat((self.noise_draws,) + (1,) * (x.dim() - 1))
         noise = bias_noise(net, len(rows), self.sigma, self._noise_gen)
-        widest = max([net.input_dim] + [math.prod(n.shape) for n in net.nodes])
+        widest = max(
+            [net.input_dim]
+            + [math.prod(n.shape) for n in net.nodes]
+            + [s.pattern_width for s in net.sites]
+        )
         k = self.probes if self.method == "sketch" else 1
         step = max(1, CHUNK_ELEMENTS // (k * widest))
         parts = []
@@ -215,16 +240,16 @@ class LocalComplexityMeter(Meter):
         )
         parts = []
         for site in self.site_names:
-            arg = (rec.bias_free if self.centring == "no_bias" else rec.preacts)[site]
-            arg = arg.reshape(len(x), -1)
+            arg, p, q = boundary_terms(self.net, site, rec, self.centring)
             weight = gaussian_kernel(arg, self.sigma, self.normalised)
             near = arg.abs() <= self.cutoff * self.sigma
             self.stats.add_sum(_NEAR, int(near.sum()))
-            self.stats.add_sum(_PAIRS, near.numel())
+            self.stats.add_sum(_PAIRS, int(torch.isfinite(arg).sum()))
             if sketch:
-                parts.append(self._sketch_site(rec.probe_norms[site], weight))
+                norms = sketch_boundary_norms(rec.tangents[site], p, q)
+                parts.append(self._sketch_site(norms, weight))
             else:
-                parts.append(self._exact_site(site, rec.active, weight, near))
+                parts.append(self._exact_site(site, rec.states, weight, near, p, q))
         if not sketch:
             return torch.stack(parts, dim=1)
         per_probe = torch.stack(parts, dim=2)  # (rows, probes, layers)
@@ -233,29 +258,39 @@ class LocalComplexityMeter(Meter):
         self.stats.add_sum(_PROBE_VAR, float(probe_var) / self.noise_draws**2)
         return per_probe.mean(dim=1)
 
-    def _sketch_site(self, probe_norms: Tensor, weight: Tensor) -> Tensor:
+    def _sketch_site(self, norms: Tensor, weight: Tensor) -> Tensor:
         """Each probe's estimate of a site's contribution per row: (rows, probes)."""
-        norms = probe_norms.reshape(len(weight), self.probes, -1)
         if self.bounds:
-            norm_sum = float(norms.sum(dtype=torch.float64)) / self.probes / self.noise_draws
+            finite = torch.isfinite(weight) & (weight >= 0)
+            counted = norms * finite.unsqueeze(1)
+            norm_sum = float(counted.sum(dtype=torch.float64)) / self.probes / self.noise_draws
             self.stats.add_sum(_NORM_SUM, norm_sum)
         return torch.einsum("rkn,rn->rk", norms, weight).to(torch.float64)
 
     def _exact_site(
-        self, site: str, active: dict[str, Tensor], weight: Tensor, near: Tensor
+        self,
+        site: str,
+        states: dict[str, Tensor],
+        weight: Tensor,
+        near: Tensor,
+        p: Tensor,
+        q: Tensor,
     ) -> Tensor:
-        """A site's contribution per row from the exact norms of its near-threshold neurons."""
+        """A site's contribution per row from the exact norms of its near-threshold boundary
+        functions (a neuron at a breakpoint, a max unit's tie)."""
         r, i = near.nonzero(as_tuple=True)
-        norms = self._exact_norms(site, active, r, i)
+        norms = self._exact_norms(site, states, r, p[r, i], q[r, i])
         out = torch.zeros(len(weight), dtype=torch.float64, device=weight.device)
         out.index_add_(0, r, (weight[r, i] * norms).to(torch.float64))
         if not bool(near.all()):
             bound = self._neuron_bounds()[site].to(device=weight.device, dtype=weight.dtype)
-            neglected = (weight * bound * ~near).sum(dtype=torch.float64)
+            padded = torch.cat([bound, bound.new_zeros(1)])  # q = -1: no second term
+            boundary_bound = padded[p] + padded[q]
+            neglected = (weight * boundary_bound * ~near).sum(dtype=torch.float64)
             self.stats.add_sum(_TRUNCATION, float(neglected) / self.noise_draws)
         if self.bounds:
-            r, i = torch.ones_like(near).nonzero(as_tuple=True)
-            norms = self._exact_norms(site, active, r, i)
+            r, i = torch.isfinite(weight).nonzero(as_tuple=True)
+            norms = self._exact_norms(site, states, r, p[r, i], q[r, i])
             self.stats.add_sum(_NORM_SUM, float(norms.sum(dtype=torch.float64)) / self.noise_draws)
         return out
 
@@ -294,7 +329,8 @@ def local_complexity(
     such near-threshold neurons, not with the input dimension. ``extra["truncation_bound"]``
     bounds what the cutoff left out: the mean over points of the sum over the neglected neurons
     of ``k_sigma(a_z)`` times an upper bound of ``||grad_x z||`` (weight-row norms times
-    Lipschitz bounds of the layers below, see :mod:`reluscope.measures.lipschitz`).
+    Lipschitz bounds of the layers below, see :mod:`reluscope.measures.lipschitz`; for a max
+    unit's tie, the sum of the two candidates' bounds).
 
     ``method="sketch"``: every neuron's gradient norm is estimated without bias from ``probes``
     Gaussian random-probe JVPs; the standard error then includes the probe noise, and

@@ -4,7 +4,9 @@ Around each point x, P = n_vertices // 2 orthonormal directions v_1..v_P (one fi
 by all points) give the 2P vertices x +- r v_p of a cross-polytope of radius r (an L1 ball of
 radius r in the P-dimensional affine span), plus x itself with ``include_center``. A neuron
 crosses the neighbourhood when the sign of its pre-activation (-1, 0 or +1) is not the same at
-every vertex. The count is a number of neurons (per point); the result is its mean over the data.
+every vertex (for an activation with several breakpoints, the sign of the pre-activation minus
+some breakpoint); a max unit crosses it when its leading candidate is not the same at every
+vertex. The count is a number of neurons (per point); the result is its mean over the data.
 With ``include_output`` the output neurons count too (as Humayun et al. do).
 
 For the first site it is exact: a hyperplane w.y + b = 0 meets the closed cross-polytope, without
@@ -27,6 +29,7 @@ from reluscope.measures.batches import net_for
 from reluscope.measures.meter import Meter
 from reluscope.measures.results import MeasureResult
 from reluscope.nets.pwl import PWLNet
+from reluscope.nets.sites import ActivationOp
 from reluscope.validation import check_bool, check_int, check_number
 
 NAME = "neighborhood"
@@ -120,8 +123,8 @@ class NeighborhoodMeter(Meter):
         )
         out = {}
         for site, src in self._sources.items():
-            signs = torch.sign(values[src]).reshape(b, vertices.shape[1], -1)
-            out[site] = (signs != signs[:, :1]).any(dim=1).sum(dim=1).to(torch.float64)
+            op = None if site == OUTPUT else self.net.node(site).op
+            out[site] = _crossed_units(op, values[src], b)
         out[NAME] = torch.stack(list(out.values())).sum(dim=0)
         return out
 
@@ -142,6 +145,21 @@ class NeighborhoodMeter(Meter):
             layer_extra={"fraction": {k: per_layer[k] / size for k, size in self._sizes.items()}},
             num_points=n,
         )
+
+
+def _crossed_units(op: Any, z: Tensor, points: int) -> Tensor:
+    """Per point, the number of units whose boundary crosses the hull: an activation's neuron
+    when the sign of ``z - b`` differs between vertices for some breakpoint b, a max unit when
+    its leading candidate does, an output neuron (``op`` None) when the sign of ``z`` does."""
+    if op is None or isinstance(op, ActivationOp):
+        breakpoints = (0.0,) if op is None else op.breakpoints
+        b = torch.tensor(breakpoints, dtype=z.dtype, device=z.device)
+        signs = torch.sign(z.reshape(points, -1, z[0].numel(), 1) - b)
+    else:
+        units, window = op.windows(tuple(z.shape[1:])).shape
+        signs = op.pattern(z).reshape(points, -1, units, window)
+    changed = (signs != signs[:, :1]).any(dim=1).any(dim=2)
+    return changed.sum(dim=1).to(torch.float64)
 
 
 def _check_vertices(n_vertices: int, include_center: bool, input_dim: int) -> int:

@@ -6,9 +6,8 @@ so that tangents and affine coefficients can be pushed through it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import overload
 
 import torch
@@ -246,26 +245,88 @@ class AddOp(Op):
 
 
 @dataclass
-class ActivationOp(Op):
-    """Leaky ReLU with the given negative slope (0 for ReLU): y = x if x > 0 else slope * x."""
+class AdaptiveAvgPoolOp(Op):
+    """Adaptive average pooling (1d or 2d) to ``output_size``; linear, no constant term."""
 
-    slope: float = 0.0
-    kind: str = field(default="relu")
-
-    def __post_init__(self) -> None:
-        if not math.isfinite(self.slope):
-            raise ValueError(f"activation slope must be finite, got {self.slope}")
-        self.kind = "relu" if self.slope == 0 else f"leaky_relu({self.slope:g})"
+    dims: int
+    output_size: tuple[int | None, ...] | int | None
+    kind: str = "adaptive_avg_pool"
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.slope == 0:
-            return torch.relu(x)
-        return torch.where(x > 0, x, x * self.slope)
+        pool = F.adaptive_avg_pool1d if self.dims == 1 else F.adaptive_avg_pool2d
+        return pool(x, self.output_size)
 
-    def gain(self, z: Tensor) -> Tensor:
-        """The local slope at pre-activation z: 1 where z > 0, else ``slope``."""
-        one = torch.ones((), dtype=z.dtype, device=z.device)
-        return torch.where(z > 0, one, one * self.slope)
+    linear = forward
 
 
-AFFINE_OPS = (LinearOp, ConvOp, ScaleShiftOp, AvgPoolOp, ReshapeOp)
+@dataclass
+class MeanOp(Op):
+    """The mean over the sample dimensions ``dims`` (counted with the batch dimension as 0)."""
+
+    dims: tuple[int, ...]
+    keepdim: bool = False
+    kind: str = "mean"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean(dim=self.dims, keepdim=self.keepdim)
+
+    linear = forward
+
+
+@dataclass
+class CatOp(Op):
+    """Concatenation of the inputs along dimension ``dim`` (>= 1: never the batch)."""
+
+    dim: int
+    kind: str = "cat"
+
+    def forward(self, *xs: Tensor) -> Tensor:
+        return torch.cat(xs, dim=self.dim)
+
+    linear = forward
+
+    def split(self, c: Tensor, sizes: list[int]) -> tuple[Tensor, ...]:
+        """The transpose: a cotangent of the output cut into the inputs' parts."""
+        return torch.split(c, sizes, dim=self.dim)
+
+
+@dataclass
+class UpsampleNearestOp(Op):
+    """Nearest-neighbour upsampling to ``size`` or by ``scale_factor`` (linear: a copy map)."""
+
+    size: tuple[int, ...] | int | None
+    scale_factor: tuple[float, ...] | float | None
+    kind: str = "upsample_nearest"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.interpolate(x, size=self.size, scale_factor=self.scale_factor, mode="nearest")
+
+    linear = forward
+
+
+@dataclass
+class PadOp(Op):
+    """Constant padding (``F.pad`` order of ``pad``): affine, the padded value is its constant."""
+
+    pad: tuple[int, ...]
+    value: float = 0.0
+    kind: str = "pad"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.pad(x, self.pad, value=self.value)
+
+    def linear(self, x: Tensor) -> Tensor:
+        return F.pad(x, self.pad, value=0.0)
+
+
+AFFINE_OPS = (
+    LinearOp,
+    ConvOp,
+    ScaleShiftOp,
+    AvgPoolOp,
+    AdaptiveAvgPoolOp,
+    MeanOp,
+    ReshapeOp,
+    UpsampleNearestOp,
+    PadOp,
+)

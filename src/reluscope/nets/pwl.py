@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
 
 from reluscope.errors import InputError
 from reluscope.nets.checks import check_real_inputs
-from reluscope.nets.ops import ActivationOp, Op
+from reluscope.nets.ops import Op
+from reluscope.nets.sites import SiteOp
 
 INPUT = "input"
+State = TypeVar("State")
 
 
 @dataclass
@@ -28,8 +31,8 @@ class Node:
 
     @property
     def is_site(self) -> bool:
-        """True for a piecewise-linear activation (a neuron site)."""
-        return isinstance(self.op, ActivationOp)
+        """True for a piecewise-linear, non-affine op (an activation or a max unit)."""
+        return isinstance(self.op, SiteOp)
 
 
 @dataclass(frozen=True)
@@ -50,15 +53,25 @@ class JacobianPass:
 
 @dataclass(frozen=True)
 class Site:
-    """A layer of neurons: the activation's name, the shape of its pre-activation and its slope."""
+    """A layer of neurons: the site's name, the shape of its pre-activation and its op."""
 
     name: str
     shape: tuple[int, ...]
-    slope: float
+    op: SiteOp
 
     @property
     def size(self) -> int:
         return math.prod(self.shape)
+
+    @property
+    def slope(self) -> float:
+        """The negative slope of a (leaky) ReLU site (ValueError for other sites)."""
+        return self.op.slope  # type: ignore[attr-defined]
+
+    @property
+    def pattern_width(self) -> int:
+        """The number of bits of the site's pattern (see :meth:`SiteOp.pattern`)."""
+        return self.op.pattern_width(self.shape)
 
 
 class PWLNet:
@@ -83,15 +96,68 @@ class PWLNet:
         self.input_shape = tuple(input_shape)
         self.output = output
         self._by_name = {n.name: n for n in nodes}
-        self.sites = [
-            Site(n.name, n.shape, n.op.slope) for n in nodes if isinstance(n.op, ActivationOp)
-        ]
+        self.sites = [Site(n.name, self._shape_of(n.inputs[0]), n.op) for n in nodes if n.is_site]
         #: The same network before BatchNorm folding, when some BatchNorm was folded.
         self.unfolded: PWLNet | None = None
-        self._last_use = {}
+        self._index = {n.name: i for i, n in enumerate(nodes)}
+        self._last_use: dict[str, int] = {}
         for i, n in enumerate(nodes):
             for name in n.inputs:
                 self._last_use[name] = i
+
+    def _shape_of(self, name: str) -> tuple[int, ...]:
+        return self.input_shape if name == INPUT else self._by_name[name].shape
+
+    def shape_of(self, name: str) -> tuple[int, ...]:
+        """The shape (without the batch dimension) of the value of node ``name`` or the input."""
+        if name != INPUT:
+            self.node(name)
+        return self._shape_of(name)
+
+    def index(self, name: str) -> int:
+        """The position of node ``name`` in execution order (-1 for the input)."""
+        return -1 if name == INPUT else self._index[self.node(name).name]
+
+    def last_use(self, name: str) -> int:
+        """The position of the last node that reads ``name`` (-1 when none does)."""
+        return self._last_use.get(name, -1)
+
+    def live_after(self, i: int) -> list[str]:
+        """The values produced before node ``i`` that node ``i`` or a later one reads, and the
+        output when it is among them; in execution order, the input first."""
+        produced = [INPUT] + [n.name for n in self.nodes[:i]]
+        return [a for a in produced if self.last_use(a) >= i or a == self.output]
+
+    # ---------------------------------------------------------------- interpreter
+    def interpret(
+        self,
+        init: Mapping[str, State],
+        step: Callable[[Node, list[State]], State],
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        keep: Collection[str] = (),
+    ) -> dict[str, State]:
+        """Walk nodes ``start .. stop - 1`` in execution order: the one graph walk of reluscope.
+
+        ``init`` holds the states of the values the walk reads before producing them (the
+        input's for ``start = 0``); each node gets ``step(node, [states of its inputs])``. A
+        state is what the caller propagates: a value, a (value, tangent) pair, an affine map's
+        coefficients... Hooks that record something (a site's pre-activation, its Jacobian)
+        live in ``step``. A state is dropped after its last reader unless it is in ``keep`` or
+        is the output's. Returns the states left: ``keep``, the output's, and those that
+        later nodes (after ``stop``) still read.
+        """
+        stop = len(self.nodes) if stop is None else stop
+        states: dict[str, Any] = dict(init)
+        keep = set(keep) | {self.output}
+        for i in range(start, stop):
+            n = self.nodes[i]
+            states[n.name] = step(n, [states[a] for a in n.inputs])
+            for a in n.inputs:
+                if self._last_use[a] == i and a not in keep:
+                    states.pop(a, None)
+        return states
 
     # ---------------------------------------------------------------- properties
     @property
@@ -128,6 +194,8 @@ class PWLNet:
 
     def _tensors(self) -> Iterable[Tensor]:
         for n in self.nodes:
+            if n.is_site:  # activation slopes are cast where they are used
+                continue
             for v in vars(n.op).values():
                 if isinstance(v, Tensor) and v.is_floating_point():
                     yield v
@@ -191,17 +259,9 @@ class PWLNet:
     def run(self, x: Tensor, keep: Iterable[str] | None = None) -> dict[str, Tensor]:
         """Values of the nodes in ``keep`` (all nodes when None) and of the output, for inputs x."""
         x = self.check_input(x)
-        keep_set = None if keep is None else set(keep) | {self.output}
-        values: dict[str, Tensor] = {INPUT: x}
-        for i, n in enumerate(self.nodes):
-            values[n.name] = n.op.forward(*(values[a] for a in n.inputs))
-            if keep_set is not None:
-                for a in n.inputs:
-                    if self._last_use[a] == i and a not in keep_set:
-                        values.pop(a, None)
-        if keep_set is not None:
-            values = {k: v for k, v in values.items() if k in keep_set}
-        return values
+        names = {INPUT, *(n.name for n in self.nodes)} if keep is None else set(keep)
+        values = self.interpret({INPUT: x}, _forward, keep=names)
+        return {k: v for k, v in values.items() if k in names or k == self.output}
 
     def __call__(self, x: Tensor) -> Tensor:
         return self.run(x, keep=())[self.output]
@@ -215,15 +275,24 @@ class PWLNet:
         return {site: values[src] for site, src in sources.items()}
 
     def pattern(self, x: Tensor) -> dict[str, Tensor]:
-        """Activation pattern (pre-activation > 0) of every site, by site name."""
-        return {k: v > 0 for k, v in self.preactivations(x).items()}
+        """Pattern of every site, by site name: bool (batch, site.pattern_width).
+
+        For a (leaky) ReLU site the bits are ``pre-activation > 0``, one per neuron; see
+        :meth:`reluscope.nets.sites.SiteOp.pattern` for the other sites.
+        """
+        return {k: self.node(k).op.pattern(v) for k, v in self.preactivations(x).items()}
 
     def pattern_vector(self, x: Tensor) -> Tensor:
-        """All sites' patterns flattened and concatenated: a bool tensor (batch, num_neurons)."""
+        """All sites' patterns flattened and concatenated: bool (batch, pattern_width)."""
         pats = self.pattern(x)
         if not pats:
-            return torch.zeros(x.shape[0], 0, dtype=torch.bool, device=self.device)
+            return torch.zeros(len(x), 0, dtype=torch.bool, device=self.device)
         return torch.cat([p.reshape(p.shape[0], -1) for p in pats.values()], dim=1)
+
+    @property
+    def pattern_width(self) -> int:
+        """The length of :meth:`pattern_vector`: num_neurons for a (leaky) ReLU network."""
+        return sum(s.pattern_width for s in self.sites)
 
     def local_affine(self, x: Tensor, chunk_size: int = 256) -> tuple[Tensor, Tensor]:
         """The affine map of the region containing each input: f(y) = J y + c on x's region.
@@ -247,46 +316,52 @@ class PWLNet:
         """One forward-mode pass over the batch ``x`` (already checked, in the net's dtype/device):
         Jacobians of the pre-activations of ``sites`` and, with ``output``, of the output.
 
-        The identity tangent of the input is pushed through the linear parts, multiplied by each
-        activation's gain (a pre-activation of exactly 0 counts as inactive). The pass stops
-        after the last site needed when the output is not requested.
+        The identity tangent of the input is pushed through the linear parts and every site's
+        local linear map (a pre-activation exactly at a breakpoint takes the piece below it;
+        a max unit follows the candidate torch's max pooling returns). The pass stops after
+        the last site needed when the output is not requested.
         """
         wanted = set(sites)
         if output:
-            stop = len(self.nodes) - 1
+            stop = len(self.nodes)
         else:
-            stop = max((i for i, n in enumerate(self.nodes) if n.name in wanted), default=-1)
+            stop = 1 + max((i for i, n in enumerate(self.nodes) if n.name in wanted), default=-1)
         b, d = x.shape[0], self.input_dim
         eye = torch.eye(d, dtype=x.dtype, device=x.device)
-        values: dict[str, Tensor] = {INPUT: x}
-        tangents: dict[str, Tensor] = {
-            INPUT: eye.reshape((1, d) + self.input_shape).expand(b, -1, *self.input_shape)
-        }
+        tangent = eye.reshape((1, d) + self.input_shape).expand(b, -1, *self.input_shape)
         pre: dict[str, Tensor] = {}
         jacs: dict[str, Tensor] = {}
-        for i, n in enumerate(self.nodes[: stop + 1]):
-            ins = [values[a] for a in n.inputs]
-            values[n.name] = n.op.forward(*ins)
-            if isinstance(n.op, ActivationOp):
-                pre[n.name] = ins[0].reshape(b, -1)
+
+        def step(n: Node, ins: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+            if n.is_site:
+                (z, t), op = ins[0], n.op
+                pre[n.name] = z.reshape(b, -1)
                 if n.name in wanted:
-                    jacs[n.name] = tangents[n.inputs[0]].reshape(b, d, -1).transpose(1, 2)
-                tangents[n.name] = tangents[n.inputs[0]] * n.op.gain(ins[0]).unsqueeze(1)
-            else:
-                flat = [tangents[a].reshape((b * d,) + tangents[a].shape[2:]) for a in n.inputs]
-                out = n.op.linear(*flat)
-                tangents[n.name] = out.reshape((b, d) + tuple(out.shape[1:]))
-            for a in n.inputs:
-                if self._last_use[a] == i and a != self.output:
-                    values.pop(a, None)
-                    tangents.pop(a, None)
+                    jacs[n.name] = t.reshape(b, d, -1).transpose(1, 2)
+                return op.forward(z), op.push(op.local(z), t)
+            return push_affine(n.op, ins)
+
+        states = self.interpret({INPUT: (x, tangent)}, step, stop=stop)
         if not output:
             return JacobianPass(pre, jacs, None, None)
-        out_jac = tangents[self.output].reshape(b, d, -1).transpose(1, 2)
-        return JacobianPass(pre, jacs, values[self.output].reshape(b, -1), out_jac)
+        value, t = states[self.output]
+        out_jac = t.reshape(b, d, -1).transpose(1, 2)
+        return JacobianPass(pre, jacs, value.reshape(b, -1), out_jac)
 
     def _local_affine(self, x: Tensor) -> tuple[Tensor, Tensor]:
         p = self.jacobian_pass(x, output=True)
         assert p.output is not None and p.output_jacobian is not None  # output=True gives both
         const = p.output - torch.einsum("bod,bd->bo", p.output_jacobian, x.reshape(len(x), -1))
         return p.output_jacobian, const
+
+
+def _forward(node: Node, ins: list[Tensor]) -> Tensor:
+    return node.op.forward(*ins)
+
+
+def push_affine(op: Op, ins: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """An affine op on (value, tangents) pairs; tangents are (batch, k, *shape)."""
+    b, k = ins[0][1].shape[:2]
+    flat = [t.reshape((b * k,) + t.shape[2:]) for _, t in ins]
+    out = op.linear(*flat)
+    return op.forward(*(v for v, _ in ins)), out.reshape((b, k) + tuple(out.shape[1:]))

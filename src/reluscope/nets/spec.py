@@ -28,8 +28,12 @@ from reluscope.errors import InputError, renamed_key_hints
 from reluscope.io import load_tensors
 from reluscope.memory import check_fits
 from reluscope.nets.checks import check_module, check_tensors
-from reluscope.nets.zoo import ZOO
+from reluscope.nets.vision import VISION_MODELS
+from reluscope.nets.zoo import ZOO as SMALL_ZOO
 from reluscope.values import parse_options
+
+#: Every zoo model by spec name: the small seeded models and the torchvision classics.
+ZOO = {**SMALL_ZOO, **VISION_MODELS}
 
 SPEC_HELP = (
     "a zoo spec such as 'mlp:2-64-1', 'mlp:2-64-1:activation=leaky_relu', 'cnn', "

@@ -16,28 +16,52 @@ from torch.fx.passes.shape_prop import ShapeProp
 from reluscope.errors import InputError, UnsupportedLayerError
 from reluscope.nets.checks import check_module
 from reluscope.nets.ops import (
-    ActivationOp,
+    AdaptiveAvgPoolOp,
     AddOp,
     AvgPoolOp,
     BatchNormOp,
+    CatOp,
     ConvOp,
     LinearOp,
+    MeanOp,
     Op,
+    PadOp,
     ReshapeOp,
     ScaleShiftOp,
+    UpsampleNearestOp,
 )
 from reluscope.nets.pwl import INPUT, Node, PWLNet
+from reluscope.nets.sites import ActivationOp, MaxPoolOp
 from reluscope.validation import check_float_dtype
 
 SUPPORTED = (
-    "Linear, Conv1d, Conv2d, BatchNorm1d/2d (eval mode), AvgPool1d/2d, Flatten, Identity, "
-    "Dropout (eval mode), ReLU, LeakyReLU, residual + and -, scaling by a constant, "
+    "Linear, Conv1d, Conv2d, BatchNorm1d/2d (eval mode), AvgPool1d/2d, AdaptiveAvgPool1d/2d, "
+    "MaxPool1d/2d, Flatten, Identity, Dropout (eval mode), ReLU, LeakyReLU, PReLU, ReLU6, "
+    "Hardtanh, clamp/clip with constant bounds, residual + and -, scaling by a constant, "
+    "torch.cat, mean over non-batch dimensions, Upsample(mode='nearest'), ZeroPad/ConstantPad, "
     "flatten/view/reshape, Sequential nesting"
 )
 
+#: Argument names of the functions and methods the tracer reads arguments of, in order.
+_SIGNATURES = {
+    "max_pool": ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode"),
+    "adaptive_avg_pool": ("input", "output_size"),
+    "hardtanh": ("input", "min_val", "max_val"),
+    "clamp": ("input", "min", "max"),
+    "cat": ("tensors", "dim"),
+    "mean": ("input", "dim", "keepdim"),
+    "interpolate": ("input", "size", "scale_factor", "mode"),
+    "pad": ("input", "pad", "mode", "value"),
+    "prelu": ("input", "weight"),
+}
+_MAX_POOL_FUNCTIONS = {F.max_pool1d: 1, F.max_pool2d: 2, torch.max_pool1d: 1, torch.max_pool2d: 2}
+_ADAPTIVE_FUNCTIONS = {F.adaptive_avg_pool1d: 1, F.adaptive_avg_pool2d: 2}
+_CLAMP_FUNCTIONS = {torch.clamp, torch.clip}
+_CLAMP_METHODS = {"clamp", "clip", "clamp_", "clip_"}
+
 _RESHAPE_METHODS = {"view", "reshape", "flatten", "contiguous", "squeeze", "unsqueeze"}
 _RESHAPE_FUNCTIONS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze}
-_RELU_FUNCTIONS = {F.relu, torch.relu}
+_RELU_FUNCTIONS = {F.relu, torch.relu, torch.relu_}
 _ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
 _SUB_FUNCTIONS = {operator.sub, operator.isub, torch.sub}
 
@@ -269,15 +293,38 @@ class _Builder:
             _check_mode(path, m)
             self._identity(node, node.args[0])
         elif isinstance(m, nn.ReLU):
-            self._add(node, ActivationOp(0.0), [src], path)
+            self._add(node, ActivationOp.relu(), [src], path)
         elif isinstance(m, nn.LeakyReLU):
-            self._add(node, ActivationOp(float(m.negative_slope)), [src], path)
+            self._add(node, ActivationOp.leaky(float(m.negative_slope)), [src], path)
+        elif isinstance(m, nn.Hardtanh):  # ReLU6 is a Hardtanh(0, 6)
+            low, high = float(m.min_val), float(m.max_val)
+            self._add(node, _clamp_op(node, low, high), [src], path)
+        elif isinstance(m, nn.PReLU):
+            self._add(node, self._prelu(node, m.weight), [src], path)
+        elif isinstance(m, (nn.MaxPool1d, nn.MaxPool2d)):
+            if m.return_indices:
+                raise UnsupportedLayerError(path, kind, SUPPORTED, "return_indices=True")
+            dims = 1 if isinstance(m, nn.MaxPool1d) else 2
+            op = MaxPoolOp.create(
+                dims, m.kernel_size, m.stride, m.padding, m.dilation, bool(m.ceil_mode)
+            )
+            self._add(node, op, [src], path)
+        elif isinstance(m, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
+            dims = 1 if isinstance(m, nn.AdaptiveAvgPool1d) else 2
+            self._add(node, AdaptiveAvgPoolOp(dims, m.output_size), [src], path)
+        elif isinstance(m, nn.Upsample):
+            if m.mode != "nearest":
+                detail = (
+                    f"Upsample(mode={m.mode!r}) is not piecewise-linear in general; use 'nearest'"
+                )
+                raise UnsupportedLayerError(path, kind, SUPPORTED, detail)
+            self._add(node, UpsampleNearestOp(m.size, m.scale_factor), [src], path)
+        elif isinstance(m, (nn.ZeroPad1d, nn.ZeroPad2d, nn.ConstantPad1d, nn.ConstantPad2d)):
+            self._add(node, PadOp(tuple(m.padding), float(m.value)), [src], path)
         else:
             detail = ""
             if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
                 detail = "softmax is not piecewise-linear: trace the model that returns logits"
-            elif isinstance(m, (nn.MaxPool1d, nn.MaxPool2d)):
-                detail = "max pooling is not supported yet: use AvgPool"
             elif isinstance(m, nn.MultiheadAttention):
                 detail = "attention is not piecewise-linear"
             else:
@@ -301,16 +348,20 @@ class _Builder:
                 )
             self._add(node, ReshapeOp(shape), [src], node.name)
             return
-        if target in _RELU_FUNCTIONS or (node.op == "call_method" and target == "relu"):
-            self._add(node, ActivationOp(0.0), [self._ref(node.args[0], node)], node.name)
+        method = target if node.op == "call_method" else None
+        if target in _RELU_FUNCTIONS or method in ("relu", "relu_"):
+            self._add(node, ActivationOp.relu(), [self._ref(node.args[0], node)], node.name)
             return
-        if target is F.leaky_relu or (node.op == "call_method" and target == "leaky_relu"):
+        if target is F.leaky_relu or method == "leaky_relu":
             slope = node.args[1] if len(node.args) > 1 else node.kwargs.get("negative_slope", 0.01)
             if not isinstance(slope, (int, float)):
                 raise UnsupportedLayerError(
                     node.name, name, SUPPORTED, f"negative_slope must be a number; got {slope!r}"
                 )
-            self._add(node, ActivationOp(float(slope)), [self._ref(node.args[0], node)], node.name)
+            op = ActivationOp.leaky(float(slope))
+            self._add(node, op, [self._ref(node.args[0], node)], node.name)
+            return
+        if self._site_or_pool(node, target, method):
             return
         if (
             target in _ADD_FUNCTIONS
@@ -336,11 +387,98 @@ class _Builder:
         detail = "this operation is not piecewise-linear or not supported"
         if target in (F.softmax, torch.softmax, F.log_softmax) or target in ("softmax",):
             detail = "softmax is not piecewise-linear: trace the model that returns logits"
-        elif target in (F.max_pool1d, F.max_pool2d, torch.max_pool2d):
-            detail = "max pooling is not supported yet: use AvgPool"
         elif target is F.scaled_dot_product_attention:
             detail = "attention is not piecewise-linear"
         raise UnsupportedLayerError(node.name, name, SUPPORTED, detail)
+
+    def _site_or_pool(self, node: fx.Node, target, method: str | None) -> bool:
+        """Add the activations, poolings and other new ops called as functions; False when
+        ``target`` is none of them."""
+        name = node.name
+        if target in _MAX_POOL_FUNCTIONS:
+            a = _arguments(node, "max_pool")
+            if a.get("return_indices"):
+                raise UnsupportedLayerError(name, str(target), SUPPORTED, "return_indices=True")
+            op = MaxPoolOp.create(
+                _MAX_POOL_FUNCTIONS[target],
+                a["kernel_size"],
+                a.get("stride"),
+                a.get("padding", 0),
+                a.get("dilation", 1),
+                bool(a.get("ceil_mode", False)),
+            )
+        elif target in _ADAPTIVE_FUNCTIONS:
+            a = _arguments(node, "adaptive_avg_pool")
+            op = AdaptiveAvgPoolOp(_ADAPTIVE_FUNCTIONS[target], a["output_size"])
+        elif target in (F.hardtanh, F.hardtanh_) or target is F.relu6:
+            a = _arguments(node, "hardtanh")
+            low, high = (
+                (0.0, 6.0) if target is F.relu6 else (a.get("min_val", -1.0), a.get("max_val", 1.0))
+            )
+            op = _clamp_op(node, float(low), float(high))
+        elif target in _CLAMP_FUNCTIONS or method in _CLAMP_METHODS:
+            a = _arguments(node, "clamp")
+            low, high = a.get("min"), a.get("max")
+            if any(b is not None and not isinstance(b, (int, float)) for b in (low, high)):
+                raise UnsupportedLayerError(
+                    name, str(target), SUPPORTED, "clamp bounds must be constant numbers"
+                )
+            op = _clamp_op(node, low, high)
+        elif target is F.prelu:
+            weight = _arguments(node, "prelu")["weight"]
+            if not (isinstance(weight, fx.Node) and weight.name in self.constants):
+                raise UnsupportedLayerError(
+                    name, "prelu", SUPPORTED, "the weight must be a parameter"
+                )
+            op = self._prelu(node, self.constants[weight.name])
+        elif target is torch.cat:
+            a = _arguments(node, "cat")
+            dim = a.get("dim", 0)
+            rank = len(self._shape(node)) + 1
+            dim = dim + rank if dim < 0 else dim
+            if dim == 0:
+                raise UnsupportedLayerError(name, "cat", SUPPORTED, "cat along the batch dimension")
+            inputs = [self._ref(t, node) for t in a["tensors"]]
+            self._add(node, CatOp(dim), inputs, name)
+            return True
+        elif target is torch.mean or method == "mean":
+            a = _arguments(node, "mean")
+            rank = len(self._shape_of_arg(node.args[0])) + 1
+            dims = a.get("dim")
+            dims = tuple(range(1, rank)) if dims is None else dims
+            dims = tuple(
+                d + rank if d < 0 else d for d in ((dims,) if isinstance(dims, int) else dims)
+            )
+            if 0 in dims:
+                raise UnsupportedLayerError(name, "mean", SUPPORTED, "a mean over the batch")
+            op = MeanOp(dims, bool(a.get("keepdim", False)))
+        elif target is F.interpolate:
+            a = _arguments(node, "interpolate")
+            if a.get("mode", "nearest") != "nearest":
+                raise UnsupportedLayerError(
+                    name, "interpolate", SUPPORTED, "only mode='nearest' is piecewise-linear here"
+                )
+            op = UpsampleNearestOp(a.get("size"), a.get("scale_factor"))
+        elif target is F.pad:
+            a = _arguments(node, "pad")
+            if a.get("mode", "constant") != "constant":
+                raise UnsupportedLayerError(name, "pad", SUPPORTED, "only constant padding")
+            op = PadOp(tuple(a["pad"]), float(a.get("value") or 0.0))
+        else:
+            return False
+        self._add(node, op, [self._ref(node.args[0], node)], name)
+        return True
+
+    def _shape_of_arg(self, arg) -> tuple[int, ...]:
+        return tuple(arg.meta["tensor_meta"].shape[1:])
+
+    def _prelu(self, node: fx.Node, weight: torch.Tensor) -> ActivationOp:
+        channels = self._shape(node)[0] if self._shape(node) else 1
+        if weight.numel() not in (1, channels):
+            raise UnsupportedLayerError(
+                node.name, "PReLU", SUPPORTED, f"{weight.numel()} slopes for {channels} channels"
+            )
+        return ActivationOp.prelu(weight)
 
     def _scalar_arg(self, node: fx.Node):
         a, b = node.args[0], node.args[1]
@@ -382,6 +520,22 @@ class _Builder:
                 "output", type(out).__name__, SUPPORTED, "forward must return a single tensor"
             )
         self.output = self._ref(out, node)
+
+
+def _arguments(node: fx.Node, signature: str) -> dict:
+    """The call's arguments by name (positional ones named by ``_SIGNATURES``)."""
+    names = _SIGNATURES[signature]
+    out = dict(zip(names, node.args, strict=False))
+    out.update(node.kwargs)
+    return out
+
+
+def _clamp_op(node: fx.Node, low: float | None, high: float | None) -> ActivationOp:
+    if low is not None and high is not None and not low < high:
+        raise UnsupportedLayerError(
+            node.name, "clamp", SUPPORTED, f"clamp bounds must satisfy min < max, got {low}, {high}"
+        )
+    return ActivationOp.clamp(low, high)
 
 
 def _is_zero(c) -> bool:

@@ -11,7 +11,18 @@ from torch import Tensor
 from reluscope.errors import InputError
 from reluscope.nets.pwl import PWLNet
 from reluscope.regions.inputs import point_tensor, prepare_net
-from reluscope.regions.walk import AffineValues, Growable, StoredValues, walk
+from reluscope.regions.polygons import DEFAULT_MAX_REGIONS
+from reluscope.regions.walk import (
+    DEFAULT_MEMORY_BUDGET,
+    AffineValues,
+    Growable,
+    ShiftedValues,
+    StoredValues,
+    TieValues,
+    Values,
+    check_memory_budget,
+    walk,
+)
 
 DEFAULT_TOL = 1e-10
 
@@ -73,12 +84,30 @@ class LinePartition:
 class _IntervalSplitter:
     """Splits consecutive intervals of sorted points at the zero crossings of each neuron."""
 
-    def split(self, table: Growable, site: StoredValues | AffineValues, eps: Tensor) -> None:
-        if not isinstance(site, StoredValues):
-            raise TypeError("intervals are split on stored pre-activations only")
-        zoff, n = site.zoff, site.n
+    def __init__(self, max_regions: int = DEFAULT_MAX_REGIONS) -> None:
+        self.max_regions = max_regions
+        self._before: Tensor | None = None
+
+    def begin_merge(self, table: Growable) -> None:
+        self._before = table.view()[:, 0].clone()
+
+    def merge(self, table: Growable, pattern) -> None:
+        """Drop the points added since :meth:`begin_merge` where the pieces on both sides
+        have the same ``pattern``."""
+        before, self._before = self._before, None
         rows = table.view()
-        z = rows[:, zoff : zoff + n]
+        if len(rows) < 3:
+            return
+        mid = pattern(0.5 * (rows[1:] + rows[:-1]))
+        same = (mid[1:] == mid[:-1]).reshape(len(rows) - 2, -1).all(dim=1)
+        new = ~torch.isin(rows[1:-1, 0], before)
+        keep = torch.ones(len(rows), dtype=torch.bool, device=rows.device)
+        keep[1:-1] = ~(same & new)
+        table.data, table.n = rows[keep], int(keep.sum())
+
+    def split(self, table: Growable, site: Values, eps: Tensor) -> None:
+        rows = table.view()
+        z = site.columns()
         sign = (z > eps).to(torch.int8) - (z < -eps).to(torch.int8)
         i, j = (sign[:-1] * sign[1:] < 0).nonzero(as_tuple=True)
         if len(i) == 0:
@@ -86,7 +115,7 @@ class _IntervalSplitter:
         f_a, f_b = z[i, j], z[i + 1, j]
         t = f_a / (f_a - f_b)
         new = torch.lerp(rows[i], rows[i + 1], t.unsqueeze(1))
-        new[torch.arange(len(i), device=new.device), zoff + j] = 0
+        site.mark_zero(new, j)
         if len(i) > 1:
             # Neurons of this site whose zero sets meet the segment at the same point give
             # crossings that differ only by rounding: keep one point, as the plane's splitter
@@ -96,9 +125,9 @@ class _IntervalSplitter:
             i, j, t, new = i[order], j[order], t[order], new[order]
             prev = torch.arange(len(i) - 1, device=i.device)
             nxt = prev + 1
+            z_new = _values_at(site, new)
             dup = (i[1:] == i[:-1]) & (
-                (new[prev, zoff + j[1:]].abs() <= eps[j[1:]])
-                | (new[nxt, zoff + j[:-1]].abs() <= eps[j[:-1]])
+                (z_new[prev, j[1:]].abs() <= eps[j[1:]]) | (z_new[nxt, j[:-1]].abs() <= eps[j[:-1]])
             )
             if bool(dup.any()):
                 keep_new = torch.cat([dup.new_ones(1), ~dup])
@@ -111,6 +140,27 @@ class _IntervalSplitter:
         keep = torch.ones(len(both), dtype=torch.bool, device=both.device)
         keep[1:] = key[1:] != key[:-1]
         table.data, table.n = both[keep], int(keep.sum())
+        if table.n - 1 > self.max_regions:
+            raise InputError(
+                f"the segment has {table.n - 1} pieces, more than max_regions="
+                f"{self.max_regions}: use a shorter segment or raise max_regions"
+            )
+
+
+def _values_at(site: Values, rows: Tensor) -> Tensor:
+    """The site's split functions at full table rows (new points not in the table yet)."""
+    return _rebase(site, Growable(rows)).columns()
+
+
+def _rebase(site: Values, table: Growable) -> Values:
+    """The same split functions reading another table of rows."""
+    if isinstance(site, StoredValues):
+        return StoredValues(table, site.zoff, site.n)
+    if isinstance(site, AffineValues):
+        return AffineValues(table, site.lin, site.const)
+    if isinstance(site, ShiftedValues):
+        return ShiftedValues(_rebase(site.base, table), site.b)
+    return TieValues(_rebase(site.base, table), site.windows, site.j)
 
 
 def line(
@@ -121,10 +171,14 @@ def line(
     input_shape: Sequence[int] | None = None,
     dtype: torch.dtype = torch.float64,
     tol: float = DEFAULT_TOL,
+    max_regions: int = DEFAULT_MAX_REGIONS,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> LinePartition:
     """The exact pieces of the segment from ``start`` to ``end`` on which the network is affine.
 
-    Breakpoints are where some neuron's pre-activation changes sign along the segment.
+    Breakpoints are where some site's pattern changes along the segment: a neuron crossing a
+    breakpoint of its activation, or a max unit's leading candidate changing. More than
+    ``max_regions`` pieces stop the walk with an InputError.
     ``tol`` is the relative tolerance under which a point counts as lying on a neuron's zero set.
     """
     a = point_tensor(start, "start")
@@ -143,5 +197,13 @@ def line(
         raise InputError("start and end coincide: expected a segment of positive length")
     tau0 = torch.tensor([[0.0], [1.0]], dtype=net.dtype, device=net.device)
     basis = (end_t - start_t).unsqueeze(0)
-    coords, outputs = walk(net, tau0, start_t, basis, _IntervalSplitter(), tol)
+    coords, outputs = walk(
+        net,
+        tau0,
+        start_t,
+        basis,
+        _IntervalSplitter(max_regions),
+        tol,
+        memory_budget=check_memory_budget(memory_budget),
+    )
     return LinePartition(net, start_t, end_t, coords[:, 0].contiguous(), outputs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 
 import numpy as np
@@ -14,8 +14,8 @@ from reluscope.errors import InputError
 from reluscope.nets.pwl import PWLNet
 from reluscope.regions.boundary import decision_boundary_segments
 from reluscope.regions.inputs import check_extent, check_finite_net, point_tensor, prepare_net
-from reluscope.regions.polygons import PolygonSplitter
-from reluscope.regions.walk import walk
+from reluscope.regions.polygons import DEFAULT_MAX_REGIONS, PolygonSplitter
+from reluscope.regions.walk import DEFAULT_MEMORY_BUDGET, check_memory_budget, walk
 
 DEFAULT_TOL = 1e-10
 
@@ -217,8 +217,18 @@ def plane(
     input_shape: Sequence[int] | None = None,
     dtype: torch.dtype = torch.float64,
     tol: float = DEFAULT_TOL,
+    max_regions: int = DEFAULT_MAX_REGIONS,
+    progress: Callable[[int], None] | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> PlanePartition:
     """The exact partition of {origin + s u + t v : (s, t) in extent} into linear regions.
+
+    Regions are where every site's pattern is constant: split at every breakpoint of every
+    activation and at every tie between the leading candidates of a max unit. The partition
+    stops with an InputError once it has more than ``max_regions`` regions (default 5
+    million); ``progress``, when given, is called with the current number of regions after
+    every split. The vertex table (the values later layers read, at every vertex) must fit in
+    ``memory_budget`` bytes (default 4 GiB), else an InputError says what it needs.
 
     ``extent`` is (s_min, s_max, t_min, t_max). For a network with 2 inputs, origin, u and v
     default to 0, e1 and e2 (the input plane itself). ``tol`` is the relative tolerance under
@@ -241,9 +251,20 @@ def plane(
     )
     polygons = torch.arange(4, device=net.device).unsqueeze(0)
     counts = torch.tensor([4], device=net.device)
-    splitter = PolygonSplitter(polygons, counts)
+    _check_max_regions(max_regions)
+    check_memory_budget(memory_budget)
+    splitter = PolygonSplitter(polygons, counts, max_regions, progress)
     basis = torch.stack([u, v])
-    coords, outputs = walk(net, corners, origin, basis, splitter, tol, affine_first_site=True)
+    coords, outputs = walk(
+        net,
+        corners,
+        origin,
+        basis,
+        splitter,
+        tol,
+        affine_first_site=True,
+        memory_budget=memory_budget,
+    )
     return PlanePartition(
         net,
         origin,
@@ -265,6 +286,9 @@ def plane_through(
     input_shape: Sequence[int] | None = None,
     dtype: torch.dtype = torch.float64,
     tol: float = DEFAULT_TOL,
+    max_regions: int = DEFAULT_MAX_REGIONS,
+    progress: Callable[[int], None] | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> PlanePartition:
     """The partition of the plane through three input points, on a rectangle around them.
 
@@ -297,7 +321,16 @@ def plane_through(
     ext = (float(lo[0] - pad), float(hi[0] + pad), float(lo[1] - pad), float(hi[1] + pad))
     shape = net.input_shape
     part = plane(
-        net, center.reshape(shape), u.reshape(shape), v.reshape(shape), ext, dtype=dtype, tol=tol
+        net,
+        center.reshape(shape),
+        u.reshape(shape),
+        v.reshape(shape),
+        ext,
+        dtype=dtype,
+        tol=tol,
+        max_regions=max_regions,
+        progress=progress,
+        memory_budget=memory_budget,
     )
     part.marked_points = st
     return part
@@ -335,3 +368,8 @@ def _plane_vectors(net: PWLNet, origin, u, v) -> tuple[Tensor, Tensor, Tensor]:
         raise InputError("degenerate plane: u and v are parallel; expected independent directions")
     check_finite_net(net)
     return origin, u, v
+
+
+def _check_max_regions(max_regions: int) -> None:
+    if isinstance(max_regions, bool) or not isinstance(max_regions, int) or max_regions < 1:
+        raise InputError(f"max_regions must be an integer >= 1; got {max_regions!r}")

@@ -10,10 +10,16 @@ Internal to reluscope.regions: not part of the public API.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
-from reluscope.regions.walk import _CHUNK_ELEMENTS, AffineValues, Growable, StoredValues
+from reluscope.errors import InputError
+from reluscope.regions.walk import _CHUNK_ELEMENTS, Growable, Values
+
+#: The default largest number of regions a partition may reach before it stops.
+DEFAULT_MAX_REGIONS = 5_000_000
 
 _KEY = 1 << 31
 _REFRESH_GROWTH = 2
@@ -24,11 +30,90 @@ _REFRESH_MIN_POLYGONS = 1024
 class PolygonSplitter:
     """Holds the polygons of a plane partition and splits them at each neuron site."""
 
-    def __init__(self, polygons: Tensor, counts: Tensor) -> None:
+    def __init__(
+        self,
+        polygons: Tensor,
+        counts: Tensor,
+        max_regions: int = DEFAULT_MAX_REGIONS,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
         self.polys = Growable(polygons)
         self.counts = Growable(counts)
+        self.max_regions = max_regions
+        self.progress = progress
+        #: For each polygon, the polygon it came from since :meth:`begin_merge` (else None).
+        self.ancestors: Growable | None = None
 
-    def split(self, table: Growable, site: StoredValues | AffineValues, eps: Tensor) -> None:
+    def begin_merge(self, table: Growable) -> None:
+        n = self.polys.n
+        self.ancestors = Growable(torch.arange(n, device=self.polys.data.device))
+
+    def merge(self, table: Growable, pattern: Callable[[Tensor], Tensor]) -> None:
+        """Merge the pieces of each earlier polygon that share ``pattern`` into one polygon.
+
+        The pieces of one polygon with one pattern form a convex polygon (a linear region within
+        the cell), so the union is the cycle of their edges that are not shared inside the
+        group; its vertices are sorted by angle around their mean.
+        """
+        ancestors = self.ancestors.view()
+        self.ancestors = None
+        polys, counts = self.polys.view(), self.counts.view()
+        n, width = polys.shape
+        rows = table.view()
+        slot = torch.arange(width, device=polys.device)
+        valid = slot < counts[:, None]
+        inside = (rows[polys] * valid[..., None]).sum(1) / counts[:, None].to(rows.dtype)
+        key = torch.cat([ancestors[:, None], pattern(inside).long()], dim=1)
+        _, group = torch.unique(key, dim=0, return_inverse=True)
+        size = torch.bincount(group)
+        multi = size[group] > 1
+        if not bool(multi.any()):
+            return
+        sel = multi.nonzero().flatten()
+        g, pp, cnt = group[sel], polys[sel], counts[sel]
+        nxt = torch.where(slot + 1 < cnt[:, None], slot + 1, 0)
+        ok = slot < cnt[:, None]
+        a, b = pp[ok], pp.gather(1, nxt)[ok]
+        ge = g[:, None].expand_as(pp)[ok]
+        ends = torch.stack([ge, torch.minimum(a, b), torch.maximum(a, b)], dim=1)
+        _, inv, twice = torch.unique(ends, dim=0, return_inverse=True, return_counts=True)
+        boundary = (twice[inv] == 1) & (a != b)
+        gv, va = ge[boundary], a[boundary]
+        pairs = torch.unique(torch.stack([gv, va], dim=1), dim=0)
+        gv, va = pairs[:, 0], pairs[:, 1]
+        groups, gidx = torch.unique(gv, return_inverse=True)
+        xy = rows[va, :2]
+        sums = torch.zeros(len(groups), 2, dtype=xy.dtype, device=xy.device)
+        sums.index_add_(0, gidx, xy)
+        num = torch.bincount(gidx, minlength=len(groups))
+        center = sums / num[:, None].to(xy.dtype)
+        angle = torch.atan2(xy[:, 1] - center[gidx, 1], xy[:, 0] - center[gidx, 0])
+        order = torch.argsort(angle, stable=True)
+        order = order[torch.argsort(gidx[order], stable=True)]
+        va, gidx = va[order], gidx[order]
+        start = torch.cumsum(num, 0) - num
+        pos = torch.arange(len(va), device=va.device) - start[gidx]
+        new_width = max(width, int(num.max()))
+        merged = torch.zeros(len(groups), new_width, dtype=polys.dtype, device=polys.device)
+        merged[gidx, pos] = va
+        last = merged[torch.arange(len(groups), device=va.device), num - 1]
+        merged = torch.where(
+            torch.arange(new_width, device=va.device) < num[:, None], merged, last[:, None]
+        )
+        # one representative per group (its first polygon) takes the union; the rest go
+        first = torch.full((int(group.max()) + 1,), n, dtype=torch.long, device=polys.device)
+        first.scatter_reduce_(0, group, torch.arange(n, device=polys.device), reduce="amin")
+        keep = ~multi | (first[group] == torch.arange(n, device=polys.device))
+        self.polys.widen(new_width)
+        out = self.polys.view().clone()
+        out_counts = counts.clone()
+        reps = first[groups]
+        out[reps] = merged
+        out_counts[reps] = num
+        self.polys = Growable(out[keep].contiguous())
+        self.counts = Growable(out_counts[keep].contiguous())
+
+    def split(self, table: Growable, site: Values, eps: Tensor) -> None:
         todo = torch.arange(site.n, device=table.data.device)
         while len(todo):
             # Test the neurons left to do against the current polygons; once the polygons have
@@ -49,7 +134,7 @@ class PolygonSplitter:
                     self._split_by(table, site, j, float(eps[j]), cand, origin)
             todo = todo[done:]
 
-    def _crossings(self, site: StoredValues | AffineValues, todo: Tensor, eps: Tensor) -> Tensor:
+    def _crossings(self, site: Values, todo: Tensor, eps: Tensor) -> Tensor:
         """Bit-packed (ceil(n / 8), polygons) uint8: has the polygon vertices strictly on both
         sides of each neuron ``todo``'s zero set? Bit k of byte row i is neuron todo[8 i + k]."""
         rows = site.table.n
@@ -71,7 +156,7 @@ class PolygonSplitter:
     def _split_by(
         self,
         table: Growable,
-        site: StoredValues | AffineValues,
+        site: Values,
         j: int,
         eps: float,
         cand: Tensor,
@@ -118,6 +203,16 @@ class PolygonSplitter:
         self.polys.append(_pad(neg_child, neg_cnt, new_width))
         self.counts.append(neg_cnt)
         origin.append(origin.view()[cand])
+        if self.ancestors is not None:
+            self.ancestors.append(self.ancestors.view()[cand])
+        if self.polys.n > self.max_regions:
+            raise InputError(
+                f"the partition reached {self.polys.n} regions, more than max_regions="
+                f"{self.max_regions}: use a smaller extent, a smaller network, or raise "
+                "max_regions"
+            )
+        if self.progress is not None:
+            self.progress(self.polys.n)
 
 
 def _compact(entries: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:

@@ -10,12 +10,15 @@ Internal to reluscope.regions: not part of the public API.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from reluscope.nets.pwl import INPUT, PWLNet
+from reluscope.errors import InputError
+from reluscope.nets.pwl import INPUT, Node, PWLNet
+from reluscope.nets.sites import ActivationOp, MaxPoolOp
 
 #: Pre-activations below this fraction of the layer's largest on a slice are rounding noise
 #: (scaled by the relative tolerance ``tol``).
@@ -55,6 +58,20 @@ class Growable:
 #: Rows of vertices processed at once between sites: bounds the temporaries (elements).
 _CHUNK_ELEMENTS = 1 << 21
 
+#: The default memory budget of a partition's vertex table, in bytes.
+DEFAULT_MEMORY_BUDGET = 4 << 30
+
+
+def check_memory_budget(memory_budget: int) -> int:
+    """``memory_budget`` (bytes) as an int >= 1 MiB, or an InputError."""
+    if (
+        isinstance(memory_budget, bool)
+        or not isinstance(memory_budget, int)
+        or memory_budget < (1 << 20)
+    ):
+        raise InputError(f"memory_budget must be an integer >= 2**20 bytes; got {memory_budget!r}")
+    return memory_budget
+
 
 class StoredValues:
     """The site's pre-activations, stored in columns zoff..zoff+n of the vertex table."""
@@ -71,9 +88,16 @@ class StoredValues:
         """Values of neuron j at the vertex rows ``idx`` (any shape)."""
         return self.table.data[idx, self.zoff + j]
 
-    def mark_zero(self, rows: Tensor, j: int) -> None:
-        """Set neuron j to exactly 0 in new rows that lie on its zero set."""
-        rows[:, self.zoff + j] = 0
+    def mark_zero(self, rows: Tensor, j: int | Tensor) -> None:
+        """Set neuron j (one per row when a tensor) to exactly 0 in new rows on its zero set."""
+        if isinstance(j, Tensor):
+            rows[torch.arange(len(rows), device=rows.device), self.zoff + j] = 0
+        else:
+            rows[:, self.zoff + j] = 0
+
+    def at(self, rows: Tensor) -> Tensor:
+        """Values of every neuron at full table rows ``rows`` (any points of a cell)."""
+        return rows[:, self.zoff : self.zoff + self.n]
 
 
 class AffineValues:
@@ -96,13 +120,122 @@ class AffineValues:
     def column(self, idx: Tensor, j: int) -> Tensor:
         return self.table.data[idx, : self.k] @ self.lin[:, j] + self.const[j]
 
-    def mark_zero(self, rows: Tensor, j: int) -> None:
+    def mark_zero(self, rows: Tensor, j: int | Tensor) -> None:
+        pass
+
+    def at(self, rows: Tensor) -> Tensor:
+        return torch.addmm(self.const, rows[:, : self.k], self.lin)
+
+
+class ShiftedValues:
+    """A site's values minus a breakpoint b: the zero sets are where neurons cross b."""
+
+    def __init__(self, base: StoredValues | AffineValues, b: float) -> None:
+        self.base, self.b = base, b
+        self.table, self.n = base.table, base.n
+
+    def columns(self, cols: Tensor | None = None, rows: slice = slice(None)) -> Tensor:
+        return self.base.columns(cols, rows) - self.b
+
+    def column(self, idx: Tensor, j: int) -> Tensor:
+        return self.base.column(idx, j) - self.b
+
+    def mark_zero(self, rows: Tensor, j: int | Tensor) -> None:
+        if isinstance(self.base, StoredValues):
+            cols = self.base.zoff + j
+            if isinstance(j, Tensor):
+                rows[torch.arange(len(rows), device=rows.device), cols] = self.b
+            else:
+                rows[:, cols] = self.b
+
+
+class TieValues:
+    """Step j of the ties of a max unit: f_m = c_{m,j} - max_{i<j} c_{m,i} for every unit m.
+
+    Applied for j = 1 .. K-1 in turn, the zero sets of these functions split every cell into
+    pieces on which the leading candidate of every unit is constant; adjacent pieces may still
+    share a leader (a tie between non-leading candidates), and are merged afterwards.
+    """
+
+    def __init__(self, base: StoredValues | AffineValues, windows: Tensor, j: int) -> None:
+        self.base, self.windows, self.j = base, windows, j
+        self.table, self.n = base.table, windows.shape[0]
+
+    def _ties(self, z: Tensor, units: Tensor | None) -> Tensor:
+        w = self.windows if units is None else self.windows[units]
+        pad = torch.full((len(z), 1), -math.inf, dtype=z.dtype, device=z.device)
+        cand = torch.cat([z, pad], dim=1)[:, w[:, : self.j + 1]]
+        return cand[..., self.j] - cand[..., : self.j].amax(dim=-1)
+
+    def columns(self, cols: Tensor | None = None, rows: slice = slice(None)) -> Tensor:
+        return self._ties(self.base.columns(None, rows), cols)
+
+    def column(self, idx: Tensor, j: int) -> Tensor:
+        w = self.windows[j, : self.j + 1]
+        vals = torch.stack(
+            [
+                self.base.column(idx, int(c))
+                if c >= 0
+                else torch.full(idx.shape, -math.inf, dtype=self.table.data.dtype)
+                for c in w.tolist()
+            ],
+            dim=-1,
+        )
+        return vals[..., -1] - vals[..., :-1].amax(dim=-1)
+
+    def mark_zero(self, rows: Tensor, j: int | Tensor) -> None:
         pass
 
 
+def leaders(values: Tensor, windows: Tensor, eps: Tensor) -> Tensor:
+    """The leading candidate of every unit at points with site values ``values`` (m, N): the
+    first candidate within ``eps`` (per unit) of the maximum; (m, units)."""
+    pad = torch.full((len(values), 1), -math.inf, dtype=values.dtype, device=values.device)
+    cand = torch.cat([values, pad], dim=1)[:, windows]
+    top = cand.amax(dim=2, keepdim=True)
+    return (cand >= top - eps[:, None]).to(torch.int8).argmax(dim=2)
+
+
+Values = StoredValues | AffineValues | ShiftedValues | TieValues
+
+
 class Splitter(Protocol):
-    def split(self, table: Growable, site: StoredValues | AffineValues, eps: Tensor) -> None:
+    def split(self, table: Growable, site: Values, eps: Tensor) -> None:
         """Refine the cells by the zero sets of the site's neurons."""
+
+    def begin_merge(self, table: Growable) -> None:
+        """Remember the cells before a max unit's site: merging stays within each."""
+
+    def merge(self, table: Growable, pattern: Callable[[Tensor], Tensor]) -> None:
+        """Merge the adjacent pieces of one earlier cell on which ``pattern`` (of full table
+        rows at points inside them) is equal."""
+
+
+def split_site(
+    splitter: Splitter,
+    table: Growable,
+    values: StoredValues | AffineValues,
+    node: Node,
+    shape: tuple[int, ...],
+    tol: float,
+) -> None:
+    """Refine the cells at one site: at every breakpoint of an activation, at every tie
+    between leading candidates of a max unit."""
+    op = node.op
+    if isinstance(op, ActivationOp):
+        for b in op.breakpoints:
+            shifted = ShiftedValues(values, b)
+            splitter.split(table, shifted, _tolerances(shifted, tol))
+        return
+    if not isinstance(op, MaxPoolOp):
+        raise InputError(f"no exact regions through a site of kind {op.kind!r}")
+    windows = op.windows(shape).to(table.data.device)
+    neuron_eps = torch.cat([_tolerances(values, tol), values.table.data.new_zeros(1)])
+    eps = neuron_eps[windows].amax(dim=1)
+    splitter.begin_merge(table)
+    for j in range(1, windows.shape[1]):
+        splitter.split(table, TieValues(values, windows, j), eps)
+    splitter.merge(table, lambda rows: leaders(values.at(rows), windows, eps))
 
 
 def walk(
@@ -113,6 +246,7 @@ def walk(
     splitter: Splitter,
     tol: float,
     affine_first_site: bool = False,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> tuple[Tensor, Tensor]:
     """Refine the slice {origin + coords @ basis} through every site of ``net``.
 
@@ -122,7 +256,9 @@ def walk(
     Returns the coordinates of all final vertices and the network output at each of them.
 
     Between two sites the nodes are evaluated on chunks of vertices and written straight into
-    the next site's vertex table, so no full-size temporaries are made.
+    the next site's vertex table, so no full-size temporaries are made. The table holds, per
+    vertex, the values that later nodes read; when it would need more than ``memory_budget``
+    bytes the walk stops with an InputError saying how much it needs.
     """
     k = coords.shape[1]
     nodes = net.nodes
@@ -134,18 +270,19 @@ def walk(
     if affine_first_site and sites:
         lo = sites[0]
         affine = _affine_prefix(net, lo, affine)
-        lin, const = affine[nodes[lo].inputs[0]]
-        first = AffineValues(table, lin.reshape(k, -1), const.reshape(-1))
-        splitter.split(table, first, _tolerances(first, tol))
+        src = nodes[lo].inputs[0]
+        lin, const = affine[src]
+        site = AffineValues(table, lin.reshape(k, -1), const.reshape(-1))
+        split_site(splitter, table, site, nodes[lo], net.shape_of(src), tol)
     for hi in [i for i in sites if i > lo or not affine_first_site] + [len(nodes)]:
         keep = _live_after(net, hi)
-        table, layout = _advance(net, lo, hi, table, layout, affine, keep, k)
+        table, layout = _advance(net, lo, hi, table, layout, affine, keep, k, memory_budget)
         affine = {}
         if hi < len(nodes):
             src = nodes[hi].inputs[0]
             off, shape = layout[src]
             site = StoredValues(table, off, math.prod(shape))
-            splitter.split(table, site, _tolerances(site, tol))
+            split_site(splitter, table, site, nodes[hi], shape, tol)
         lo = hi
     off, shape = layout[net.output]
     full = table.view()
@@ -154,24 +291,20 @@ def walk(
 
 def _affine_prefix(net: PWLNet, stop: int, affine: dict) -> dict[str, tuple[Tensor, Tensor]]:
     """(linear part, constant) of every node before node ``stop`` (all affine in coordinates)."""
-    affine = dict(affine)
-    for node in net.nodes[:stop]:
-        ins = [affine[a] for a in node.inputs]
-        affine[node.name] = (
-            node.op.linear(*(t[0] for t in ins)),
-            node.op.forward(*(t[1] for t in ins)),
-        )
-    return affine
+
+    def step(node: Node, ins: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+        return node.op.linear(*(t[0] for t in ins)), node.op.forward(*(t[1] for t in ins))
+
+    keep = [INPUT] + [n.name for n in net.nodes[:stop]]
+    return net.interpret(affine, step, stop=stop, keep=keep)
 
 
 def _live_after(net: PWLNet, hi: int) -> list[str]:
     """Names whose values the vertex table must hold when node ``hi`` is reached."""
     if hi == len(net.nodes):
         return [net.output]
-    produced = [INPUT] + [n.name for n in net.nodes[:hi]]
     src = net.nodes[hi].inputs[0]
-    live = [a for a in produced if a != src and (net._last_use.get(a, -1) >= hi or a == net.output)]
-    return [src] + live
+    return [src] + [a for a in net.live_after(hi) if a != src]
 
 
 def _advance(
@@ -183,9 +316,10 @@ def _advance(
     affine: dict[str, tuple[Tensor, Tensor]],
     keep: list[str],
     k: int,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> tuple[Growable, dict[str, tuple[int, tuple[int, ...]]]]:
     """Evaluate nodes lo..hi-1 at every vertex; returns the new table holding ``keep``."""
-    nodes, last_use = net.nodes, net._last_use
+    nodes = net.nodes
     new_layout, width = {}, k
     for name in keep:
         shape = _shape(net, name)
@@ -193,8 +327,18 @@ def _advance(
         width += math.prod(shape)
     old = table.view()
     rows = len(old)
-    # Room for the vertices the next split will add: untouched capacity costs no memory.
-    out = old.new_empty((4 * rows + 1024, width))
+    row_bytes = width * old.element_size()
+    if rows * row_bytes > memory_budget:
+        where = net.nodes[hi].path if hi < len(net.nodes) else "the output"
+        raise InputError(
+            f"the partition has {rows} vertices before '{where}', and storing {width} values "
+            f"each needs {rows * row_bytes / 2**30:.2f} GiB, more than memory_budget="
+            f"{memory_budget / 2**30:.2f} GiB: use a smaller extent, a smaller network or "
+            "input, or raise memory_budget"
+        )
+    # Room for the vertices the next split will add, within the budget.
+    capacity = max(rows, min(4 * rows + 1024, memory_budget // row_bytes))
+    out = old.new_empty((capacity, width))
     widest = max([width] + [math.prod(n.shape) for n in nodes[lo:hi]])
     step = max(1, _CHUNK_ELEMENTS // widest)
     for r0 in range(0, rows, step):
@@ -205,20 +349,19 @@ def _advance(
             for a, (off, shape) in layout.items()
         }
         for a, (lin, const) in affine.items():
-            if last_use.get(a, -1) >= lo or a in keep:
+            if net.last_use(a) >= lo or a in keep:
                 vals[a] = _evaluate(coords, lin, const)
-        for i in range(lo, hi):
-            node = nodes[i]
-            vals[node.name] = node.op.forward(*(vals[a] for a in node.inputs))
-            for a in node.inputs:
-                if last_use.get(a) == i and a not in keep:
-                    vals.pop(a, None)
+        vals = net.interpret(vals, _forward, start=lo, stop=hi, keep=keep)
         out[r, :k] = coords
         for name, (off, shape) in new_layout.items():
             out[r, off : off + math.prod(shape)] = vals[name].reshape(len(coords), -1)
     grown = Growable(out)
     grown.n = rows
     return grown, new_layout
+
+
+def _forward(node: Node, ins: list[Tensor]) -> Tensor:
+    return node.op.forward(*ins)
 
 
 def _evaluate(coords: Tensor, lin: Tensor, const: Tensor) -> Tensor:
@@ -228,7 +371,7 @@ def _evaluate(coords: Tensor, lin: Tensor, const: Tensor) -> Tensor:
     return flat.reshape((-1,) + shape)
 
 
-def _tolerances(site: StoredValues | AffineValues, tol: float) -> Tensor:
+def _tolerances(site: Values, tol: float) -> Tensor:
     """Per neuron, the magnitude under which a pre-activation value counts as zero.
 
     ``tol`` times the neuron's largest magnitude on the slice, but at least ``tol`` times
