@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from reluscope.errors import InputError
-from reluscope.nets.zoo import _check_int, _randomize_batchnorm
+from reluscope.nets.zoo import _randomize_batchnorm
+from reluscope.validation import check_int
 
 
 def _check_mult(width_mult: object) -> float:
@@ -28,10 +29,10 @@ def _scaled(channels: int, width_mult: float) -> int:
 
 
 def _check_common(num_classes, image_size, in_channels, seed, minimum_size: int) -> None:
-    _check_int("num_classes", num_classes)
-    _check_int("in_channels", in_channels)
-    _check_int("seed", seed, minimum=0)
-    _check_int("image_size", image_size)
+    check_int("num_classes", num_classes, minimum=1)
+    check_int("in_channels", in_channels, minimum=1)
+    check_int("seed", seed, minimum=0)
+    check_int("image_size", image_size, minimum=1)
     if image_size < minimum_size:
         raise InputError(f"image_size must be >= {minimum_size} for this model; got {image_size}")
 
