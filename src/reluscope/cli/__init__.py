@@ -2,22 +2,63 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Annotated
+
 import typer
 
 from reluscope.cli.bounds import bounds
 from reluscope.cli.experiments import list_experiments, reproduce, run
 from reluscope.cli.measure import measure
 from reluscope.cli.regions import regions_app
+from reluscope.cli.report import report
 from reluscope.cli.sweep import sweep
 
-app = typer.Typer(help="Look inside piecewise-linear (ReLU) networks.", no_args_is_help=True)
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+
+app = typer.Typer(
+    help="Look inside piecewise-linear (ReLU) networks.",
+    no_args_is_help=True,
+    context_settings=HELP_OPTIONS,
+)
+
+
+def _version(show: bool) -> None:
+    if show:
+        from reluscope.experiments.provenance import package_version
+
+        typer.echo(f"reluscope {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Look inside piecewise-linear (ReLU) networks."""
+
+
+def _command(name: str, function: Callable) -> None:
+    """Register ``function`` as command ``name``, its docstring as one paragraph (the source's
+    line breaks would otherwise show in the help)."""
+    text = " ".join((function.__doc__ or "").split())
+    app.command(name, help=text, short_help=text.split(". ")[0].rstrip(".") + ".")(function)
+
+
 app.add_typer(regions_app, name="regions")
-app.command("measure")(measure)
-app.command("bounds")(bounds)
-app.command("experiments")(list_experiments)
-app.command("run")(run)
-app.command("reproduce")(reproduce)
-app.command("sweep")(sweep)
+for _name, _function in (
+    ("measure", measure),
+    ("bounds", bounds),
+    ("experiments", list_experiments),
+    ("run", run),
+    ("reproduce", reproduce),
+    ("sweep", sweep),
+    ("report", report),
+):
+    _command(_name, _function)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -26,11 +26,20 @@ PAPERS: dict[str, str] = {
     "Linear Networks? (TMLR 2025)",
 }
 
+#: Each paper's arXiv page.
+PAPER_URLS: dict[str, str] = {
+    "local_complexity": "https://arxiv.org/abs/2412.18283",
+    "low_rank_bounds": "https://arxiv.org/abs/2411.13733",
+    "bias_free_relu": "https://arxiv.org/abs/2406.12615",
+}
+
 
 @dataclass(frozen=True)
 class Experiment:
     """A named experiment: its configuration class and ``run(config, context) -> Outcome``.
-    ``order`` sorts experiments of the same paper in the report."""
+    ``order`` sorts experiments of the same paper in the report. ``key_numbers`` describes the
+    Outcome's numbers for the report: a key or shell-style pattern (``lc_final.*``) ->
+    ``(description, unit)``; the first matching entry describes a number."""
 
     name: str
     title: str
@@ -39,6 +48,7 @@ class Experiment:
     config: type[ExperimentConfig]
     run: Callable[[ExperimentConfig, RunContext], Outcome]
     order: int = 0
+    key_numbers: dict[str, tuple[str, str]] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if self.paper not in PAPERS:

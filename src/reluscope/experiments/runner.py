@@ -16,9 +16,10 @@ from rich.console import Console
 from reluscope.errors import InputError
 from reluscope.experiments.config import ExperimentConfig
 from reluscope.experiments.outcome import Figure, Outcome
+from reluscope.experiments.provenance import now, run_metadata
 from reluscope.experiments.registry import Experiment, get_experiment
 from reluscope.io import atomic_write
-from reluscope.report.figures import REPORT_DPI, save_png
+from reluscope.report.figures import REPORT_DPI, figure_style, save_png
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ def run_experiment(
     """Run ``experiment`` (an Experiment, or its name as for ``get_experiment``) at ``scale``
     with config ``overrides`` into ``run_dir`` (default ``runs/NAME``). A finished run of the same config there is read back instead of
     recomputed unless ``rerun``; an interrupted one resumes from its checkpoints."""
+    given_as = experiment if isinstance(experiment, str) else None
     if not isinstance(experiment, Experiment):
         experiment = get_experiment(experiment)
     name = experiment.name
@@ -134,11 +136,19 @@ def run_experiment(
         return RunSummary(
             experiment, config, outcome, run_dir, extra.get("elapsed_s", 0.0), scale, True
         )
+    started = now()
     start = time.perf_counter()
-    outcome = experiment.run(config, RunContext(run_dir, scale, progress, console))
+    with figure_style():
+        outcome = experiment.run(config, RunContext(run_dir, scale, progress, console))
     elapsed = time.perf_counter() - start
+    try:
+        baseline = experiment.config.build(scale).to_json()
+    except InputError:  # a config without defaults: every key goes into the command
+        baseline = {}
+    metadata = run_metadata(
+        experiment, config.to_json(), baseline, scale, run_dir, outcome.numbers, given_as
+    )
     outcome.save(
-        run_dir,
-        {"experiment": name, "scale": scale, "config": config.to_json(), "elapsed_s": elapsed},
+        run_dir, {**metadata, "elapsed_s": elapsed, "started": started, "finished": now()}
     )
     return RunSummary(experiment, config, outcome, run_dir, elapsed, scale, False)
