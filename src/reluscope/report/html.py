@@ -119,7 +119,7 @@ def _anchors(runs: Sequence[RunDir]) -> list[str]:
     names = [r.name for r in runs]
     return [
         n if names.count(n) == 1 else re.sub(r"[^\w-]", "-", f"{n}-{r.path.name}")
-        for n, r in zip(names, runs)
+        for n, r in zip(names, runs, strict=True)
     ]
 
 
@@ -131,7 +131,7 @@ def _authors(citation: str) -> str:
 
 def _groups(runs: Sequence[RunDir]) -> list[dict[str, Any]]:
     groups: dict[str, dict[str, Any]] = {}
-    for run, anchor in zip(runs, _anchors(runs)):
+    for run, anchor in zip(runs, _anchors(runs), strict=True):
         o = run.outcome
         paper = o.get("paper", "other")
         group = groups.setdefault(
