@@ -155,7 +155,11 @@ class Chromium:
         result = PageLoad()
         for name, expression in expressions.items():
             answer = self.send(
-                "Runtime.evaluate", session, expression=expression, returnByValue=True, awaitPromise=True
+                "Runtime.evaluate",
+                session,
+                expression=expression,
+                returnByValue=True,
+                awaitPromise=True,
             )
             if "exceptionDetails" in answer:
                 raise RuntimeError(f"{name}: {answer['exceptionDetails']}")

@@ -138,7 +138,9 @@ def test_report_embeds_figures_and_verdicts(tmp_path):
     png = (tmp_path / "run" / "hist.png").read_bytes()
     embedded = re.search(r'src="data:image/png;base64,([^"]+)"', html).group(1)
     assert base64.b64decode(embedded) == png
-    verdicts = re.findall(r'<td><span class="badge (pass|fail)" title="[^"]*">(PASS|FAIL)</span>', html)
+    verdicts = re.findall(
+        r'<td><span class="badge (pass|fail)" title="[^"]*">(PASS|FAIL)</span>', html
+    )
     expected = [
         ("pass", "PASS") if p.passed else ("fail", "FAIL") for p in summary.outcome.predictions
     ]

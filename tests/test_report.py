@@ -72,7 +72,8 @@ def test_number_descriptions_match_the_first_pattern():
 
 
 @pytest.mark.parametrize(
-    ("value", "text"), [(True, "yes"), (False, "no"), (None, "n/a"), (0.000123456, "0.0001235"), (7, "7")]
+    ("value", "text"),
+    [(True, "yes"), (False, "no"), (None, "n/a"), (0.000123456, "0.0001235"), (7, "7")],
 )
 def test_numbers_are_shown_readably(value, text):
     assert format_number(value) == text
@@ -81,9 +82,7 @@ def test_numbers_are_shown_readably(value, text):
 def test_report_from_sweep_and_reproduce_directories(tmp_path):
     """`reluscope report` finds runs one level (reproduce) or two levels (sweep) down, and the
     provenance box shows the wall time of the runs, not the time of rendering."""
-    sweep = cli.invoke(
-        app, ["sweep", TOY, "--grid", "n=20,30", "--out", str(tmp_path / "sweeps")]
-    )
+    sweep = cli.invoke(app, ["sweep", TOY, "--grid", "n=20,30", "--out", str(tmp_path / "sweeps")])
     assert sweep.exit_code == 0, sweep.output
     result = cli.invoke(app, ["report", str(tmp_path / "sweeps")])
     assert result.exit_code == 0, result.output
@@ -106,7 +105,9 @@ def test_reproduce_writes_provenance_and_report_is_rebuilt_identically(tmp_path,
     assert first.exit_code == 0, first.output
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["experiments"] == ["toy"] and provenance["reused"] == []
-    assert provenance["wall_s"] > 0 and provenance["command_line"] == shlex.join(["reluscope", *args])
+    assert provenance["wall_s"] > 0 and provenance["command_line"] == shlex.join(
+        ["reluscope", *args]
+    )
     page = (out / "index.html").read_text()
     shutil.copytree(out, tmp_path / "copy")
     cli.invoke(app, ["report", str(tmp_path / "copy")])
@@ -131,8 +132,12 @@ def test_predictions_show_citation_seeds_and_sanity_checks_apart(tmp_path):
     file = tmp_path / "run" / "outcome.json"
     saved = json.loads(file.read_text())
     saved["predictions"][0].update(
-        source="Sec. 4.2, Fig. 3", url="https://arxiv.org/abs/2412.18283", seeds_passed=2,
-        seeds_total=3, worst="seed 1: z = 4.5", passed=False,
+        source="Sec. 4.2, Fig. 3",
+        url="https://arxiv.org/abs/2412.18283",
+        seeds_passed=2,
+        seeds_total=3,
+        worst="seed 1: z = 4.5",
+        passed=False,
     )
     saved["sanity_checks"] = [{**saved["predictions"][1], "claim": "identity <holds>"}]
     file.write_text(json.dumps(saved))
@@ -152,7 +157,9 @@ def test_report_in_headless_chromium(tmp_path):
 
     executable = find_chromium()
     if executable is None:
-        pytest.skip("Chromium is not installed (Debian: apt-get install chromium); .ci/run installs it")
+        pytest.skip(
+            "Chromium is not installed (Debian: apt-get install chromium); .ci/run installs it"
+        )
     run_experiment(TOY, "quick", {}, tmp_path / "run", progress=False)
     failing = tmp_path / "broken"
     failing.mkdir()
@@ -173,7 +180,9 @@ def test_report_in_headless_chromium(tmp_path):
             assert load.errors == [] and load.external_requests == []
             assert load.values["overflow"] <= 0, f"body scrolls sideways at {width} px"
             images = load.values["images"]
-            assert images and all(done and w > 0 and h > 0 and shown > 0 for done, w, h, shown in images)
+            assert images and all(
+                done and w > 0 and h > 0 and shown > 0 for done, w, h, shown in images
+            )
             assert load.values["toggle_shown"]
             assert shot.stat().st_size > 10_000
             if keep:

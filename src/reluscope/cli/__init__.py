@@ -35,7 +35,9 @@ def _version(show: bool) -> None:
 def _options(
     version: Annotated[
         bool,
-        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."),
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Look inside piecewise-linear (ReLU) networks."""

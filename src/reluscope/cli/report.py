@@ -22,10 +22,14 @@ def report(
     ],
     out: Annotated[
         Path | None,
-        typer.Option(help="HTML file to write (default: RUN_DIR/index.html for one directory, "
-        "else reluscope-report.html here)."),
+        typer.Option(
+            help="HTML file to write (default: RUN_DIR/index.html for one directory, "
+            "else reluscope-report.html here)."
+        ),
     ] = None,
-    open_: Annotated[bool, typer.Option("--open", help="Open the report in the web browser.")] = False,
+    open_: Annotated[
+        bool, typer.Option("--open", help="Open the report in the web browser.")
+    ] = False,
 ) -> None:
     """Build the self-contained HTML report of finished runs from their directories (outcome,
     figures and provenance as the runs saved them; no experiment is run or imported)."""
@@ -33,7 +37,9 @@ def report(
     def go() -> None:
         from reluscope.report.html import report_directories
 
-        target = out or (run_dirs[0] / "index.html" if len(run_dirs) == 1 else Path("reluscope-report.html"))
+        target = out or (
+            run_dirs[0] / "index.html" if len(run_dirs) == 1 else Path("reluscope-report.html")
+        )
         path = report_directories(run_dirs, target)
         show_report(path, open_)
 

@@ -21,6 +21,7 @@ from reluscope.report.rundirs import PROVENANCE_FILE
 if TYPE_CHECKING:
     from reluscope.experiments.registry import Experiment
 
+
 def package_version() -> str:
     """The installed reluscope version ('unknown' when it is not installed)."""
     try:

@@ -148,7 +148,5 @@ def run_experiment(
     metadata = run_metadata(
         experiment, config.to_json(), baseline, scale, run_dir, outcome.numbers, given_as
     )
-    outcome.save(
-        run_dir, {**metadata, "elapsed_s": elapsed, "started": started, "finished": now()}
-    )
+    outcome.save(run_dir, {**metadata, "elapsed_s": elapsed, "started": started, "finished": now()})
     return RunSummary(experiment, config, outcome, run_dir, elapsed, scale, False)

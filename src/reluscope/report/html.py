@@ -51,14 +51,17 @@ def _duration(seconds: float | None) -> str:
     if seconds < 120:
         return f"{seconds:.1f} s"
     minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes} min {rest:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+    return (
+        f"{minutes} min {rest:02d} s"
+        if minutes < 60
+        else f"{minutes // 60} h {minutes % 60:02d} min"
+    )
 
 
 def _time(stamp: str | None) -> str:
     if not stamp:
         return ""
     return dt.datetime.fromisoformat(stamp).strftime("%Y-%m-%d %H:%M:%S UTC")
-
 
 
 def _prediction(p: dict[str, Any]) -> dict[str, Any]:
@@ -185,7 +188,9 @@ def _provenance(runset: RunSet) -> dict[str, Any]:
         "scale": ", ".join(sorted({str(o.get("scale", "n/a")) for o in runs})) or "n/a",
         "seeds": ", ".join(sorted({str(s) for o in runs for s in o.get("seeds", [])})) or "n/a",
         "wall": _duration(wall),
-        "period": f"{_time(min(started))} to {_time(max(finished))}" if started and finished else "",
+        "period": f"{_time(min(started))} to {_time(max(finished))}"
+        if started and finished
+        else "",
         "reused": reused,
         "rendered": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
     }

@@ -114,7 +114,9 @@ def collect(paths: list[Path]) -> RunSet:
     failed: list[Path] = []
     for path in paths:
         if not path.is_dir():
-            raise InputError(f"{path} is not a directory; expected a run, reproduce or sweep directory")
+            raise InputError(
+                f"{path} is not a directory; expected a run, reproduce or sweep directory"
+            )
         done, broken = _find(path, SEARCH_DEPTH)
         if not done and not broken:
             raise InputError(
