@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +30,27 @@ SeedOpt = Annotated[int, typer.Option(help="Seed of the zoo model and of random 
 ShapeOpt = Annotated[str | None, typer.Option(help="Input shape without batch, e.g. 1,28,28.")]
 DtypeOpt = Annotated[str, typer.Option(help="float64 (default) or float32.")]
 DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda.")]
+
+
+class Scale(str, Enum):
+    """The scale of an experiment: quick (minutes, on generated data) or the paper's."""
+
+    quick = "quick"
+    paper = "paper"
+
+
+class Preset(str, Enum):
+    """The kernel of local complexity."""
+
+    theory = "theory"
+    paper_code = "paper_code"
+
+
+class Method(str, Enum):
+    """How local complexity computes gradient norms."""
+
+    exact = "exact"
+    sketch = "sketch"
 
 
 def parse_numbers(text: str, name: str) -> list[float]:

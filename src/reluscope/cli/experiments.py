@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 from rich.markup import escape
 from rich.table import Table
 
-from reluscope.cli.common import _run, console
+from reluscope.cli.common import Scale, _run, console
 
-ScaleOpt = Annotated[str, typer.Option(help="quick (minutes, on generated data) or paper.")]
+ScaleOpt = Annotated[
+    Scale, typer.Option(help="quick: minutes, on generated data; paper: the papers' configs.")
+]
 DataDirOpt = Annotated[
     Path | None,
     typer.Option(help="Directory of MNIST / CIFAR-10 files, for experiments with a data_dir."),
@@ -24,17 +29,105 @@ def _with_data_dir(config_cls: Any, overrides: dict[str, Any], data_dir: Path | 
     return overrides
 
 
-def list_experiments() -> None:
-    """List the registered experiments and their configuration keys."""
-    from reluscope.experiments import experiments
+def _names_help(what: str) -> str:
+    from reluscope.experiments.registry import declared_names
 
-    table = Table()
-    table.add_column("name", no_wrap=True)
-    for column in ("paper", "title", "config keys"):
-        table.add_column(column)
-    for e in experiments():
-        table.add_row(e.name, e.paper, e.title, ", ".join(e.config.model_fields))
-    console.print(table)
+    return f"{what}: {', '.join(declared_names())}, or your own as package.module:ATTR."
+
+
+def _complete_name(incomplete: str) -> list[str]:
+    from reluscope.experiments.registry import declared_names
+
+    return [n for n in declared_names() if n.startswith(incomplete)]
+
+
+NameArg = Annotated[
+    str,
+    typer.Argument(
+        help=_names_help("The experiment"),
+        autocompletion=_complete_name,
+        show_default=False,
+    ),
+]
+
+
+def list_experiments(
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help=_names_help("Show the config keys of this experiment"),
+            autocompletion=_complete_name,
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """List the registered experiments, or show one experiment's config keys with their type,
+    default (quick scale), paper-scale value and meaning."""
+
+    def go() -> None:
+        from reluscope.experiments import experiments, get_experiment
+
+        if name is not None:
+            console.print(_config_table(get_experiment(name)))
+            return
+        table = Table(caption="reluscope experiments NAME shows every config key of one")
+        table.add_column("name", no_wrap=True)
+        for column in ("paper", "title", "config keys"):
+            table.add_column(column)
+        for e in experiments():
+            table.add_row(e.name, e.paper, e.title, ", ".join(config_keys(e.config)))
+        console.print(table)
+
+    _run(go)
+
+
+def config_keys(config_cls: type[BaseModel], prefix: str = "") -> dict[str, FieldInfo]:
+    """Every key of a config class, nested configs as dotted keys (``train.lr``)."""
+    keys: dict[str, FieldInfo] = {}
+    for key, info in config_cls.model_fields.items():
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            keys.update(config_keys(kind, f"{prefix}{key}."))
+        else:
+            keys[f"{prefix}{key}"] = info
+    return keys
+
+
+def _type_name(info: FieldInfo) -> str:
+    kind = info.annotation
+    text = kind.__name__ if isinstance(kind, type) else str(kind)
+    text = text.replace("typing.", "").replace("NoneType", "None")
+    limits = [
+        f"{symbol} {getattr(m, attr)}"
+        for m in info.metadata
+        for attr, symbol in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+        if getattr(m, attr, None) is not None
+    ]
+    return text + (f" ({', '.join(limits)})" if limits else "")
+
+
+def _config_table(experiment) -> Table:
+    from reluscope.experiments.provenance import flatten
+
+    quick = flatten(experiment.config.build("quick").to_json())
+    paper = flatten(experiment.config.build("paper").to_json())
+    table = Table(
+        title=f"{experiment.name}: {experiment.title}",
+        caption=f"reluscope run {experiment.name} --set KEY=VALUE (values read as JSON)",
+    )
+    table.add_column("key", no_wrap=True, style="bold")
+    for column in ("type", "quick (default)", "paper", "meaning"):
+        table.add_column(column, overflow="fold")
+    for key, info in config_keys(experiment.config).items():
+        default, big = quick.get(key), paper.get(key)
+        table.add_row(
+            key,
+            escape(_type_name(info)),
+            escape(json.dumps(default)),
+            escape("same" if big == default else json.dumps(big)),
+            escape(info.description or ""),
+        )
+    return table
 
 
 def _print_outcome(summary) -> None:
@@ -51,8 +144,8 @@ def _print_outcome(summary) -> None:
 
 
 def run(
-    name: Annotated[str, typer.Argument(help="Experiment name (see `reluscope experiments`).")],
-    scale: ScaleOpt = "quick",
+    name: NameArg,
+    scale: ScaleOpt = Scale.quick,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Config override key=value (repeatable; JSON values)."),
@@ -71,7 +164,7 @@ def run(
         overrides = _with_data_dir(experiment.config, parse_overrides(set_ or []), data_dir)
         summary = _interruptible(
             lambda: run_experiment(
-                name, scale, overrides, out, rerun=rerun, progress=True, console=console
+                name, scale.value, overrides, out, rerun=rerun, progress=True, console=console
             ),
             out or Path("runs") / name,
         )
@@ -92,12 +185,13 @@ def _interruptible(call, where: Path):
 
 
 def reproduce(
-    scale: ScaleOpt = "quick",
+    scale: ScaleOpt = Scale.quick,
     out: Annotated[
         Path, typer.Option(help="Output directory; the report is OUT/index.html.")
     ] = Path("reluscope-report"),
     only: Annotated[
-        str | None, typer.Option(help="Comma-separated experiment names (default: all).")
+        str | None,
+        typer.Option(help=_names_help("Comma-separated experiments (default: all), from")),
     ] = None,
     data_dir: DataDirOpt = None,
     rerun: Annotated[bool, typer.Option(help="Recompute runs that already finished.")] = False,
@@ -143,7 +237,7 @@ def reproduce(
                 progress.update(bar, total=len(choose(names)))
                 return run_all(
                     names,
-                    scale,
+                    scale.value,
                     out,
                     overrides=lambda e: _with_data_dir(e.config, {}, data_dir),
                     rerun=rerun,

@@ -12,24 +12,20 @@ from rich.markup import escape
 from rich.table import Table
 
 from reluscope.cli.common import _run, console
-from reluscope.cli.experiments import DataDirOpt, ScaleOpt, _interruptible, _with_data_dir
+from reluscope.cli.common import Scale
+from reluscope.cli.experiments import DataDirOpt, NameArg, ScaleOpt, _interruptible, _with_data_dir
 
 MAX_NUMBERS = 6
 
 
 def sweep(
-    name: Annotated[
-        str,
-        typer.Argument(
-            help="Experiment name (see `reluscope experiments`) or package.module:ATTR."
-        ),
-    ],
+    name: NameArg,
     grid: Annotated[
         list[str] | None,
         typer.Option(help="key=v1,v2,... (repeatable; values read like --set values)."),
     ] = None,
     seeds: Annotated[int, typer.Option(help="Run every grid point with seeds 0..K-1.")] = 1,
-    scale: ScaleOpt = "quick",
+    scale: ScaleOpt = Scale.quick,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Fixed config override key=value (repeatable; JSON values)."),
@@ -63,7 +59,7 @@ def sweep(
                 name,
                 values,
                 seeds,
-                scale,
+                scale.value,
                 overrides,
                 out,
                 backend=backend,

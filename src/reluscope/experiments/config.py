@@ -3,6 +3,7 @@ overrides read from the command line."""
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from typing import Any, ClassVar, Literal
@@ -45,8 +46,11 @@ class ExperimentConfig(BaseModel):
         values.update(overrides or {})
         unknown = sorted(set(values) - set(cls.model_fields))
         if unknown:
+            close = [difflib.get_close_matches(k, list(cls.model_fields), n=1) for k in unknown]
+            hints = [f"{k!r} -> {c[0]!r}" for k, c in zip(unknown, close, strict=True) if c]
+            hint = f"did you mean {', '.join(hints)}? " if hints else ""
             raise InputError(
-                f"unknown config key(s) {', '.join(unknown)} for {cls.__name__}; "
+                f"unknown config key(s) {', '.join(unknown)} for {cls.__name__}; {hint}"
                 f"valid keys: {', '.join(cls.model_fields)}"
             )
         try:

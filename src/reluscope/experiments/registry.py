@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import ast
+import difflib
 import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reluscope.errors import InputError
@@ -72,6 +75,29 @@ def _registry() -> dict[str, Experiment]:
     return {e.name: e for e in ordered}
 
 
+def declared_names() -> list[str]:
+    """The names of the experiments under ``reluscope.experiments``, read from their modules'
+    source (``EXPERIMENT = Experiment(name=...)``) without importing them: cheap enough for the
+    command line's help."""
+    import reluscope.experiments as package
+
+    names = []
+    for root in package.__path__:
+        for file in sorted(Path(root).rglob("*.py")):
+            for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+                if (
+                    isinstance(node, ast.Assign)
+                    and any(isinstance(t, ast.Name) and t.id == "EXPERIMENT" for t in node.targets)
+                    and isinstance(node.value, ast.Call)
+                ):
+                    names += [
+                        k.value.value
+                        for k in node.value.keywords
+                        if k.arg == "name" and isinstance(k.value, ast.Constant)
+                    ]
+    return sorted(names)
+
+
 def experiments() -> list[Experiment]:
     """Every registered experiment, grouped by paper, in report order."""
     return list(_registry().values())
@@ -85,8 +111,10 @@ def get_experiment(name: str) -> Experiment:
         return _import_experiment(name)
     registry = _registry()
     if name not in registry:
+        close = difflib.get_close_matches(name, list(registry), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise InputError(
-            f"unknown experiment {name!r}; registered: {', '.join(registry) or '(none)'}, "
+            f"unknown experiment {name!r}; {hint}registered: {', '.join(registry) or '(none)'}, "
             "or give your own as package.module:ATTRIBUTE"
         )
     return registry[name]
