@@ -202,57 +202,67 @@ def reproduce(
             "(0: one per CPU core, at most 4; 1: one after another in this process)."
         ),
     ] = 0,
+    open_: Annotated[
+        bool, typer.Option("--open", help="Open the report in the web browser.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show each experiment's key numbers.")
+    ] = False,
 ) -> None:
     """Run every registered experiment and write one self-contained HTML report,
-    OUT/index.html. Finished runs in OUT are reused, so an interrupted reproduce resumes."""
+    OUT/index.html. Finished runs in OUT are reused, so an interrupted reproduce resumes.
+    While it runs, a table shows the running experiments with their training progress and
+    ETA; at the end, a table shows each experiment's PASS/FAIL verdicts."""
 
     def go() -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+        from rich.live import Live
 
+        from reluscope.cli.board import Board, verdict_table
+        from reluscope.cli.report import show_report
         from reluscope.experiments.reproduce import choose
         from reluscope.experiments.reproduce import reproduce as run_all
         from reluscope.sweep.task import available_cores
 
         names = [n.strip() for n in only.split(",") if n.strip()] if only is not None else None
         count = workers or min(available_cores(), 4)
-        progress = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            disable=count == 1,
-        )
-        with progress:
-            bar = progress.add_task(f"experiments ({count} at a time)", total=None)
+        board = Board([e.name for e in choose(names)], out, count)
 
-            def show(name: str, result) -> None:
-                progress.advance(bar)
-                if isinstance(result, str):
-                    console.print(f"[red]error[/] in {name}:\n{escape(result)}")
-                else:
-                    _print_outcome(result)
-
-            def run_all_experiments():
-                progress.update(bar, total=len(choose(names)))
-                return run_all(
-                    names,
-                    scale.value,
-                    out,
-                    overrides=lambda e: _with_data_dir(e.config, {}, data_dir),
-                    rerun=rerun,
-                    workers=count,
-                    console=console if count == 1 else None,
-                    on_result=show,
+        def show(name: str, result) -> None:
+            board.finished(name, result)
+            if isinstance(result, str):
+                console.print(f"[red]error[/] in {name}:\n{escape(result)}")
+            elif verbose or count == 1:
+                _print_outcome(result)
+            else:
+                passed = sum(p.passed for p in result.outcome.predictions)
+                console.print(
+                    f"[bold]{name}[/] done: {passed}/{len(result.outcome.predictions)} PASS"
                 )
 
+        def run_all_experiments():
+            return run_all(
+                names,
+                scale.value,
+                out,
+                overrides=lambda e: _with_data_dir(e.config, {}, data_dir),
+                rerun=rerun,
+                workers=count,
+                console=console if count == 1 else None,
+                on_result=show,
+            )
+
+        if count == 1:  # in this process: each training run shows its own progress bar
             done = _interruptible(run_all_experiments, out)
+        else:
+            with Live(board, console=console, refresh_per_second=2, transient=True):
+                done = _interruptible(run_all_experiments, out)
+        console.print(verdict_table(done.runs, done.failures, verbose))
         predictions = [p for r in done.runs for p in r.outcome.predictions]
-        console.rule()
         console.print(
             f"{sum(p.passed for p in predictions)}/{len(predictions)} predictions PASS, "
-            f"{len(done.failures)} experiment(s) failed; report: {done.report}"
+            f"{len(done.failures)} experiment(s) failed"
         )
+        show_report(done.report, open_)
         if done.failures:
             raise typer.Exit(1)
 

@@ -11,8 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from reluscope.cli.common import _run, console
-from reluscope.cli.common import Scale
+from reluscope.cli.common import Scale, _run, console
 from reluscope.cli.experiments import DataDirOpt, NameArg, ScaleOpt, _interruptible, _with_data_dir
 
 MAX_NUMBERS = 6

@@ -20,6 +20,10 @@ from reluscope.experiments.provenance import now, run_metadata
 from reluscope.experiments.registry import Experiment, get_experiment
 from reluscope.io import atomic_write
 from reluscope.report.figures import REPORT_DPI, figure_style, save_png
+from reluscope.train.display import progress_file
+
+#: While a run is going on, its training progress (see ``reluscope.train.display``).
+PROGRESS_FILE = "progress.json"
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,7 @@ def run_experiment(
         )
     started = now()
     start = time.perf_counter()
-    with figure_style():
+    with figure_style(), progress_file(run_dir / PROGRESS_FILE):
         outcome = experiment.run(config, RunContext(run_dir, scale, progress, console))
     elapsed = time.perf_counter() - start
     try:
