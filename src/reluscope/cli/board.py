@@ -25,6 +25,10 @@ def _clock(seconds: float | None) -> str:
     )
 
 
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 class Board:
     """The live table of a ``reproduce`` over ``names`` into ``out``: which experiments run,
     their current training run's step / total, bar and ETA (read from each run directory's
@@ -48,7 +52,11 @@ class Board:
         except (OSError, ValueError):
             return None
 
-    def __rich__(self) -> Table:
+    def __rich_console__(self, console, options):
+        yield self.table(options.max_width)
+
+    def table(self, width: int = 100) -> Table:
+        """The table at ``width`` columns (probe values cut to the width left)."""
         running = {
             n: state
             for n in self.names
@@ -64,11 +72,12 @@ class Board:
         )
         table = Table(title=title, title_justify="left", box=None, padding=(0, 1))
         table.add_column("experiment", no_wrap=True)
-        table.add_column("training run", no_wrap=True, max_width=22, overflow="ellipsis")
+        table.add_column("training run", no_wrap=True)
         table.add_column("progress", no_wrap=True)
         table.add_column("steps", justify="right", no_wrap=True)
         table.add_column("ETA", justify="right", no_wrap=True)
-        table.add_column("latest probes", no_wrap=True, overflow="ellipsis", ratio=1)
+        table.add_column("latest probes", no_wrap=True)
+        left = max(width - 80, 10)
         for name, state in running.items():
             total = state.get("total")
             step = state.get("step", 0)
@@ -79,11 +88,11 @@ class Board:
                 bar, steps = "preparing", ""
             table.add_row(
                 name,
-                escape(state.get("run", "")),
+                escape(_cut(state.get("run", ""), 16)),
                 bar,
                 steps,
                 _clock(state.get("eta_s")),
-                escape(state.get("info", "")),
+                escape(_cut(state.get("info", ""), left)),
             )
         return table
 
