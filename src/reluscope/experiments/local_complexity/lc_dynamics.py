@@ -230,6 +230,8 @@ def _figure(records: pd.DataFrame, facts: dict[str, Any], ctx: RunContext) -> Fi
     if "peak" in facts:
         marks.append((facts["peak"], "LC max after interp.", "tab:red"))
     common.finish_step_axes(axes, marks)
+    axes[1].set_ylim(bottom=0)  # room below the ranks for their legend
+    axes[1].legend(loc="lower left", ncols=2)
     return ctx.figure(
         fig,
         "lc_dynamics.png",
@@ -237,9 +239,10 @@ def _figure(records: pd.DataFrame, facts: dict[str, Any], ctx: RunContext) -> Fi
         "over points. Top left: local complexity (theory preset, sigma as configured) at train "
         "and test points; top right: local rank of each hidden layer's pre-activation "
         "Jacobian; bottom left: total variation of the logits; bottom right: train, test and "
-        "PGD adversarial accuracy. Grey dashed: first step with train accuracy >= "
-        f"{INTERPOLATION}; red dashed: the LC maximum after it. Look for LC falling after the "
-        "red line while the deep layers' rank collapses and the PGD accuracy rises.",
+        "PGD adversarial accuracy. Vertical lines (legend below): the first step with train "
+        f"accuracy >= {INTERPOLATION} (interpolation) and the LC maximum after it, one line "
+        "when they coincide. Look for LC falling after the LC maximum while the deep layers' "
+        "rank collapses and the PGD accuracy rises.",
     )
 
 
