@@ -63,10 +63,10 @@ def test_rerun_command_sets_only_the_changed_keys_nested_as_dotted():
 
 
 def test_number_descriptions_match_the_first_pattern():
-    declared = {"lc_final.*": ("final local complexity", "1/volume"), "*": ("other", "")}
+    declared = {"lc_final.lambda_*": ("final LC at weight decay {0}", "1/unit"), "*": ("other", "")}
     described = describe_numbers({"lc_final.lambda_0.1": 1.0, "slope": 2.0}, declared)
     assert described == {
-        "lc_final.lambda_0.1": {"description": "final local complexity", "unit": "1/volume"},
+        "lc_final.lambda_0.1": {"description": "final LC at weight decay 0.1", "unit": "1/unit"},
         "slope": {"description": "other", "unit": ""},
     }
 

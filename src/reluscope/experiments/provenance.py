@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -135,14 +136,18 @@ def describe_numbers(
     numbers: dict[str, Any], declared: dict[str, tuple[str, str]]
 ) -> dict[str, dict[str, str]]:
     """Each number's ``{"description", "unit"}`` from the first ``declared`` key or pattern
-    (``fnmatch``) that matches it; numbers nothing matches are left out."""
-    from fnmatch import fnmatchcase
-
+    that matches it (``*`` matches any text; ``{0}``, ``{1}``... in the description are
+    replaced by what the stars matched); numbers nothing matches are left out."""
     described = {}
     for key in numbers:
         for pattern, (description, unit) in declared.items():
-            if fnmatchcase(key, pattern):
-                described[key] = {"description": description, "unit": unit}
+            regex = "".join(
+                "(.*)" if part == "*" else re.escape(part) for part in re.split(r"(\*)", pattern)
+            )
+            match = re.fullmatch(regex, key)
+            if match:
+                text = description.format(*match.groups())
+                described[key] = {"description": text, "unit": unit}
                 break
     return described
 

@@ -258,4 +258,28 @@ EXPERIMENT = Experiment(
     config=LCDynamicsConfig,
     run=run,
     order=1,
+    key_numbers={
+        "lc_train_init": ("local complexity at the training points at step 0", "1 / input unit"),
+        "lc_train_end": ("local complexity at the training points at the end", "1 / input unit"),
+        "lc_test_end": ("local complexity at the test points at the end", "1 / input unit"),
+        "*_accuracy_end": ("{0} accuracy at the end", "fraction"),
+        "interpolation_step": (
+            "first step with train accuracy at the interpolation level",
+            "steps",
+        ),
+        "lc_train_test_median_rel_gap": ("median |LC train - LC test| / mean LC", "fraction"),
+        "lc_peak_after_interp_step": ("step of the LC maximum after interpolation", "steps"),
+        "lc_peak_after_interp": ("LC maximum after interpolation", "1 / input unit"),
+        "lc_drop": ("LC drop from that maximum to the end", "1 / input unit"),
+        "lc_drop_stderr": ("standard error of the LC drop", "1 / input unit"),
+        "rank_at_peak.layer*": ("local rank of layer {0} at the LC maximum", "dimensions"),
+        "rank_end.layer*": ("local rank of layer {0} at the end", "dimensions"),
+        "rank_rel_drop.layer*": (
+            "relative drop of layer {0}'s local rank after the LC maximum",
+            "fraction",
+        ),
+        "adv_accuracy_at_interp": ("PGD accuracy at interpolation", "fraction"),
+        "adv_accuracy_max_after_interp": ("highest PGD accuracy after interpolation", "fraction"),
+        "adv_rise_stderr": ("standard error of the PGD accuracy rise", "fraction"),
+    },
 )
