@@ -11,6 +11,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.lines import Line2D
+from matplotlib.patches import Circle as MplCircle
 from pydantic import Field
 
 from reluscope.data import Dataset
@@ -31,8 +33,6 @@ PLANE_POINTS = "plane_points.pt"
 SNAPSHOTS = "snapshots"
 #: Side of the grid of plane points used to measure the areas near the data and the boundary.
 AREA_GRID = 150
-#: Planes drawn in the grid figure (one row each).
-GRID_PLANES = 2
 
 
 class RegionMigrationConfig(ExperimentConfig):
@@ -139,10 +139,9 @@ def run(config: RegionMigrationConfig, ctx: RunContext) -> Outcome:
                 dict(run="train", step=step, metric=metric, split=f"plane{k}", value=value)
                 for metric, value in migration_stats(part, segments, c.near).items()
             ]
-            if k < GRID_PLANES:
-                shown.append((k, step, part, segments))
+            shown.append((k, step, part, segments))
     records = records_frame(records.to_dict("records") + rows)
-    figures = [_grid_figure(shown, ctx), _stats_figure(records, c.n_planes, phases, ctx)]
+    figures = [_grid_figure(shown, c.near, ctx), _stats_figure(records, c.n_planes, phases, ctx)]
     numbers, predictions = _verdicts(records, c.n_planes, phases["ascent_end"])
     return Outcome(
         records=records,
@@ -276,27 +275,48 @@ def _plane_mean(records: pd.DataFrame, n_planes: int) -> pd.DataFrame:
 
 
 def _grid_figure(
-    shown: list[tuple[int, int, PlanePartition, np.ndarray]], ctx: RunContext
+    shown: list[tuple[int, int, PlanePartition, np.ndarray]], near: float, ctx: RunContext
 ) -> Figure:
     planes = sorted({k for k, *_ in shown})
     steps = sorted({step for _, step, *_ in shown})
-    fig, axes = new_figure(len(steps), len(planes), size=(2.8, 2.8))
+    fig, axes = new_figure(len(steps), len(planes), size=(2.4, 2.4))
     for k, step, part, segments in shown:
-        ax = axes[planes.index(k) * len(steps) + steps.index(step)]
+        row, col = planes.index(k), steps.index(step)
+        ax = axes[row * len(steps) + col]
         draw_plane(ax, part, points=part.marked_points, edge_width=0.08, segments=segments)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_title(f"plane {k}, step {step}: {part.num_regions} regions", fontsize=8)
+        marked = part.marked_points.cpu().numpy()
+        radius = near * float(
+            np.mean([np.linalg.norm(marked[i] - marked[j]) for i, j in ((0, 1), (0, 2), (1, 2))])
+        )
+        for centre in marked:
+            ax.add_patch(MplCircle(centre, radius, fill=False, ls="--", lw=1.0, ec="0.1"))
+        ax.grid(False)
+        ax.tick_params(labelsize=7)
+        ax.set_title(f"step {step}: {part.num_regions} regions", fontsize=9)
+        if col == 0:
+            ax.set_ylabel(f"plane {k}: t")
+        if row == len(planes) - 1:
+            ax.set_xlabel("s (input units)")
+    legend = [
+        Line2D([], [], ls="", marker="o", color="k", label="training points (3 classes)"),
+        Line2D([], [], color="crimson", label="decision boundary"),
+        Line2D([], [], color="k", lw=0.6, label="region edges"),
+        Line2D(
+            [], [], color="0.1", ls="--", label=f"'near' radius ({near:g} x mean point distance)"
+        ),
+    ]
+    fig.legend(handles=legend, loc="outside lower center", ncols=2)
     return ctx.figure(
         fig,
         "regions_grid.png",
-        "Exact linear regions of the network on planes through three training points of "
-        "different classes (black dots), one row per plane, at step 0, the end of the first "
-        "descent of the neighbourhood LC, its maximum, a step between the maximum and the end, "
-        "and the end. Regions in random colours, region edges in black, decision boundary in "
-        "red. Region migration predicts that after the maximum the edges thin out around the "
-        "points and crowd along the red boundary.",
-        dpi=120,
+        f"Exact linear regions of the network on all {len(planes)} planes through three "
+        "training points of different classes (black dots), one row per plane (coordinates s, "
+        "t in input units along the plane), at step 0, the end of the first descent of the "
+        "neighbourhood LC, its maximum, a step between the maximum and the end, and the end. "
+        "Regions in random colours, region edges in black, decision boundary in red, the "
+        "'near' radius the vertex densities are measured within dashed. Region migration "
+        "predicts that after the maximum the edges thin out around the points and crowd "
+        "along the red boundary.",
     )
 
 
