@@ -17,6 +17,14 @@ from reluscope.cli.common import Scale, _run, console
 ScaleOpt = Annotated[
     Scale, typer.Option(help="quick: minutes, on generated data; paper: the papers' configs.")
 ]
+TensorboardOpt = Annotated[
+    bool,
+    typer.Option(
+        "--tensorboard",
+        help="Also log every training run's probe values to TensorBoard (RUN_DIR/.../tensorboard;"
+        " needs the tensorboard package).",
+    ),
+]
 DataDirOpt = Annotated[
     Path | None,
     typer.Option(help="Directory of MNIST / CIFAR-10 files, for experiments with a data_dir."),
@@ -153,6 +161,7 @@ def run(
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/NAME).")] = None,
     data_dir: DataDirOpt = None,
     rerun: Annotated[bool, typer.Option(help="Recompute even if the run finished.")] = False,
+    tensorboard: TensorboardOpt = False,
 ) -> None:
     """Run one experiment: records, figures and PASS/FAIL predictions in its run directory.
     An interrupted run resumes from its checkpoints when run again with the same settings."""
@@ -164,7 +173,14 @@ def run(
         overrides = _with_data_dir(experiment.config, parse_overrides(set_ or []), data_dir)
         summary = _interruptible(
             lambda: run_experiment(
-                name, scale.value, overrides, out, rerun=rerun, progress=True, console=console
+                name,
+                scale.value,
+                overrides,
+                out,
+                rerun=rerun,
+                progress=True,
+                console=console,
+                tensorboard=tensorboard,
             ),
             out or Path("runs") / name,
         )

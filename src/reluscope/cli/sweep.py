@@ -12,7 +12,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from reluscope.cli.common import Scale, _run, console
-from reluscope.cli.experiments import DataDirOpt, NameArg, ScaleOpt, _interruptible, _with_data_dir
+from reluscope.cli.experiments import (
+    DataDirOpt,
+    NameArg,
+    ScaleOpt,
+    TensorboardOpt,
+    _interruptible,
+    _with_data_dir,
+)
 
 MAX_NUMBERS = 6
 
@@ -41,6 +48,7 @@ def sweep(
         Path, typer.Option(help="Output directory; the runs go to OUT/NAME/RUN_ID.")
     ] = Path("runs"),
     data_dir: DataDirOpt = None,
+    tensorboard: TensorboardOpt = False,
 ) -> None:
     """Run an experiment once per combination of the --grid values and seed, skipping runs
     that already finished; write all records to OUT/NAME/sweep.parquet (with the grid values
@@ -65,6 +73,7 @@ def sweep(
                 workers=workers,
                 address=address,
                 console=console,
+                tensorboard=tensorboard,
             ),
             out / experiment.name,
         )

@@ -20,7 +20,7 @@ from reluscope.experiments.provenance import now, run_metadata
 from reluscope.experiments.registry import Experiment, get_experiment
 from reluscope.io import atomic_write
 from reluscope.report.figures import REPORT_DPI, figure_style, save_png
-from reluscope.train.display import progress_file
+from reluscope.train.display import progress_file, tensorboard_logging, writer_class
 
 #: While a run is going on, its training progress (see ``reluscope.train.display``).
 PROGRESS_FILE = "progress.json"
@@ -123,16 +123,20 @@ def run_experiment(
     rerun: bool = False,
     progress: bool = True,
     console: Console | None = None,
+    tensorboard: bool = False,
 ) -> RunSummary:
     """Run ``experiment`` (an Experiment, or its name as for ``get_experiment``) at ``scale``
     with config ``overrides`` into ``run_dir`` (default ``runs/NAME``). A finished run of the same config there is read back instead of
-    recomputed unless ``rerun``; an interrupted one resumes from its checkpoints."""
+    recomputed unless ``rerun``; an interrupted one resumes from its checkpoints. With
+    ``tensorboard``, every training run also logs to TensorBoard in its sub-directory."""
     given_as = experiment if isinstance(experiment, str) else None
     if not isinstance(experiment, Experiment):
         experiment = get_experiment(experiment)
     name = experiment.name
     config = experiment.config.build(scale, overrides)
     check_device(config.device)
+    if tensorboard:
+        writer_class()  # InputError before anything is written when tensorboard is missing
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / name
     finished = prepare_run_dir(run_dir, config.to_json(), name)
     if finished and not rerun:
@@ -142,7 +146,11 @@ def run_experiment(
         )
     started = now()
     start = time.perf_counter()
-    with figure_style(), progress_file(run_dir / PROGRESS_FILE):
+    with (
+        figure_style(),
+        progress_file(run_dir / PROGRESS_FILE),
+        tensorboard_logging(tensorboard),
+    ):
         outcome = experiment.run(config, RunContext(run_dir, scale, progress, console))
     elapsed = time.perf_counter() - start
     try:

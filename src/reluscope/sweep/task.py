@@ -20,7 +20,7 @@ ERROR_FILE = "error.txt"
 class RunTask:
     """One run for a worker: the experiment (an Experiment, a registered name or
     ``package.module:ATTRIBUTE``), its scale and config overrides, its run directory, its run
-    id, and the GPUs it needs."""
+    id, the GPUs it needs, and whether its training runs log to TensorBoard."""
 
     experiment: str | Experiment
     scale: str
@@ -28,6 +28,7 @@ class RunTask:
     run_dir: str
     run_id: str
     gpus: int = 0
+    tensorboard: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,12 @@ def execute(task: RunTask, threads: int) -> TaskResult:
     start = time.perf_counter()
     try:
         summary = run_experiment(
-            task.experiment, task.scale, task.overrides, task.run_dir, progress=False
+            task.experiment,
+            task.scale,
+            task.overrides,
+            task.run_dir,
+            progress=False,
+            tensorboard=task.tensorboard,
         )
     except Exception as exc:
         trace = traceback.format_exc()

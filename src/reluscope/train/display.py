@@ -94,6 +94,27 @@ class ProgressDisplay:
 
 
 _SINK: dict[str, Path | None] = {"file": None}
+_TENSORBOARD = {"on": False}
+
+
+@contextmanager
+def tensorboard_logging(enabled: bool = True) -> Iterator[None]:
+    """Inside this block every Trainer with a run directory also logs its records to
+    TensorBoard (``run_dir/tensorboard``), as with ``Trainer(tensorboard=True)``; InputError
+    at once when tensorboard is not installed."""
+    if enabled:
+        writer_class()
+    before, _TENSORBOARD["on"] = _TENSORBOARD["on"], enabled
+    try:
+        yield
+    finally:
+        _TENSORBOARD["on"] = before
+
+
+def tensorboard_requested() -> bool:
+    """Whether a :func:`tensorboard_logging` block asks trainers to log to TensorBoard."""
+    return _TENSORBOARD["on"]
+
 
 #: Seconds between two writes of the progress file.
 WRITE_EVERY_S = 0.5
