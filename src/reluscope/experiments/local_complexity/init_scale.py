@@ -176,8 +176,11 @@ def _figure(table: pd.DataFrame, ctx: RunContext) -> Figure:
     image = ax.imshow(grid.to_numpy(), cmap="viridis", origin="lower", aspect="auto")
     ax.set_xticks(range(grid.shape[1]), [f"{a:g}" for a in grid.columns])
     ax.set_yticks(range(grid.shape[0]), [str(w) for w in grid.index])
+    bright = np.nanmean(grid.to_numpy())  # dark text on the bright (yellow) cells
     for (i, j), value in np.ndenumerate(grid.to_numpy()):
-        ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="w", fontsize=8)
+        colour = "k" if value > bright else "w"
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", color=colour, fontsize=9)
+    ax.grid(False)
     ax.set_xlabel("init scale alpha")
     ax.set_ylabel("hidden width")
     ax.set_title("relative LC change |LC_T - LC_0| / LC_0")
