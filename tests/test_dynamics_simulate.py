@@ -20,7 +20,7 @@ from reluscope.dynamics import (
     symmetry_report,
     to_module,
 )
-from reluscope.errors import InputError
+from reluscope.errors import InputError, TrainingDiverged
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -141,7 +141,7 @@ def test_bad_input(data):
         gradient_descent(x, y, w, biases=(torch.zeros(3), torch.zeros(1)), alpha=0, lr=0.1, steps=1)
     with pytest.raises(InputError, match="snapshot"):
         gradient_descent(x, y, w, alpha=0.0, lr=0.1, steps=3, snapshots=[4])
-    with pytest.raises(InputError, match="diverged"):
+    with pytest.raises(TrainingDiverged, match="diverged"):
         gradient_descent(x, y, random_init((10, 4, 1), 1.0), alpha=0.0, lr=50.0, steps=50)
     with pytest.raises(InputError, match="two-layer"):
         compare(x, y, random_init((10, 4, 4, 1)), alpha=0.0, lr=0.1, steps=1)

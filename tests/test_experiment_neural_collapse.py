@@ -20,7 +20,7 @@ from reluscope.train.probe import RECORD_COLUMNS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = {"steps": 80, "points": 90, "hidden": [16, 12], "probes": 6, "lr": 0.1}
+TINY = {"train.steps": 80, "points": 90, "hidden": [16, 12], "probes": 6, "train.lr": 0.1}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def _final(summary):
     model = nc_exp.build_model(config, train.x[0].numel(), classes)
     state = torch.load(summary.run_dir / "train" / "checkpoint.pt", weights_only=True)
     model.load_state_dict(state["model"])
-    assert state["step"] == config.steps
+    assert state["step"] == config.train.steps
     return model.double().eval(), train, test
 
 
@@ -59,7 +59,7 @@ def test_outcome_structure(tiny_run):
         out.records["metric"]
     )
     steps = sorted(out.records["step"].unique())
-    assert steps[0] == 0 and steps[-1] == TINY["steps"]
+    assert steps[0] == 0 and steps[-1] == TINY["train.steps"]
     assert [f.file for f in out.figures] == ["nc_metrics.png", "weight_ranks.png", "bounds.png"]
     for figure in out.figures:
         data = (tiny_run.run_dir / figure.file).read_bytes()
@@ -129,8 +129,8 @@ def test_verdicts_follow_their_thresholds(tiny_run):
     [
         ({"hidden": []}, "hidden"),
         ({"hidden": [8, 0]}, "hidden"),
-        ({"lr": -1.0}, "lr"),
-        ({"schedule": "step"}, "schedule"),
+        ({"train.lr": -1.0}, "lr"),
+        ({"train.schedule": "step"}, "schedule"),
         ({"points": 2}, "points"),
         ({"margin_quantile": 1.0}, "margin_quantile"),
         ({"delta": 0.0}, "delta"),

@@ -194,7 +194,7 @@ def test_paper_scale_uses_the_spec_sizes():
         100,
         0.01,
     )
-    assert equivalence.init_scale == 1e-3 and equivalence.steps == 6000
+    assert equivalence.init_std == 1e-3 and equivalence.steps == 6000
     breaking = get_experiment("breaking-symmetry").config.build("paper")
     assert (breaking.d, 2 * breaking.n, breaking.hidden, breaking.lr, breaking.steps) == (
         20,
@@ -205,7 +205,7 @@ def test_paper_scale_uses_the_spec_sizes():
     )
     assert breaking.lr * breaking.shifted_lr == 0.005  # spec case (b)
     deep = get_experiment("deep-low-rank").config.build("paper")
-    assert (deep.depth, deep.hidden, deep.init_scale, deep.lr, deep.steps) == (
+    assert (deep.depth, deep.hidden, deep.init_std, deep.lr, deep.steps) == (
         3,
         50,
         0.01,

@@ -18,12 +18,12 @@ from reluscope.experiments import (
     ExperimentConfig,
     experiments,
     get_experiment,
-    parse_overrides,
     run_experiment,
 )
 from reluscope.experiments.outcome import Outcome
 from reluscope.report.html import render_report, write_report
 from reluscope.report.rundirs import FailedRun, RunSet, read_run
+from reluscope.values import parse_assignments
 
 TOY = "toy_experiment:EXPERIMENT"
 cli = CliRunner()
@@ -62,11 +62,11 @@ def test_unknown_key_error_lists_valid_keys():
         toy_config().build("quick", {"nn": 3})
 
 
-def test_parse_overrides_reads_json_else_strings():
-    got = parse_overrides(["lr=1e-3", "widths=[64, 32]", "name=abc", "flag=true", "x=a=b"])
+def test_set_values_follow_the_value_grammar():
+    got = parse_assignments(["lr=1e-3", "widths=[64, 32]", "name=abc", "flag=true", "x=a=b"])
     assert got == {"lr": 1e-3, "widths": [64, 32], "name": "abc", "flag": True, "x": "a=b"}
     with pytest.raises(InputError, match="key=value"):
-        parse_overrides(["lr"])
+        parse_assignments(["lr"])
 
 
 def test_registered_experiments_have_unique_names_and_valid_quick_configs():

@@ -32,7 +32,7 @@ TINY = {
         "n_train": 100,
         "n_test": 60,
         "hidden": [12, 12],
-        "steps": 60,
+        "train.steps": 60,
         "n_probes": 6,
         "n_points": 24,
     },
@@ -40,7 +40,7 @@ TINY = {
         "n_train": 100,
         "n_test": 50,
         "hidden": [8, 8],
-        "steps": 15,
+        "train.steps": 15,
         "lambdas": [0.01, 0.1, 1.0, 3.0],
         "n_points": 24,
     },
@@ -49,8 +49,8 @@ TINY = {
         "n_test": 50,
         "depth": 1,
         "widths": [4, 8],
-        "init_scales": [0.5, 2.0],
-        "steps": 10,
+        "param_scales": [0.5, 2.0],
+        "train.steps": 10,
         "n_points": 24,
     },
     "grokking": {
@@ -58,7 +58,7 @@ TINY = {
         "n_train": 100,
         "n_test": 50,
         "hidden": [16],
-        "steps": 40,
+        "train.steps": 40,
         "n_probes": 6,
         "n_points": 16,
     },
@@ -66,7 +66,7 @@ TINY = {
         "n_train": 100,
         "n_test": 50,
         "hidden": [8, 8],
-        "steps": 40,
+        "train.steps": 40,
         "n_probes": 6,
         "n_planes": 2,
         "n_points": 16,
@@ -198,7 +198,7 @@ def test_fit_line_exact_on_a_line():
 def test_init_scale_changes_match_checkpoints(runs):
     summary = runs["init-scale"]
     cfg, records = summary.config, summary.outcome.records
-    table = init_scale.change_table(records, cfg.steps)
+    table = init_scale.change_table(records, cfg.train.steps)
     assert len(table) == 4
     for row in table.itertuples():
         name = f"width_{row.width}_alpha_{row.init_scale:g}"
@@ -209,14 +209,14 @@ def test_init_scale_changes_match_checkpoints(runs):
         end = init_scale.parameter_vector(init)
         assert row.param_change == pytest.approx(float((end - start).norm() / start.norm()))
         lc = common.series(records[records["run"] == name], "lc", "train")["value"]
-        assert row.lc_change == pytest.approx(abs(lc.loc[cfg.steps] - lc.loc[0]) / lc.loc[0])
+        assert row.lc_change == pytest.approx(abs(lc.loc[cfg.train.steps] - lc.loc[0]) / lc.loc[0])
     assert summary.outcome.numbers["lc_change_rich"] == pytest.approx(
         table.query("width == 4 and init_scale == 0.5")["lc_change"].item()
     )
 
 
 def test_init_scale_frozen_training_changes_nothing(tmp_path):
-    overrides = TINY["init-scale"] | {"lr": 1e-12, "widths": [4, 6], "init_scales": [1, 2]}
+    overrides = TINY["init-scale"] | {"train.lr": 1e-12, "widths": [4, 6], "param_scales": [1, 2]}
     outcome = run_experiment("init-scale", "quick", overrides, tmp_path, progress=False).outcome
     table = init_scale.change_table(outcome.records, 10)
     assert (table["param_change"] < 1e-9).all() and (table["lc_change"] < 1e-6).all()
@@ -226,7 +226,7 @@ def test_init_scale_frozen_training_changes_nothing(tmp_path):
 def test_grokking_step0_neighbourhood_matches_measure(runs):
     cfg = runs["grokking"].config
     train, _ = common.load_splits(cfg.data, cfg.n_train, cfg.n_test, None, cfg.seed)
-    model = common.paper_mlp(64, cfg.hidden, 10, cfg.init_gain * cfg.init_scale, cfg.seed)
+    model = common.paper_mlp(64, cfg.hidden, 10, cfg.init_gain * cfg.train.param_scale, cfg.seed)
     nb = rs.neighborhood_complexity(
         model, train.x[: cfg.n_points], cfg.radius, cfg.n_vertices, seed=cfg.seed
     )
@@ -312,14 +312,14 @@ def test_partition_steps_are_the_phase_boundaries():
 @pytest.mark.parametrize(
     ("name", "overrides", "fragment"),
     [
-        ("lc-dynamics", {"steps": 0}, "steps"),
+        ("lc-dynamics", {"train.steps": 0}, "steps"),
         ("lc-dynamics", {"hidden": [8]}, "hidden"),
         ("lc-dynamics", {"colour": 1}, "unknown config key"),
         ("weight-decay", {"lambdas": [0.1, -1.0, 1.0]}, "lambdas"),
         ("weight-decay", {"lambdas": [0.1, 0.1, 1.0]}, "lambdas"),
         ("init-scale", {"widths": [8]}, "widths"),
-        ("init-scale", {"init_scales": [0.0, 1.0]}, "init_scales"),
-        ("grokking", {"loss": "l1"}, "loss"),
+        ("init-scale", {"param_scales": [0.0, 1.0]}, "param_scales"),
+        ("grokking", {"train.loss": "l1"}, "loss"),
         ("grokking", {"radius": -0.5}, "radius"),
         ("region-migration", {"n_planes": 0}, "n_planes"),
     ],
@@ -374,11 +374,17 @@ def test_mnist_splits_are_normalised(fake_mnist):
 
 
 PAPER_TINY = {
-    "lc-dynamics": {"hidden": [8, 8], "steps": 12, "n_probes": 5, "n_points": 8},
-    "weight-decay": {"hidden": [8], "steps": 5, "lambdas": [0.01, 0.1, 1.0], "n_points": 8},
-    "init-scale": {"widths": [4, 8], "init_scales": [1.0, 2.0], "steps": 5, "n_points": 8},
-    "grokking": {"hidden": [8], "steps": 12, "n_probes": 5, "n_points": 8},
-    "region-migration": {"hidden": [6], "steps": 12, "n_probes": 5, "n_planes": 1, "n_points": 8},
+    "lc-dynamics": {"hidden": [8, 8], "train.steps": 12, "n_probes": 5, "n_points": 8},
+    "weight-decay": {"hidden": [8], "train.steps": 5, "lambdas": [0.01, 0.1, 1.0], "n_points": 8},
+    "init-scale": {"widths": [4, 8], "param_scales": [1.0, 2.0], "train.steps": 5, "n_points": 8},
+    "grokking": {"hidden": [8], "train.steps": 12, "n_probes": 5, "n_points": 8},
+    "region-migration": {
+        "hidden": [6],
+        "train.steps": 12,
+        "n_probes": 5,
+        "n_planes": 1,
+        "n_points": 8,
+    },
 }
 
 

@@ -29,7 +29,7 @@ SMALL = {
         "n_test": 100,
         "hidden": [16, 16],
         "ranks": [1, 2, 4],
-        "steps": 60,
+        "train.steps": 60,
         "mc_points": 32,
         "mc_draws": 2,
         "mc_steps": 5,
@@ -40,7 +40,7 @@ SMALL = {
         "width": 16,
         "rank": 2,
         "depths": [2, 3, 4],
-        "steps": 60,
+        "train.steps": 60,
     },
     "bound-tracking": {
         "n_train": 150,
@@ -48,7 +48,7 @@ SMALL = {
         "hidden": [32],
         "rank": 4,
         "noise_levels": [0.0, 0.3],
-        "steps": 80,
+        "train.steps": 80,
         "n_checkpoints": 4,
     },
 }
@@ -191,7 +191,7 @@ def test_depth_sweep_sum_and_product_against_hand_values(outcomes):
 def test_depth_sweep_with_c1_above_one_is_no_longer_additive(tmp_path):
     """With C1 = 1.5 the chain-rule factor carries C1^(L-l) weights: its increments grow, so
     the additivity claim must fail, and the recorded factors follow the general formula."""
-    over = dict(SMALL["depth-sweep"], C1=1.5, C2=0.5, steps=1)
+    over = dict(SMALL["depth-sweep"], C1=1.5, C2=0.5) | {"train.steps": 1}
     summary = run_experiment("depth-sweep", "quick", over, tmp_path, progress=False)
     records = summary.outcome.records
     low = records[
@@ -236,7 +236,7 @@ def test_bound_tracking_taus_and_gaps_from_the_raw_records(outcomes):
     assert numbers["tau_all.low-rank"] == pytest.approx(
         kendalltau(both["value"], both["gap"]).statistic, abs=1e-12
     )
-    final = both.xs(c.steps, level="step")
+    final = both.xs(c.train.steps, level="step")
     assert numbers["tau_final.low-rank"] == pytest.approx(
         kendalltau(final["value"], final["gap"]).statistic, abs=1e-12
     )

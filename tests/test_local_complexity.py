@@ -155,7 +155,7 @@ def test_presets_agree_up_to_the_constant_when_biases_are_zero():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_upper_and_lower_bounds_hold_on_random_nets(seed):
-    net = trace(mlp([3, 12, 12, 12, 2], init_scale=2.0, seed=seed).double(), (3,))
+    net = trace(mlp([3, 12, 12, 12, 2], init_multiplier=2.0, seed=seed).double(), (3,))
     x = torch.randn(30, 3, generator=torch.Generator().manual_seed(seed), dtype=D)
     sigma = 0.1
     got = local_complexity(net, x, sigma, bounds=True)

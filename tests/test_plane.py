@@ -193,7 +193,7 @@ CASES = {
     "bias-free": lambda: reluscope.plane(
         mlp([2, 16, 16, 1], bias=False, seed=3), extent=(-1, 2, -0.5, 1)
     ),
-    "deep": lambda: reluscope.plane(mlp([2, 12, 12, 12, 12, 1], seed=4, init_scale=1.5)),
+    "deep": lambda: reluscope.plane(mlp([2, 12, 12, 12, 12, 1], seed=4, init_multiplier=1.5)),
     # a slanted plane with non-orthonormal directions and an offset origin
     "slanted": lambda: reluscope.plane(
         mlp([2, 16, 16, 2], seed=5),
@@ -443,7 +443,7 @@ def test_plane_inside_a_zero_set_is_not_split_by_rounding_noise():
         ([2, 32, 32, 1], {"seed": 2}),
         ([2, 32, 32, 3], {"seed": 3}),
         ([2, 16, 16, 16, 1], {"seed": 4}),
-        ([2, 24, 24, 24, 2], {"seed": 5, "init_scale": 2.0}),
+        ([2, 24, 24, 24, 2], {"seed": 5, "init_multiplier": 2.0}),
         ([2, 16, 16, 1], {"seed": 6, "activation": "leaky_relu", "slope": 0.1}),
         ([2, 32, 32, 1], {"seed": 7, "bias": False}),
     ],

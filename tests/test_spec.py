@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from reluscope.errors import InputError
-from reluscope.nets.spec import infer_input_shape, load_model, parse_value
+from reluscope.nets.spec import infer_input_shape, load_model
 from reluscope.nets.zoo import cnn, mlp, resnet
 
 
@@ -28,27 +28,6 @@ def _same_params(a: nn.Module, b: nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-@pytest.mark.parametrize(
-    ("text", "value"),
-    [
-        ("true", True),
-        ("False", False),
-        ("none", None),
-        ("3", 3),
-        ("-2", -2),
-        ("0.5", 0.5),
-        ("1e-3", 1e-3),
-        ("8-16", (8, 16)),
-        ("1-0.5", (1, 0.5)),
-        ("leaky_relu", "leaky_relu"),
-        ("a-b", "a-b"),
-    ],
-)
-def test_parse_value(text, value):
-    parsed = parse_value(text)
-    assert parsed == value and type(parsed) is type(value)
-
-
 def test_mlp_widths_spec():
     model, shape = load_model("mlp:2-64-64-1")
     assert shape == (2,)
@@ -58,7 +37,7 @@ def test_mlp_widths_spec():
 
 
 def test_mlp_spec_with_kwargs():
-    spec = "mlp:2-64-1:bias=false,activation=leaky_relu,slope=0.2,init_scale=2"
+    spec = "mlp:2-64-1:bias=false,activation=leaky_relu,slope=0.2,init_multiplier=2"
     model, shape = load_model(spec)
     assert shape == (2,)
     assert model[0].bias is None

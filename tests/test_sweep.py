@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from reluscope.cli import app
 from reluscope.errors import InputError
-from reluscope.experiments import Outcome, parse_overrides, run_experiment
+from reluscope.experiments import Outcome, run_experiment
 from reluscope.sweep import SweepResult, SweepRun, expand_grid, parse_grid, run_id, run_sweep
+from reluscope.values import parse_assignments
 
 FIXTURE = "sweep_fixture_experiment:EXPERIMENT"
 GRID = {"a": [-1.0, 0.5, 2.0], "mode": ["x", "y"]}  # a < 0 makes the fixture raise
@@ -58,7 +59,7 @@ def test_parse_grid_reads_each_value_like_a_set_value():
         "flag": [True, False],
     }
     for key, text in [("lr", "0.5"), ("widths", "[128]"), ("name", '"a,b"'), ("mode", "y")]:
-        assert parse_overrides([f"{key}={text}"])[key] in grid[key]
+        assert parse_assignments([f"{key}={text}"])[key] in grid[key]
 
 
 @pytest.mark.parametrize("pair", ["lr", "=1,2", "lr=", "lr=1,,2", "lr=1,"])

@@ -107,7 +107,7 @@ def test_bound_quantities():
 )
 def test_tv_bound_holds_on_random_mlps(widths, n_in, n_out, scale, leaky, seed):
     act = "leaky_relu" if leaky else "relu"
-    model = mlp([n_in] + widths + [n_out], activation=act, slope=0.3, init_scale=scale, seed=seed)
+    model = mlp([n_in] + widths + [n_out], activation=act, slope=0.3, init_multiplier=scale, seed=seed)
     x = torch.randn(16, n_in, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
     for output in ("logits", n_out - 1, "predicted", "norm"):
         res = total_variation(model, x, output, dtype=torch.float64)

@@ -1,5 +1,5 @@
 """The trainer's pieces against formulas (schedule, weight decay, losses, batches) and the
-trainer's behaviour: reproducibility, init scale, probes in user loops, clear errors."""
+trainer's behaviour: reproducibility, parameter scale, no change to the caller's model, probes in user loops, clear errors."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reluscope.data import Dataset
-from reluscope.errors import InputError
+from reluscope.errors import InputError, TrainingDiverged
 from reluscope.nets.zoo import mlp
 from reluscope.train import (
     Probe,
@@ -164,7 +164,9 @@ def test_one_full_batch_sgd_step_is_the_gradient_step_of_the_mse_loss():
     cfg = TrainConfig(steps=1, batch_size=24, optimizer="sgd", lr=0.2, loss="mse", dtype="float64")
     model = mlp([4, 6, 3], seed=2)
     reference = mlp([4, 6, 3], seed=2).double()
-    Trainer(model, data, None, cfg, progress=False).fit()
+    trainer = Trainer(model, data, None, cfg, progress=False)
+    trainer.fit()
+    model = trainer.model
     target = F.one_hot(data.y, 3).double()
     loss = ((reference(data.x.double()) - target) ** 2).sum() / (24 * 3)
     grads = torch.autograd.grad(loss, list(reference.parameters()))
@@ -186,7 +188,7 @@ def test_batches_cover_each_epoch_without_replacement_and_depend_on_the_seed_onl
 
 
 # ---------------------------------------------------------------------------- trainer
-def test_init_scale_multiplies_the_parameters_once():
+def test_param_scale_multiplies_a_copy_once_and_leaves_the_callers_model_alone():
     model = mlp([4, 8, 3], seed=0)
     init = [p.detach().clone() for p in model.parameters()]
     seen = []
@@ -195,11 +197,22 @@ def test_init_scale_multiplies_the_parameters_once():
         seen.append([p.detach().clone() for p in ctx.model.parameters()])
         return []
 
-    cfg = TrainConfig(steps=3, batch_size=8, init_scale=3.0)
-    Trainer(
-        model, blobs(), None, cfg, [Probe("grab", grab, Schedule(frozenset({0})))], progress=False
-    ).fit()
-    assert all(torch.equal(a, 3.0 * b) for a, b in zip(seen[0], init, strict=True))
+    cfg = TrainConfig(steps=3, batch_size=8, param_scale=3.0, dtype="float64")
+    probe = [Probe("grab", grab, Schedule(frozenset({0})))]
+    first = Trainer(model, blobs(), None, cfg, probe, progress=False)
+    second = Trainer(model, blobs(), None, cfg, probe, progress=False)
+    first.fit()
+    second.fit()
+    # both trainers start from 3 x the caller's weights (not 9 x), in float64
+    for start in seen:
+        assert all(torch.equal(a, 3.0 * b.double()) for a, b in zip(start, init, strict=True))
+    # the caller's model: same values, dtype and training flag as before
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), init, strict=True))
+    assert next(model.parameters()).dtype == torch.float32 and not model.training
+    assert first.model is not model and next(first.model.parameters()).dtype == torch.float64
+    state_a, state_b = first.model.state_dict(), second.model.state_dict()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    assert not torch.equal(state_a["0.weight"], 3.0 * init[0].double())  # it did train
 
 
 def test_runs_are_reproducible_and_probes_do_not_change_the_training():
@@ -312,9 +325,12 @@ def test_nan_loss_is_a_clear_error_naming_the_step(tmp_path):
         progress=False,
     )
     with pytest.raises(
-        InputError, match=r"loss is nan in the update at step 3 .*lower the learning rate"
-    ):
+        TrainingDiverged, match=r"loss is nan in the update at step 3 .*lower the learning rate"
+    ) as caught:
         trainer.fit()
+    assert not isinstance(caught.value, InputError)
+    assert caught.value.step == 3 and math.isnan(caught.value.loss) and caught.value.lr == 1e-3
+    assert (tmp_path / "records.parquet").exists()  # the records so far are kept
 
 
 def test_bad_setup_gives_clear_errors(tmp_path, monkeypatch):
@@ -392,35 +408,3 @@ def test_tensorboard_logs_every_record_and_purges_on_resume(tmp_path, monkeypatc
     logged = first.scalars + second.scalars
     expected = [(f"{r.metric}/{r.split}", r.value, r.step) for r in records.itertuples()]
     assert sorted(logged) == sorted(expected)
-
-
-def test_train_config_from_config_takes_shared_fields_then_overrides():
-    from pydantic import BaseModel
-
-    class Experiment(BaseModel):
-        steps: int = 300
-        lr: float = 0.05
-        weight_decay: float = 0.1
-        seed: int = 7
-        hidden: list[int] = [16, 16]  # not a TrainConfig field: ignored
-        dtype: str = "float64"
-
-    exp = Experiment()
-    made = TrainConfig.from_config(exp, optimizer="sgd", weight_decay=0.3, checkpoint_every=50)
-    by_hand = TrainConfig(
-        steps=300,
-        lr=0.05,
-        weight_decay=0.3,
-        seed=7,
-        dtype="float64",
-        optimizer="sgd",
-        checkpoint_every=50,
-    )
-    assert made == by_hand
-    assert TrainConfig.from_config(exp) == TrainConfig(
-        steps=300, lr=0.05, weight_decay=0.1, seed=7, dtype="float64"
-    )
-    with pytest.raises(InputError, match="pydantic model, got dict"):
-        TrainConfig.from_config({"steps": 3})
-    with pytest.raises(ValueError, match="momentum"):
-        TrainConfig.from_config(exp, momentum=2.0)

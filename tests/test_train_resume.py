@@ -69,7 +69,7 @@ def build(
         batch_size=16,
         lr=lr,
         weight_decay=0.05,
-        init_scale=1.5,
+        param_scale=1.5,
         warmup_steps=10,
         schedule="cosine",
         checkpoint_every=EVERY,
@@ -179,7 +179,7 @@ def test_a_finished_run_is_not_trained_again(tmp_path, reference):
     again.runner.probes[-1] = Probe(
         "block", lambda ctx: calls.append(1) or [], Schedule(frozenset({BLOCK_STEP}))
     )
-    assert_same_run(again.fit(), again.model.state_dict(), reference)  # init_scale not re-applied
+    assert_same_run(again.fit(), again.model.state_dict(), reference)  # param_scale not re-applied
     assert calls == [] and again.step == STEPS
 
 

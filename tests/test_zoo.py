@@ -81,9 +81,9 @@ def test_zoo_leaves_global_rng_alone():
     assert torch.equal(torch.rand(3), expected)
 
 
-def test_mlp_init_scale_multiplies_exactly():
+def test_mlp_init_multiplier_multiplies_exactly():
     base = mlp([2, 16, 16, 1], seed=1)
-    scaled = mlp([2, 16, 16, 1], seed=1, init_scale=2.5)
+    scaled = mlp([2, 16, 16, 1], seed=1, init_multiplier=2.5)
     for p, q in zip(_params(base), _params(scaled), strict=True):
         assert torch.equal(q, p * 2.5)
     assert len(_params(base)) == 6  # weights and biases both scaled
@@ -97,9 +97,9 @@ def test_mlp_init_scale_multiplies_exactly():
         ({"widths": [2, 0, 1]}, "0"),
         ({"widths": [2, 1.5, 1]}, "1.5"),
         ({"widths": [2, 1], "activation": "tanh"}, "tanh"),
-        ({"widths": [2, 1], "init_scale": 0}, "init_scale"),
-        ({"widths": [2, 1], "init_scale": -1.0}, "-1.0"),
-        ({"widths": [2, 1], "init_scale": math.nan}, "nan"),
+        ({"widths": [2, 1], "init_multiplier": 0}, "init_multiplier"),
+        ({"widths": [2, 1], "init_multiplier": -1.0}, "-1.0"),
+        ({"widths": [2, 1], "init_multiplier": math.nan}, "nan"),
         ({"widths": [2, 1], "slope": math.inf}, "inf"),
         ({"widths": [2, 1], "bias": "yes"}, "yes"),
     ],

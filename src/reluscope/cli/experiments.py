@@ -83,19 +83,19 @@ def list_experiments(
         for column in ("paper", "title", "config keys"):
             table.add_column(column)
         for e in experiments():
-            table.add_row(e.name, e.paper, e.title, ", ".join(config_keys(e.config)))
+            table.add_row(e.name, e.paper, e.title, ", ".join(e.config.config_keys()))
         console.print(table)
 
     _run(go)
 
 
-def config_keys(config_cls: type[BaseModel], prefix: str = "") -> dict[str, FieldInfo]:
+def all_keys(config_cls: type[BaseModel], prefix: str = "") -> dict[str, FieldInfo]:
     """Every key of a config class, nested configs as dotted keys (``train.lr``)."""
     keys: dict[str, FieldInfo] = {}
     for key, info in config_cls.model_fields.items():
         kind = info.annotation
         if isinstance(kind, type) and issubclass(kind, BaseModel):
-            keys.update(config_keys(kind, f"{prefix}{key}."))
+            keys.update(all_keys(kind, f"{prefix}{key}."))
         else:
             keys[f"{prefix}{key}"] = info
     return keys
@@ -121,12 +121,12 @@ def _config_table(experiment) -> Table:
     paper = flatten(experiment.config.build("paper").to_json())
     table = Table(
         title=f"{experiment.name}: {experiment.title}",
-        caption=f"reluscope run {experiment.name} --set KEY=VALUE (values read as JSON)",
+        caption=f"reluscope run {experiment.name} --set KEY=VALUE",
     )
     table.add_column("key", no_wrap=True, style="bold")
     for column in ("type", "quick (default)", "paper", "meaning"):
         table.add_column(column, overflow="fold")
-    for key, info in config_keys(experiment.config).items():
+    for key, info in all_keys(experiment.config).items():
         default, big = quick.get(key), paper.get(key)
         table.add_row(
             key,
@@ -156,7 +156,10 @@ def run(
     scale: ScaleOpt = Scale.quick,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Config override key=value (repeatable; JSON values)."),
+        typer.Option(
+            "--set",
+            help="Config override key=value, e.g. train.lr=0.01 (repeatable; see reluscope.values).",
+        ),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/NAME).")] = None,
     data_dir: DataDirOpt = None,
@@ -167,10 +170,11 @@ def run(
     An interrupted run resumes from its checkpoints when run again with the same settings."""
 
     def go() -> None:
-        from reluscope.experiments import get_experiment, parse_overrides, run_experiment
+        from reluscope.experiments import get_experiment, run_experiment
+        from reluscope.values import parse_assignments
 
         experiment = get_experiment(name)
-        overrides = _with_data_dir(experiment.config, parse_overrides(set_ or []), data_dir)
+        overrides = _with_data_dir(experiment.config, parse_assignments(set_ or []), data_dir)
         summary = _interruptible(
             lambda: run_experiment(
                 name,

@@ -34,7 +34,9 @@ def sweep(
     scale: ScaleOpt = Scale.quick,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Fixed config override key=value (repeatable; JSON values)."),
+        typer.Option(
+            "--set", help="Fixed config override key=value, e.g. train.lr=0.01 (repeatable)."
+        ),
     ] = None,
     backend: Annotated[str, typer.Option(help="local (worker processes) or ray.")] = "local",
     address: Annotated[
@@ -55,11 +57,12 @@ def sweep(
     and seed as columns) and print PASS/FAIL counts and key numbers (mean +- std over seeds)."""
 
     def go() -> None:
-        from reluscope.experiments import get_experiment, parse_overrides
+        from reluscope.experiments import get_experiment
         from reluscope.sweep import parse_grid, run_sweep
+        from reluscope.values import parse_assignments
 
         experiment = get_experiment(name)
-        overrides = _with_data_dir(experiment.config, parse_overrides(set_ or []), data_dir)
+        overrides = _with_data_dir(experiment.config, parse_assignments(set_ or []), data_dir)
         values = parse_grid(grid or [])
         result = _interruptible(
             lambda: run_sweep(

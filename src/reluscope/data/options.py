@@ -6,19 +6,18 @@ import numbers
 from typing import Any
 
 from reluscope.errors import InputError
-from reluscope.nets.spec import parse_kwargs
+from reluscope.values import parse_options
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """Split ``'gaussian:n=500,d=2'`` into ``('gaussian', {'n': 500, 'd': 2})``.
 
-    Options are parsed as model-spec keyword arguments are (``nets.spec.parse_kwargs``): bool,
-    none, int, float, dash-separated tuple of numbers, or string."""
+    Options follow the value grammar of :mod:`reluscope.values` (the one of model specs,
+    ``--set`` and ``--grid``)."""
     name, _, rest = spec.strip().partition(":")
     if not rest:
         return name.strip(), {}
-    expected = "'name' or 'name:key=value,...', e.g. 'gaussian:n=500,d=2'"
-    options = parse_kwargs(rest, spec, spec_kind="data", noun="option", expected=expected)
+    options = parse_options(rest, spec, kind="data")
     return name.strip(), options
 
 

@@ -30,7 +30,7 @@ from reluscope.dynamics.checks import (
     positive_real,
 )
 from reluscope.dynamics.linear_theory import half_way_step, rate
-from reluscope.errors import InputError
+from reluscope.errors import InputError, TrainingDiverged
 
 
 def activate(z: Tensor, alpha: float) -> Tensor:
@@ -170,9 +170,12 @@ def gradient_descent(
     curve = losses.cpu().numpy()
     bad = np.nonzero(~np.isfinite(curve))[0]
     if len(bad):
-        raise InputError(
+        raise TrainingDiverged(
             f"gradient descent diverged (loss {curve[bad[0]]} at step {bad[0]}); expected a "
-            f"smaller learning rate than lr={lr}"
+            f"smaller learning rate than lr={lr}",
+            step=int(bad[0]),
+            loss=float(curve[bad[0]]),
+            lr=lr,
         )
     return Trajectory(
         alpha=alpha,

@@ -1,6 +1,6 @@
 """The papers' experiments: validated configs, a registry by name, and a resumable runner."""
 
-from reluscope.experiments.config import ExperimentConfig, parse_overrides
+from reluscope.experiments.config import ExperimentConfig, training
 from reluscope.experiments.outcome import Figure, Outcome, Prediction
 from reluscope.experiments.registry import Experiment, experiments, get_experiment
 from reluscope.experiments.runner import RunContext, RunSummary, run_experiment
@@ -15,6 +15,6 @@ __all__ = [
     "RunSummary",
     "experiments",
     "get_experiment",
-    "parse_overrides",
     "run_experiment",
+    "training",
 ]

@@ -7,7 +7,8 @@ Spec grammar::
     cnn            cnn:in_channels=1,image_size=28            resnet:width=8,blocks=1
     package.module:function[:k=v,...]      any importable factory returning an nn.Module
 
-Values are parsed as bool (true/false), none, int, float, dash-separated tuple (``8-16``) or
+Values follow the value grammar of :mod:`reluscope.values` (the one of ``--set`` and
+``--grid``): bool (true/false), none, int, float, JSON list, dash-separated tuple (``8-16``) or
 string. Weights are loaded with ``torch.load(weights_only=True)``; no object is ever unpickled.
 """
 
@@ -23,67 +24,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from reluscope.errors import InputError
+from reluscope.errors import InputError, renamed_key_hints
 from reluscope.nets.zoo import ZOO
+from reluscope.values import parse_options
 
 SPEC_HELP = (
     "a zoo spec such as 'mlp:2-64-1', 'mlp:2-64-1:activation=leaky_relu', 'cnn', "
     "'resnet:width=8,blocks=1', or a factory 'package.module:function[:k=v,...]'"
 )
-
-
-def _parse_number(text: str) -> int | float | None:
-    """Return ``text`` as an int or float, or None when it is neither."""
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return None
-
-
-def parse_value(text: str) -> Any:
-    """Parse one spec value: bool, None, int, float, dash-separated tuple of numbers, or str."""
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low == "none":
-        return None
-    number = _parse_number(text.strip())
-    if number is not None:
-        return number
-    parts = text.strip().split("-")
-    if len(parts) > 1:
-        numbers = [_parse_number(p) for p in parts]
-        if all(n is not None for n in numbers):
-            return tuple(numbers)
-    return text.strip()
-
-
-def parse_kwargs(
-    text: str,
-    spec: str,
-    *,
-    spec_kind: str = "model",
-    noun: str = "keyword argument",
-    expected: str = "a comma-separated list of key=value",
-) -> dict[str, Any]:
-    """Parse ``k=v,k=v`` (part of ``spec``) into a dict of values parsed by :func:`parse_value`.
-
-    Raises InputError on bad syntax or a repeated key; the messages call each item a ``noun``
-    in a ``spec_kind`` spec and say what was ``expected`` (model-spec wording by default)."""
-    kwargs: dict[str, Any] = {}
-    for item in text.split(","):
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier() or not value.strip():
-            raise InputError(
-                f"bad {noun} {item!r} in {spec_kind} spec {spec!r}; expected {expected}"
-            )
-        if key in kwargs:
-            raise InputError(f"{noun} {key!r} given twice in {spec_kind} spec {spec!r}")
-        kwargs[key] = parse_value(value)
-    return kwargs
 
 
 def _parse_widths(text: str, spec: str) -> tuple[int, ...]:
@@ -109,8 +57,9 @@ def _check_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any], name: str) -> 
     ]
     unknown = [k for k in kwargs if k not in accepted]
     if unknown:
+        hints = renamed_key_hints(unknown)
         raise InputError(
-            f"unknown keyword argument(s) {unknown} for {name!r}; accepted: {accepted}"
+            f"unknown keyword argument(s) {unknown} for {name!r}; accepted: {accepted}. {hints}".rstrip()
         )
 
 
@@ -134,7 +83,7 @@ def _resolve(spec: str) -> tuple[Callable[..., nn.Module], dict[str, Any], str, 
         if sep:
             raise InputError(f"bad model spec {spec!r}: too many ':' parts; expected {SPEC_HELP}")
         if first:
-            extra = parse_kwargs(first, spec)
+            extra = parse_options(first, spec, noun="keyword argument")
             if "widths" in extra and "widths" in kwargs:
                 raise InputError(f"mlp widths given twice in model spec {spec!r}")
             kwargs.update(extra)
@@ -163,7 +112,7 @@ def _resolve(spec: str) -> tuple[Callable[..., nn.Module], dict[str, Any], str, 
             f"module {head!r} has no callable {fn_name!r} (model spec {spec!r}); "
             "expected 'package.module:function'"
         )
-    kwargs = parse_kwargs(kw_text, spec) if kw_text else {}
+    kwargs = parse_options(kw_text, spec, noun="keyword argument") if kw_text else {}
     return factory, kwargs, f"{head}:{fn_name}", False
 
 

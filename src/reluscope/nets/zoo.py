@@ -60,13 +60,13 @@ def mlp(
     bias: bool = True,
     activation: str = "relu",
     slope: float = 0.01,
-    init_scale: float = 1.0,
+    init_multiplier: float = 1.0,
     seed: int = 0,
 ) -> nn.Sequential:
     """Build ``Sequential(Linear, act, Linear, act, ..., Linear)`` with layer sizes ``widths``.
 
     Weights use PyTorch's default initialisation under ``seed``; every weight and bias is then
-    multiplied by ``init_scale``. ``activation`` is 'relu' or 'leaky_relu' (negative slope
+    multiplied by ``init_multiplier``. ``activation`` is 'relu' or 'leaky_relu' (negative slope
     ``slope``). There is no activation after the last layer.
     """
     if not isinstance(widths, Sequence) or isinstance(widths, str) or len(widths) < 2:
@@ -80,12 +80,12 @@ def mlp(
     if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not math.isfinite(slope):
         raise InputError(f"slope must be a finite number; got {slope!r}")
     if (
-        isinstance(init_scale, bool)
-        or not isinstance(init_scale, (int, float))
-        or not math.isfinite(init_scale)
-        or init_scale <= 0
+        isinstance(init_multiplier, bool)
+        or not isinstance(init_multiplier, (int, float))
+        or not math.isfinite(init_multiplier)
+        or init_multiplier <= 0
     ):
-        raise InputError(f"init_scale must be a finite number > 0; got {init_scale!r}")
+        raise InputError(f"init_multiplier must be a finite number > 0; got {init_multiplier!r}")
     _check_int("seed", seed, minimum=0)
 
     layers: list[nn.Module] = []
@@ -96,10 +96,10 @@ def mlp(
             if i < len(widths) - 2:
                 layers.append(_activation(activation, float(slope)))
     model = nn.Sequential(*layers)
-    if init_scale != 1.0:
+    if init_multiplier != 1.0:
         with torch.no_grad():
             for p in model.parameters():
-                p.mul_(init_scale)
+                p.mul_(init_multiplier)
     return model.eval()
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reluscope.errors import InputError
-from reluscope.experiments.config import parse_overrides
+from reluscope.values import parse_value, split_assignment, split_values
 
 UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
 MAX_RUN_ID = 100
@@ -32,45 +32,20 @@ class SweepPoint:
 def parse_grid(pairs: list[str]) -> dict[str, list[Any]]:
     """``["lr=1e-3,1e-2", "widths=[64,64],[128]"]`` -> ``{"lr": [0.001, 0.01], "widths":
     [[64, 64], [128]]}``. Values are split at commas outside brackets and quotes, and each is
-    read like a ``--set`` value (JSON when it parses, else a string)."""
+    read like a ``--set`` value (the grammar of :mod:`reluscope.values`); keys may be dotted
+    (``train.lr=0.01,0.1``)."""
     grid: dict[str, list[Any]] = {}
     for pair in pairs:
-        key, sep, text = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise InputError(f"--grid expects key=v1,v2,..., got {pair!r}")
+        key, text = split_assignment(pair, "--grid key=v1,v2,...")
         if key in grid:
             raise InputError(
                 f"--grid {key} is given twice; give all its values once: --grid {key}=v1,v2,..."
             )
-        pieces = _split_values(text)
+        pieces = split_values(text)
         if not all(pieces):
             raise InputError(f"--grid {pair!r} has an empty value; expected key=v1,v2,...")
-        grid[key] = [parse_overrides([f"{key}={piece}"])[key] for piece in pieces]
+        grid[key] = [parse_value(piece) for piece in pieces]
     return grid
-
-
-def _split_values(text: str) -> list[str]:
-    """``text`` split at the commas that are outside brackets, braces and double quotes."""
-    pieces, current, depth, quoted, escaped = [], [], 0, False, False
-    for char in text:
-        if escaped:
-            escaped = False
-        elif quoted:
-            escaped, quoted = char == "\\", char != '"'
-        elif char == '"':
-            quoted = True
-        elif char in "[{":
-            depth += 1
-        elif char in "]}":
-            depth -= 1
-        elif char == "," and depth == 0:
-            pieces.append("".join(current).strip())
-            current = []
-            continue
-        current.append(char)
-    pieces.append("".join(current).strip())
-    return pieces
 
 
 def expand_grid(

@@ -13,6 +13,7 @@ import pandas as pd
 
 from reluscope.experiments.outcome import Outcome
 from reluscope.sweep.grid import SweepPoint
+from reluscope.values import lookup
 
 RAN, REUSED, FAILED = "ran", "reused", "failed"
 STATUS_COLUMNS = ("status", "elapsed_s", "passed", "failed", "error")
@@ -42,7 +43,7 @@ class SweepRun:
     def columns(self, keys: tuple[str, ...]) -> dict[str, Any]:
         """``run_id`` and the run's config values of ``keys`` and ``seed`` (lists and dicts as
         compact JSON text, so that they can be grouped on)."""
-        values = {key: _cell(self.config[key]) for key in (*keys, "seed")}
+        values = {key: _cell(lookup(self.config, key)) for key in (*keys, "seed")}
         return {"run_id": self.run_id, **values}
 
 

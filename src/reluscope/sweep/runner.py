@@ -22,6 +22,7 @@ from reluscope.sweep.grid import SweepPoint, expand_grid
 from reluscope.sweep.result import FAILED, RAN, REUSED, SweepResult, SweepRun
 from reluscope.sweep.task import RunTask, TaskResult
 from reluscope.train.display import writer_class
+from reluscope.values import lookup
 
 BACKENDS = ("local", "ray")
 
@@ -132,7 +133,7 @@ def _validate(
     """The config of every point, built and validated; the first invalid one is an InputError
     naming its run."""
     fields = experiment.config.model_fields
-    unknown = sorted(set(points[0].overrides) - set(fields))
+    unknown = sorted({key.split(".")[0] for key in points[0].overrides} - set(fields))
     if unknown:
         raise InputError(
             f"unknown config key(s) {', '.join(unknown)} for experiment {experiment.name}; "
@@ -156,7 +157,7 @@ def _validated_grid(
     for point, config in zip(points, configs, strict=True):
         values = config.to_json()
         for key in grid:
-            validated[key].setdefault(_text(point.values[key]), values[key])
+            validated[key].setdefault(_text(point.values[key]), lookup(values, key))
     return {key: [validated[key][_text(v)] for v in values] for key, values in grid.items()}
 
 

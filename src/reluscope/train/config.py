@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from reluscope.errors import InputError
+from reluscope.errors import renamed_key_hints
 
 
 class TrainConfig(BaseModel):
@@ -21,7 +21,9 @@ class TrainConfig(BaseModel):
     momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum")
     weight_decay: float = Field(0.0, ge=0)
     decay_biases: bool = Field(False, description="apply weight decay to biases and norms too")
-    init_scale: float = Field(1.0, gt=0, description="multiply every parameter at init")
+    param_scale: float = Field(
+        1.0, gt=0, description="every parameter multiplied by it when training starts"
+    )
     loss: Literal["ce", "mse"] = Field("ce", description="cross-entropy, or MSE on one-hot")
     warmup_steps: int = Field(0, ge=0, description="linear warm-up from warmup_start * lr")
     warmup_start: float = Field(0.1, gt=0, le=1)
@@ -32,19 +34,13 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0, description="seeds the batches, the global RNG and the probes")
     checkpoint_every: int | None = Field(None, ge=1, description="steps between checkpoints")
 
+    @model_validator(mode="before")
     @classmethod
-    def from_config(cls, config: BaseModel, **values: Any) -> TrainConfig:
-        """The training configuration that takes every field ``config`` (any pydantic model,
-        e.g. an experiment's configuration) shares by name with this class, then ``values``
-        (explicit settings, which win); the remaining fields keep their defaults."""
-        if not isinstance(config, BaseModel):
-            raise InputError(f"from_config expects a pydantic model, got {type(config).__name__}")
-        shared = {
-            name: getattr(config, name)
-            for name in cls.model_fields
-            if name in type(config).model_fields
-        }
-        return cls(**{**shared, **values})
+    def _renamed(cls, values: Any) -> Any:
+        hints = renamed_key_hints(values) if isinstance(values, dict) else ""
+        if hints:
+            raise ValueError(hints)
+        return values
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

@@ -11,9 +11,9 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from reluscope.data import Dataset
 from reluscope.errors import InputError
 from reluscope.io import atomic_write
+from reluscope.train.data import as_dataset
 from reluscope.train.losses import LOSSES
 from reluscope.train.probe import Probe, ProbeContext, records_frame, step_seed, to_records
 from reluscope.train.schedule import Schedule
@@ -34,8 +34,8 @@ class ProbeRunner:
     def __init__(
         self,
         probes: Iterable[Probe],
-        train: Dataset,
-        test: Dataset | None = None,
+        train: Any,
+        test: Any | None = None,
         run_name: str = "run",
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
@@ -52,8 +52,8 @@ class ProbeRunner:
                     f"probe {p.name!r} has no schedule: give it schedule= or give the runner "
                     "default_schedule= (e.g. log_steps(total_steps))"
                 )
-        if not isinstance(train, Dataset) or (test is not None and not isinstance(test, Dataset)):
-            raise InputError("train (and test, if given) must be reluscope.data.Dataset objects")
+        train = as_dataset(train, "the training set", labels=False)
+        test = None if test is None else as_dataset(test, "the test set", labels=False)
         if dtype is not None and (
             not isinstance(dtype, torch.dtype) or not dtype.is_floating_point
         ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import tempfile
@@ -15,9 +16,10 @@ import torch
 import torch.nn as nn
 
 from reluscope.data import Dataset
-from reluscope.errors import InputError, ReluscopeError
+from reluscope.errors import InputError, ReluscopeError, TrainingDiverged
 from reluscope.train import losses
 from reluscope.train.batches import BatchSampler
+from reluscope.train.callbacks import Callback, check_callbacks
 from reluscope.train.checkpoint import (
     CHECKPOINT,
     RECORDS,
@@ -26,6 +28,7 @@ from reluscope.train.checkpoint import (
     save_checkpoint,
 )
 from reluscope.train.config import TrainConfig
+from reluscope.train.data import as_dataset
 from reluscope.train.display import (
     ProgressDisplay,
     log_records,
@@ -41,13 +44,16 @@ from reluscope.train.schedule import Schedule, log_steps
 
 
 class Trainer:
-    """Trains ``model`` on ``train`` as ``config`` says, running ``probes`` on their schedules.
+    """Trains a copy of ``model`` on ``train`` as ``config`` says, running ``probes`` on their
+    schedules and ``callbacks`` (:mod:`reluscope.train.callbacks`) at their hooks.
 
-    At construction the model is moved to ``config.device`` and ``config.dtype`` and every
-    parameter is multiplied by ``config.init_scale`` (once: a resumed run loads its weights).
-    The data (``Dataset`` objects with labels) are converted to the same dtype and device. Each
-    step draws a mini-batch (:class:`~reluscope.train.batches.BatchSampler`), sets the
-    learning rate (:func:`~reluscope.train.optim.learning_rate`), and takes one optimiser step
+    The caller's ``model`` is never changed: the trainer trains ``trainer.model``, a copy in
+    ``config.device`` and ``config.dtype`` whose every parameter is multiplied by
+    ``config.param_scale`` (a resumed run then loads its weights). ``train`` and ``test`` are
+    reluscope ``Dataset`` objects, pairs of tensors ``(x, y)``, torch datasets of ``(x, y)``
+    items or DataLoaders (read once, see :func:`~reluscope.train.data.as_dataset`); they are
+    converted to the same dtype and device. Each step draws a mini-batch
+    (:class:`~reluscope.train.batches.BatchSampler`), sets the learning rate (:func:`~reluscope.train.optim.learning_rate`), and takes one optimiser step
     on the mean loss of the batch (:mod:`reluscope.train.losses`). Step s counts s updates;
     probes due at step s run on the model after s updates (step 0: at initialisation).
 
@@ -58,7 +64,8 @@ class Trainer:
     ``run_dir`` (None: nothing is written) receives ``checkpoint.pt`` every
     ``config.checkpoint_every`` steps, at the end and on Ctrl-C, and ``records.parquet`` with
     each checkpoint. ``fit()`` resumes from an existing checkpoint, and returns a finished run's
-    records without training again. ``default_schedule`` is the schedule of probes without one
+    records without training again. A callback's ``should_stop`` ends training early, with a
+    checkpoint, and sets ``stopped`` (a later ``fit()`` goes on from there). ``default_schedule`` is the schedule of probes without one
     (default ``log_steps(config.steps, 50)``). ``progress`` shows a rich progress bar;
     ``tensorboard`` also logs the records to ``run_dir/tensorboard`` (needs the tensorboard
     package).
@@ -67,8 +74,8 @@ class Trainer:
     def __init__(
         self,
         model: nn.Module,
-        train: Dataset,
-        test: Dataset | None,
+        train: Any,
+        test: Any | None,
         config: TrainConfig | dict[str, Any],
         probes: Iterable[Probe] = (),
         run_dir: str | os.PathLike | None = None,
@@ -76,13 +83,18 @@ class Trainer:
         progress: bool = True,
         tensorboard: bool = False,
         default_schedule: Schedule | None = None,
+        *,
+        callbacks: Iterable[Callback] = (),
     ) -> None:
         self.config = cfg = _as_config(config)
         self.device, self.dtype = _device(cfg.device), getattr(torch, cfg.dtype)
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+        train = as_dataset(train, "the training set")
+        test = None if test is None else as_dataset(test, "the test set", labels=False)
         _check_data(train, test)
-        self.model = model.to(device=self.device, dtype=self.dtype)
+        self.callbacks = check_callbacks(callbacks)
+        self.model = copy.deepcopy(model).to(device=self.device, dtype=self.dtype)
         self._x = train.x.to(device=self.device, dtype=self.dtype)
         self._y = train.y.to(self.device)
         _check_model(self.model, self._x, self._y, cfg.loss)
@@ -108,13 +120,14 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg)
         with torch.no_grad():
             for p in self.model.parameters():
-                p.mul_(cfg.init_scale)
+                p.mul_(cfg.param_scale)
         self.step = 0
         self._probed = False  # whether the probes of self.step have run
         self._rng: dict[str, torch.Tensor] | None = None  # global RNG state to continue from
         self._loaded = False  # whether run_dir's checkpoint was looked for
         self._saved_step: int | None = None
         self._loss: float | None = None
+        self.stopped = False  # whether a callback's should_stop ended the last fit()
 
     @property
     def records(self) -> pd.DataFrame:
@@ -125,15 +138,21 @@ class Trainer:
         """Train up to ``config.steps`` steps (resuming from ``run_dir`` when it holds a
         checkpoint of this config); returns the records. The model is left in eval mode.
 
-        Raises InputError when the run_dir's checkpoint has another config or probes, and when
-        the loss becomes NaN or infinite. On KeyboardInterrupt, a checkpoint of the last
+        Raises InputError when the run_dir's checkpoint has another config or probes, and
+        :class:`~reluscope.errors.TrainingDiverged` when the loss becomes NaN or infinite (the
+        records so far are saved first). On KeyboardInterrupt, a checkpoint of the last
         finished step is written before the exception propagates."""
         if not self._loaded:
             self._resume()
             self._loaded = True
+        self.stopped = False
+        for callback in self.callbacks:
+            callback.on_train_start(self)
         if self.step < self.config.steps or not self._probed:
             self._run()
         self.model.eval()
+        for callback in self.callbacks:
+            callback.on_train_end(self)
         return self.records
 
     # ------------------------------------------------------------------ loop
@@ -165,19 +184,26 @@ class Trainer:
         cfg = self.config
         while True:
             if not self._probed:
-                new = self.runner.maybe_run(self.model, self.step)
+                due = self.runner.due(self.step)
+                new = self.runner.run(self.model, self.step, due) if due else []
                 self._probed = True
                 if writer is not None and new:
                     log_records(writer, new)
                 display.update(self.step, self._loss, new)
+                if due:
+                    for callback in self.callbacks:
+                        callback.on_eval(self, new)
+            self.stopped = any(callback.should_stop(self) for callback in self.callbacks)
             if self._checkpoint_due():
                 self._save()
-            if self.step >= cfg.steps:
+            if self.step >= cfg.steps or self.stopped:
                 return
             with guard.critical():
                 self._loss = self._update()
                 self.step += 1
                 self._probed = False
+                for callback in self.callbacks:
+                    callback.on_step_end(self, self._loss)
             display.update(self.step, self._loss)
 
     def _update(self) -> float:
@@ -194,10 +220,13 @@ class Trainer:
         if not math.isfinite(value):
             if self.run_dir is not None:
                 self.runner.save(self.run_dir / RECORDS)
-            raise InputError(
+            raise TrainingDiverged(
                 f"training diverged: the loss is {value} in the update at step {self.step} "
                 f"(learning rate {lr:.3g}); lower the learning rate (lr={cfg.lr}), the "
-                f"init_scale ({cfg.init_scale}), or use dtype='float64'"
+                f"param_scale ({cfg.param_scale}), or use dtype='float64'",
+                step=self.step,
+                loss=value,
+                lr=lr,
             )
         loss.backward()
         self.optimizer.step()
@@ -208,8 +237,10 @@ class Trainer:
         if self.run_dir is None or self._saved_step == self.step:
             return False
         every = self.config.checkpoint_every
-        return self.step == self.config.steps or bool(
-            every and self.step > 0 and self.step % every == 0
+        return (
+            self.stopped
+            or self.step == self.config.steps
+            or bool(every and self.step > 0 and self.step % every == 0)
         )
 
     def _save(self) -> None:
@@ -299,8 +330,6 @@ def _device(name: str) -> torch.device:
 
 
 def _check_data(train: Dataset, test: Dataset | None) -> None:
-    if not isinstance(train, Dataset) or (test is not None and not isinstance(test, Dataset)):
-        raise InputError("train and test must be reluscope.data.Dataset objects (test may be None)")
     if train.y is None:
         raise InputError(f"the training set {train.name!r} has no labels; the trainer needs them")
     if len(train) == 0:

@@ -72,7 +72,7 @@ class BreakingConfig(TeacherConfig):
     d: int = Field(10, ge=2, description="input dimension (the even part uses x_2)")
     hidden: int = Field(100, ge=2, description="hidden units of the wide networks")
     narrow: int = Field(1, ge=1, description="hidden units of the too-narrow network")
-    init_scale: float = Field(1e-3, gt=0, description="initial weights and hidden biases")
+    init_std: float = Field(1e-3, gt=0, description="initial weights and hidden biases: init_std * N(0, 1)")
     lr: StepSize = 0.02
     shifted_lr: float = Field(
         0.5, gt=0, le=1, description="step factor for the shifted inputs (not whitened)"
@@ -123,9 +123,9 @@ def run(config: BreakingConfig, ctx: RunContext) -> Outcome:
     for case in _cases(config):
         ctx.say(f"breaking-symmetry: {case.name}")
         widths = (config.d, case.hidden, 1)
-        start = random_init(widths, config.init_scale, seed=config.seed + 1)
+        start = random_init(widths, config.init_std, seed=config.seed + 1)
         biases = (
-            random_biases(widths, config.init_scale, seed=config.seed + 1) if case.biases else None
+            random_biases(widths, config.init_std, seed=config.seed + 1) if case.biases else None
         )
         train = dict(steps=config.steps, device=config.device)
         relu = gradient_descent(

@@ -18,7 +18,7 @@ SPEC = "spec bias_free_relu.md"
 
 Slope = Annotated[float, Field(ge=0.0, le=1.0)]
 """A leaky-ReLU slope alpha in [0, 1] (0: ReLU, 1: linear)."""
-InitScale = Annotated[float, Field(gt=0, description="initial weights init_scale * N(0, 1)")]
+InitStd = Annotated[float, Field(gt=0, description="initial weights init_std * N(0, 1)")]
 """The scale s0 > 0 of the small random start."""
 StepSize = Annotated[float, Field(gt=0, description="gradient-descent step")]
 """The gradient-descent step (learning rate) > 0."""

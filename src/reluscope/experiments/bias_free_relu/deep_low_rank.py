@@ -34,7 +34,7 @@ from reluscope.dynamics.deep import LayerSpectra
 from reluscope.experiments import Experiment, Figure, Outcome, Prediction, RunContext
 from reluscope.experiments.bias_free_relu.common import (
     SPEC,
-    InitScale,
+    InitStd,
     Steps,
     StepSize,
     TeacherConfig,
@@ -64,7 +64,7 @@ class DeepLowRankConfig(TeacherConfig):
     d: int = Field(10, ge=2, description="input dimension")
     depth: int = Field(3, ge=3, description="weight layers (3: two hidden layers)")
     hidden: int = Field(50, ge=3, description="units in every hidden layer")
-    init_scale: InitScale = 0.01
+    init_std: InitStd = 0.01
     lr: StepSize = 0.03
     steps: Steps = 3000
     snapshots: int = Field(61, ge=2, description="times at which the spectra are taken")
@@ -80,7 +80,7 @@ def run(config: DeepLowRankConfig, ctx: RunContext) -> Outcome:
     cmp = compare(
         x,
         y,
-        random_init(widths, config.init_scale, seed=config.seed + 1),
+        random_init(widths, config.init_std, seed=config.seed + 1),
         alpha=0.0,
         lr=config.lr,
         steps=config.steps,

@@ -39,7 +39,7 @@ from reluscope.experiments import (
 )
 from reluscope.experiments.bias_free_relu.common import (
     SPEC,
-    InitScale,
+    InitStd,
     Steps,
     StepSize,
     curve_rows,
@@ -68,7 +68,7 @@ class DepthGapConfig(ExperimentConfig):
     n: int = Field(500, ge=2, description="Gaussian draws in d = 2, augmented (P = 2n)")
     hidden: int = Field(50, ge=1, description="units in each hidden layer of the depth-3 net")
     two_layer_hidden: int = Field(100, ge=1, description="hidden units of the two-layer net")
-    init_scale: InitScale = 0.05
+    init_std: InitStd = 0.05
     lr: StepSize = 0.05
     steps: Steps = 3000
     snapshots: int = Field(31, ge=2, description="times at which the odd part is measured")
@@ -101,7 +101,7 @@ def run(config: DepthGapConfig, ctx: RunContext) -> Outcome:
     rows: list[dict[str, Any]] = []
     for name, widths in shapes.items():
         ctx.say(f"depth-gap: {NETS[name]}")
-        start = random_init(widths, config.init_scale, seed=config.seed + 1)
+        start = random_init(widths, config.init_std, seed=config.seed + 1)
         trained = gradient_descent(
             x,
             y,

@@ -29,7 +29,7 @@ from reluscope.dynamics import (
 from reluscope.experiments import Experiment, Figure, Outcome, Prediction, RunContext
 from reluscope.experiments.bias_free_relu.common import (
     SPEC,
-    InitScale,
+    InitStd,
     Slope,
     Steps,
     StepSize,
@@ -62,7 +62,7 @@ class EquivalenceConfig(TeacherConfig):
         description="leaky-ReLU slopes in [0, 1] (0: ReLU, 1: linear)",
     )
     hidden: int = Field(100, ge=2, description="hidden units (even: the paired start halves it)")
-    init_scale: InitScale = 1e-3
+    init_std: InitStd = 1e-3
     lr: StepSize = 0.01
     steps: Steps = 2500
 
@@ -83,7 +83,7 @@ def run(config: EquivalenceConfig, ctx: RunContext) -> Outcome:
     x, y = config.teacher()
     floor = linear_floor(x, y)
     widths = (config.d, config.hidden, 1)
-    start = random_init(widths, config.init_scale, seed=config.seed + 1)
+    start = random_init(widths, config.init_std, seed=config.seed + 1)
     train = dict(lr=config.lr, steps=config.steps, device=config.device)
     rows: list[dict[str, Any]] = []
     runs: dict[float, dict[str, Any]] = {}
@@ -110,7 +110,7 @@ def run(config: EquivalenceConfig, ctx: RunContext) -> Outcome:
     low = config.alphas[0]
     ctx.say(f"bias-free-equivalence: paired start, alpha = {low:g}")
     paired = compare(
-        x, y, paired_init(widths, config.init_scale, seed=config.seed + 1), alpha=low, **train
+        x, y, paired_init(widths, config.init_std, seed=config.seed + 1), alpha=low, **train
     )
     rows += curve_rows(paired.relative_error, "relative_error", run="paired_vs_linear", alpha=low)
 

@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.axes import Axes
-from pydantic import AfterValidator, BaseModel
+from pydantic import AfterValidator
 from torch import nn
 
 from reluscope.data import Dataset, load_data, split, subsample
 from reluscope.errors import InputError
+from reluscope.experiments.config import ExperimentConfig, training
 from reluscope.experiments.runner import RunContext
 from reluscope.train import Probe, Schedule, TrainConfig, Trainer
 
@@ -118,11 +119,23 @@ def data_mlp(data: Dataset, hidden: Sequence[int], gain: float, seed: int) -> nn
     return paper_mlp(data.x[0].numel(), hidden, classes(data), gain, seed)
 
 
-def train_config(config: BaseModel, **values: object) -> TrainConfig:
-    """:meth:`TrainConfig.from_config` of an experiment's ``config`` (which has ``steps``)
-    with ``values``, checkpointing about 20 times per run (at least every 1000 steps)."""
-    every = max(1000, config.steps // 20)
-    return TrainConfig.from_config(config, checkpoint_every=every, **values)
+def train_config(config: ExperimentConfig, **values: object) -> TrainConfig:
+    """:func:`~reluscope.experiments.training` of an experiment's ``config`` with ``values``,
+    checkpointing about 20 times per run (at least every 1000 steps)."""
+    every = max(1000, config.train.steps // 20)  # type: ignore[attr-defined]
+    return training(config, checkpoint_every=every, **values)
+
+
+def min_steps(minimum: int) -> AfterValidator:
+    """A validator of a ``train`` section: at least ``minimum`` steps (log-spaced probes and
+    phases need them)."""
+
+    def check(train: TrainConfig) -> TrainConfig:
+        if train.steps < minimum:
+            raise ValueError(f"steps must be >= {minimum}; got {train.steps}")
+        return train
+
+    return AfterValidator(check)
 
 
 def train_run(

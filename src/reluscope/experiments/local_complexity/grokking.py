@@ -5,7 +5,7 @@ Omnigrok initialisation; spec §3.2-3.3, §5 prediction 15)."""
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -15,7 +15,7 @@ from reluscope.experiments import Experiment, ExperimentConfig, Figure, Outcome,
 from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
 from reluscope.report.figures import new_figure
-from reluscope.train import log_steps, probes
+from reluscope.train import TrainConfig, log_steps, probes
 
 SOURCE = "spec local_complexity.md §5, prediction 15 (Humayun et al. 2024)"
 #: Train accuracy from which the run counts as interpolating.
@@ -27,7 +27,7 @@ DELAY_FACTOR = 3.0
 
 
 class GrokkingConfig(ExperimentConfig):
-    """Every parameter of the MLP is multiplied by ``init_scale`` (Omnigrok's alpha) and it is
+    """Every parameter of the MLP is multiplied by ``train.param_scale`` (Omnigrok's alpha) and it is
     trained with AdamW and weight decay. Quick: MNIST-1D (1000 training signals), 2x200,
     cross-entropy and strong weight decay so that the late phase arrives within a few thousand
     steps. Paper: Humayun et al.'s MNIST setup (1000 images, width 200, MSE on one-hot
@@ -38,12 +38,12 @@ class GrokkingConfig(ExperimentConfig):
         "n_train": 1000,
         "n_test": 1000,
         "hidden": [200, 200, 200],
-        "loss": "mse",
-        "weight_decay": 0.01,
-        "steps": 100_000,
+        "train.loss": "mse",
+        "train.weight_decay": 0.01,
+        "train.steps": 100_000,
         "n_probes": 50,
         "n_points": 1000,
-        "dtype": "float64",
+        "train.dtype": "float64",
     }
 
     data: str = Field("mnist1d:n=2000", description="data spec (e.g. modular:p=97, mnist)")
@@ -57,31 +57,43 @@ class GrokkingConfig(ExperimentConfig):
         description="weights ~ N(0, gain^2/fan_in) before alpha; 1/sqrt(3) is the standard "
         "deviation of PyTorch's default Linear init that Omnigrok rescales",
     )
-    init_scale: float = Field(8.0, gt=0, description="alpha: every parameter multiplied by it")
-    loss: Literal["ce", "mse"] = "ce"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1.0, ge=0)
-    batch_size: int = Field(200, ge=1)
-    steps: int = Field(5000, ge=10)
+    train: Annotated[TrainConfig, common.min_steps(10)] = Field(
+        TrainConfig(
+            optimizer="adamw",
+            lr=1e-3,
+            weight_decay=1.0,
+            batch_size=200,
+            steps=5000,
+            loss="ce",
+            param_scale=8.0,
+        ),
+        description="AdamW training; param_scale is Omnigrok's alpha; seed and device are the experiment's",
+    )
     n_probes: int = Field(30, ge=5, description="log-spaced probe steps")
     radius: float = Field(0.5, gt=0, description="cross-polytope radius r, input units")
     n_vertices: int = Field(50, ge=2, description="cross-polytope vertices (2P)")
     n_points: int = Field(128, ge=8, description="points per split for the neighbourhood LC")
-    dtype: Literal["float32", "float64"] = "float32"
 
 
 def run(config: GrokkingConfig, ctx: RunContext) -> Outcome:
     c = config
     train, test = common.load_splits(c.data, c.n_train, c.n_test, c.data_dir, c.seed)
     model = common.data_mlp(train, c.hidden, c.init_gain, c.seed)
-    train_config = common.train_config(c, optimizer="adamw")
+    train_config = common.train_config(c)
     probe_list = [
         probes.accuracy_loss(),
         probes.neighborhood(c.radius, c.n_vertices, n_points=c.n_points, seed=c.seed),
         probes.weight_norms(),
     ]
     records, _ = common.train_run(
-        ctx, "train", model, train, test, train_config, probe_list, log_steps(c.steps, c.n_probes)
+        ctx,
+        "train",
+        model,
+        train,
+        test,
+        train_config,
+        probe_list,
+        log_steps(c.train.steps, c.n_probes),
     )
     acc = grokking_steps(records)
     lc = common.series(records, "neighborhood", "train")
@@ -94,8 +106,8 @@ def run(config: GrokkingConfig, ctx: RunContext) -> Outcome:
         numbers=numbers,
         predictions=_predictions(numbers),
         summary=(
-            f"{c.data}, MLP {c.hidden} at init scale {c.init_scale:g}, {c.steps} AdamW steps "
-            f"({c.loss}, weight decay {c.weight_decay:g}): train accuracy >= {INTERPOLATION} "
+            f"{c.data}, MLP {c.hidden} at init scale {c.train.param_scale:g}, {c.train.steps} AdamW steps "
+            f"({c.train.loss}, weight decay {c.train.weight_decay:g}): train accuracy >= {INTERPOLATION} "
             f"at step {acc['train_step']:.0f}, test accuracy gain reached at step "
             f"{acc['test_step']:.0f}; LC phases end at steps {phases['descent_end']} "
             f"(descent) and {phases['ascent_end']} (ascent)."

@@ -17,7 +17,7 @@ from reluscope.experiments import Experiment, ExperimentConfig, Figure, Outcome,
 from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
 from reluscope.report.figures import new_figure
-from reluscope.train import Schedule, probes, records_frame
+from reluscope.train import Schedule, TrainConfig, probes, records_frame
 
 SOURCE = "spec local_complexity.md §5, prediction 14 (Prop. 17, App. A.10)"
 #: Spearman correlation from which LC change counts as following the parameter movement.
@@ -36,9 +36,9 @@ class InitScaleConfig(ExperimentConfig):
         "n_train": 1000,
         "n_test": 1000,
         "widths": [64, 256, 1024, 4096],
-        "init_scales": [0.25, 0.5, 1.0, 2.0, 4.0],
-        "lr": 1e-3,
-        "steps": 20_000,
+        "param_scales": [0.25, 0.5, 1.0, 2.0, 4.0],
+        "train.lr": 1e-3,
+        "train.steps": 20_000,
         "n_points": 1000,
     }
 
@@ -50,12 +50,15 @@ class InitScaleConfig(ExperimentConfig):
     widths: common.DistinctPositive[int] = Field(
         [32, 128, 512], min_length=2, description="hidden widths"
     )
-    init_scales: common.DistinctPositive[float] = Field(
-        [0.5, 1.0, 2.0, 4.0], min_length=2, description="alpha"
+    param_scales: common.DistinctPositive[float] = Field(
+        [0.5, 1.0, 2.0, 4.0],
+        min_length=2,
+        description="alpha: every parameter multiplied by it before training",
     )
-    lr: float = Field(0.05, gt=0, description="SGD learning rate")
-    batch_size: int = Field(64, ge=1)
-    steps: int = Field(1000, ge=1)
+    train: TrainConfig = Field(
+        TrainConfig(optimizer="sgd", lr=0.05, batch_size=64, steps=1000, loss="ce"),
+        description="plain SGD training of each run (its param_scale is the alpha); seed and device are the experiment's",
+    )
     n_points: int = Field(256, ge=8, description="training points LC is measured on")
     sigma: float = Field(0.01, gt=0, description="LC bias-noise scale")
 
@@ -63,12 +66,12 @@ class InitScaleConfig(ExperimentConfig):
 def run(config: InitScaleConfig, ctx: RunContext) -> Outcome:
     c = config
     train, test = common.load_splits(c.data, c.n_train, c.n_test, c.data_dir, c.seed)
-    schedule = Schedule(frozenset({0, c.steps}))
+    schedule = Schedule(frozenset({0, c.train.steps}))
     frames = []
     for width in c.widths:
-        for alpha in c.init_scales:
+        for alpha in c.param_scales:
             name = f"width_{width}_alpha_{alpha:g}"
-            train_config = common.train_config(c, optimizer="sgd", init_scale=alpha, loss="ce")
+            train_config = common.train_config(c, param_scale=alpha)
             # the same noise draws at both steps (seed fixed), so the change is not noise
             probe_list = [
                 probes.accuracy_loss(),
@@ -82,11 +85,11 @@ def run(config: InitScaleConfig, ctx: RunContext) -> Outcome:
                 ctx, name, init, train, test, train_config, probe_list, schedule
             )
             moved = float((parameter_vector(model) - start).norm() / start.norm())
-            extra = {"run": name, "step": c.steps, "metric": "param_change", "value": moved}
+            extra = {"run": name, "step": c.train.steps, "metric": "param_change", "value": moved}
             frames.append(records_frame(records.to_dict("records") + [extra]))
             frames[-1] = frames[-1].assign(width=width, init_scale=alpha)
     records = pd.concat(frames, ignore_index=True)
-    table = change_table(records, c.steps)
+    table = change_table(records, c.train.steps)
     return _outcome(table, records, _figure(table, ctx))
 
 

@@ -4,7 +4,7 @@ accuracy of an MLP over training (Patel & Montufar, Sec. 4 and Fig. 3; spec §4.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -14,7 +14,7 @@ from reluscope.experiments import Experiment, ExperimentConfig, Figure, Outcome,
 from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
 from reluscope.report.figures import new_figure
-from reluscope.train import log_steps, probes
+from reluscope.train import TrainConfig, log_steps, probes
 
 SOURCE = "spec local_complexity.md §5, prediction"
 #: Train accuracy from which the run counts as interpolating.
@@ -36,9 +36,9 @@ class LCDynamicsConfig(ExperimentConfig):
         "n_train": 1000,
         "n_test": 1000,
         "hidden": [200, 200, 200, 200],
-        "lr": 1e-4,
-        "weight_decay": 0.01,
-        "steps": 1_000_000,
+        "train.lr": 1e-4,
+        "train.weight_decay": 0.01,
+        "train.steps": 1_000_000,
         "n_probes": 50,
         "n_points": 1000,
         "adv_eps": 80 / 255,
@@ -53,10 +53,12 @@ class LCDynamicsConfig(ExperimentConfig):
     init_gain: float = Field(
         2 * math.sqrt(2), gt=0, description="weights ~ N(0, gain^2/fan_in); 2x He as in Fig. 3"
     )
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.5, ge=0, description="AdamW decoupled decay (weights only)")
-    batch_size: int = Field(64, ge=1)
-    steps: int = Field(6000, ge=10)
+    train: Annotated[TrainConfig, common.min_steps(10)] = Field(
+        TrainConfig(
+            optimizer="adamw", lr=1e-3, weight_decay=0.5, batch_size=64, steps=6000, loss="ce"
+        ),
+        description="AdamW training (decoupled decay of the weights only); seed and device are the experiment's",
+    )
     n_probes: int = Field(30, ge=5, description="log-spaced probe steps")
     n_points: int = Field(256, ge=8, description="points per split for LC, rank, TV, PGD")
     sigma: float = Field(0.01, gt=0, description="LC bias-noise scale")
@@ -64,7 +66,6 @@ class LCDynamicsConfig(ExperimentConfig):
     adv_eps: float = Field(0.1, gt=0, description="PGD L_inf radius, input units")
     adv_step: float = Field(0.025, gt=0, description="PGD step size, input units")
     adv_iters: int = Field(10, ge=1)
-    dtype: str = Field("float32", pattern="^(float32|float64)$")
 
 
 def run(config: LCDynamicsConfig, ctx: RunContext) -> Outcome:
@@ -72,7 +73,7 @@ def run(config: LCDynamicsConfig, ctx: RunContext) -> Outcome:
     train, test = common.load_splits(c.data, c.n_train, c.n_test, c.data_dir, c.seed)
     lo, hi = float(min(train.x.min(), test.x.min())), float(max(train.x.max(), test.x.max()))
     model = common.data_mlp(train, c.hidden, c.init_gain, c.seed)
-    train_config = common.train_config(c, optimizer="adamw", loss="ce")
+    train_config = common.train_config(c)
     n = c.n_points
     probe_list = [
         probes.accuracy_loss(),
@@ -84,7 +85,14 @@ def run(config: LCDynamicsConfig, ctx: RunContext) -> Outcome:
         ),
     ]
     records, _ = common.train_run(
-        ctx, "train", model, train, test, train_config, probe_list, log_steps(c.steps, c.n_probes)
+        ctx,
+        "train",
+        model,
+        train,
+        test,
+        train_config,
+        probe_list,
+        log_steps(c.train.steps, c.n_probes),
     )
     facts = analyse(records)
     figure = _figure(records, facts, ctx)
@@ -94,8 +102,8 @@ def run(config: LCDynamicsConfig, ctx: RunContext) -> Outcome:
         numbers=facts["numbers"],
         predictions=_predictions(facts),
         summary=(
-            f"{c.data}: {len(train)} training points, MLP {c.hidden}, {c.steps} AdamW steps "
-            f"(weight decay {c.weight_decay}). Train LC goes from "
+            f"{c.data}: {len(train)} training points, MLP {c.hidden}, {c.train.steps} AdamW steps "
+            f"(weight decay {c.train.weight_decay}). Train LC goes from "
             f"{facts['numbers']['lc_train_init']:.3g} at init to "
             f"{facts['numbers']['lc_train_end']:.3g} at the end; interpolation at step "
             f"{facts['interp']}."

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ from reluscope.io import atomic_write
 from reluscope.regions import PlanePartition, plane_through
 from reluscope.regions.plot import draw_plane
 from reluscope.report.figures import new_figure
-from reluscope.train import log_steps, probes, records_frame
+from reluscope.train import TrainConfig, log_steps, probes, records_frame
 
 SOURCE = "spec local_complexity.md §3.3 and §5, prediction 15 (Humayun et al. 2024)"
 #: Where the three points of each plane are saved (a float64 tensor (planes, 3, *input_shape)).
@@ -48,13 +48,13 @@ class RegionMigrationConfig(ExperimentConfig):
         "n_train": 1000,
         "n_test": 1000,
         "hidden": [200, 200, 200],
-        "lr": 1e-3,
-        "weight_decay": 0.01,
-        "steps": 100_000,
+        "train.lr": 1e-3,
+        "train.weight_decay": 0.01,
+        "train.steps": 100_000,
         "n_probes": 50,
         "n_planes": 10,
         "n_points": 1000,
-        "dtype": "float64",
+        "train.dtype": "float64",
     }
 
     data: str = Field("digits", description="data spec (e.g. mnist1d:n=2000, mnist)")
@@ -63,12 +63,18 @@ class RegionMigrationConfig(ExperimentConfig):
     n_test: int = Field(1000, ge=10)
     hidden: list[int] = Field([64, 64], min_length=1)
     init_gain: float = Field(1 / math.sqrt(3), gt=0, description="see grokking")
-    init_scale: float = Field(8.0, gt=0, description="alpha: every parameter multiplied by it")
-    loss: Literal["ce", "mse"] = "mse"
-    lr: float = Field(3e-3, gt=0)
-    weight_decay: float = Field(0.3, ge=0)
-    batch_size: int = Field(200, ge=1)
-    steps: int = Field(8000, ge=10)
+    train: Annotated[TrainConfig, common.min_steps(10)] = Field(
+        TrainConfig(
+            optimizer="adamw",
+            lr=3e-3,
+            weight_decay=0.3,
+            batch_size=200,
+            steps=8000,
+            loss="mse",
+            param_scale=8.0,
+        ),
+        description="AdamW training; param_scale is Omnigrok's alpha; seed and device are the experiment's",
+    )
     n_probes: int = Field(30, ge=5, description="log-spaced probe (and snapshot) steps")
     n_planes: int = Field(5, ge=1, description="planes, each through 3 training points")
     near: float = Field(
@@ -78,7 +84,6 @@ class RegionMigrationConfig(ExperimentConfig):
     radius: float = Field(0.5, gt=0, description="neighbourhood-LC radius (phase detection)")
     n_vertices: int = Field(50, ge=2, description="neighbourhood-LC cross-polytope vertices")
     n_points: int = Field(128, ge=8, description="training points for the neighbourhood LC")
-    dtype: Literal["float32", "float64"] = "float32"
 
 
 def partition_steps(probed: list[int], phases: dict[str, int]) -> list[int]:
@@ -115,7 +120,7 @@ def run(config: RegionMigrationConfig, ctx: RunContext) -> Outcome:
     def build() -> torch.nn.Module:
         return common.data_mlp(train, c.hidden, c.init_gain, c.seed)
 
-    train_config = common.train_config(c, optimizer="adamw")
+    train_config = common.train_config(c)
     snapshots = ctx.subdir(SNAPSHOTS)
     probe_list = [
         probes.accuracy_loss(),
@@ -123,7 +128,14 @@ def run(config: RegionMigrationConfig, ctx: RunContext) -> Outcome:
         probes.snapshot(snapshots),
     ]
     records, _ = common.train_run(
-        ctx, "train", build(), train, test, train_config, probe_list, log_steps(c.steps, c.n_probes)
+        ctx,
+        "train",
+        build(),
+        train,
+        test,
+        train_config,
+        probe_list,
+        log_steps(c.train.steps, c.n_probes),
     )
     atomic_write(ctx.path(PLANE_POINTS), lambda tmp: torch.save(points, tmp))
     lc = common.series(records, "neighborhood", "train")["value"]
@@ -149,7 +161,7 @@ def run(config: RegionMigrationConfig, ctx: RunContext) -> Outcome:
         numbers=numbers,
         predictions=predictions,
         summary=(
-            f"{c.data}, MLP {c.hidden} at init scale {c.init_scale:g}, {c.steps} steps: exact "
+            f"{c.data}, MLP {c.hidden} at init scale {c.train.param_scale:g}, {c.train.steps} steps: exact "
             f"partitions of {c.n_planes} plane(s) through three training points at steps "
             f"{steps}; the neighbourhood LC at training points peaks at step "
             f"{phases['ascent_end']}."

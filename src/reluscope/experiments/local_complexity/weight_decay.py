@@ -14,7 +14,7 @@ from reluscope.experiments import Experiment, ExperimentConfig, Figure, Outcome,
 from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
 from reluscope.report.figures import new_figure
-from reluscope.train import Schedule, probes
+from reluscope.train import Schedule, TrainConfig, probes
 
 SOURCE = "spec local_complexity.md §5, prediction 13 (paper: R^2 = 0.6972)"
 #: The paper's R^2 of the linear fit; the linearity claim asks for at least this much.
@@ -31,8 +31,8 @@ class WeightDecayConfig(ExperimentConfig):
         "n_train": 1000,
         "n_test": 1000,
         "hidden": [200, 200, 200, 200],
-        "lr": 1e-4,
-        "steps": 100_000,
+        "train.lr": 1e-4,
+        "train.steps": 100_000,
         "lambdas": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0],
         "n_points": 1000,
     }
@@ -43,9 +43,10 @@ class WeightDecayConfig(ExperimentConfig):
     n_test: int = Field(500, ge=10)
     hidden: list[int] = Field([64, 64, 64, 64], min_length=1)
     init_gain: float = Field(math.sqrt(2), gt=0, description="weights ~ N(0, gain^2/fan_in)")
-    lr: float = Field(1e-3, gt=0)
-    batch_size: int = Field(64, ge=1)
-    steps: int = Field(2000, ge=1, description="AdamW steps per lambda")
+    train: TrainConfig = Field(
+        TrainConfig(optimizer="adamw", lr=1e-3, batch_size=64, steps=2000, loss="ce"),
+        description="AdamW training of each lambda (its weight_decay is the lambda); seed and device are the experiment's",
+    )
     lambdas: common.DistinctPositive[float] = Field(
         [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0],
         min_length=3,
@@ -58,11 +59,11 @@ class WeightDecayConfig(ExperimentConfig):
 def run(config: WeightDecayConfig, ctx: RunContext) -> Outcome:
     c = config
     train, test = common.load_splits(c.data, c.n_train, c.n_test, c.data_dir, c.seed)
-    schedule = Schedule(frozenset({0, c.steps}))
+    schedule = Schedule(frozenset({0, c.train.steps}))
     frames = []
     for lam in c.lambdas:
         model = common.data_mlp(train, c.hidden, c.init_gain, c.seed)
-        train_config = common.train_config(c, optimizer="adamw", weight_decay=lam, loss="ce")
+        train_config = common.train_config(c, weight_decay=lam)
         probe_list = [
             probes.accuracy_loss(),
             probes.local_complexity(c.sigma, splits=("train",), n_points=c.n_points),
@@ -72,7 +73,7 @@ def run(config: WeightDecayConfig, ctx: RunContext) -> Outcome:
         )
         frames.append(records.assign(weight_decay=lam))
     records = pd.concat(frames, ignore_index=True)
-    table = final_table(records, c.steps)
+    table = final_table(records, c.train.steps)
     fit = fit_line(table["log_inv_lambda"].to_numpy(), table["lc"].to_numpy())
     figure = _figure(table, fit, ctx)
     numbers = {
@@ -109,7 +110,7 @@ def run(config: WeightDecayConfig, ctx: RunContext) -> Outcome:
         predictions=predictions,
         summary=(
             f"{len(table)} weight decays from {min(c.lambdas):g} to {max(c.lambdas):g}, "
-            f"{c.steps} AdamW steps each: final LC = {fit['intercept']:.3g} + {slope:.3g} "
+            f"{c.train.steps} AdamW steps each: final LC = {fit['intercept']:.3g} + {slope:.3g} "
             f"ln(1/lambda), R^2 = {r2:.3f}."
         ),
     )

@@ -32,6 +32,7 @@ from reluscope.experiments import (
     Prediction,
     RunContext,
 )
+from reluscope.experiments.config import training
 from reluscope.experiments.local_complexity.common import classes, load_splits
 from reluscope.experiments.low_rank_bounds import common
 from reluscope.report.figures import new_figure
@@ -63,9 +64,9 @@ class BoundTrackingConfig(ExperimentConfig):
         "hidden": [512, 512],
         "rank": 16,
         "noise_levels": [0.0, 0.1, 0.2, 0.4, 0.6],
-        "steps": 20_000,
-        "lr": 1e-3,
-        "batch_size": 128,
+        "train.steps": 20_000,
+        "train.lr": 1e-3,
+        "train.batch_size": 128,
         "n_checkpoints": 30,
     }
 
@@ -81,9 +82,10 @@ class BoundTrackingConfig(ExperimentConfig):
     noise_levels: list[float] = Field(
         [0.0, 0.1, 0.2, 0.3, 0.4], min_length=1, description="fractions of labels changed"
     )
-    steps: int = Field(1200, ge=1, description="Adam steps per network")
-    lr: float = Field(2e-3, gt=0)
-    batch_size: int = Field(64, ge=1)
+    train: TrainConfig = Field(
+        TrainConfig(optimizer="adam", lr=2e-3, batch_size=64, steps=1200, loss="ce"),
+        description="Adam training of every network; seed and device are the experiment's",
+    )
     n_checkpoints: int = Field(10, ge=2, description="log-spaced steps where bounds are taken")
     margin_quantile: float = Field(
         0.1, gt=0, lt=1, description="gamma = this quantile of the positive training margins"
@@ -171,14 +173,12 @@ def run(config: BoundTrackingConfig, ctx: RunContext) -> Outcome:
                 common.bias_free_mlp(widths, rank, c.seed),
                 noisy_train,
                 noisy_test,
-                TrainConfig.from_config(
-                    c, optimizer="adam", loss="ce", checkpoint_every=max(1000, c.steps // 10)
-                ),
+                training(c, checkpoint_every=max(1000, c.train.steps // 10)),
                 probes=[probes.accuracy_loss(), bounds_probe(c)],
                 run_dir=ctx.subdir(name),
                 run_name=name,
                 progress=ctx.progress,
-                default_schedule=log_steps(c.steps, c.n_checkpoints),
+                default_schedule=log_steps(c.train.steps, c.n_checkpoints),
             )
             frames.append(trainer.fit().assign(variant=variant, noise=noise))
     records = tidy(pd.concat(frames, ignore_index=True))
@@ -258,7 +258,7 @@ def tau_table(table: pd.DataFrame) -> pd.DataFrame:
 def _numbers(
     records: pd.DataFrame, table: pd.DataFrame, taus: pd.DataFrame, c: BoundTrackingConfig
 ) -> dict[str, float]:
-    final = table[table["step"] == c.steps]
+    final = table[table["step"] == c.train.steps]
     numbers: dict[str, float] = {
         "gap_final_min": float(final["gap"].min()),
         "gap_final_max": float(final["gap"].max()),
@@ -277,7 +277,7 @@ def _numbers(
         numbers[f"gap.{key}"] = float(row["gap"])
         numbers[f"log10_bound_low_rank.{key}"] = float(row["low-rank"])
     if set(VARIANTS) <= set(c.variants):
-        parts = _parts(records, c.steps)
+        parts = _parts(records, c.train.steps)
         difference = parts.loc["low-rank"] - parts.loc["dense"]
         numbers["rank_factor_difference"] = float(difference["log10_rank_factor"].mean())
         numbers["norms_over_margin_difference"] = float(difference["norms_over_margin"].mean())
@@ -359,7 +359,7 @@ def _curves_figure(ctx: RunContext, table: pd.DataFrame, c: BoundTrackingConfig)
         ax.set_ylabel(ylabel)
     axes[1].legend(fontsize="xx-small", ncol=2)
     ax = axes[2]
-    final = table[table["step"] == c.steps]
+    final = table[table["step"] == c.train.steps]
     markers = {"dense": "o", "low-rank": "^"}
     for bound, colour in zip(
         ("low-rank", "grs", "bft", "nbs"), ("C0", "C1", "C2", "C3"), strict=True

@@ -1,5 +1,5 @@
-"""What the low-rank-bound experiments share: bias-free (optionally factorised) MLPs, training
-with spectral-norm clipping, the bounds of the trained networks as tidy rows, curves read back
+"""What the low-rank-bound experiments share: bias-free (optionally factorised) MLPs, trained
+with their spectral norms clipped, the bounds of the trained networks as tidy rows, curves read back
 from the records, log-log slopes and Kendall's tau."""
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ from torch import nn
 
 from reluscope.bounds import BoundResult, BoundTable, NetworkNorms, compare
 from reluscope.data import Dataset
-from reluscope.experiments.config import ExperimentConfig
+from reluscope.experiments.config import ExperimentConfig, training
 from reluscope.experiments.local_complexity.common import load_splits
 from reluscope.experiments.runner import RunContext
 from reluscope.io import atomic_write
-from reluscope.lowrank import clip_spectral_norms_, factorize
+from reluscope.lowrank import factorize
 from reluscope.nets import mlp
-from reluscope.train.batches import BatchSampler
-from reluscope.train.losses import loss as batch_loss
+from reluscope.train import SpectralClip, TrainConfig, Trainer
 
 SPEC = "spec low_rank_bounds.md"
 #: The numbers of a bound kept in the tidy records (see BoundResult.to_record).
@@ -47,9 +46,10 @@ class TrainedSweepConfig(ExperimentConfig):
     n_train: int = Field(1000, ge=10, description="training points (the bounds' sample)")
     n_test: int = Field(500, ge=10, description="test points")
     max_norm: float = Field(2.0, gt=0, description="B: every ||W_l||_2 is clipped at B")
-    steps: int = Field(1500, ge=1, description="Adam steps per network")
-    lr: float = Field(3e-3, gt=0)
-    batch_size: int = Field(64, ge=1)
+    train: TrainConfig = Field(
+        TrainConfig(optimizer="adam", lr=3e-3, batch_size=64, steps=1500, loss="ce"),
+        description="Adam training of every network (clipped by max_norm every clip_every steps); seed and device are the experiment's",
+    )
     clip_every: int = Field(10, ge=1, description="steps between spectral-norm clippings")
     margin: float = Field(1.0, gt=0, description="gamma of the margin bounds (output units)")
     delta: float = Field(0.05, gt=0, lt=1, description="the bounds hold w.p. >= 1 - delta")
@@ -84,41 +84,6 @@ def bias_free_mlp(widths: Sequence[int], rank: int | None, seed: int) -> nn.Modu
     return factorize(model, ranks)
 
 
-def train_clipped(
-    model: nn.Module,
-    train: Dataset,
-    *,
-    steps: int,
-    lr: float,
-    batch_size: int,
-    max_norm: float | None,
-    clip_every: int = 1,
-    seed: int = 0,
-    device: str = "cpu",
-) -> nn.Module:
-    """Train ``model`` with Adam (``lr``) on the mean cross-entropy of mini-batches of
-    ``batch_size`` (the Trainer's seeded sampler) for ``steps`` steps. With ``max_norm`` = B,
-    every layer's singular values are clipped at B every ``clip_every`` steps and after the
-    last one (:func:`reluscope.lowrank.clip_spectral_norms_`), so the trained network lies in
-    the bound's class {||W_l||_2 <= B}. Runs inside ``fork_rng`` (the caller's random state is
-    untouched); returns the model on the CPU in eval mode."""
-    model = model.to(device)
-    x, y = train.x.to(device), train.y.to(device)
-    sampler = BatchSampler(len(train), batch_size, seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model.train()
-        for step in range(steps):
-            index = sampler.indices(step).to(device)
-            optimizer.zero_grad(set_to_none=True)
-            batch_loss(model(x[index]), y[index], "ce").backward()
-            optimizer.step()
-            if max_norm is not None and ((step + 1) % clip_every == 0 or step + 1 == steps):
-                clip_spectral_norms_(model, max_norm)
-    return model.cpu().eval()
-
-
 def trained_mlp(
     ctx: RunContext,
     config: TrainedSweepConfig,
@@ -127,26 +92,27 @@ def trained_mlp(
     rank: int | None,
     train: Dataset,
 ) -> nn.Module:
-    """``bias_free_mlp(widths, rank, config.seed)`` trained on ``train`` by
-    :func:`train_clipped` with ``config``'s settings, saved as ``NAME/model.pt`` in the run
-    directory; when that file exists (an interrupted run being resumed) the saved weights are
-    loaded instead."""
+    """``bias_free_mlp(widths, rank, config.seed)`` trained on ``train`` as ``config.train``
+    says, with every layer's singular values clipped at ``config.max_norm`` every
+    ``config.clip_every`` steps and after the last one (the :class:`SpectralClip` callback), so
+    the trained network lies in the bound's class {||W_l||_2 <= B}; saved as ``NAME/model.pt``
+    in the run directory, on the CPU in eval mode. When that file exists (an interrupted run
+    being resumed) the saved weights are loaded instead."""
     path = ctx.subdir(name) / "model.pt"
     model = bias_free_mlp(widths, rank, config.seed)
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
         return model.eval()
-    model = train_clipped(
+    trainer = Trainer(
         model,
         train,
-        steps=config.steps,
-        lr=config.lr,
-        batch_size=config.batch_size,
-        max_norm=config.max_norm,
-        clip_every=config.clip_every,
-        seed=config.seed,
-        device=config.device,
+        None,
+        training(config),
+        callbacks=[SpectralClip(config.max_norm, config.clip_every)],
+        progress=ctx.progress,
     )
+    trainer.fit()
+    model = trainer.model.cpu().eval()
     atomic_write(path, lambda tmp: torch.save(model.state_dict(), tmp))
     return model
 

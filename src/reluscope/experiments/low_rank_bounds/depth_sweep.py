@@ -69,9 +69,9 @@ class DepthSweepConfig(common.TrainedSweepConfig):
         "width": 256,
         "rank": 8,
         "depths": [2, 3, 4, 5, 6, 7, 8],
-        "steps": 10_000,
-        "lr": 1e-3,
-        "batch_size": 128,
+        "train.steps": 10_000,
+        "train.lr": 1e-3,
+        "train.batch_size": 128,
     }
 
     width: int = Field(64, ge=1, description="width d of every hidden layer")

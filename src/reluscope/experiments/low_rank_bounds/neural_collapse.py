@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,7 @@ from reluscope.experiments import (
     Prediction,
     RunContext,
 )
+from reluscope.experiments.config import training
 from reluscope.experiments.low_rank_bounds import common
 from reluscope.measures.neural_collapse import neural_collapse
 from reluscope.measures.weight_ranks import weight_ranks
@@ -80,10 +81,10 @@ class NeuralCollapseConfig(ExperimentConfig):
         "data": "mnist",
         "points": None,
         "hidden": [512, 512, 512],
-        "steps": 60000,
-        "batch_size": 128,
-        "weight_decay": 5e-4,
-        "schedule": "cosine",
+        "train.steps": 60000,
+        "train.batch_size": 128,
+        "train.weight_decay": 5e-4,
+        "train.schedule": "cosine",
         "probes": 60,
         "nc_points": 10000,
     }
@@ -100,17 +101,19 @@ class NeuralCollapseConfig(ExperimentConfig):
         min_length=1,
         description="hidden widths of the MLP",
     )
-    init_scale: float = Field(
-        math.sqrt(6),
-        gt=0,
-        description="multiplies PyTorch's default init (sqrt(6): He's variance 2/fan_in)",
+    train: TrainConfig = Field(
+        TrainConfig(
+            optimizer="sgd",
+            loss="ce",
+            param_scale=math.sqrt(6),
+            steps=6000,
+            batch_size=512,
+            lr=0.05,
+            momentum=0.9,
+            weight_decay=1e-3,
+        ),
+        description="SGD training; param_scale multiplies PyTorch's default init (sqrt(6): He's variance 2/fan_in); batch_size >= the training points: full batch; seed and device are the experiment's",
     )
-    steps: int = Field(6000, ge=1, description="SGD steps")
-    batch_size: int = Field(512, ge=1, description="points per step (>= train size: full batch)")
-    lr: float = Field(0.05, gt=0, description="learning rate")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
-    weight_decay: float = Field(1e-3, ge=0, description="weight decay (L2, on the weights)")
-    schedule: Literal["constant", "cosine"] = Field("constant", description="lr schedule")
     probes: int = Field(40, ge=2, description="log-spaced measurement steps (about)")
     nc_points: int | None = Field(
         None, ge=4, description="training points measured (the first ones; None: all)"
@@ -243,10 +246,8 @@ def run(config: NeuralCollapseConfig, ctx: RunContext) -> Outcome:
     train, test, classes = prepare_data(config)
     model = build_model(config, train.x[0].numel(), classes)
     layers = weight_layer_names(model)
-    schedule = log_steps(config.steps, config.probes)
-    train_config = TrainConfig.from_config(
-        config, optimizer="sgd", loss="ce", checkpoint_every=max(config.steps // 10, 1)
-    )
+    schedule = log_steps(config.train.steps, config.probes)
+    train_config = training(config, checkpoint_every=max(config.train.steps // 10, 1))
     ctx.say(f"neural-collapse: training {[train.x[0].numel(), *config.hidden, classes]}")
     trainer = Trainer(
         model,
