@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Annotated
 
@@ -47,7 +48,8 @@ def _command(name: str, function: Callable) -> None:
     """Register ``function`` as command ``name``, its docstring as one paragraph (the source's
     line breaks would otherwise show in the help)."""
     text = " ".join((function.__doc__ or "").split())
-    app.command(name, help=text, short_help=text.split(". ")[0].rstrip(".") + ".")(function)
+    first = re.split(r"(?<=[.;:])\s", text)[0].rstrip(".;:")
+    app.command(name, help=text, short_help=first + ".")(function)
 
 
 app.add_typer(regions_app, name="regions")

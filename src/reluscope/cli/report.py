@@ -31,8 +31,8 @@ def report(
         bool, typer.Option("--open", help="Open the report in the web browser.")
     ] = False,
 ) -> None:
-    """Build the self-contained HTML report of finished runs from their directories (outcome,
-    figures and provenance as the runs saved them; no experiment is run or imported)."""
+    """Build the self-contained HTML report of finished runs from their directories alone:
+    the outcomes, figures and provenance the runs saved (no experiment is run or imported)."""
 
     def go() -> None:
         from reluscope.report.html import report_directories
