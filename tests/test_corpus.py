@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from reluscope.reproduce import reproduce
 from torch import nn
 from typer.testing import CliRunner
 
@@ -35,6 +34,7 @@ from reluscope.data import Dataset, load_data
 from reluscope.errors import InputError
 from reluscope.experiments import run_experiment
 from reluscope.nets import load_model, mlp
+from reluscope.reproduce import reproduce
 from reluscope.train import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -105,7 +105,9 @@ def test_neighbourhood_count_with_the_output_layer_by_brute_force():
     model = torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.ReLU(), torch.nn.Linear(6, 4))
     x = torch.randn(30, 3, dtype=torch.float64)
     model = model.double()
-    with_out = neighborhood_complexity(model, x, radius=0.7, n_vertices=4, seed=1, include_output=True)
+    with_out = neighborhood_complexity(
+        model, x, radius=0.7, n_vertices=4, seed=1, include_output=True
+    )
     without = neighborhood_complexity(model, x, radius=0.7, n_vertices=4, seed=1)
     assert with_out.per_layer["output"] + without.value == pytest.approx(with_out.value)
     from reluscope.measures.neighborhood import cross_polytope, orthonormal_frame
