@@ -22,6 +22,7 @@ from reluscope.experiments import (
 )
 from reluscope.experiments.outcome import Outcome
 from reluscope.report.html import render_report, write_report
+from reluscope.report.rundirs import FailedRun, RunSet, read_run
 from reluscope.values import parse_assignments
 
 TOY = "toy_experiment:EXPERIMENT"
@@ -132,11 +133,14 @@ def test_unwritable_run_dir_is_a_clear_error(tmp_path):
 
 def test_report_embeds_figures_and_verdicts(tmp_path):
     summary = run_experiment(TOY, "quick", {}, tmp_path / "run", progress=False)
-    html = render_report([summary], failures=[("broken", "RuntimeError: <boom>")])
+    runs = RunSet([read_run(summary.run_dir)], [FailedRun("broken", None, "RuntimeError: <boom>")])
+    html = render_report(runs)
     png = (tmp_path / "run" / "hist.png").read_bytes()
     embedded = re.search(r'src="data:image/png;base64,([^"]+)"', html).group(1)
     assert base64.b64decode(embedded) == png
-    verdicts = re.findall(r'<td><span class="badge (pass|fail)">(PASS|FAIL)</span></td>', html)
+    verdicts = re.findall(
+        r'<td><span class="badge (pass|fail)" title="[^"]*">(PASS|FAIL)</span>', html
+    )
     expected = [
         ("pass", "PASS") if p.passed else ("fail", "FAIL") for p in summary.outcome.predictions
     ]
@@ -145,7 +149,7 @@ def test_report_embeds_figures_and_verdicts(tmp_path):
     assert "RuntimeError: &lt;boom&gt;" in html
     passed = sum(p.passed for p in summary.outcome.predictions)
     assert f"{passed} / 2</span>" in html
-    path = write_report([summary], tmp_path / "index.html")
+    path = write_report(runs, tmp_path / "index.html")
     assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
 

@@ -228,6 +228,8 @@ def test_cli_prints_per_config_counts_and_mean_std_over_seeds(local_sweep):
         for line in cli.output.splitlines()
         if line.startswith("│")
     ]
+    # the predictions table: seeds bearing the prediction out, per grid point
+    assert rows.pop() == ["P1", "0/2", "0/2", "2/2", "2/2"]
     expected = []
     for a, mode in itertools.product([0.5, 2.0], ["x", "y"]):
         seeds = [closed_form(a, mode, seed) for seed in range(SEEDS)]

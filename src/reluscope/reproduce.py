@@ -3,16 +3,21 @@ at a time in this process or in worker processes."""
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from rich.console import Console
 
 from reluscope.errors import InputError
+from reluscope.experiments.provenance import now, write_provenance
 from reluscope.experiments.registry import Experiment, experiments, get_experiment
 from reluscope.experiments.runner import RunSummary, check_device, run_experiment
+from reluscope.report.html import write_report
+from reluscope.report.rundirs import FailedRun, RunSet, read_run
 from reluscope.rundir import claim_directory, locked, mark_collection
 
 
@@ -80,13 +85,30 @@ def reproduce(
     say = on_result or (lambda name, result: None)
     with locked(out, "output directory"):
         mark_collection(out)
+        started, start = now(), time.perf_counter()
         if workers == 1:
             runs, failures = _in_process(chosen, scale, out, configs, rerun, force, console, say)
         else:
             runs, failures = _in_workers(chosen, scale, out, configs, rerun, force, workers, say)
-        from reluscope.report.html import write_report
-
-        report = write_report(runs, out / "index.html", failures)
+        provenance = write_provenance(
+            out,
+            {
+                "scale": scale,
+                "experiments": [e.name for e in chosen],
+                "workers": workers,
+                "threads": 1 if workers > 1 else torch.get_num_threads(),
+                "started": started,
+                "finished": now(),
+                "wall_s": time.perf_counter() - start,
+                "reused": [r.experiment.name for r in runs if r.reused],
+            },
+        )
+        runset = RunSet(
+            [read_run(r.run_dir) for r in runs],
+            [FailedRun(name, out / name, error) for name, error in failures],
+            provenance,
+        )
+        report = write_report(runset, out / "index.html")
     return Reproduction(runs, failures, report)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +40,27 @@ ForceOpt = Annotated[
 
 OUT_SUFFIXES = (".parquet", ".csv")
 POINT_FILE_SUFFIXES = (".npy", ".npz", ".pt")
+
+
+class Scale(str, Enum):
+    """The scale of an experiment: quick (minutes, on generated data) or the paper's."""
+
+    quick = "quick"
+    paper = "paper"
+
+
+class Preset(str, Enum):
+    """The kernel of local complexity."""
+
+    theory = "theory"
+    paper_code = "paper_code"
+
+
+class Method(str, Enum):
+    """How local complexity computes gradient norms."""
+
+    exact = "exact"
+    sketch = "sketch"
 
 
 def parse_numbers(text: str, name: str) -> list[float]:

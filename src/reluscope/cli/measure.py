@@ -12,7 +12,9 @@ from rich.table import Table
 from reluscope.cli.common import (
     DeviceOpt,
     DtypeOpt,
+    Method,
     ModelOpt,
+    Preset,
     WeightsOpt,
     _check_output_file,
     _dtype,
@@ -68,8 +70,8 @@ def measure(
         int | None, typer.Option("--n", help="Measure on a random subsample of N points.")
     ] = None,
     sigma: Annotated[float, typer.Option(help="Bias-noise scale of lc and tv.")] = 0.01,
-    preset: Annotated[str, typer.Option(help="lc kernel: theory or paper_code.")] = "theory",
-    method: Annotated[str, typer.Option(help="lc gradient norms: exact or sketch.")] = "exact",
+    preset: Annotated[Preset, typer.Option(help="lc kernel.")] = Preset.theory,
+    method: Annotated[Method, typer.Option(help="lc gradient norms.")] = Method.exact,
     radius: Annotated[
         float | None, typer.Option(help="Cross-polytope radius of neighborhood (input units).")
     ] = None,
@@ -113,7 +115,7 @@ def measure(
         tv_output = int(output) if output.lstrip("-").isdigit() else output
         runs = {
             "lc": lambda x: local_complexity(
-                net, x, sigma=sigma, preset=preset, method=method, seed=seed, dtype=dt
+                net, x, sigma=sigma, preset=preset.value, method=method.value, seed=seed, dtype=dt
             ),
             "neighborhood": lambda x: neighborhood_complexity(
                 net, x, radius=radius, n_vertices=n_vertices, seed=seed, dtype=dt

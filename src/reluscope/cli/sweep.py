@@ -11,25 +11,27 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from reluscope.cli.common import ForceOpt, _run, console
-from reluscope.cli.experiments import DataDirOpt, ScaleOpt, _interruptible, _with_data_dir
+from reluscope.cli.common import ForceOpt, Scale, _run, console
+from reluscope.cli.experiments import (
+    DataDirOpt,
+    NameArg,
+    ScaleOpt,
+    TensorboardOpt,
+    _interruptible,
+    _with_data_dir,
+)
 
 MAX_NUMBERS = 6
 
 
 def sweep(
-    name: Annotated[
-        str,
-        typer.Argument(
-            help="Experiment name (see `reluscope experiments`) or package.module:ATTR."
-        ),
-    ],
+    name: NameArg,
     grid: Annotated[
         list[str] | None,
         typer.Option(help="key=v1,v2,... (repeatable; values read like --set values)."),
     ] = None,
     seeds: Annotated[int, typer.Option(help="Run every grid point with seeds 0..K-1.")] = 1,
-    scale: ScaleOpt = "quick",
+    scale: ScaleOpt = Scale.quick,
     set_: Annotated[
         list[str] | None,
         typer.Option(
@@ -49,6 +51,7 @@ def sweep(
     ] = Path("runs"),
     data_dir: DataDirOpt = None,
     force: ForceOpt = False,
+    tensorboard: TensorboardOpt = False,
 ) -> None:
     """Run an experiment once per combination of the --grid values and seed, skipping runs
     that already finished; write all records to OUT/NAME/sweep.parquet (with the grid values
@@ -67,7 +70,7 @@ def sweep(
                 name,
                 values,
                 seeds,
-                scale,
+                scale.value,
                 overrides,
                 out,
                 backend=backend,
@@ -75,15 +78,22 @@ def sweep(
                 address=address,
                 console=console,
                 force=force,
+                tensorboard=tensorboard,
             ),
             out / experiment.name,
         )
         console.print(_summary_table(result))
+        if any(run.outcome is not None and run.outcome.predictions for run in result.runs):
+            console.print(_prediction_table(result))
         for run in result.failures:
             console.print(
                 f"[red]FAILED[/] {escape(run.run_id)}: {escape(run.error)} "
                 f"[dim](traceback: {escape(str(run.run_dir / 'error.txt'))})[/]"
             )
+        from reluscope.sweep.figures import sweep_figures
+
+        for figure in sweep_figures(result):
+            console.print(f"figure: {escape(str(figure))}")
         counts = {s: sum(r.status == s for r in result.runs) for s in ("ran", "reused", "failed")}
         console.print(
             f"{len(result.runs)} runs ({', '.join(f'{n} {s}' for s, n in counts.items())}); "
@@ -104,15 +114,11 @@ def _summary_table(result) -> Table:
     caption = (
         f"{len(numbers) - len(shown)} more numbers in runs.parquet" if shown != numbers else None
     )
-    table = Table(
-        *result.grid_keys,
-        "runs",
-        "PASS",
-        "FAIL",
-        *shown,
-        title=f"sweep {result.name}: mean ± std over seeds",
-        caption=caption,
-    )
+    table = Table(title=f"sweep {result.name}: mean ± std over seeds", caption=caption)
+    for header in (*result.grid_keys, "runs", "PASS", "FAIL"):
+        table.add_column(escape(header), no_wrap=True)
+    for name in shown:  # long keys wrap at their separators instead of squeezing the values
+        table.add_column(escape(name.replace("_", " ").replace(".", ". ")), justify="right")
     for row in summary.to_dict("records"):
         done = f"{row['runs'] - row['failed_runs']}/{row['runs']}"
         if row["failed_runs"]:
@@ -131,3 +137,35 @@ def _mean_std(mean: float, std: float) -> str:
     if math.isnan(mean):
         return ""
     return f"{mean:.4g}" if math.isnan(std) else f"{mean:.4g} ± {std:.2g}"
+
+
+def _prediction_table(result) -> Table:
+    """One row per prediction of the paper, one column per grid point: how many of the seeds
+    that finished bear it out ('k/n'), green when all do; the claims are the caption."""
+    points: dict[str, list] = {}
+    for run in result.runs:
+        values = run.columns(result.grid_keys)
+        label = ",".join(f"{k}={values[k]}" for k in result.grid_keys) or "all"
+        points.setdefault(label, []).append(run)
+    claims = next(r.outcome.predictions for r in result.runs if r.outcome is not None)
+    table = Table(
+        title="predictions of the paper: seeds that bear each out",
+        caption="\n".join(f"P{i}: {escape(p.claim)}" for i, p in enumerate(claims, 1)),
+        caption_justify="left",
+    )
+    table.add_column("prediction", no_wrap=True)
+    for label in points:
+        table.add_column(escape(label), justify="right", no_wrap=True)
+    for i in range(len(claims)):
+        cells = []
+        for runs in points.values():
+            verdicts = [
+                r.outcome.predictions[i].passed
+                for r in runs
+                if r.outcome is not None and len(r.outcome.predictions) > i
+            ]
+            passed, total = sum(verdicts), len(verdicts)
+            colour = "green" if total and passed == total else "red"
+            cells.append(f"[{colour}]{passed}/{total}[/]" if total else "")
+        table.add_row(f"P{i + 1}", *cells)
+    return table

@@ -4,6 +4,7 @@ configuration an experiment passes to the Trainer."""
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Any, ClassVar, Literal
 
@@ -108,8 +109,11 @@ def _check_keys(model: type[BaseModel], values: dict[str, Any], prefix: str) -> 
     unknown = sorted(set(values) - set(model.model_fields))
     if unknown:
         names = ", ".join(prefix + k for k in unknown)
+        close = [(k, difflib.get_close_matches(k, list(model.model_fields), n=1)) for k in unknown]
+        hints = [f"'{prefix}{k}' -> '{prefix}{c[0]}'" for k, c in close if c]
+        hint = f"did you mean {', '.join(hints)}? " if hints else ""
         raise InputError(
-            f"unknown config key(s) {names} for {model.__name__}; valid keys: "
+            f"unknown config key(s) {names} for {model.__name__}; {hint}valid keys: "
             f"{', '.join(prefix + k for k in model.model_fields)}. {renamed_key_hints(unknown)}".rstrip()
         )
     for name, value in values.items():

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from reluscope.io import atomic_write
@@ -90,5 +91,11 @@ class Outcome:
 
 
 def _plain(value: Any) -> Any:
+    """A key number as a JSON value: booleans and integers (numpy's too) keep their type,
+    other numbers become floats, NaN becomes None."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
     value = float(value) if hasattr(value, "__float__") else value
     return None if isinstance(value, float) and math.isnan(value) else value

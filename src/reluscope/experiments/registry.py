@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import ast
+import difflib
 import importlib
 import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from reluscope.errors import InputError
@@ -26,6 +29,13 @@ PAPERS: dict[str, str] = {
     "Linear Networks? (TMLR 2025)",
 }
 
+#: Each paper's arXiv page.
+PAPER_URLS: dict[str, str] = {
+    "local_complexity": "https://arxiv.org/abs/2412.18283",
+    "low_rank_bounds": "https://arxiv.org/abs/2411.13733",
+    "bias_free_relu": "https://arxiv.org/abs/2406.12615",
+}
+
 
 ConfigT = TypeVar("ConfigT", bound=ExperimentConfig)
 
@@ -33,7 +43,9 @@ ConfigT = TypeVar("ConfigT", bound=ExperimentConfig)
 @dataclass(frozen=True)
 class Experiment(Generic[ConfigT]):
     """A named experiment: its configuration class and ``run(config, context) -> Outcome``.
-    ``order`` sorts experiments of the same paper in the report."""
+    ``order`` sorts experiments of the same paper in the report. ``key_numbers`` describes the
+    Outcome's numbers for the report: a key or shell-style pattern (``lc_final.*``) ->
+    ``(description, unit)``; the first matching entry describes a number."""
 
     name: str
     title: str
@@ -42,6 +54,7 @@ class Experiment(Generic[ConfigT]):
     config: type[ConfigT]
     run: Callable[[ConfigT, RunContext], Outcome]
     order: int = 0
+    key_numbers: dict[str, tuple[str, str]] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if self.paper not in PAPERS:
@@ -65,6 +78,29 @@ def _registry() -> dict[str, Experiment]:
     return {e.name: e for e in ordered}
 
 
+def declared_names() -> list[str]:
+    """The names of the experiments under ``reluscope.experiments``, read from their modules'
+    source (``EXPERIMENT = Experiment(name=...)``) without importing them: cheap enough for the
+    command line's help."""
+    import reluscope.experiments as package
+
+    names = []
+    for root in package.__path__:
+        for file in sorted(Path(root).rglob("*.py")):
+            for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+                if (
+                    isinstance(node, ast.Assign)
+                    and any(isinstance(t, ast.Name) and t.id == "EXPERIMENT" for t in node.targets)
+                    and isinstance(node.value, ast.Call)
+                ):
+                    names += [
+                        k.value.value
+                        for k in node.value.keywords
+                        if k.arg == "name" and isinstance(k.value, ast.Constant)
+                    ]
+    return sorted(names)
+
+
 def experiments() -> list[Experiment]:
     """Every registered experiment, grouped by paper, in report order."""
     return list(_registry().values())
@@ -78,8 +114,10 @@ def get_experiment(name: str) -> Experiment:
         return _import_experiment(name)
     registry = _registry()
     if name not in registry:
+        close = difflib.get_close_matches(name, list(registry), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise InputError(
-            f"unknown experiment {name!r}; registered: {', '.join(registry) or '(none)'}, "
+            f"unknown experiment {name!r}; {hint}registered: {', '.join(registry) or '(none)'}, "
             "or give your own as package.module:ATTRIBUTE"
         )
     return registry[name]

@@ -18,10 +18,15 @@ from reluscope.devices import resolve_device
 from reluscope.errors import InputError
 from reluscope.experiments.config import ExperimentConfig
 from reluscope.experiments.outcome import Figure, Outcome
+from reluscope.experiments.provenance import now, run_metadata
 from reluscope.experiments.registry import Experiment, get_experiment
-from reluscope.figures import REPORT_DPI, save_png
+from reluscope.figures import REPORT_DPI, figure_style, save_png
 from reluscope.io import atomic_write, read_json
 from reluscope.rundir import STAMP, claim_directory, locked, make_directory
+from reluscope.train.display import progress_file, tensorboard_logging, writer_class
+
+#: While a run is going on, its training progress (see ``reluscope.train.display``).
+PROGRESS_FILE = "progress.json"
 
 
 @dataclass(frozen=True)
@@ -148,18 +153,23 @@ def run_experiment(
     force: bool = False,
     progress: bool = True,
     console: Console | None = None,
+    tensorboard: bool = False,
 ) -> RunSummary:
     """Run ``experiment`` (an Experiment, or its name as for ``get_experiment``) at ``scale``
     with config ``overrides`` into ``run_dir`` (default ``runs/NAME``). A finished run of the
     same config there is read back instead of recomputed unless ``rerun``; an interrupted one
     resumes from its checkpoints. A non-empty ``run_dir`` that reluscope did not write is
     refused unless ``force``. The directory is locked while the run writes it, and its config
-    stamp is written once the run starts writing (a run that fails before that leaves none)."""
+    stamp is written once the run starts writing (a run that fails before that leaves none).
+    With ``tensorboard``, every training run also logs to TensorBoard in its sub-directory."""
+    given_as = experiment if isinstance(experiment, str) else None
     if not isinstance(experiment, Experiment):
         experiment = get_experiment(experiment)
     name = experiment.name
     config = experiment.config.build(scale, overrides)
     check_device(config.device)
+    if tensorboard:
+        writer_class()  # InputError before anything is written when tensorboard is missing
     run_dir = claim_directory(
         Path(run_dir) if run_dir is not None else Path("runs") / name, force, "run directory"
     )
@@ -180,12 +190,25 @@ def run_experiment(
                 write_stamp(run_dir, stamp, name)
                 stamped.append(True)
 
+        started = now()
         start = time.perf_counter()
         context = RunContext(run_dir, scale, progress, console, start_writing)
-        outcome = experiment.run(config, context)
+        with (
+            figure_style(),
+            progress_file(run_dir / PROGRESS_FILE),
+            tensorboard_logging(tensorboard),
+        ):
+            outcome = experiment.run(config, context)
         elapsed = time.perf_counter() - start
         start_writing()
+        try:
+            baseline = experiment.config.build(scale).to_json()
+        except InputError:  # a config without defaults: every key goes into the command
+            baseline = {}
+        metadata = run_metadata(
+            experiment, stamp, baseline, scale, run_dir, outcome.numbers, given_as
+        )
         outcome.save(
-            run_dir, {"experiment": name, "scale": scale, "config": stamp, "elapsed_s": elapsed}
+            run_dir, {**metadata, "elapsed_s": elapsed, "started": started, "finished": now()}
         )
     return RunSummary(experiment, config, outcome, run_dir, elapsed, scale, False)

@@ -22,6 +22,7 @@ from reluscope.rundir import claim_directory, make_directory, mark_collection
 from reluscope.sweep.grid import SweepPoint, expand_grid
 from reluscope.sweep.result import FAILED, RAN, REUSED, SweepResult, SweepRun
 from reluscope.sweep.task import RunTask, TaskResult
+from reluscope.train.display import writer_class
 from reluscope.values import lookup
 
 BACKENDS = ("local", "ray")
@@ -41,6 +42,7 @@ def run_sweep(
     progress: bool = True,
     console: Console | None = None,
     force: bool = False,
+    tensorboard: bool = False,
 ) -> SweepResult:
     """Run ``experiment`` (an Experiment, a registered name or ``package.module:ATTRIBUTE``,
     importable by the workers) once per combination of the ``grid`` values and seed
@@ -53,7 +55,9 @@ def run_sweep(
     ``backend="ray"`` runs Ray tasks on the cluster at ``address`` or on a local Ray instance of
     ``workers`` CPUs. A failed run is reported in the result (with its error) and does not stop
     the others. A non-empty ``out_dir/NAME`` that reluscope did not write is refused unless
-    ``force``."""
+    ``force``. With ``tensorboard``, each run's training runs also log to TensorBoard."""
+    if tensorboard:
+        writer_class()  # InputError now, not in every worker, when tensorboard is missing
     if backend not in BACKENDS:
         raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -89,7 +93,9 @@ def run_sweep(
             )
         else:
             gpus = 1 if config.device.startswith("cuda") else 0
-            task = RunTask(target, scale, point.overrides, str(run_dir), point.run_id, gpus, force)
+            task = RunTask(
+                target, scale, point.overrides, str(run_dir), point.run_id, gpus, force, tensorboard
+            )
             tasks.append(task)
     results = _results(tasks, backend, workers, address)
     with (

@@ -24,7 +24,8 @@ ERROR_FILE = "error.txt"
 class RunTask:
     """One run for a worker: the experiment (an Experiment, a registered name or
     ``package.module:ATTRIBUTE``), its scale and config overrides, its run directory, its run
-    id, the GPUs it needs, and whether a run directory reluscope did not write may be used."""
+    id, the GPUs it needs, whether a run directory reluscope did not write may be used, and
+    whether its training runs log to TensorBoard."""
 
     experiment: str | Experiment
     scale: str
@@ -33,6 +34,7 @@ class RunTask:
     run_id: str
     gpus: int = 0
     force: bool = False
+    tensorboard: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ def execute(task: RunTask, threads: int) -> TaskResult:
             task.run_dir,
             force=task.force,
             progress=False,
+            tensorboard=task.tensorboard,
         )
     except Exception as exc:
         trace = traceback.format_exc()

@@ -32,7 +32,13 @@ from reluscope.train.checkpoint import (
 )
 from reluscope.train.config import TrainConfig
 from reluscope.train.data import as_dataset
-from reluscope.train.display import ProgressDisplay, log_records, open_tensorboard, writer_class
+from reluscope.train.display import (
+    ProgressDisplay,
+    log_records,
+    open_tensorboard,
+    tensorboard_requested,
+    writer_class,
+)
 from reluscope.train.interrupt import InterruptGuard
 from reluscope.train.optim import build_optimizer, learning_rate
 from reluscope.train.probe import Probe
@@ -96,6 +102,7 @@ class Trainer:
         self._y = train.labels.to(self.device)
         _check_model(self.model, self._x, self._y, cfg.loss)
         self.run_dir = _prepare_run_dir(run_dir)
+        tensorboard = tensorboard or (tensorboard_requested() and self.run_dir is not None)
         if tensorboard:
             if self.run_dir is None:
                 raise InputError("tensorboard=True needs a run_dir to write the logs to")

@@ -313,12 +313,6 @@ def plot_series(
     ax.set_xscale("log")
 
 
-def mark_step(ax: Axes, step: int | None, label: str, color: str = "0.4") -> None:
-    """A dashed vertical line at ``step`` (plotted at step + 1)."""
-    if step is not None:
-        ax.axvline(step + 1, color=color, ls="--", lw=0.9, label=label)
-
-
 def phase_marks(phases: dict[str, float]) -> list[tuple[int | None, str, str]]:
     """The (step, label, colour) marks of the end of the first LC descent and the LC peak
     (see :func:`lc_phases`), for :func:`finish_step_axes`."""
@@ -333,10 +327,25 @@ def phase_marks(phases: dict[str, float]) -> list[tuple[int | None, str, str]]:
 
 
 def finish_step_axes(axes: Sequence[Axes], marks: Sequence[tuple[int | None, str, str]]) -> None:
-    """On every axis against training step: the (step, label, colour) ``marks`` as dashed
-    lines (see :func:`mark_step`), the step-axis label and a legend."""
+    """On every axis against training step: the (step, label, colour) ``marks`` as vertical
+    lines (marks at the same step merged into one, each kind in its own line style), the
+    step-axis label, each panel's legend of its curves where it covers the least, and one
+    legend of the marks below the figure."""
+    merged: dict[int, tuple[list[str], str]] = {}
+    for step, label, color in marks:
+        if step is not None:
+            merged.setdefault(step, ([], color))[0].append(label)
+    styles = ("--", ":", "-.")
+    lines = []
     for ax in axes:
-        for step, label, color in marks:
-            mark_step(ax, step, label, color)
+        handles, labels = ax.get_legend_handles_labels()
+        if handles:
+            ax.legend(handles, labels, loc="best")
         ax.set_xlabel("training step + 1")
-        ax.legend(fontsize="x-small")
+        lines = [
+            ax.axvline(step + 1, color=color, ls=styles[i % 3], lw=1.3)
+            for i, (step, (_, color)) in enumerate(merged.items())
+        ]
+    if lines:
+        labels = [f"{' = '.join(names)} (step {step})" for step, (names, _) in merged.items()]
+        axes[0].figure.legend(lines, labels, loc="outside lower center", ncols=len(lines))

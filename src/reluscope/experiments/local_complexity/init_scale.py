@@ -228,11 +228,15 @@ def _figure(table: pd.DataFrame, ctx: RunContext) -> Figure:
     image = ax.imshow(grid.to_numpy(), cmap="viridis", origin="lower", aspect="auto")
     ax.set_xticks(range(grid.shape[1]), [f"{a:g}" for a in grid.columns])
     ax.set_yticks(range(grid.shape[0]), [str(w) for w in grid.index])
+    bright = np.nanmean(grid.to_numpy())  # dark text on the bright (yellow) cells
     for (i, j), value in np.ndenumerate(grid.to_numpy()):
-        ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="w", fontsize=8)
+        colour = "k" if value > bright else "w"
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", color=colour, fontsize=9)
+    ax.grid(False)
     ax.set_xlabel("init scale alpha")
     ax.set_ylabel("hidden width")
-    fig.colorbar(image, ax=ax, label="|LC_T - LC_0| / LC_0")
+    ax.set_title("relative LC change |LC_T - LC_0| / LC_0")
+    fig.colorbar(image, ax=ax)
     ax = axes[1]
     for width, group in table.groupby("width"):
         ax.scatter(group["param_change"], group["lc_change"], label=f"width {width}", s=24)
@@ -242,11 +246,12 @@ def _figure(table: pd.DataFrame, ctx: RunContext) -> Figure:
     ax.set_yscale("log" if (table["lc_change"] > 0).all() else "linear")
     ax.set_xlabel("||theta_T - theta_0|| / ||theta_0||")
     ax.set_ylabel("|LC_T - LC_0| / LC_0")
-    ax.legend(fontsize="small")
+    ax.set_title("LC change against parameter movement")
+    ax.legend()
     return ctx.figure(
         fig,
         "init_scale.png",
-        "Left: relative change of the local complexity at the training points between "
+        "Left: relative change (colour and numbers) of the local complexity at the training points between "
         "initialisation and the end of training, for every hidden width and init scale alpha "
         "(same SGD learning rate and steps; LC measured with the same noise draws at both "
         "steps). Right: the same against the relative distance the parameters moved, points "

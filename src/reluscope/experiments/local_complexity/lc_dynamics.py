@@ -331,6 +331,8 @@ def _figure(records: pd.DataFrame, facts: dict[str, Any], ctx: RunContext) -> Fi
     ax.set_ylabel("accuracy")
     marks = [(facts["interp"], "interpolation", "0.4")]
     common.finish_step_axes(axes, marks)
+    axes[1].set_ylim(bottom=0)  # room below the ranks for their legend
+    axes[1].legend(loc="lower left", ncols=2)
     return ctx.figure(
         fig,
         "lc_dynamics.png",
@@ -338,9 +340,10 @@ def _figure(records: pd.DataFrame, facts: dict[str, Any], ctx: RunContext) -> Fi
         "over points. Top left: local complexity (theory preset, sigma as configured) at train "
         "and test points; top right: local rank of each hidden layer's pre-activation "
         "Jacobian; bottom left: total variation of the logits; bottom right: train, test and "
-        "PGD adversarial accuracy. Grey dashed: first step with train accuracy >= "
-        f"{INTERPOLATION}. Look for LC falling after it while the deep layers' rank collapses "
-        "and the PGD accuracy rises. The train-point LC uses the same noise at every step.",
+        "PGD adversarial accuracy. Vertical line (legend below): the first step with train "
+        f"accuracy >= {INTERPOLATION}. Look for LC falling after it while the deep layers' rank "
+        "collapses and the PGD accuracy rises. The train-point LC uses the same noise at every "
+        "step.",
     )
 
 
@@ -356,4 +359,27 @@ EXPERIMENT = Experiment(
     config=LCDynamicsConfig,
     run=run,
     order=1,
+    key_numbers={
+        "lc_train_init": ("local complexity at the training points at step 0", "1 / input unit"),
+        "lc_train_end": ("local complexity at the training points at the end", "1 / input unit"),
+        "lc_test_end": ("local complexity at the test points at the end", "1 / input unit"),
+        "*_accuracy_end": ("{0} accuracy at the end", "fraction"),
+        "interpolation_step": (
+            "first step with train accuracy at the interpolation level",
+            "steps",
+        ),
+        "lc_train_test_median_rel_gap": ("median |LC train - LC test| / mean LC", "fraction"),
+        "lc_at_interp": ("LC at the training points at interpolation", "1 / input unit"),
+        "lc_drop": ("LC drop from interpolation to the end, paired over points", "1 / input unit"),
+        "lc_drop_stderr": ("standard error of the LC drop", "1 / input unit"),
+        "rank_at_interp.layer*": ("local rank of layer {0} at interpolation", "dimensions"),
+        "rank_end.layer*": ("local rank of layer {0} at the end", "dimensions"),
+        "rank_rel_drop.layer*": (
+            "relative drop of layer {0}'s local rank after interpolation",
+            "fraction",
+        ),
+        "adv_accuracy_at_interp": ("PGD accuracy at interpolation", "fraction"),
+        "adv_accuracy_max_after_interp": ("highest PGD accuracy after interpolation", "fraction"),
+        "adv_rise_stderr": ("standard error of the PGD accuracy rise", "fraction"),
+    },
 )

@@ -11,6 +11,8 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.lines import Line2D
+from matplotlib.patches import Circle as MplCircle
 from pydantic import Field
 from scipy.stats import binomtest
 
@@ -134,7 +136,7 @@ def run(config: RegionMigrationConfig, ctx: RunContext) -> Outcome:
     results = [_run_seed(s, ctx, first=i == 0) for i, s in enumerate(seeds)]
     first = results[0]
     figures = [
-        _grid_figure(first["shown"], ctx),
+        _grid_figure(first["shown"], c.near, ctx),
         _planes_figure(first["verdict_planes"], first["peak"], ctx),
         _stats_figure(first["records"], c.n_planes, first["phases"], ctx),
     ]
@@ -448,27 +450,48 @@ def _plane_mean(records: pd.DataFrame, n_planes: int) -> pd.DataFrame:
 
 
 def _grid_figure(
-    shown: list[tuple[int, int, PlanePartition, np.ndarray]], ctx: RunContext
+    shown: list[tuple[int, int, PlanePartition, np.ndarray]], near: float, ctx: RunContext
 ) -> Figure:
     planes = sorted({k for k, *_ in shown})
     steps = sorted({step for _, step, *_ in shown})
-    fig, axes = new_figure(len(steps), len(planes), size=(2.8, 2.8))
+    fig, axes = new_figure(len(steps), len(planes), size=(2.4, 2.4))
     for k, step, part, segments in shown:
-        ax = axes[planes.index(k) * len(steps) + steps.index(step)]
+        row, col = planes.index(k), steps.index(step)
+        ax = axes[row * len(steps) + col]
         draw_plane(ax, part, points=part.marked_points, edge_width=0.08, segments=segments)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_title(f"plane {k}, step {step}: {part.num_regions} regions", fontsize=8)
+        marked = part.marked_points.cpu().numpy()
+        radius = near * float(
+            np.mean([np.linalg.norm(marked[i] - marked[j]) for i, j in ((0, 1), (0, 2), (1, 2))])
+        )
+        for centre in marked:
+            ax.add_patch(MplCircle(centre, radius, fill=False, ls="--", lw=1.0, ec="0.1"))
+        ax.grid(False)
+        ax.tick_params(labelsize=7)
+        ax.set_title(f"step {step}: {part.num_regions} regions", fontsize=9)
+        if col == 0:
+            ax.set_ylabel(f"plane {k}: t")
+        if row == len(planes) - 1:
+            ax.set_xlabel("s (input units)")
+    legend = [
+        Line2D([], [], ls="", marker="o", color="k", label="training points (3 classes)"),
+        Line2D([], [], color="crimson", label="decision boundary"),
+        Line2D([], [], color="k", lw=0.6, label="region edges"),
+        Line2D(
+            [], [], color="0.1", ls="--", label=f"'near' radius ({near:g} x mean point distance)"
+        ),
+    ]
+    fig.legend(handles=legend, loc="outside lower center", ncols=2)
     return ctx.figure(
         fig,
         "regions_grid.png",
-        "Exact linear regions of the network on planes through three training points of "
-        "different classes (black dots), one row per plane, at step 0, the end of the first "
-        "descent of the neighbourhood LC, its maximum, a step between the maximum and the end, "
-        "and the end. Regions in random colours, region edges in black, decision boundary in "
-        "red. Region migration predicts that after the maximum the edges thin out around the "
-        "points and crowd along the red boundary.",
-        dpi=120,
+        f"Exact linear regions of the network on the first {len(planes)} planes through three "
+        "training points of different classes (black dots), one row per plane (coordinates s, "
+        "t in input units along the plane), at step 0, the end of the first descent of the "
+        "neighbourhood LC, its maximum, a step between the maximum and the end, and the end "
+        "(every plane at the maximum and the end: see verdict_planes.png). Regions in random "
+        "colours, region edges in black, decision boundary in red, the 'near' radius the vertex "
+        "densities are measured within dashed. Region migration predicts that after the maximum "
+        "the edges thin out around the points and crowd along the red boundary.",
     )
 
 

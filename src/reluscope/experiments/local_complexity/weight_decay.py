@@ -306,4 +306,15 @@ EXPERIMENT = Experiment(
     config=WeightDecayConfig,
     run=run,
     order=2,
+    key_numbers={
+        "slope": ("slope of the final LC against ln(1/lambda)", "LC per unit of ln(1/lambda)"),
+        "slope_stderr": ("standard error of that slope", "LC per unit of ln(1/lambda)"),
+        "intercept": ("intercept of that fit", "1 / input unit"),
+        "r2": ("R^2 of that linear fit", ""),
+        "lc_init": ("local complexity at initialisation", "1 / input unit"),
+        "lc_final.lambda_*": (
+            "final local complexity at weight decay lambda = {0}",
+            "1 / input unit",
+        ),
+    },
 )

@@ -528,7 +528,7 @@ def _finish(ctx: RunContext, fig, axes, s: Series, name: str, caption: str) -> F
     as ``name`` in the run directory, returned as a Figure with ``caption``."""
     for ax in axes:
         _mark(ax, s)
-        ax.legend(fontsize=6)
+        ax.legend()
     return ctx.figure(fig, name, caption)
 
 
@@ -614,24 +614,28 @@ def _rank_figure(ctx: RunContext, s: Series, classes: int) -> Figure:
 
 
 def _bound_figure(ctx: RunContext, s: Series) -> Figure:
-    fig, axes = new_figure(2, 1, size=(4.6, 3.4))
-    a, b = axes
+    fig, axes = new_figure(3, 1, size=(3.0, 3.6))
+    a, b, c = axes
     a.plot(s.get("log10_bound_plain"), label="plain (exact ranks)")
     a.plot(s.get("log10_bound_collapse"), ls="--", label="collapse-aware (spec's split)")
-    a.plot(s.get("log10_bound_best"), ls=":", label="smallest over splits")
+    a.plot(s.get("log10_bound_best"), ls=":", lw=2.2, label="smallest over splits")
     a.set_ylabel("log10 bound on the test error")
-    a.set_title("post hoc low-rank bound (C1, C2 as set)")
-    b.plot(s.get("log10_rank_factor_plain"), label="rank factor, plain")
-    b.plot(s.get("log10_rank_factor_collapse"), label="rank factor, collapse-aware")
-    b.plot(s.get("log10_collapsed_factor"), ls="--", label="its collapsed-layer part")
-    b.set_ylabel("log10")
-    bx = b.twinx()
-    for metric, ls in (("collapse_split", "-"), ("best_split", ":")):
+    a.set_title("post hoc low-rank bound")
+    b.plot(s.get("log10_rank_factor_plain"), marker="o", ms=3, label="plain")
+    b.plot(s.get("log10_rank_factor_collapse"), ls="--", marker="s", ms=3, label="collapse-aware")
+    b.plot(s.get("log10_collapsed_factor"), ls=":", lw=2.2, label="its collapsed layers")
+    b.set_ylabel("log10 rank/width factor")
+    b.set_title("Σ w_l C1^(L−l) √(r_l d_l)")
+    for metric, ls, label in (
+        ("collapse_split", "-", "spec's split"),
+        ("best_split", ":", "best split"),
+    ):
         k = s.get(metric)
-        bx.step(k.index, k, color="k", lw=0.8, ls=ls, where="post")
-    bx.set_ylim(-0.2, len(s.layers) + 0.2)
-    bx.set_ylabel("split k: spec's (solid), best (dotted)")
-    b.set_title("rank/width factor Σ w_l C1^(L−l) √(r_l d_l)")
+        c.step(k.index, k, lw=1.6, ls=ls, where="post", label=label)
+    c.set_ylim(-0.3, len(s.layers) + 0.3)
+    c.set_yticks(range(len(s.layers) + 1))
+    c.set_ylabel("split k (layers above k truncated to rank C)")
+    c.set_title("collapse split k (k = L: none)")
     return _finish(
         ctx,
         fig,
@@ -648,9 +652,9 @@ def _bound_figure(ctx: RunContext, s: Series) -> Figure:
         "the margin down). "
         "While the bound is far above 1, the margin risk a truncation costs (at most 1) is "
         "invisible, so the smallest is reached by truncating every layer whether or not the "
-        "features have collapsed. Right: the rank/width factor of the plain and spec-split "
-        "bounds, the collapsed layers' part (dashed) and the splits (black steps, right axis; "
-        "k = L: nothing collapsed). Collapsed layers enter at rank C, at a cost that grows only "
+        "features have collapsed. Middle: the rank/width factor of the plain and spec-split "
+        "bounds and the collapsed layers' part. Right: the splits, the spec's and the best "
+        "(k = L: nothing collapsed). Collapsed layers enter at rank C, at a cost that grows only "
         "like sqrt(d_l) with their width.",
     )
 

@@ -316,14 +316,16 @@ def _predictions(
 
 
 def _rank_axis(ax, ranks: list[int]) -> None:
-    """A log x axis labelled with the ranks themselves."""
+    """A log x axis labelled with the ranks themselves, and the legend below the panel."""
     ax.set_xscale("log")
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticks(ranks, [str(r) for r in ranks])
+    ax.set_xlabel("rank r of every layer")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=1)
 
 
 def _figure(ctx: RunContext, records: pd.DataFrame, c: RankSweepConfig, depth: int) -> Figure:
-    fig, axes = new_figure(3, 1, size=(4.2, 3.4))
+    fig, axes = new_figure(3, 1, size=(3.0, 3.6))
     ranks = np.asarray(c.ranks, dtype=float)
     ax = axes[0]
     a_priori = 10 ** _curve(records, "a priori", "log10_gaussian_complexity")
@@ -347,8 +349,7 @@ def _figure(ctx: RunContext, records: pd.DataFrame, c: RankSweepConfig, depth: i
     ax.plot(ranks, mc_bound.to_numpy(), ":", color="0.4", label="bound (THM) on those points")
     _rank_axis(ax, c.ranks)
     ax.set_yscale("log")
-    ax.set_ylabel("Gaussian complexity (unnormalised)")
-    ax.legend(fontsize="x-small")
+    ax.set_ylabel("Gaussian complexity")
     ax = axes[1]
     for bound, label in (("low-rank", "chain rule (sum)"), ("grs", "GRS, measured ||W||_F")):
         ax.plot(
@@ -362,7 +363,6 @@ def _figure(ctx: RunContext, records: pd.DataFrame, c: RankSweepConfig, depth: i
     )
     _rank_axis(ax, c.ranks)
     ax.set_ylabel("log10 complexity term")
-    ax.legend(fontsize="x-small")
     ax = axes[2]
     for metric, label in (("train_accuracy", "train"), ("test_accuracy", "test")):
         ax.plot(
@@ -372,7 +372,7 @@ def _figure(ctx: RunContext, records: pd.DataFrame, c: RankSweepConfig, depth: i
     ax.plot(ranks, risk.to_numpy(), "s--", label=f"margin risk at gamma = {c.margin:g}")
     _rank_axis(ax, c.ranks)
     ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize="x-small")
+    ax.set_ylabel("accuracy, margin risk")
     return ctx.figure(
         fig,
         "rank_sweep.png",
