@@ -15,6 +15,8 @@ import reluscope
 PUBLIC_MODULES = {
     "reluscope.attacks",  # FGSM / PGD
     "reluscope.nets.ops",  # the ops a PWLNet is made of
+    "reluscope.nets.sites",  # its neuron sites: activations and max units
+    "reluscope.experiments.verdict",  # deciding predictions over seeds, for your own experiments
     "reluscope.regions.plot",  # drawing partitions
     "reluscope.report.html",  # the HTML report
     "reluscope.reproduce",  # every experiment, then the report

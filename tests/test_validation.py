@@ -34,7 +34,7 @@ from reluscope.errors import InputError
         ),
         (
             lambda: v.check_float_dtype("dtype", torch.int64),
-            "dtype must be a floating torch.dtype such as torch.float64 or None; got torch.int64",
+            "dtype must be torch.float32 or torch.float64 or None; got torch.int64",
         ),
         (
             lambda: v.check_shape("input_shape", (1, 0)),

@@ -3,21 +3,24 @@ at a time in this process or in worker processes."""
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
 
 from reluscope.errors import InputError
-from reluscope.experiments.provenance import now, write_provenance
+from reluscope.experiments.provenance import command_line, environment, now
 from reluscope.experiments.registry import Experiment, experiments, get_experiment
 from reluscope.experiments.runner import RunSummary, check_device, run_experiment
+from reluscope.io import atomic_write
 from reluscope.report.html import write_report
-from reluscope.report.rundirs import FailedRun, RunSet, read_run
+from reluscope.report.rundirs import PROVENANCE_FILE, FailedRun, RunSet, read_run
 from reluscope.rundir import claim_directory, locked, mark_collection
 
 
@@ -174,3 +177,12 @@ def _in_workers(chosen, scale, out, configs, rerun, force, workers, say):
     runs = [r for r in ordered if isinstance(r, RunSummary)]
     failures = [r for r in ordered if not isinstance(r, RunSummary)]
     return runs, failures
+
+
+def write_provenance(out: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """Write the run-level provenance ``info`` with this process's environment and command
+    line to ``out/provenance.json``, atomically; returns what was written."""
+    payload = {**environment(), "command_line": command_line(), **info}
+    text = json.dumps(payload, indent=2)
+    atomic_write(out / PROVENANCE_FILE, lambda t: t.write_text(text))
+    return payload

@@ -1,6 +1,9 @@
 """Where and how a run was made: software versions, git state, hardware, the command line and
 the command that reproduces one experiment alone. Written into each run directory so that the
-report can be rebuilt from the directories without importing any experiment code."""
+report can be rebuilt from the directories without importing any experiment code.
+
+Internal to reluscope: not part of the public API.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +18,6 @@ import sys
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from reluscope.io import atomic_write
-from reluscope.report.rundirs import PROVENANCE_FILE
 
 if TYPE_CHECKING:
     from reluscope.experiments.registry import Experiment
@@ -123,15 +123,6 @@ def rerun_command(
     return shlex.join([*args, "--out", str(run_dir)])
 
 
-def write_provenance(out: Path, info: dict[str, Any]) -> dict[str, Any]:
-    """Write the run-level provenance ``info`` with this process's environment and command
-    line to ``out/provenance.json``, atomically; returns what was written."""
-    payload = {**environment(), "command_line": command_line(), **info}
-    text = json.dumps(payload, indent=2)
-    atomic_write(out / PROVENANCE_FILE, lambda t: t.write_text(text))
-    return payload
-
-
 def describe_numbers(
     numbers: dict[str, Any], declared: dict[str, tuple[str, str]]
 ) -> dict[str, dict[str, str]]:
@@ -168,7 +159,8 @@ def run_metadata(
     from reluscope.experiments.registry import PAPER_URLS, PAPERS
 
     papers = list(PAPERS)
-    seeds = config.get("seeds", [config["seed"]] if "seed" in config else [])
+    first, count = config.get("seed"), config.get("seeds", 1)
+    seeds = list(range(first, first + count)) if isinstance(first, int) else []
     return {
         "experiment": experiment.name,
         "title": experiment.title,

@@ -1,6 +1,9 @@
 """Reading experiment run directories for the report: only the files a run wrote
 (``outcome.json``, ``config.json``, ``error.txt``, its PNGs and a ``provenance.json`` next to
-them), never the experiments' code."""
+them), never the experiments' code.
+
+Internal to reluscope: not part of the public API.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """One figure per swept key of a sweep: its key numbers (mean ± std over seeds) against the
-key's values, one line per combination of the other swept keys."""
+key's values, one line per combination of the other swept keys.
+
+Internal to reluscope: not part of the public API.
+"""
 
 from __future__ import annotations
 
