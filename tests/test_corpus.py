@@ -186,6 +186,18 @@ def one_line(text: str) -> str:
     return lines[0]
 
 
+def cli_error(text: str) -> str:
+    """The one error line of a command, or, for an option value the command line parser
+    refuses before the command runs (a choice not among an option's choices), the text of its
+    usage-error box prefixed with "error: "."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if lines and lines[0].startswith("Usage:"):
+        boxed = [line.strip("│ ").strip() for line in lines if line.startswith("│")]
+        assert boxed, f"a usage error without its message:\n{text}"
+        return "error: " + " ".join(boxed)
+    return one_line(text)
+
+
 # --------------------------------------------------------------------------- CLI cases
 M = ["measure", "--model", GOOD, "--data", "gaussian:n=20,d=2"]
 B = ["bounds", "--model", "mlp:2-4-2", "--data", "gaussian:n=20,d=2,classes=2"]
@@ -203,7 +215,7 @@ def models(prefix: list[str], spec_index: int) -> list[tuple[str, list[str], str
         ("absurd width", "mlp:2-1000000000000-1", r"needs about [\d,.]+ GiB of memory"),
         ("word width", "mlp:2-a-1", r"bad mlp widths"),
         ("unknown option", "mlp:2-4-1:colour=red", r"unknown keyword argument.*colour"),
-        ("bad bool", "mlp:2-4-1:bias=maybe", r"bias must be true or false"),
+        ("bad bool", "mlp:2-4-1:bias=maybe", r"bias must be True or False"),
         ("unknown activation", "mlp:2-4-1:activation=gelu", r"unknown activation 'gelu'"),
         ("no module", "nosuch_module_xyz:f", r"cannot import module 'nosuch_module_xyz'"),
         ("no function", "math:nosuch", r"has no callable 'nosuch'"),
@@ -319,8 +331,8 @@ MEASURE_OPTIONS = [
     ("sigma negative", ["--sigma", "-1"], r"sigma must be a finite number > 0"),
     ("sigma nan", ["--sigma", "nan"], r"sigma must be a finite number > 0"),
     ("sigma inf", ["--sigma", "inf"], r"sigma must be a finite number > 0"),
-    ("preset", ["--preset", "bogus"], r"unknown preset 'bogus'"),
-    ("method", ["--method", "bogus"], r"unknown method 'bogus'"),
+    ("preset", ["--preset", "bogus"], r"--preset.*'bogus' is not one of 'theory', 'paper_code'"),
+    ("method", ["--method", "bogus"], r"--method.*'bogus' is not one of 'exact', 'sketch'"),
     ("atol", ["--measures", "local-rank", "--atol", "-1"], r"atol"),
     ("tv output", ["--measures", "tv", "--output", "bogus"], r"output"),
     ("tv output index", ["--measures", "tv", "--output", "7"], r"output"),
@@ -414,7 +426,7 @@ RUN_OPTIONS = [
     ("set device", ["--set", "device=bogus"], r"device: .*expected cpu, cuda"),
     ("set device cuda", ["--set", "device=cuda"], r"device 'cuda' asked for"),
     ("set seed", ["--set", "seed=-1"], r"seed: .*greater than or equal to 0"),
-    ("scale", ["--scale", "huge"], r"scale must be one of quick, paper"),
+    ("scale", ["--scale", "huge"], r"--scale.*'huge' is not one of 'quick', 'paper'"),
     (
         "out foreign dir",
         ["--out", "{d}/userdir"],
@@ -446,7 +458,11 @@ OTHER_CLI = [
         ["reproduce", "--only", TOY, "--workers", "-1", "--out", "{d}/rep"],
         r"workers must be >= 1",
     ),
-    ("reproduce: scale", ["reproduce", "--scale", "huge", "--out", "{d}/rep"], r"scale must be"),
+    (
+        "reproduce: scale",
+        ["reproduce", "--scale", "huge", "--out", "{d}/rep"],
+        r"'huge' is not one of",
+    ),
     (
         "reproduce: foreign out",
         ["reproduce", "--only", TOY, "--out", "{d}/userdir"],
@@ -512,7 +528,7 @@ def test_cli_case(hostile: Path, args: list[str], expect: str):
     argv = [a.replace("{d}", str(hostile)) for a in args]
     result = runner.invoke(app, argv)
     assert result.exit_code == 2, result.output
-    line = one_line(result.output)
+    line = cli_error(result.output)
     assert line.startswith("error: "), line
     assert re.search(expect, line), line
     assert snapshot(hostile) == before
@@ -554,7 +570,7 @@ CALLS: dict[str, Callable] = {
     "plane": lambda m: rs.plane(m),
     "bounds": lambda m: compare(m, _x(), torch.zeros(8, dtype=torch.long), margin=1.0),
     "weight_ranks": lambda m: rs.weight_ranks(m),
-    "neural_collapse": lambda m: rs.neural_collapse(m, _x(), torch.arange(8) % 2),
+    "neural_collapse": lambda m: rs.neural_collapse(m, _x(), labels=torch.arange(8) % 2),
 }
 #: what a call does not refuse: the bounds' MLPs have no BatchNorm; weight ranks are computed
 #: in float64 from any floating dtype and never evaluate the network
@@ -617,7 +633,9 @@ API_CASES += [
     ),
     (
         "neighborhood on bool inputs",
-        lambda d: rs.neighborhood_complexity(mlp([2, 4, 1]), torch.ones(4, 2) > 0, 0.1, 4),
+        lambda d: rs.neighborhood_complexity(
+            mlp([2, 4, 1]), torch.ones(4, 2) > 0, radius=0.1, n_vertices=4
+        ),
         r"inputs must be real numbers.*; got dtype bool",
     ),
     (
@@ -696,7 +714,9 @@ DTYPE_CALLS: dict[str, Callable] = {
     "local_complexity": lambda dt: rs.local_complexity(mlp([2, 4, 1]), _x(), dtype=dt),
     "local_rank": lambda dt: rs.local_rank(mlp([2, 4, 1]), _x(), dtype=dt),
     "total_variation": lambda dt: rs.total_variation(mlp([2, 4, 1]), _x(), dtype=dt),
-    "neighborhood": lambda dt: rs.neighborhood_complexity(mlp([2, 4, 1]), _x(), 0.1, 4, dtype=dt),
+    "neighborhood": lambda dt: rs.neighborhood_complexity(
+        mlp([2, 4, 1]), _x(), radius=0.1, n_vertices=4, dtype=dt
+    ),
     "plane": lambda dt: rs.plane(mlp([2, 4, 1]), dtype=dt),
     "line": lambda dt: rs.line(mlp([2, 4, 1]), [0, 0], [1, 1], dtype=dt),
 }
