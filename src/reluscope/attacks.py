@@ -43,8 +43,8 @@ def fgsm(
     returns the adversarial inputs (detached, the model's dtype and device)."""
     eps = check_number("eps", eps, minimum=0)
     x, y = _prepare(model, x, y, loss)
-    lo, hi = _check_bounds(bounds, x)
-    return _clip(x + eps * _gradient(model, x, y, loss).sign(), lo, hi).detach()
+    limits = _check_bounds(bounds, x)
+    return _clip(x + eps * _gradient(model, x, y, loss).sign(), limits).detach()
 
 
 def pgd(
@@ -77,19 +77,19 @@ def pgd(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"seed must be an integer >= 0; got {seed!r}")
     x, y = _prepare(model, x, y, loss)
-    lo, hi = _check_bounds(bounds, x)
+    limits = _check_bounds(bounds, x)
     adv = x
     if random_start and eps > 0:
         gen = torch.Generator().manual_seed(seed)
         adv = x + _random_start(x, eps, norm, gen)
-        adv = _clip(_project(adv, x, eps, norm), lo, hi)
+        adv = _clip(_project(adv, x, eps, norm), limits)
     for _ in range(steps):
         grad = _gradient(model, adv, y, loss)
         if norm == "linf":
             adv = adv + step_size * grad.sign()
         else:
             adv = adv + step_size * grad / _norms(grad).clamp_min(torch.finfo(x.dtype).tiny)
-        adv = _clip(_project(adv, x, eps, norm), lo, hi)
+        adv = _clip(_project(adv, x, eps, norm), limits)
     return adv.detach()
 
 
@@ -219,10 +219,11 @@ def _random_start(x: Tensor, eps: float, norm: str, gen: torch.Generator) -> Ten
     return (eps * radius * g / _norms(g).clamp_min(1e-300)).to(x)
 
 
-def _check_bounds(bounds: Bounds, x: Tensor) -> tuple[Tensor | None, Tensor | None]:
-    """(lo, hi) as tensors on x's device, after checking lo < hi and lo <= x <= hi."""
+def _check_bounds(bounds: Bounds, x: Tensor) -> tuple[Tensor, Tensor] | None:
+    """(lo, hi) as tensors on x's device, after checking lo < hi and lo <= x <= hi; None for
+    no bounds."""
     if bounds is None:
-        return None, None
+        return None
     if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
         raise InputError(f"bounds must be (lo, hi) or None; got {bounds!r}")
     lo, hi = (torch.as_tensor(b, dtype=x.dtype, device=x.device) for b in bounds)
@@ -238,9 +239,11 @@ def _check_bounds(bounds: Bounds, x: Tensor) -> tuple[Tensor | None, Tensor | No
     return lo, hi
 
 
-def _clip(x: Tensor, lo: Tensor | None, hi: Tensor | None) -> Tensor:
-    if lo is None:
+def _clip(x: Tensor, limits: tuple[Tensor, Tensor] | None) -> Tensor:
+    """``x`` clipped to ``limits`` = (lo, hi), elementwise; ``x`` itself for no limits."""
+    if limits is None:
         return x
+    lo, hi = limits
     return torch.minimum(torch.maximum(x, lo), hi)
 
 

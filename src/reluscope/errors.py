@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 
 class ReluscopeError(Exception):
@@ -27,7 +28,7 @@ class InputError(ReluscopeError, ValueError):
 
 def validation_summary(exc: Exception) -> str:
     """A pydantic ValidationError as one line: ``key: message (got value)`` per problem."""
-    problems = getattr(exc, "errors", lambda: [])()
+    problems: list[dict[str, Any]] = getattr(exc, "errors", lambda: [])()
     return (
         "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"

@@ -10,15 +10,20 @@ Internal to reluscope: shared by its packages, not part of the public API.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from reluscope.io import atomic_write
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 #: Resolution of the report's PNG figures, in dots per inch.
 REPORT_DPI = 110
@@ -27,7 +32,7 @@ REPORT_DPI = 110
 PAGE_WIDTH_IN = 9.0
 
 #: rcParams of every reluscope figure (font sizes in points).
-STYLE: dict[str, object] = {
+STYLE: dict[RcKeyType, Any] = {
     "font.size": 10,
     "axes.titlesize": 10.5,
     "axes.labelsize": 10,
@@ -65,6 +70,6 @@ def new_figure(
     return fig, [ax for row in axes for ax in row]
 
 
-def save_png(fig: Figure, path: str | Path, dpi: int = REPORT_DPI) -> Path:
+def save_png(fig: Figure, path: str | os.PathLike, dpi: int = REPORT_DPI) -> Path:
     """Write ``fig`` to ``path`` as a PNG (replacing any earlier file only once complete)."""
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))

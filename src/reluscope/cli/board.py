@@ -81,6 +81,7 @@ class Board:
         for name, state in running.items():
             total = state.get("total")
             step = state.get("step", 0)
+            bar: ProgressBar | str
             if total:
                 bar = ProgressBar(total=total, completed=step, width=20)
                 steps = f"{step}/{total}"

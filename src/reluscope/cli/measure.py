@@ -39,11 +39,18 @@ def _parse_measures(text: str, radius: float | None) -> list[str]:
         raise InputError(
             f"unknown measure(s) {unknown or text!r} in --measures; valid: {', '.join(MEASURES)}"
         )
-    if "neighborhood" in names and radius is None:
+    if "neighborhood" in names:
+        _radius(radius)
+    return names
+
+
+def _radius(radius: float | None) -> float:
+    """The --radius of the neighborhood measure; an InputError when it was not given."""
+    if radius is None:
         raise InputError(
             "the neighborhood measure needs --radius R (the cross-polytope radius, in input units)"
         )
-    return names
+    return radius
 
 
 def _format(value: float | None) -> str:
@@ -118,7 +125,7 @@ def measure(
                 net, x, sigma=sigma, preset=preset.value, method=method.value, seed=seed, dtype=dt
             ),
             "neighborhood": lambda x: neighborhood_complexity(
-                net, x, radius=radius, n_vertices=n_vertices, seed=seed, dtype=dt
+                net, x, radius=_radius(radius), n_vertices=n_vertices, seed=seed, dtype=dt
             ),
             "local-rank": lambda x: local_rank(net, x, atol=atol, dtype=dt),
             "tv": lambda x: total_variation(net, x, output=tv_output, sigma=sigma, dtype=dt),

@@ -84,7 +84,7 @@ def declared_names() -> list[str]:
     command line's help."""
     import reluscope.experiments as package
 
-    names = []
+    names: list[str] = []
     for root in package.__path__:
         for file in sorted(Path(root).rglob("*.py")):
             for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
@@ -96,7 +96,9 @@ def declared_names() -> list[str]:
                     names += [
                         k.value.value
                         for k in node.value.keywords
-                        if k.arg == "name" and isinstance(k.value, ast.Constant)
+                        if k.arg == "name"
+                        and isinstance(k.value, ast.Constant)
+                        and isinstance(k.value.value, str)
                     ]
     return sorted(names)
 

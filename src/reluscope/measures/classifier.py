@@ -38,11 +38,14 @@ def find_classifier(net: PWLNet) -> Classifier | None:
     name = net.output
     while name != INPUT:
         node = net.node(name)
-        source = node.inputs[0] if len(node.inputs) == 1 else None
-        src_shape = net.input_shape if source == INPUT else None
-        if source is not None and source != INPUT:
-            src_shape = net.node(source).shape
-        if isinstance(node.op, LinearOp) and len(node.shape) == 1 and len(src_shape) == 1:
+        if len(node.inputs) != 1:
+            break
+        source = node.inputs[0]
+        if (
+            isinstance(node.op, LinearOp)
+            and len(node.shape) == 1
+            and len(net.shape_of(source)) == 1
+        ):
             w = node.op.weight.detach().to(_F64)
             b = None if node.op.bias is None else node.op.bias.detach().to(_F64)
             if a is None:
@@ -72,7 +75,9 @@ def resolve_layers(
     if layers is None:
         sites = {s.name for s in net.sites}
         return {
-            k: v for k, v in nodes.items() if not (k == PENULTIMATE and classifier.node in sites)
+            k: v
+            for k, v in nodes.items()
+            if not (k == PENULTIMATE and classifier is not None and classifier.node in sites)
         }
     wanted = [layers] if isinstance(layers, str) else list(layers)
     unknown = [w for w in wanted if w not in nodes]

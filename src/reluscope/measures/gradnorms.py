@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from torch.nn import grad as nn_grad
 
+from reluscope.errors import InputError
 from reluscope.nets.ops import (
     AddOp,
     BatchNormOp,
@@ -36,6 +37,7 @@ from reluscope.nets.ops import (
     ScaleShiftOp,
 )
 from reluscope.nets.pwl import INPUT, Node, PWLNet
+from reluscope.nets.sites import SiteOp
 
 #: Largest number of tensor elements a chunk of rows or pairs may hold at one node.
 CHUNK_ELEMENTS = 2**25
@@ -105,7 +107,7 @@ def noisy_pass(
     def step(n: Node, ins: list[tuple[Tensor, Tensor | None]]) -> tuple[Tensor, Tensor | None]:
         values = [v for v, _ in ins]
         tangent = None
-        if n.is_site:
+        if isinstance(n.op, SiteOp):
             z, t = ins[0]
             noisy = z + noise[n.name] if n.name in noise else z
             state = n.op.local(noisy)
@@ -125,7 +127,10 @@ def noisy_pass(
             out.bias_free[n.name] = n.op.linear(*values)
         if probes is not None:
             b, k = probes.shape[:2]
-            flat = [t.flatten(0, 1) for _, t in ins]
+            flat = []
+            for _, t in ins:
+                assert t is not None  # with probes, every node's tangent is pushed forward
+                flat.append(t.flatten(0, 1))
             t = n.op.linear(*flat)
             tangent = t.reshape((b, k) + tuple(t.shape[1:]))
         return n.op.forward(*values), tangent
@@ -147,6 +152,10 @@ def boundary_terms(
     leading candidate at the noisy values); ``"no_bias"``: from the bias-free values.
     """
     op = net.node(site).op
+    if not isinstance(op, SiteOp):
+        raise InputError(
+            f"site must be the name of a site of the network; got {site!r} ({op.kind})"
+        )
     z = rec.preacts[site] if centring == "full" else rec.bias_free[site]
     return op.boundaries(z, lead=rec.noisy[site])
 
@@ -269,7 +278,7 @@ class ExactGradientNorms:
             c = cot.pop(n.name, None)
             if c is None:
                 continue
-            if n.is_site:
+            if isinstance(n.op, SiteOp):
                 state = states[n.name][rows]
                 _accumulate(cot, n.inputs[0], n.op.pull(state, c, net.shape_of(n.inputs[0])))
             elif isinstance(n.op, CatOp):

@@ -64,8 +64,12 @@ def output_gradient_norm(output: str | int, value: Tensor, jac: Tensor) -> Tenso
         return torch.einsum("bo,boi->bi", unit, jac).norm(dim=1)
     if output == "predicted":
         k = value.argmax(dim=1)
-    else:
+    elif isinstance(output, int):
         k = torch.full((len(value),), output, device=value.device)
+    else:
+        raise InputError(
+            f"unknown output {output!r}; expected one of {list(OUTPUTS)} or an int index"
+        )
     return jac[torch.arange(len(jac), device=jac.device), k].norm(dim=1)
 
 
@@ -135,6 +139,7 @@ class TotalVariationMeter(Meter):
     def _point_values(self, x: Tensor) -> dict[str, Tensor]:
         names = self.site_names
         p = self.net.jacobian_pass(x, names, output=True)
+        assert p.output is not None and p.output_jacobian is not None  # output=True gives both
         check_finite_outputs(p.output)
         out = {NAME: output_gradient_norm(self.output, p.output, p.output_jacobian)}
         for name in names:

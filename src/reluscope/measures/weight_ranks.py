@@ -227,14 +227,17 @@ class _Layer:
     input_shape: tuple[int, ...] | None
 
 
-def _linear_op(m: nn.Linear) -> LinearOp:
-    return LinearOp(m.weight.detach(), None if m.bias is None else m.bias.detach())
+def _layer_op(m: nn.Linear | nn.Conv1d | nn.Conv2d) -> LinearOp | ConvOp:
+    """The op of an affine module, with its parameters detached."""
+    if isinstance(m, nn.Linear):
+        return LinearOp(m.weight.detach(), None if m.bias is None else m.bias.detach())
+    return ConvOp.from_module(m)
 
 
 def _module_layers(model: nn.Module, input_shape: tuple[int, ...] | None) -> list[_Layer]:
     """Linear / Conv1d / Conv2d layers of ``model``: in call order with their input shapes when
     ``input_shape`` is given (one forward pass in eval mode), else in definition order."""
-    found: dict[str, nn.Module] = {}
+    found: dict[str, nn.Linear | nn.Conv1d | nn.Conv2d] = {}
     for path, m in model.named_modules():
         if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
             found[path or type(m).__name__] = m
@@ -253,7 +256,7 @@ def _module_layers(model: nn.Module, input_shape: tuple[int, ...] | None) -> lis
                 "on the input size: pass input_shape=(channels, *spatial), e.g. (1, 28, 28)"
             )
         names = _site_names(model, None)
-        return [_Layer(names.get(p, p), p, _linear_op(m), None) for p, m in found.items()]
+        return [_Layer(names.get(p, p), p, _layer_op(m), None) for p, m in found.items()]
     calls: dict[str, tuple[int, ...]] = {}
 
     def record(path: str):
@@ -283,9 +286,7 @@ def _module_layers(model: nn.Module, input_shape: tuple[int, ...] | None) -> lis
     layers = []
     names = _site_names(model, input_shape)
     for p, shape in calls.items():
-        m = found[p]
-        op = _linear_op(m) if isinstance(m, nn.Linear) else ConvOp.from_module(m)
-        layers.append(_Layer(names.get(p, p), p, op, shape))
+        layers.append(_Layer(names.get(p, p), p, _layer_op(found[p]), shape))
     return layers
 
 
@@ -323,7 +324,9 @@ def _net_layers(net: PWLNet) -> list[_Layer]:
 def _conv_stats(
     layer: _Layer, method: str, max_dense: int, eps: float, tols: dict, seed: int
 ) -> LayerStats:
-    op = ConvOperator(layer.op, layer.input_shape)
+    conv, input_shape = layer.op, layer.input_shape
+    assert isinstance(conv, ConvOp) and input_shape is not None  # convolutions have input shapes
+    op = ConvOperator(conv, input_shape)
     rows = op.row_norms()
     shape = (op.d_out, op.d_in)
     frobenius, l21 = float(rows.norm()), float(rows.sum())
@@ -339,9 +342,13 @@ def _conv_stats(
             f"conv_method='fft' needs a circular convolution (padding_mode='circular', stride 1, "
             f"output the input's size); layer {layer.path!r} is not one: use 'auto'"
         )
-    kind = f"conv{layer.op.weight.dim() - 2}d"
-    common = dict(layer=layer.name, path=layer.path, kind=kind, norm_kind="conv operator")
-    common["has_bias"] = layer.op.bias is not None
+    common: dict[str, Any] = dict(
+        layer=layer.name,
+        path=layer.path,
+        kind=f"conv{conv.weight.dim() - 2}d",
+        norm_kind="conv operator",
+        has_bias=conv.bias is not None,
+    )
     if method == "lanczos":
         sigma, _ = op.spectral_norm(seed=seed)
         return LayerStats(

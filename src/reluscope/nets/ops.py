@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from reluscope.errors import InputError
+
 
 class Op:
     """An operation on batched tensors (batch dimension first)."""
@@ -253,8 +255,19 @@ class AdaptiveAvgPoolOp(Op):
     kind: str = "adaptive_avg_pool"
 
     def forward(self, x: Tensor) -> Tensor:
-        pool = F.adaptive_avg_pool1d if self.dims == 1 else F.adaptive_avg_pool2d
-        return pool(x, self.output_size)
+        size = self.output_size
+        if self.dims == 1 and isinstance(size, tuple) and len(size) == 1:
+            size = size[0]
+        if self.dims == 1 and isinstance(size, int):
+            return F.adaptive_avg_pool1d(x, size)
+        if self.dims == 2 and (
+            isinstance(size, int) or (isinstance(size, tuple) and len(size) == 2)
+        ):
+            return F.adaptive_avg_pool2d(x, size)
+        raise InputError(
+            f"output_size of a {self.dims}-d adaptive average pool must be an int or "
+            f"{self.dims} sizes; got {size!r}"
+        )
 
     linear = forward
 

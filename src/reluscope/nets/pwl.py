@@ -13,7 +13,7 @@ from torch import Tensor
 from reluscope.errors import InputError
 from reluscope.nets.checks import check_real_inputs
 from reluscope.nets.ops import Op
-from reluscope.nets.sites import SiteOp
+from reluscope.nets.sites import ActivationOp, SiteOp
 
 INPUT = "input"
 State = TypeVar("State")
@@ -66,7 +66,11 @@ class Site:
     @property
     def slope(self) -> float:
         """The negative slope of a (leaky) ReLU site (ValueError for other sites)."""
-        return self.op.slope  # type: ignore[attr-defined]
+        if not isinstance(self.op, ActivationOp):
+            raise ValueError(
+                f"site {self.name!r} ({self.op.kind}) has no slope: it is no activation"
+            )
+        return self.op.slope
 
     @property
     def pattern_width(self) -> int:
@@ -96,7 +100,11 @@ class PWLNet:
         self.input_shape = tuple(input_shape)
         self.output = output
         self._by_name = {n.name: n for n in nodes}
-        self.sites = [Site(n.name, self._shape_of(n.inputs[0]), n.op) for n in nodes if n.is_site]
+        self.sites = [
+            Site(n.name, self._shape_of(n.inputs[0]), n.op)
+            for n in nodes
+            if isinstance(n.op, SiteOp)
+        ]
         #: The same network before BatchNorm folding, when some BatchNorm was folded.
         self.unfolded: PWLNet | None = None
         self._index = {n.name: i for i, n in enumerate(nodes)}
@@ -280,7 +288,8 @@ class PWLNet:
         For a (leaky) ReLU site the bits are ``pre-activation > 0``, one per neuron; see
         :meth:`reluscope.nets.sites.SiteOp.pattern` for the other sites.
         """
-        return {k: self.node(k).op.pattern(v) for k, v in self.preactivations(x).items()}
+        pre = self.preactivations(x)
+        return {s.name: s.op.pattern(pre[s.name]) for s in self.sites}
 
     def pattern_vector(self, x: Tensor) -> Tensor:
         """All sites' patterns flattened and concatenated: bool (batch, pattern_width)."""
@@ -333,7 +342,7 @@ class PWLNet:
         jacs: dict[str, Tensor] = {}
 
         def step(n: Node, ins: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
-            if n.is_site:
+            if isinstance(n.op, SiteOp):
                 (z, t), op = ins[0], n.op
                 pre[n.name] = z.reshape(b, -1)
                 if n.name in wanted:

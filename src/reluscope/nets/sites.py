@@ -139,8 +139,6 @@ class ActivationOp(SiteOp):
     @classmethod
     def clamp(cls, low: float | None, high: float | None) -> ActivationOp:
         """clamp(x, low, high) (Hardtanh, ReLU6 = clamp(x, 0, 6)); either bound may be None."""
-        if low is None and high is None:
-            raise ValueError("clamp needs a lower or an upper bound")
         if low is not None and high is not None:
             return cls(
                 breakpoints=(low, high),
@@ -151,8 +149,10 @@ class ActivationOp(SiteOp):
         if low is not None:
             slopes = torch.tensor([0.0, 1.0], dtype=torch.float64)
             return cls(breakpoints=(low,), slopes=slopes, value=low, kind=f"clamp(min={low:g})")
-        slopes = torch.tensor([1.0, 0.0], dtype=torch.float64)
-        return cls(breakpoints=(high,), slopes=slopes, value=high, kind=f"clamp(max={high:g})")
+        if high is not None:
+            slopes = torch.tensor([1.0, 0.0], dtype=torch.float64)
+            return cls(breakpoints=(high,), slopes=slopes, value=high, kind=f"clamp(max={high:g})")
+        raise ValueError("clamp needs a lower or an upper bound")
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -285,16 +285,10 @@ class MaxPoolOp(SiteOp):
         stride = kernel_size if stride is None or stride == [] or stride == () else stride
         return cls(dims, tup(kernel_size), tup(stride), tup(padding), tup(dilation), ceil_mode)
 
-    def _pool(self, z: Tensor, indices: bool = False):
+    def _pool(self, z: Tensor) -> Tensor:
         pool = F.max_pool1d if self.dims == 1 else F.max_pool2d
         return pool(
-            z,
-            self.kernel_size,
-            self.stride,
-            self.padding,
-            self.dilation,
-            ceil_mode=self.ceil_mode,
-            return_indices=indices,
+            z, self.kernel_size, self.stride, self.padding, self.dilation, ceil_mode=self.ceil_mode
         )
 
     def forward(self, z: Tensor) -> Tensor:
@@ -302,7 +296,17 @@ class MaxPoolOp(SiteOp):
 
     def local(self, z: Tensor) -> Tensor:
         """The leading candidate of every unit: its flat index in the channel's plane."""
-        return self._pool(z, indices=True)[1]
+        pool = F.max_pool1d if self.dims == 1 else F.max_pool2d
+        _, leaders = pool(
+            z,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            ceil_mode=self.ceil_mode,
+            return_indices=True,
+        )
+        return leaders
 
     def push(self, state: Tensor, t: Tensor) -> Tensor:
         b, k = t.shape[:2]

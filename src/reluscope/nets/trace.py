@@ -348,7 +348,7 @@ class _Builder:
                 )
             self._add(node, ReshapeOp(shape), [src], node.name)
             return
-        method = target if node.op == "call_method" else None
+        method = target if node.op == "call_method" and isinstance(target, str) else None
         if target in _RELU_FUNCTIONS or method in ("relu", "relu_"):
             self._add(node, ActivationOp.relu(), [self._ref(node.args[0], node)], node.name)
             return
@@ -426,11 +426,12 @@ class _Builder:
             op = _clamp_op(node, low, high)
         elif target is F.prelu:
             weight = _arguments(node, "prelu")["weight"]
-            if not (isinstance(weight, fx.Node) and weight.name in self.constants):
+            constant = self.constants.get(weight.name) if isinstance(weight, fx.Node) else None
+            if not isinstance(constant, torch.Tensor):
                 raise UnsupportedLayerError(
                     name, "prelu", SUPPORTED, "the weight must be a parameter"
                 )
-            op = self._prelu(node, self.constants[weight.name])
+            op = self._prelu(node, constant)
         elif target is torch.cat:
             a = _arguments(node, "cat")
             dim = a.get("dim", 0)

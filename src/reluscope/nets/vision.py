@@ -9,6 +9,9 @@ statistics so that BatchNorm folding is not trivial.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,6 +19,8 @@ from torch import nn
 from reluscope.errors import InputError
 from reluscope.nets.zoo import _randomize_batchnorm
 from reluscope.validation import check_int
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 def _check_mult(width_mult: object) -> float:
@@ -37,7 +42,7 @@ def _check_common(num_classes, image_size, in_channels, seed, minimum_size: int)
         raise InputError(f"image_size must be >= {minimum_size} for this model; got {image_size}")
 
 
-def _seeded(seed: int, build) -> nn.Module:
+def _seeded(seed: int, build: Callable[[], ModuleT]) -> ModuleT:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build()
@@ -159,7 +164,7 @@ class VGG(nn.Module):
         return x
 
 
-_VGG11 = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
+_VGG11: list[int | str] = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
 
 
 def vgg11_bn(

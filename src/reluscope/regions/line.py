@@ -95,6 +95,8 @@ class _IntervalSplitter:
         """Drop the points added since :meth:`begin_merge` where the pieces on both sides
         have the same ``pattern``."""
         before, self._before = self._before, None
+        if before is None:
+            raise RuntimeError("merge needs a begin_merge before it")
         rows = table.view()
         if len(rows) < 3:
             return
@@ -154,13 +156,20 @@ def _values_at(site: Values, rows: Tensor) -> Tensor:
 
 def _rebase(site: Values, table: Growable) -> Values:
     """The same split functions reading another table of rows."""
+    if isinstance(site, ShiftedValues):
+        return ShiftedValues(_rebase_values(site.base, table), site.b)
+    if isinstance(site, TieValues):
+        return TieValues(_rebase_values(site.base, table), site.windows, site.j)
+    return _rebase_values(site, table)
+
+
+def _rebase_values(
+    site: StoredValues | AffineValues, table: Growable
+) -> StoredValues | AffineValues:
+    """The same pre-activations reading another table of rows."""
     if isinstance(site, StoredValues):
         return StoredValues(table, site.zoff, site.n)
-    if isinstance(site, AffineValues):
-        return AffineValues(table, site.lin, site.const)
-    if isinstance(site, ShiftedValues):
-        return ShiftedValues(_rebase(site.base, table), site.b)
-    return TieValues(_rebase(site.base, table), site.windows, site.j)
+    return AffineValues(table, site.lin, site.const)
 
 
 def line(

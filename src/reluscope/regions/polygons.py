@@ -55,6 +55,8 @@ class PolygonSplitter:
         the cell), so the union is the cycle of their edges that are not shared inside the
         group; its vertices are sorted by angle around their mean.
         """
+        if self.ancestors is None:
+            raise RuntimeError("merge needs a begin_merge before it")
         ancestors = self.ancestors.view()
         self.ancestors = None
         polys, counts = self.polys.view(), self.counts.view()

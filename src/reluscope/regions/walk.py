@@ -272,7 +272,9 @@ def walk(
         affine = _affine_prefix(net, lo, affine)
         src = nodes[lo].inputs[0]
         lin, const = affine[src]
-        site = AffineValues(table, lin.reshape(k, -1), const.reshape(-1))
+        site: StoredValues | AffineValues = AffineValues(
+            table, lin.reshape(k, -1), const.reshape(-1)
+        )
         split_site(splitter, table, site, nodes[lo], net.shape_of(src), tol)
     for hi in [i for i in sites if i > lo or not affine_first_site] + [len(nodes)]:
         keep = _live_after(net, hi)

@@ -201,7 +201,10 @@ def analyse(records: pd.DataFrame) -> dict[str, Any]:
 
 
 def _predictions(per_seed: list[dict[str, Any]], seeds: list[int]) -> list[Prediction]:
-    falls, collapse, robust, track = [], [], [], []
+    falls: list[verdict.Check] = []
+    collapse: list[verdict.Check] = []
+    robust: list[verdict.Check] = []
+    track: list[verdict.Check] = []
     for facts in per_seed:
         num = facts["numbers"]
         gap = num["lc_train_test_median_rel_gap"]

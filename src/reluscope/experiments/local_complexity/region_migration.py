@@ -458,6 +458,7 @@ def _grid_figure(
     for k, step, part, segments in shown:
         row, col = planes.index(k), steps.index(step)
         ax = axes[row * len(steps) + col]
+        assert part.marked_points is not None  # plane_through marks the points it passes through
         draw_plane(ax, part, points=part.marked_points, edge_width=0.08, segments=segments)
         marked = part.marked_points.cpu().numpy()
         radius = near * float(
