@@ -82,7 +82,12 @@ def training(config: ExperimentConfig, **values: Any) -> TrainConfig:
     experiment's ``seed`` and ``device``, then ``values`` (what the experiment itself sets,
     e.g. the weight decay of each run of a sweep), validated. A key of ``values`` that the
     user changed in the ``train`` section is an InputError: it would be silently ignored."""
-    section = config.train  # type: ignore[attr-defined]
+    section = getattr(config, "train", None)
+    if not isinstance(section, TrainConfig):
+        raise InputError(
+            f"{type(config).__name__} has no train section: an experiment that trains declares "
+            "train: TrainConfig in its config"
+        )
     default = type(config).model_fields["train"].get_default(call_default_factory=True)
     ignored = sorted(k for k in values if getattr(section, k) != getattr(default, k))
     if ignored:

@@ -126,7 +126,7 @@ def data_mlp(data: Dataset, hidden: Sequence[int], gain: float, seed: int) -> nn
 def train_config(config: ExperimentConfig, **values: object) -> TrainConfig:
     """:func:`~reluscope.experiments.training` of an experiment's ``config`` with ``values``,
     checkpointing about 20 times per run (at least every 1000 steps)."""
-    every = max(1000, config.train.steps // 20)  # type: ignore[attr-defined]
+    every = max(1000, training(config).steps // 20)
     return training(config, checkpoint_every=every, **values)
 
 
