@@ -131,9 +131,7 @@ def test_rank_sweep_trained_networks_lie_in_the_class(outcomes):
             assert np.linalg.matrix_rank(w) <= r
             assert s[0] <= c.max_norm * (1 + 1e-6)
             got = records[
-                (records["part"] == "trained")
-                & (records["rank"] == r)
-                & (records["layer"] == name)
+                (records["part"] == "trained") & (records["rank"] == r) & (records["layer"] == name)
             ].set_index("metric")["value"]
             assert got["spectral_norm"] == pytest.approx(s[0], rel=1e-6)
             assert got["stable_rank"] == pytest.approx((s**2).sum() / s[0] ** 2, rel=1e-5)
