@@ -159,7 +159,7 @@ def test_bad_input_gives_clear_errors():
         fgsm(model, x, y, 0.1, bounds=(1, 0))
     with pytest.raises(InputError, match="eps must be"):
         fgsm(model, x, y, -0.1)
-    with pytest.raises(InputError, match="unknown norm"):
+    with pytest.raises(InputError, match=r"norm must be one of \['linf', 'l2'\]"):
         pgd(model, x, y, 0.1, 0.01, 3, norm="l1")
     with pytest.raises(InputError, match="steps must be"):
         pgd(model, x, y, 0.1, 0.01, 2.5)

@@ -383,7 +383,7 @@ PLANE_OPTIONS = [
     ("extent words", ["--extent", "a,b,c,d"], r"--extent must be comma-separated numbers"),
     ("extent inverted", ["--extent", "1,-1,0,1"], r"extent"),
     ("extent nan", ["--extent", "nan,1,0,1"], r"extent"),
-    ("color", ["--color-by", "bogus"], r"color_by must be 'random' or 'output'"),
+    ("color", ["--color-by", "bogus"], r"color_by must be one of \['random', 'output'\]; got 'bogus'"),
     ("dtype", ["--dtype", "int8"], r"--dtype must be one of"),
     ("device", ["--device", "bogus"], r"device must be one of"),
     ("device cuda", ["--device", "cuda"], r"device 'cuda' asked for"),
@@ -456,7 +456,7 @@ OTHER_CLI = [
     (
         "reproduce: workers",
         ["reproduce", "--only", TOY, "--workers", "-1", "--out", "{d}/rep"],
-        r"workers must be >= 1",
+        r"workers must be an integer >= 1; got -1",
     ),
     (
         "reproduce: scale",
@@ -498,7 +498,7 @@ OTHER_CLI = [
     (
         "sweep: backend",
         ["sweep", TOY, "--backend", "bogus", "--out", "{d}/sw"],
-        r"backend must be one of local, ray",
+        r"backend must be one of \['local', 'ray'\]",
     ),
     ("sweep: infinity", ["sweep", TOY, "--set", "mean=Infinity", "--out", "{d}/sw"], r"finite"),
 ]

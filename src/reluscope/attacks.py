@@ -22,7 +22,7 @@ from torch import Tensor
 from reluscope.errors import InputError
 from reluscope.losses import check_targets, correct, point_losses
 from reluscope.measures.results import MeasureResult
-from reluscope.validation import check_number
+from reluscope.validation import check_choice, check_int, check_number
 
 NORMS = ("linf", "l2")
 ATTACKS = ("pgd", "fgsm")
@@ -70,12 +70,9 @@ def pgd(
     on every device). Returns the adversarial inputs after ``steps`` steps (detached)."""
     eps = check_number("eps", eps, minimum=0)
     step_size = check_number("step_size", step_size, minimum=0)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise InputError(f"steps must be an integer >= 0; got {steps!r}")
-    if norm not in NORMS:
-        raise InputError(f"unknown norm {norm!r}; expected one of {list(NORMS)}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InputError(f"seed must be an integer >= 0; got {seed!r}")
+    steps = check_int("steps", steps, minimum=0)
+    check_choice("norm", norm, NORMS)
+    seed = check_int("seed", seed, minimum=0)
     x, y = _prepare(model, x, y, loss)
     lo, hi = _check_bounds(bounds, x)
     adv = x
@@ -116,8 +113,7 @@ def adversarial_accuracy(
     are attacked ``batch_size`` at a time; the PGD random starts of batch i use seed
     ``seed + i``. Returns a MeasureResult named "adv_accuracy" with
     ``extra["clean_accuracy"]``."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size must be an integer >= 1; got {batch_size!r}")
+    batch_size = check_int("batch_size", batch_size, minimum=1)
     if callable(attack):
         params = {"attack": getattr(attack, "__name__", repr(attack))}
 

@@ -17,6 +17,7 @@ from reluscope import records
 from reluscope.data import Dataset
 from reluscope.errors import InputError
 from reluscope.train.schedule import Schedule
+from reluscope.validation import check_int
 
 RECORD_COLUMNS = ("run", "step") + records.RECORD_COLUMNS
 SPLITS = ("train", "test", "random")
@@ -104,8 +105,7 @@ class ProbeContext:
 def random_points(data: Dataset, n: int, seed: int = 0) -> Tensor:
     """``n`` float32 points x = mean + std * g, g standard Gaussian drawn on the CPU from
     ``seed``, with the per-feature mean and standard deviation of ``data.x``."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise InputError(f"the number of random points must be an integer >= 1; got {n!r}")
+    n = check_int("n", n, minimum=1)
     x = data.x.double()
     mean, std = x.mean(dim=0), x.std(dim=0) if len(x) > 1 else torch.zeros_like(x[0])
     gen = torch.Generator().manual_seed(seed)

@@ -30,7 +30,13 @@ from reluscope.measures.results import MeasureResult
 from reluscope.records import Records, record
 from reluscope.train.probe import SPLITS, Probe, ProbeContext
 from reluscope.train.schedule import Schedule
-from reluscope.validation import check_float_dtype, check_int, check_names, check_number
+from reluscope.validation import (
+    check_choice,
+    check_float_dtype,
+    check_int,
+    check_names,
+    check_number,
+)
 
 LABELLED = ("train", "test")
 #: The numbers of a bound in its records (metric names, see BoundResult.to_record).
@@ -61,8 +67,8 @@ def accuracy_loss(
     kind ``loss``, default the training loss) on each split, with standard errors over points
     (sample std / sqrt(n))."""
     splits = _check_splits(splits, LABELLED)
-    if loss is not None and loss not in LOSSES:
-        raise InputError(f"unknown loss {loss!r}; expected one of {list(LOSSES)}")
+    if loss is not None:
+        check_choice("loss", loss, LOSSES)
     check_int("batch_size", batch_size, minimum=1)
 
     def measure(ctx: ProbeContext) -> list[dict[str, Any]]:
