@@ -106,8 +106,8 @@ def test_run_ids_are_safe_unique_and_hashed_when_long():
     [
         ({"seed": [1, 2]}, 1, {}, "--seeds"),
         ({"a": [1]}, 1, {"seed": 3}, "--seeds"),
-        ({"a": [1]}, 0, {}, "seeds must be a positive integer"),
-        ({"a": [1]}, True, {}, "seeds must be a positive integer"),
+        ({"a": [1]}, 0, {}, "seeds must be an integer >= 1"),
+        ({"a": [1]}, True, {}, "seeds must be an integer >= 1"),
         ({"a": [1]}, 1, {"a": 2}, "both a grid key and a fixed override"),
         ({"a": []}, 1, {}, "non-empty list"),
         ({"a": [1, 2, 1]}, 1, {}, "repeats the value"),

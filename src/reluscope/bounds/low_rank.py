@@ -33,6 +33,7 @@ from reluscope.bounds.margins import MarginStats
 from reluscope.bounds.norms import SampleStats
 from reluscope.bounds.results import BoundResult, log10, log10_product, log10_sum
 from reluscope.errors import InputError
+from reluscope.validation import check_number
 
 #: Maurer's chaining constants default to 1: the bound's shape (values unverified, see above).
 DEFAULT_C1 = 1.0
@@ -214,9 +215,7 @@ def low_rank_bound_post_hoc(
     widths, norms, ranks = check_layers(widths, spectral_norms, ranks)
     gamma, d = checks.margin(margin), checks.delta(delta)
     C1, C2 = check_constants(C1, C2)
-    base = checks.real(base, "base", positive=True)
-    if base <= 1:
-        raise InputError(f"base must be > 1, got {base}")
+    base = check_number("base", base, minimum=1, strict=True)
     values = torch.as_tensor(margins).double().reshape(-1)
     if len(values) != sample.n:
         raise InputError(f"margins must have one entry per point ({sample.n}), got {len(values)}")

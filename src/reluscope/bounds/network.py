@@ -30,6 +30,7 @@ from reluscope.nets.pwl import INPUT, PWLNet
 from reluscope.nets.sites import ActivationOp
 from reluscope.nets.trace import trace
 from reluscope.records import OUTPUT_LAYER
+from reluscope.validation import check_choice
 
 SUPPORTED = (
     "Linear layers (consecutive ones without an activation count as one, their product) "
@@ -209,8 +210,7 @@ def mlp_weights(
     'error', module doc); ``force_absorb`` augments even without biases (for a reference
     network that must match an absorbed one).
     """
-    if biases not in BIASES:
-        raise InputError(f"biases must be one of {BIASES}, got {biases!r}")
+    check_choice("biases", biases, BIASES)
     net = model if isinstance(model, PWLNet) else trace(model, tuple(input_shape))
     ops, slopes, paths, layers = _layers(check_net(net))
     biased = [p for op, p in zip(ops, paths, strict=True) if op.bias is not None and op.bias.any()]

@@ -22,6 +22,7 @@ from reluscope.dynamics.checks import as_weights, check_alpha, positive_real
 from reluscope.dynamics.linear_theory import rate
 from reluscope.dynamics.simulate import Trajectory, gradient_descent
 from reluscope.errors import InputError
+from reluscope.validation import check_choice
 
 LINEAR_PARTNERS = ("equivalent", "same")
 
@@ -98,8 +99,7 @@ def compare(
     Both runs use :func:`reluscope.dynamics.gradient_descent` with the same ``steps``,
     ``substeps``, ``snapshots`` and ``device``."""
     alpha = check_alpha(alpha)
-    if linear not in LINEAR_PARTNERS:
-        raise InputError(f"linear must be one of {list(LINEAR_PARTNERS)}; got {linear!r}")
+    check_choice("linear", linear, LINEAR_PARTNERS)
     ws = as_weights(weights)
     lin_ws, lin_lr = equivalent_linear(ws, lr, alpha) if linear == "equivalent" else (ws, lr)
     if isinstance(snapshots, Iterable):

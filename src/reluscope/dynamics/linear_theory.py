@@ -36,6 +36,7 @@ from reluscope.dynamics.checks import (
     positive_real,
 )
 from reluscope.errors import InputError
+from reluscope.validation import check_bool
 
 INIT_STRENGTHS = ("effective", "projection")
 
@@ -112,8 +113,7 @@ def modes(x: Any, y: Any, whiten: bool = False, atol: float = 1e-6) -> Modes:
     InputError unless ``whiten=True``, which whitens them first (see :func:`whitening_matrix`);
     the modes then describe a network trained on the whitened inputs."""
     xt, yt = as_data(x, y, "cpu")
-    if not isinstance(whiten, bool):
-        raise InputError(f"whiten must be true or false; got {whiten!r}")
+    check_bool("whiten", whiten)
     atol = positive_real(atol, "atol")
     if whiten:
         xt = xt @ whitening_matrix(xt)

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from reluscope.errors import InputError
 from reluscope.linalg import low_rank_approximation, truncated_svd
+from reluscope.validation import check_int
 
 Ranks = int | dict[str, int]
 
@@ -38,9 +39,8 @@ class LowRankLinear(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        check_int("in_features", in_features, minimum=1)
+        check_int("out_features", out_features, minimum=1)
         self.in_features = in_features
         self.out_features = out_features
         self.rank = check_rank(rank, out_features, in_features, "LowRankLinear")

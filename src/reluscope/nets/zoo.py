@@ -8,14 +8,13 @@ RNG state is left untouched.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from reluscope.errors import InputError
-from reluscope.validation import check_bool, check_int
+from reluscope.validation import check_bool, check_int, check_number
 
 ACTIVATIONS = ("relu", "leaky_relu")
 
@@ -68,15 +67,8 @@ def mlp(
     check_bool("bias", bias)
     if activation not in ACTIVATIONS:
         raise InputError(f"unknown activation {activation!r}; expected one of {list(ACTIVATIONS)}")
-    if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not math.isfinite(slope):
-        raise InputError(f"slope must be a finite number; got {slope!r}")
-    if (
-        isinstance(init_multiplier, bool)
-        or not isinstance(init_multiplier, (int, float))
-        or not math.isfinite(init_multiplier)
-        or init_multiplier <= 0
-    ):
-        raise InputError(f"init_multiplier must be a finite number > 0; got {init_multiplier!r}")
+    check_number("slope", slope)
+    check_number("init_multiplier", init_multiplier, minimum=0, strict=True)
     check_int("seed", seed, minimum=0)
 
     layers: list[nn.Module] = []
