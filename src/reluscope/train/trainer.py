@@ -270,9 +270,9 @@ class Trainer:
 
     def _resume(self) -> None:
         """Load run_dir's checkpoint, if any, after checking it belongs to this run."""
-        path = None if self.run_dir is None else self.run_dir / CHECKPOINT
-        if path is None or not path.exists():
+        if self.run_dir is None or not (self.run_dir / CHECKPOINT).exists():
             return
+        path = self.run_dir / CHECKPOINT
         state = load_checkpoint(path, self.device)
         diffs = config_differences(state["config"], self.config)
         if state["run"] != self.runner.run_name:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from numpy.typing import ArrayLike
 from pydantic import Field
 from scipy import stats
 from torch import nn
@@ -193,26 +194,26 @@ def worst_case_norms(widths: Sequence[int], norm: float, ranks: Sequence[int]) -
     )
 
 
-def slope(x: Sequence[float], y: Sequence[float]) -> float:
+def slope(x: ArrayLike, y: ArrayLike) -> float:
     """The least-squares slope of y against x (log-log slopes: pass logs of both)."""
     return float(stats.linregress(np.asarray(x, dtype=float), np.asarray(y, dtype=float)).slope)
 
 
-def r_squared(x: Sequence[float], y: Sequence[float]) -> float:
+def r_squared(x: ArrayLike, y: ArrayLike) -> float:
     """R^2 of the least-squares line of y against x (1 when y is exactly linear in x; NaN when
     y is constant)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if np.ptp(y) == 0:
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if np.ptp(ys) == 0:
         return math.nan
-    return float(stats.linregress(x, y).rvalue ** 2)
+    return float(stats.linregress(xs, ys).rvalue ** 2)
 
 
-def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+def kendall_tau(x: ArrayLike, y: ArrayLike) -> float:
     """Kendall's tau-b of the pairs (x_i, y_i) (scipy.stats.kendalltau); NaN when x or y is
     constant or there are fewer than two pairs."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"x and y must be 1-d of the same length, got {x.shape} and {y.shape}")
-    if len(x) < 2:
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if xs.shape != ys.shape or xs.ndim != 1:
+        raise ValueError(f"x and y must be 1-d of the same length, got {xs.shape} and {ys.shape}")
+    if len(xs) < 2:
         return math.nan
-    return float(stats.kendalltau(x, y).statistic)
+    return float(stats.kendalltau(xs, ys).statistic)

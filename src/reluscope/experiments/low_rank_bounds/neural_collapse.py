@@ -139,7 +139,7 @@ def prepare_data(config: NeuralCollapseConfig) -> tuple[Dataset, Dataset, int]:
     if config.points is not None:
         data = subsample(data, min(config.points, len(data)), seed=config.seed)
     train, test = split(data, config.train_fraction, seed=config.seed)
-    classes = int(data.y.max()) + 1
+    classes = int(data.labels.max()) + 1
     if len(torch.unique(train.y)) < 2:
         raise InputError(f"the training split of {config.data!r} holds fewer than two classes")
     if config.standardize:
@@ -245,6 +245,8 @@ def bound_rows(net, x, y, config: NeuralCollapseConfig, ctx: ProbeContext) -> li
         small = ca.truncated_network(k)
         for name in ("train", "test"):
             xs, ys = ctx.points(name, dtype=torch.float64)
+            if ys is None:
+                raise InputError(f"the {name} split has no labels: its accuracy needs them")
             with torch.no_grad():
                 hit = (small(xs).argmax(dim=1) == ys).double().mean().item()
             rows.append(record(metric, hit, split=name))

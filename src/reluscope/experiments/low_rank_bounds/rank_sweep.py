@@ -153,7 +153,7 @@ def _a_priori(c: RankSweepConfig, widths, sample: SampleStats) -> list[dict[str,
         )
         worst = common.worst_case_norms(widths, c.max_norm, ranks)
         grs = grs_bound(worst, sample, margin=c.margin, delta=c.delta)
-        tags = dict(part="a priori", rank=r)
+        tags: dict[str, Any] = dict(part="a priori", rank=r)
         rows += _complexity(low, **tags)
         rows += [row for row in low.to_records(**tags) if row["metric"] == "log10_main"]
         rows += [
