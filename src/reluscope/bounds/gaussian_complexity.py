@@ -38,6 +38,7 @@ from reluscope.bounds.low_rank import DEFAULT_C1, DEFAULT_C2, check_layers, low_
 from reluscope.errors import InputError
 from reluscope.linalg import low_rank_approximation
 from reluscope.records import Records, record, tagged
+from reluscope.validation import invalid
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ def gaussian_complexity_estimate(
     else:
         slopes = (checks.real(slope, "slope"),) * (depth - 1)
     if any(abs(s) > 1 for s in slopes):
-        raise InputError(f"slope must be in [-1, 1] (a 1-Lipschitz activation), got {slope}")
+        raise invalid("slope", "in [-1, 1] (a 1-Lipschitz activation)", slope)
     draws = checks.integer(draws, "draws")
     steps = checks.integer(steps, "steps", minimum=0)
     restarts = checks.integer(restarts, "restarts", minimum=0)

@@ -33,7 +33,7 @@ from reluscope.bounds.margins import MarginStats
 from reluscope.bounds.norms import SampleStats
 from reluscope.bounds.results import BoundResult, log10, log10_product, log10_sum
 from reluscope.errors import InputError
-from reluscope.validation import check_number
+from reluscope.validation import check_number, invalid
 
 #: Maurer's chaining constants default to 1: the bound's shape (values unverified, see above).
 DEFAULT_C1 = 1.0
@@ -50,7 +50,7 @@ def check_layers(
     """(widths, spectral norms, ranks) checked: L + 1 positive widths, L norms >= 0 and L
     ranks with 0 <= r_l <= min(d_l, d_{l-1})."""
     if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or len(widths) < 2:
-        raise InputError(f"widths must be (d_0, ..., d_L) with L >= 1, got {widths!r}")
+        raise invalid("widths", "(d_0, ..., d_L) with L >= 1", widths)
     widths = tuple(checks.integer(w, f"widths[{i}]") for i, w in enumerate(widths))
     depth = len(widths) - 1
     norms = checks.per_layer(spectral_norms, "spectral_norms", depth, nonnegative=True)

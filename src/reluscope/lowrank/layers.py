@@ -14,7 +14,7 @@ from torch import Tensor
 
 from reluscope.errors import InputError
 from reluscope.linalg import low_rank_approximation, truncated_svd
-from reluscope.validation import check_int
+from reluscope.validation import check_int, invalid
 
 Ranks = int | dict[str, int]
 
@@ -154,9 +154,8 @@ def check_rank(rank, out_features: int, in_features: int, where: str) -> int:
     """``rank`` if it is an int in [1, min(out_features, in_features)], else an InputError."""
     top = min(out_features, in_features)
     if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= top:
-        raise InputError(
-            f"rank for {where} ({out_features} x {in_features}) must be an integer in "
-            f"[1, {top}], got {rank!r}"
+        raise invalid(
+            f"rank for {where} ({out_features} x {in_features})", f"an integer in [1, {top}]", rank
         )
     return rank
 

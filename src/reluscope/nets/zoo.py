@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from reluscope.errors import InputError
-from reluscope.validation import check_bool, check_int, check_number
+from reluscope.validation import check_bool, check_int, check_number, invalid
 
 ACTIVATIONS = ("relu", "leaky_relu")
 
@@ -109,7 +109,7 @@ def cnn(
     if isinstance(channels, int) and not isinstance(channels, bool):
         channels = (channels,)
     if not isinstance(channels, Sequence) or isinstance(channels, str) or len(channels) == 0:
-        raise InputError(f"channels must be a non-empty sequence of integers; got {channels!r}")
+        raise invalid("channels", "a non-empty sequence of integers", channels)
     for i, c in enumerate(channels):
         check_int(f"channels[{i}]", c, minimum=1)
     size = image_size
