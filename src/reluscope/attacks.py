@@ -22,7 +22,7 @@ from torch import Tensor
 from reluscope.errors import InputError
 from reluscope.losses import check_targets, correct, point_losses
 from reluscope.measures.results import MeasureResult
-from reluscope.validation import check_choice, check_int, check_number, invalid
+from reluscope.validation import check_choice, check_int, check_number
 
 NORMS = ("linf", "l2")
 ATTACKS = ("pgd", "fgsm")
@@ -220,7 +220,7 @@ def _check_bounds(bounds: Bounds, x: Tensor) -> tuple[Tensor | None, Tensor | No
     if bounds is None:
         return None, None
     if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
-        raise invalid("bounds", "(lo, hi) or None", bounds)
+        raise InputError(f"bounds must be (lo, hi) or None; got {bounds!r}")
     lo, hi = (torch.as_tensor(b, dtype=x.dtype, device=x.device) for b in bounds)
     if not (lo < hi).all():
         raise InputError(f"bounds must have lo < hi; got {_describe(bounds)}")

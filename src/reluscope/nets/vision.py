@@ -13,12 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reluscope.errors import InputError
 from reluscope.nets.zoo import _randomize_batchnorm
-from reluscope.validation import check_int, check_number
+from reluscope.validation import check_int
 
 
 def _check_mult(width_mult: object) -> float:
-    return check_number("width_mult", width_mult, minimum=0, strict=True)
+    if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) or width_mult <= 0:
+        raise InputError(f"width_mult must be a number > 0; got {width_mult!r}")
+    return float(width_mult)
 
 
 def _scaled(channels: int, width_mult: float) -> int:
@@ -29,7 +32,9 @@ def _check_common(num_classes, image_size, in_channels, seed, minimum_size: int)
     check_int("num_classes", num_classes, minimum=1)
     check_int("in_channels", in_channels, minimum=1)
     check_int("seed", seed, minimum=0)
-    check_int("image_size", image_size, minimum=minimum_size)
+    check_int("image_size", image_size, minimum=1)
+    if image_size < minimum_size:
+        raise InputError(f"image_size must be >= {minimum_size} for this model; got {image_size}")
 
 
 def _seeded(seed: int, build) -> nn.Module:

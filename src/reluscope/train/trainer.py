@@ -270,9 +270,11 @@ class Trainer:
 
     def _resume(self) -> None:
         """Load run_dir's checkpoint, if any, after checking it belongs to this run."""
-        if self.run_dir is None or not (self.run_dir / CHECKPOINT).exists():
+        if self.run_dir is None:
             return
         path = self.run_dir / CHECKPOINT
+        if not path.exists():
+            return
         state = load_checkpoint(path, self.device)
         diffs = config_differences(state["config"], self.config)
         if state["run"] != self.runner.run_name:
