@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -227,3 +228,43 @@ def test_bound_table_layer_records_name_layers_by_site():
         assert got["rank"] == min(layer.weight.shape)
         assert got["stable_rank"] == pytest.approx((s.norm() ** 2 / s[0] ** 2).item(), rel=1e-12)
     assert {r["run"] for r in rows} == {"a"}
+
+
+def test_dynamics_and_truncation_results_follow_the_record_protocol():
+    """The dynamics results and the truncation effect convert through the one protocol: the
+    schema's columns first, ``split`` and the tags stored, and the values their own numbers."""
+    from reluscope import dynamics as dyn
+    from reluscope.lowrank import truncation_effect
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(12, 3, dtype=D, generator=gen)
+    x = torch.cat([x, -x])  # a symmetric data set
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]], dtype=D)
+    cmp = dyn.compare(
+        x, y, dyn.random_init([3, 4, 1], 0.1, seed=1), alpha=0.2, lr=0.05, steps=4, snapshots=[0, 4]
+    )
+    spectra = dyn.layer_spectra(cmp.bias_free)
+    curve = dyn.theory_curve(dyn.whiten(x), y, 3, lr=0.05, alpha=0.2, u0=0.01)
+    model = mlp([3, 5, 2], seed=0).double()
+    labels = torch.arange(24) % 2
+    results = {
+        "comparison": cmp,
+        "spectra": spectra,
+        "odd_even": dyn.odd_even(model, x),
+        "symmetry": dyn.symmetry_report(x, y),
+        "theory": curve,
+        "truncation": truncation_effect(model, x, labels, 1),
+    }
+    for name, result in results.items():
+        frame = result.to_frame(split="train", run="r")
+        assert tuple(frame.columns[:5]) == RECORD_COLUMNS, name
+        assert set(frame["split"]) == {"train"} and set(frame["run"]) == {"r"}, name
+    losses = cmp.to_frame().query("metric == 'loss' and net == 'bias_free'")
+    np.testing.assert_array_equal(losses["value"].to_numpy(), cmp.bias_free.loss)
+    errors = cmp.to_frame().query("metric == 'relative_error'")["value"].to_numpy()
+    np.testing.assert_array_equal(errors, cmp.relative_error)
+    sv = spectra.to_frame().query("layer == '2' and step == 4").sort_values("index")
+    np.testing.assert_allclose(sv["value"].to_numpy(), spectra.values[1][-1], rtol=0)
+    theory = curve.to_frame().query("metric == 'loss'")["value"].to_numpy()
+    np.testing.assert_array_equal(theory, curve.loss)
+    assert results["symmetry"].to_frame().set_index("metric").loc["symmetric", "value"] == 1.0
