@@ -383,7 +383,11 @@ PLANE_OPTIONS = [
     ("extent words", ["--extent", "a,b,c,d"], r"--extent must be comma-separated numbers"),
     ("extent inverted", ["--extent", "1,-1,0,1"], r"extent"),
     ("extent nan", ["--extent", "nan,1,0,1"], r"extent"),
-    ("color", ["--color-by", "bogus"], r"color_by must be one of \['random', 'output'\]; got 'bogus'"),
+    (
+        "color",
+        ["--color-by", "bogus"],
+        r"color_by must be one of \['random', 'output'\]; got 'bogus'",
+    ),
     ("dtype", ["--dtype", "int8"], r"--dtype must be one of"),
     ("device", ["--device", "bogus"], r"device must be one of"),
     ("device cuda", ["--device", "cuda"], r"device 'cuda' asked for"),

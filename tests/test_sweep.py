@@ -125,7 +125,11 @@ def test_expand_grid_refuses_bad_grids(grid, seeds, fixed, match):
         ({"a": [1.0], "nope": [1]}, {}, "unknown config key.*nope.*valid keys"),
         ({"n": [3, 1]}, {}, r"run n=1,seed=0 .*n: Input should be greater than or equal to 2"),
         ({"mode": ["x", "z"]}, {}, "run mode=z,seed=0"),
-        ({"a": [1.0]}, {"backend": "dask"}, r"backend must be one of \['local', 'ray'\]; got 'dask'"),
+        (
+            {"a": [1.0]},
+            {"backend": "dask"},
+            r"backend must be one of \['local', 'ray'\]; got 'dask'",
+        ),
         ({"a": [1.0]}, {"workers": 0}, "workers must be an integer >= 1; got 0"),
         ({"a": [1.0]}, {"address": "auto"}, "only used by the Ray backend"),
     ],

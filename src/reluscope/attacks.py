@@ -92,8 +92,9 @@ def pgd(
 
 def adversarial_accuracy(
     model: nn.Module,
-    x: Tensor,
-    y: Tensor,
+    data: Tensor,
+    *,
+    labels: Tensor,
     attack: str | Callable[[nn.Module, Tensor, Tensor], Tensor] = "pgd",
     eps: float | None = None,
     step_size: float | None = None,
@@ -105,8 +106,9 @@ def adversarial_accuracy(
     loss: str = "ce",
     batch_size: int = 256,
 ) -> MeasureResult:
-    """The fraction of points classified correctly both at ``x`` and at the attacked input
-    (so it is at most the clean accuracy), with its standard error over points.
+    """The fraction of the points ``data`` (batch first) classified as ``labels`` both at the
+    point and at the attacked input (so it is at most the clean accuracy), with its standard
+    error over points: the call shape of every measure, ``measure(model, data, *, options)``.
 
     ``attack`` is ``"pgd"`` (``step_size`` defaults to ``eps / 4``), ``"fgsm"``, or a function
     ``attack(model, x, y) -> x_adv`` (then ``eps`` and the attack options are not used). Points
@@ -136,7 +138,7 @@ def adversarial_accuracy(
         raise InputError(
             f"unknown attack {attack!r}; expected one of {list(ATTACKS)} or a function"
         )
-    x, y = _prepare(model, x, y, loss)
+    x, y = _prepare(model, data, labels, loss)
     if len(x) == 0:
         raise InputError("no points to attack: expected at least one")
     robust, clean = [], []

@@ -202,8 +202,8 @@ def adversarial(
         return adversarial_accuracy(
             ctx.module(dtype),
             x,
-            y,
-            attack,
+            labels=y,
+            attack=attack,
             eps=eps,
             step_size=step_size,
             steps=iters,
