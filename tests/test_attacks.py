@@ -167,7 +167,7 @@ def test_bad_input_gives_clear_errors():
         fgsm(model, x, y + 2, 0.1)
     with pytest.raises(InputError, match="one label per input"):
         fgsm(model, x, y[:-1], 0.1)
-    with pytest.raises(InputError, match="unknown attack"):
+    with pytest.raises(InputError, match="attack must be one of"):
         adversarial_accuracy(model, x, labels=y, attack="cw", eps=0.1)
     with pytest.raises(InputError, match="needs eps"):
         adversarial_accuracy(model, x, labels=y, attack="pgd")

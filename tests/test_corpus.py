@@ -216,7 +216,11 @@ def models(prefix: list[str], spec_index: int) -> list[tuple[str, list[str], str
         ("word width", "mlp:2-a-1", r"bad mlp widths"),
         ("unknown option", "mlp:2-4-1:colour=red", r"unknown keyword argument.*colour"),
         ("bad bool", "mlp:2-4-1:bias=maybe", r"bias must be True or False"),
-        ("unknown activation", "mlp:2-4-1:activation=gelu", r"unknown activation 'gelu'"),
+        (
+            "unknown activation",
+            "mlp:2-4-1:activation=gelu",
+            r"activation must be one of \['relu', 'leaky_relu'\]; got 'gelu'",
+        ),
         ("no module", "nosuch_module_xyz:f", r"cannot import module 'nosuch_module_xyz'"),
         ("no function", "math:nosuch", r"has no callable 'nosuch'"),
         ("returns dict", "hostile_models:as_dict", r"returned dict; expected a torch.nn.Module"),

@@ -22,7 +22,7 @@ from torch import Tensor
 from reluscope.errors import InputError
 from reluscope.losses import check_targets, correct, point_losses
 from reluscope.measures.results import MeasureResult
-from reluscope.validation import check_choice, check_int, check_number
+from reluscope.validation import check_choice, check_int, check_number, invalid
 
 NORMS = ("linf", "l2")
 ATTACKS = ("pgd", "fgsm")
@@ -135,9 +135,7 @@ def adversarial_accuracy(
                 return fgsm(m, xb, yb, eps, bounds, loss)
             return pgd(m, xb, yb, eps, step_size, steps, bounds, random_start, seed + i, norm, loss)
     else:
-        raise InputError(
-            f"unknown attack {attack!r}; expected one of {list(ATTACKS)} or a function"
-        )
+        raise invalid("attack", f"one of {list(ATTACKS)} or a function", attack)
     x, y = _prepare(model, data, labels, loss)
     if len(x) == 0:
         raise InputError("no points to attack: expected at least one")

@@ -26,6 +26,7 @@ from reluscope.bounds.results import BoundResult
 from reluscope.errors import InputError
 from reluscope.nets.pwl import PWLNet
 from reluscope.records import Records, record, tagged
+from reluscope.validation import invalid
 
 BOUNDS = ("low-rank", "low-rank-post-hoc", "grs", "bft", "nbs", "nts")
 RANKS = ("exact", "numerical")
@@ -104,7 +105,7 @@ def _check_bounds(bounds: Sequence[str]) -> list[str]:
     names = list(dict.fromkeys(bounds))
     unknown = [b for b in names if b not in BOUNDS]
     if unknown or not names:
-        raise InputError(f"unknown bound(s) {unknown or bounds!r}; valid: {', '.join(BOUNDS)}")
+        raise invalid("bounds", f"a non-empty list of bound names among {list(BOUNDS)}", bounds)
     return names
 
 

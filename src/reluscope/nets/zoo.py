@@ -25,7 +25,7 @@ def _activation(activation: str, slope: float) -> nn.Module:
         return nn.ReLU()
     if activation == "leaky_relu":
         return nn.LeakyReLU(negative_slope=slope)
-    raise InputError(f"unknown activation {activation!r}; expected one of {list(ACTIVATIONS)}")
+    raise invalid("activation", f"one of {list(ACTIVATIONS)}", activation)
 
 
 def _randomize_batchnorm(model: nn.Module) -> None:
@@ -66,7 +66,7 @@ def mlp(
         check_int(f"widths[{i}]", w, minimum=1)
     check_bool("bias", bias)
     if activation not in ACTIVATIONS:
-        raise InputError(f"unknown activation {activation!r}; expected one of {list(ACTIVATIONS)}")
+        raise invalid("activation", f"one of {list(ACTIVATIONS)}", activation)
     check_number("slope", slope)
     check_number("init_multiplier", init_multiplier, minimum=0, strict=True)
     check_int("seed", seed, minimum=0)

@@ -17,7 +17,7 @@ from reluscope import records
 from reluscope.data import Dataset
 from reluscope.errors import InputError
 from reluscope.train.schedule import Schedule
-from reluscope.validation import check_int
+from reluscope.validation import check_int, invalid
 
 RECORD_COLUMNS = ("run", "step") + records.RECORD_COLUMNS
 SPLITS = ("train", "test", "random")
@@ -97,7 +97,7 @@ class ProbeContext:
             data = self.split(split)
             x, y = data.x[:n], None if data.y is None else data.y[:n]
         else:
-            raise InputError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
+            raise invalid("split", f"one of {list(SPLITS)}", split)
         x = x.to(device=self.device, dtype=dtype)
         return x, None if y is None else y.to(self.device)
 
