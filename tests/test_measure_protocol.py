@@ -13,6 +13,7 @@ from measure_helpers import assert_same_result
 
 import reluscope as rs
 from reluscope.bounds.compare import compare
+from reluscope.bounds.results import BOUND_NUMBERS
 from reluscope.errors import InputError
 from reluscope.measures import (
     LocalComplexityMeter,
@@ -200,6 +201,7 @@ def test_bounds_probe_keeps_each_bound_and_picks_its_margin_per_step():
         gamma = default_margin(model.double()(xd), y, 0.2)
     assert frame.query("metric == 'margin'")["value"].item() == pytest.approx(gamma, rel=1e-12)
     table = compare(model, xd, y, margin=gamma)
+    assert tuple(r["metric"] for r in table.results[0].to_records()) == BOUND_NUMBERS
     bound_rows = frame[frame["bound"].notna()]
     assert set(bound_rows["metric"]) == {"log10_bound", "margin_risk"}
     assert set(bound_rows["bound"]) == {r.name for r in table.results}

@@ -39,19 +39,6 @@ from reluscope.validation import (
 )
 
 LABELLED = ("train", "test")
-#: The numbers of a bound in its records (metric names, see BoundResult.to_record).
-BOUND_NUMBERS = (
-    "log10_bound",
-    "margin_risk",
-    "log10_excess",
-    "log10_main",
-    "log10_prefactor",
-    "log10_norm_product",
-    "log10_rank_factor",
-    "log10_rank_factor_substituted",
-    "log10_main_substituted",
-    "confidence",
-)
 Measure = Callable[[ProbeContext, Tensor, Tensor | None], Records | list[dict[str, Any]]]
 
 
@@ -291,6 +278,7 @@ def bounds(
     bound recorded (names of :meth:`reluscope.bounds.BoundResult.to_record`; default all)."""
     from reluscope.bounds.compare import compare
     from reluscope.bounds.margins import default_margin
+    from reluscope.bounds.results import BOUND_NUMBERS
 
     if margin_quantile is not None:
         check_number("margin_quantile", margin_quantile, minimum=0, maximum=1, strict=True)
