@@ -215,9 +215,9 @@ def test_init_scale_changes_match_checkpoints(runs):
     table = init_scale.change_table(records, cfg.train.steps)
     assert len(table) == 4
     for row in table.itertuples():
-        name = f"width_{row.width}_alpha_{row.param_scale:g}"
+        name = f"width_{row.width}_alpha_{row.init_scale:g}"
         init = common.paper_mlp(64, [row.width], 10, math.sqrt(2), cfg.seed)
-        start = row.param_scale * init_scale.parameter_vector(init)
+        start = row.init_scale * init_scale.parameter_vector(init)
         state = load_checkpoint(summary.run_dir / name / "checkpoint.pt", torch.device("cpu"))
         init.load_state_dict(state["model"])
         end = init_scale.parameter_vector(init)
@@ -225,7 +225,7 @@ def test_init_scale_changes_match_checkpoints(runs):
         lc = common.series(records[records["run"] == name], "lc", "train")["value"]
         assert row.lc_change == pytest.approx(abs(lc.loc[cfg.train.steps] - lc.loc[0]) / lc.loc[0])
     assert summary.outcome.numbers["lc_change_rich"] == pytest.approx(
-        table.query("width == 4 and param_scale == 0.5")["lc_change"].item()
+        table.query("width == 4 and init_scale == 0.5")["lc_change"].item()
     )
 
 

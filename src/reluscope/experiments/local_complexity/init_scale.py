@@ -99,7 +99,7 @@ def _run_seed(c: InitScaleConfig, ctx: RunContext) -> pd.DataFrame:
             moved = float((parameter_vector(model) - start).norm() / start.norm())
             extra = {"run": name, "step": c.train.steps, "metric": "param_change", "value": moved}
             frame = records_frame(records.to_dict("records") + [extra])
-            frames.append(frame.assign(width=width, param_scale=alpha))
+            frames.append(frame.assign(width=width, init_scale=alpha))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -113,12 +113,12 @@ def change_table(records: pd.DataFrame, steps: int) -> pd.DataFrame:
     |LC_T - LC_0| / LC_0, the relative parameter change ||theta_T - theta_0|| / ||theta_0||
     and the final train accuracy."""
     rows = []
-    for (width, alpha), group in records.groupby(["width", "param_scale"]):
+    for (width, alpha), group in records.groupby(["width", "init_scale"]):
         lc = common.series(group, "lc", "train")["value"]
         rows.append(
             {
                 "width": int(width),
-                "param_scale": float(alpha),
+                "init_scale": float(alpha),
                 "lc_init": float(lc.loc[0]),
                 "lc_final": float(lc.loc[steps]),
                 "lc_change": float(abs(lc.loc[steps] - lc.loc[0]) / lc.loc[0]),
@@ -132,12 +132,8 @@ def change_table(records: pd.DataFrame, steps: int) -> pd.DataFrame:
 
 
 def _corners(table: pd.DataFrame) -> tuple[Any, Any]:
-    lazy = table[
-        (table.width == table.width.max()) & (table.param_scale == table.param_scale.max())
-    ]
-    rich = table[
-        (table.width == table.width.min()) & (table.param_scale == table.param_scale.min())
-    ]
+    lazy = table[(table.width == table.width.max()) & (table.init_scale == table.init_scale.max())]
+    rich = table[(table.width == table.width.min()) & (table.init_scale == table.init_scale.min())]
     return lazy.iloc[0], rich.iloc[0]
 
 
@@ -159,12 +155,12 @@ def _outcome(
         "param_change_rich": float(rich.param_change),
         "spearman_param_vs_lc_change": rho,
         **{
-            f"lc_change.width_{r.width}_alpha_{r.param_scale:g}": float(r.lc_change)
+            f"lc_change.width_{r.width}_alpha_{r.init_scale:g}": float(r.lc_change)
             for r in table.itertuples()
         },
     }
-    lazy_name = f"width {int(lazy.width)}, alpha {lazy.param_scale:g}"
-    rich_name = f"width {int(rich.width)}, alpha {rich.param_scale:g}"
+    lazy_name = f"width {int(lazy.width)}, alpha {lazy.init_scale:g}"
+    rich_name = f"width {int(rich.width)}, alpha {rich.init_scale:g}"
     corner_checks, rho_checks = [], []
     for t in tables:
         la, ri = _corners(t)
@@ -228,7 +224,7 @@ def _outcome(
 def _figure(table: pd.DataFrame, ctx: RunContext) -> Figure:
     fig, axes = new_figure(2, 1, size=(4.6, 3.6))
     ax = axes[0]
-    grid = table.pivot(index="width", columns="param_scale", values="lc_change")
+    grid = table.pivot(index="width", columns="init_scale", values="lc_change")
     image = ax.imshow(grid.to_numpy(), cmap="viridis", origin="lower", aspect="auto")
     ax.set_xticks(range(grid.shape[1]), [f"{a:g}" for a in grid.columns])
     ax.set_yticks(range(grid.shape[0]), [str(w) for w in grid.index])
@@ -245,7 +241,7 @@ def _figure(table: pd.DataFrame, ctx: RunContext) -> Figure:
     for width, group in table.groupby("width"):
         ax.scatter(group["param_change"], group["lc_change"], label=f"width {width}", s=24)
         for r in group.itertuples():
-            ax.annotate(f"{r.param_scale:g}", (r.param_change, r.lc_change), fontsize=7)
+            ax.annotate(f"{r.init_scale:g}", (r.param_change, r.lc_change), fontsize=7)
     ax.set_xscale("log" if (table["param_change"] > 0).all() else "linear")
     ax.set_yscale("log" if (table["lc_change"] > 0).all() else "linear")
     ax.set_xlabel("||theta_T - theta_0|| / ||theta_0||")
