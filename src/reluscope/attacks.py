@@ -166,7 +166,12 @@ def _prepare(model: nn.Module, x: Tensor, y: Tensor, loss: str) -> tuple[Tensor,
     if not isinstance(model, nn.Module):
         raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(x, Tensor) or not isinstance(y, Tensor):
-        raise InputError("x and y must be tensors (inputs, integer labels)")
+        raise invalid(
+            "x and y",
+            "tensors (inputs, integer labels)",
+            f"{type(x).__name__} and {type(y).__name__}",
+            raw=True,
+        )
     if len(y) != len(x):
         raise InputError(f"{len(x)} inputs but {len(y)} labels; expected one label per input")
     param = next(model.parameters(), None)

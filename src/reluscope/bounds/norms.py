@@ -17,7 +17,7 @@ from torch import Tensor
 from reluscope.bounds import checks
 from reluscope.errors import InputError
 from reluscope.measures.weight_ranks import matrix_stats
-from reluscope.validation import check_choice
+from reluscope.validation import check_choice, invalid
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,12 @@ class NetworkNorms:
         check_choice("rank_kind", rank_kind, ("exact", "numerical"))
         weights = [torch.as_tensor(w) for w in weights]
         if not weights or any(w.dim() != 2 for w in weights):
-            raise InputError("weights must be a non-empty sequence of 2-D matrices")
+            raise invalid(
+                "weights",
+                "a non-empty sequence of 2-D matrices",
+                f"shapes {[tuple(w.shape) for w in weights]}",
+                raw=True,
+            )
         widths = [weights[0].shape[1]]
         for i, w in enumerate(weights):
             if w.shape[1] != widths[-1]:
