@@ -349,7 +349,7 @@ def test_bad_input():
     for bad in (0.0, 1.0, 1.5, -0.1):
         with pytest.raises(InputError, match="delta"):
             B.compare(model, x, y, margin=1.0, delta=bad)
-    with pytest.raises(InputError, match="unknown bound"):
+    with pytest.raises(InputError, match="bounds must be a non-empty list of bound names"):
         B.compare(model, x, y, margin=1.0, bounds=["grs", "pac"])
     with pytest.raises(InputError, match="ranks"):
         B.compare(model, x, y, margin=1.0, ranks=[1])

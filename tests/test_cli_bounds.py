@@ -64,7 +64,7 @@ def test_default_margin_ranks_and_estimate(tmp_path: Path):
     [
         (["--delta", "1.5"], "delta"),
         (["--margin=-1"], "margin"),
-        (["--bounds", "grs,pac"], "unknown bound"),
+        (["--bounds", "grs,pac"], "bounds must be a non-empty list of bound names"),
         (["--ranks", "two"], "--ranks"),
         (["--ranks", "9,9,9"], "exceeds"),
         (["--out", "table.txt"], ".parquet"),

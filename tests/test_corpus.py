@@ -216,7 +216,11 @@ def models(prefix: list[str], spec_index: int) -> list[tuple[str, list[str], str
         ("word width", "mlp:2-a-1", r"bad mlp widths"),
         ("unknown option", "mlp:2-4-1:colour=red", r"unknown keyword argument.*colour"),
         ("bad bool", "mlp:2-4-1:bias=maybe", r"bias must be True or False"),
-        ("unknown activation", "mlp:2-4-1:activation=gelu", r"unknown activation 'gelu'"),
+        (
+            "unknown activation",
+            "mlp:2-4-1:activation=gelu",
+            r"activation must be one of \['relu', 'leaky_relu'\]; got 'gelu'",
+        ),
         ("no module", "nosuch_module_xyz:f", r"cannot import module 'nosuch_module_xyz'"),
         ("no function", "math:nosuch", r"has no callable 'nosuch'"),
         ("returns dict", "hostile_models:as_dict", r"returned dict; expected a torch.nn.Module"),
@@ -365,7 +369,7 @@ BOUNDS_OPTIONS = [
     ("margin negative", ["--margin", "-1"], r"margin must be a finite number > 0"),
     ("margin zero", ["--margin", "0"], r"margin must be a finite number > 0"),
     ("margin inf", ["--margin", "inf"], r"margin must be a finite number > 0"),
-    ("ranks word", ["--ranks", "some"], r"--ranks must be comma-separated numbers, got 'some'"),
+    ("ranks word", ["--ranks", "some"], r"--ranks must be comma-separated numbers; got 'some'"),
     ("ranks negative", ["--ranks", "-1,2"], r"--ranks must be"),
     ("ranks count", ["--ranks", "1,1,1"], r"ranks"),
     ("bounds name", ["--bounds", "bogus"], r"bogus"),
@@ -383,7 +387,11 @@ PLANE_OPTIONS = [
     ("extent words", ["--extent", "a,b,c,d"], r"--extent must be comma-separated numbers"),
     ("extent inverted", ["--extent", "1,-1,0,1"], r"extent"),
     ("extent nan", ["--extent", "nan,1,0,1"], r"extent"),
-    ("color", ["--color-by", "bogus"], r"color_by must be 'random' or 'output'"),
+    (
+        "color",
+        ["--color-by", "bogus"],
+        r"color_by must be one of \['random', 'output'\]; got 'bogus'",
+    ),
     ("dtype", ["--dtype", "int8"], r"--dtype must be one of"),
     ("device", ["--device", "bogus"], r"device must be one of"),
     ("device cuda", ["--device", "cuda"], r"device 'cuda' asked for"),
@@ -456,7 +464,7 @@ OTHER_CLI = [
     (
         "reproduce: workers",
         ["reproduce", "--only", TOY, "--workers", "-1", "--out", "{d}/rep"],
-        r"workers must be >= 1",
+        r"workers must be an integer >= 1; got -1",
     ),
     (
         "reproduce: scale",
@@ -498,7 +506,7 @@ OTHER_CLI = [
     (
         "sweep: backend",
         ["sweep", TOY, "--backend", "bogus", "--out", "{d}/sw"],
-        r"backend must be one of local, ray",
+        r"backend must be one of \['local', 'ray'\]",
     ),
     ("sweep: infinity", ["sweep", TOY, "--set", "mean=Infinity", "--out", "{d}/sw"], r"finite"),
 ]

@@ -172,7 +172,7 @@ def test_subsample():
         ("digits:flatten=maybe", "got 'maybe'"),
         ("mnist1d:n=15", "n=15"),
         ("modular:op=pow", "got 'pow'"),
-        ("modular:p=12,op=div", "p=12"),
+        ("modular:p=12,op=div", "p must be >= 2 (and prime for op=div); got 12"),
         ("modular:part=valid", "got 'valid'"),
         ("modular:part=train,train_fraction=2", "fraction=2"),
         ("", "''"),

@@ -16,6 +16,7 @@ from reluscope.errors import InputError
 from reluscope.experiments import get_experiment, run_experiment
 from reluscope.experiments.low_rank_bounds import neural_collapse as nc_exp
 from reluscope.measures.neural_collapse import neural_collapse
+from reluscope.nets.trace import trace
 from reluscope.train.probe import RECORD_COLUMNS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -92,16 +93,18 @@ def test_last_records_match_the_final_model(tiny_run):
         for metric in ("nc1", "nc1_trace", "cdnv", "nc2_etf", "nc4"):
             assert _last(frame, metric, layer) == pytest.approx(values[metric], rel=1e-9, abs=1e-12)
     assert _last(frame, "nc3", result.penultimate) == pytest.approx(result.value("nc3"), rel=1e-9)
-    # numerical ranks against numpy (same tolerance), tail shares from numpy's SVD
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear):
-            w = module.weight.detach().numpy()
-            s = np.linalg.svd(w, compute_uv=False)
-            rank = int((s > config.rank_rtol * s[0]).sum())
-            assert _last(frame, "numerical_rank", name) == rank
-            tail = (s[10:] ** 2).sum() / (s**2).sum()
-            assert _last(frame, "tail_share", name) == pytest.approx(tail, abs=1e-12)
-            assert _last(frame, "spectral_norm", name) == pytest.approx(s[0], rel=1e-12)
+    # numerical ranks against numpy (same tolerance), tail shares from numpy's SVD; a weight
+    # is named by the site it feeds ("output" for the last), as in every record
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    names = [s.name for s in trace(model, train.input_shape).sites] + ["output"]
+    for name, module in zip(names, linears, strict=True):
+        w = module.weight.detach().numpy()
+        s = np.linalg.svd(w, compute_uv=False)
+        rank = int((s > config.rank_rtol * s[0]).sum())
+        assert _last(frame, "numerical_rank", name) == rank
+        tail = (s[10:] ** 2).sum() / (s**2).sum()
+        assert _last(frame, "tail_share", name) == pytest.approx(tail, abs=1e-12)
+        assert _last(frame, "spectral_norm", name) == pytest.approx(s[0], rel=1e-12)
     # accuracy from the model itself
     with torch.no_grad():
         hits = (model(x).argmax(dim=1) == y).double().mean().item()
@@ -132,7 +135,8 @@ def test_last_records_match_the_final_model(tiny_run):
 def test_verdicts_follow_their_thresholds(tiny_run):
     n, (p1, p2, p3, p4) = tiny_run.outcome.numbers, tiny_run.outcome.predictions
     assert p1.passed == (n["nc1_drop"] >= nc_exp.NC1_DROP)
-    assert p2.passed == (n["numerical_rank_end_2"] <= n["classes"])
+    # the top hidden weight feeds site "3" (hidden [16, 12]: sites "1" and "3", then "output")
+    assert p2.passed == (n["numerical_rank_end_3"] <= n["classes"])
     assert p3.passed == (n["nc4_end"] <= nc_exp.NC4_TOLERANCE)
     collapse = n["log10_bound_collapse_end"]
     assert p4.passed == (not math.isnan(collapse) and collapse < n["log10_bound_plain_end"])

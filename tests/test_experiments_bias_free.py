@@ -157,7 +157,8 @@ def test_deep_low_rank_numbers(outcomes):
     values = out.records.query("metric == 'singular_value' and net == 'relu'")
     at = values[values.step == n["stage_step"]]
     for layer in (1, 2):
-        sigma = at[at.layer == layer].sort_values("index")["value"].to_numpy()
+        # record layers are labels (strings): the layer's 1-based number
+        sigma = at[at.layer == str(layer)].sort_values("index")["value"].to_numpy()
         assert np.all(np.diff(sigma) <= 0) and len(sigma) == {1: config["d"], 2: 20}[layer]
         assert n[f"stage_ratio2_relu_layer{layer}"] == pytest.approx(sigma[1] / sigma[0], rel=1e-12)
     assert n["stage_ratio2_relu_layer1"] < 0.12 and n["stage_ratio2_relu_layer2"] > 0.8

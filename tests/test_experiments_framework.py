@@ -47,7 +47,7 @@ def test_build_uses_quick_defaults_paper_values_and_overrides():
         ("quick", {"bogus": 1}, "unknown config key(s) bogus"),
         ("quick", {"n": 1}, "n: Input should be greater than or equal to 2"),
         ("quick", {"n": "many"}, "got 'many'"),
-        ("huge", {}, "scale must be one of quick, paper"),
+        ("huge", {}, "scale must be one of ['quick', 'paper']; got 'huge'"),
         ("quick", {"device": "gpu"}, "expected cpu, cuda, cuda:N or mps"),
         ("quick", {"seed": -1}, "seed: Input should be greater than or equal to 0"),
     ],

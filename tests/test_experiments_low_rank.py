@@ -19,6 +19,7 @@ from reluscope.experiments.local_complexity.common import load_splits
 from reluscope.experiments.low_rank_bounds import common
 from reluscope.experiments.low_rank_bounds.bound_tracking import STABLE, noisy_labels
 from reluscope.lowrank import LowRankLinear
+from reluscope.nets.trace import trace
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -122,15 +123,15 @@ def test_rank_sweep_trained_networks_lie_in_the_class(outcomes):
         state = torch.load(summary.run_dir / f"rank_{r}" / "model.pt", weights_only=True)
         model.load_state_dict(state)
         layers = [m for m in model if isinstance(m, LowRankLinear)]
-        for layer_index, layer in enumerate(layers, start=1):
+        # records name a layer by the site it feeds (the last one "output")
+        names = [s.name for s in trace(model, (widths[0],)).sites] + ["output"]
+        for name, layer in zip(names, layers, strict=True):
             w = (layer.u.weight.detach().double() @ layer.v.weight.detach().double()).numpy()
             s = np.linalg.svd(w, compute_uv=False)
             assert np.linalg.matrix_rank(w) <= r
             assert s[0] <= c.max_norm * (1 + 1e-6)
             got = records[
-                (records["part"] == "trained")
-                & (records["rank"] == r)
-                & (records["layer"] == str(layer_index))
+                (records["part"] == "trained") & (records["rank"] == r) & (records["layer"] == name)
             ].set_index("metric")["value"]
             assert got["spectral_norm"] == pytest.approx(s[0], rel=1e-6)
             assert got["stable_rank"] == pytest.approx((s**2).sum() / s[0] ** 2, rel=1e-5)

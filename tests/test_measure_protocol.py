@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -12,6 +13,8 @@ from measure_helpers import assert_same_result
 
 import reluscope as rs
 from reluscope.bounds.compare import compare
+from reluscope.bounds.results import BOUND_NUMBERS
+from reluscope.errors import InputError
 from reluscope.measures import (
     LocalComplexityMeter,
     LocalRankMeter,
@@ -22,6 +25,7 @@ from reluscope.measures import (
 )
 from reluscope.nets.zoo import mlp
 from reluscope.records import RECORD_COLUMNS
+from reluscope.train.probe import RECORD_COLUMNS as RECORD_COLUMNS_RUN
 
 D = torch.float64
 
@@ -175,3 +179,94 @@ def test_probes_accept_every_result_type():
     nc1 = frame.query("metric == 'nc1' and layer == '3'")["value"].item()
     direct = rs.neural_collapse(model, x, labels=y, dtype=D).value("nc1", "3")
     assert nc1 == pytest.approx(direct, rel=1e-9)
+
+
+def test_bounds_probe_keeps_each_bound_and_picks_its_margin_per_step():
+    """The bounds probe's records name their bound (column ``bound``), its margin is the
+    quantile of the positive margins, and its numbers equal compare()'s at that margin."""
+    from reluscope.bounds import default_margin
+    from reluscope.data import Dataset
+    from reluscope.train import ProbeRunner, probes
+    from reluscope.train.schedule import every
+
+    model = mlp([4, 12, 3], bias=False, seed=3)
+    x, y = _data(40).float(), torch.arange(40) % 3
+    probe = probes.bounds(margin_quantile=0.2, numbers=["log10_bound", "margin_risk"])
+    runner = ProbeRunner([probe], Dataset(x, y, "toy"), default_schedule=every(1, 1))
+    runner.run(model, step=0)
+    frame = runner.frame()
+    assert tuple(frame.columns) == RECORD_COLUMNS_RUN + ("bound",)
+    xd = x.double()
+    with torch.no_grad():
+        gamma = default_margin(model.double()(xd), y, 0.2)
+    assert frame.query("metric == 'margin'")["value"].item() == pytest.approx(gamma, rel=1e-12)
+    table = compare(model, xd, y, margin=gamma)
+    assert tuple(r["metric"] for r in table.results[0].to_records()) == BOUND_NUMBERS
+    bound_rows = frame[frame["bound"].notna()]
+    assert set(bound_rows["metric"]) == {"log10_bound", "margin_risk"}
+    assert set(bound_rows["bound"]) == {r.name for r in table.results}
+    for r in table.results:
+        got = bound_rows.query("bound == @r.name").set_index("metric")["value"]
+        assert got["log10_bound"] == pytest.approx(r.log10_value, rel=1e-12)
+        assert got["margin_risk"] == pytest.approx(r.margin_risk, abs=1e-15)
+    with pytest.raises(InputError, match="margin"):
+        probes.bounds()
+    with pytest.raises(InputError, match="numbers must be"):
+        probes.bounds(margin=1.0, numbers=["log10_bond"])
+
+
+def test_bound_table_layer_records_name_layers_by_site():
+    model = mlp([4, 6, 5, 3], bias=False, seed=1)
+    x, y = _data(20), torch.arange(20) % 3
+    table = compare(model, x, y, margin=0.5)
+    rows = table.layer_records(run="a")
+    sites = [s.name for s in rs.trace(model, (4,)).sites]
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    for name, layer in zip([*sites, "output"], linears, strict=True):
+        s = torch.linalg.svdvals(layer.weight.detach().double())
+        got = {r["metric"]: r["value"] for r in rows if r["layer"] == name}
+        assert got["spectral_norm"] == pytest.approx(s[0].item(), rel=1e-12)
+        assert got["frobenius_norm"] == pytest.approx(s.norm().item(), rel=1e-12)
+        assert got["rank"] == min(layer.weight.shape)
+        assert got["stable_rank"] == pytest.approx((s.norm() ** 2 / s[0] ** 2).item(), rel=1e-12)
+    assert {r["run"] for r in rows} == {"a"}
+
+
+def test_dynamics_and_truncation_results_follow_the_record_protocol():
+    """The dynamics results and the truncation effect convert through the one protocol: the
+    schema's columns first, ``split`` and the tags stored, and the values their own numbers."""
+    from reluscope import dynamics as dyn
+    from reluscope.lowrank import truncation_effect
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(12, 3, dtype=D, generator=gen)
+    x = torch.cat([x, -x])  # a symmetric data set
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]], dtype=D)
+    cmp = dyn.compare(
+        x, y, dyn.random_init([3, 4, 1], 0.1, seed=1), alpha=0.2, lr=0.05, steps=4, snapshots=[0, 4]
+    )
+    spectra = dyn.layer_spectra(cmp.bias_free)
+    curve = dyn.theory_curve(dyn.whiten(x), y, 3, lr=0.05, alpha=0.2, u0=0.01)
+    model = mlp([3, 5, 2], seed=0).double()
+    labels = torch.arange(24) % 2
+    results = {
+        "comparison": cmp,
+        "spectra": spectra,
+        "odd_even": dyn.odd_even(model, x),
+        "symmetry": dyn.symmetry_report(x, y),
+        "theory": curve,
+        "truncation": truncation_effect(model, x, labels, 1),
+    }
+    for name, result in results.items():
+        frame = result.to_frame(split="train", run="r")
+        assert tuple(frame.columns[:5]) == RECORD_COLUMNS, name
+        assert set(frame["split"]) == {"train"} and set(frame["run"]) == {"r"}, name
+    losses = cmp.to_frame().query("metric == 'loss' and net == 'bias_free'")
+    np.testing.assert_array_equal(losses["value"].to_numpy(), cmp.bias_free.loss)
+    errors = cmp.to_frame().query("metric == 'relative_error'")["value"].to_numpy()
+    np.testing.assert_array_equal(errors, cmp.relative_error)
+    sv = spectra.to_frame().query("layer == '2' and step == 4").sort_values("index")
+    np.testing.assert_allclose(sv["value"].to_numpy(), spectra.values[1][-1], rtol=0)
+    theory = curve.to_frame().query("metric == 'loss'")["value"].to_numpy()
+    np.testing.assert_array_equal(theory, curve.loss)
+    assert results["symmetry"].to_frame().set_index("metric").loc["symmetric", "value"] == 1.0

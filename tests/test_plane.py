@@ -658,7 +658,9 @@ def test_draw_plane_draws_every_region_the_boundary_and_the_points():
     np.testing.assert_allclose(np.stack(lines.get_segments()), segments[:2])
     draw_plane(axes[2], part, boundary=False)
     assert not [c for c in axes[2].collections if isinstance(c, LineCollection)]
-    with pytest.raises(InputError, match="color_by must be 'random' or 'output', got 'x'"):
+    with pytest.raises(
+        InputError, match=r"color_by must be one of \['random', 'output'\]; got 'x'"
+    ):
         draw_plane(axes[2], part, color_by="x")
-    with pytest.raises(InputError, match="edge_width must be >= 0 points, got -1"):
+    with pytest.raises(InputError, match="edge_width must be a finite number >= 0; got -1"):
         draw_plane(axes[2], part, edge_width=-1)

@@ -105,8 +105,8 @@ def test_adversarial_probe_matches_adversarial_accuracy():
     direct = adversarial_accuracy(
         model,
         TEST.x[:40],
-        TEST.y[:40],
-        "pgd",
+        labels=TEST.y[:40],
+        attack="pgd",
         eps=0.3,
         step_size=0.1,
         steps=5,

@@ -106,8 +106,8 @@ def test_run_ids_are_safe_unique_and_hashed_when_long():
     [
         ({"seed": [1, 2]}, 1, {}, "--seeds"),
         ({"a": [1]}, 1, {"seed": 3}, "--seeds"),
-        ({"a": [1]}, 0, {}, "seeds must be a positive integer"),
-        ({"a": [1]}, True, {}, "seeds must be a positive integer"),
+        ({"a": [1]}, 0, {}, "seeds must be an integer >= 1"),
+        ({"a": [1]}, True, {}, "seeds must be an integer >= 1"),
         ({"a": [1]}, 1, {"a": 2}, "both a grid key and a fixed override"),
         ({"a": []}, 1, {}, "non-empty list"),
         ({"a": [1, 2, 1]}, 1, {}, "repeats the value"),
@@ -125,8 +125,12 @@ def test_expand_grid_refuses_bad_grids(grid, seeds, fixed, match):
         ({"a": [1.0], "nope": [1]}, {}, "unknown config key.*nope.*valid keys"),
         ({"n": [3, 1]}, {}, r"run n=1,seed=0 .*n: Input should be greater than or equal to 2"),
         ({"mode": ["x", "z"]}, {}, "run mode=z,seed=0"),
-        ({"a": [1.0]}, {"backend": "dask"}, "backend must be one of local, ray"),
-        ({"a": [1.0]}, {"workers": 0}, "workers must be a positive integer"),
+        (
+            {"a": [1.0]},
+            {"backend": "dask"},
+            r"backend must be one of \['local', 'ray'\]; got 'dask'",
+        ),
+        ({"a": [1.0]}, {"workers": 0}, "workers must be an integer >= 1; got 0"),
         ({"a": [1.0]}, {"address": "auto"}, "only used by the Ray backend"),
     ],
 )

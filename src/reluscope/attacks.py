@@ -22,7 +22,7 @@ from torch import Tensor
 from reluscope.errors import InputError
 from reluscope.losses import check_targets, correct, point_losses
 from reluscope.measures.results import MeasureResult
-from reluscope.validation import check_number
+from reluscope.validation import check_choice, check_int, check_number, invalid
 
 NORMS = ("linf", "l2")
 ATTACKS = ("pgd", "fgsm")
@@ -70,12 +70,9 @@ def pgd(
     on every device). Returns the adversarial inputs after ``steps`` steps (detached)."""
     eps = check_number("eps", eps, minimum=0)
     step_size = check_number("step_size", step_size, minimum=0)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise InputError(f"steps must be an integer >= 0; got {steps!r}")
-    if norm not in NORMS:
-        raise InputError(f"unknown norm {norm!r}; expected one of {list(NORMS)}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InputError(f"seed must be an integer >= 0; got {seed!r}")
+    steps = check_int("steps", steps, minimum=0)
+    check_choice("norm", norm, NORMS)
+    seed = check_int("seed", seed, minimum=0)
     x, y = _prepare(model, x, y, loss)
     limits = _check_bounds(bounds, x)
     adv = x
@@ -95,8 +92,9 @@ def pgd(
 
 def adversarial_accuracy(
     model: nn.Module,
-    x: Tensor,
-    y: Tensor,
+    data: Tensor,
+    *,
+    labels: Tensor,
     attack: str | Callable[[nn.Module, Tensor, Tensor], Tensor] = "pgd",
     eps: float | None = None,
     step_size: float | None = None,
@@ -108,16 +106,16 @@ def adversarial_accuracy(
     loss: str = "ce",
     batch_size: int = 256,
 ) -> MeasureResult:
-    """The fraction of points classified correctly both at ``x`` and at the attacked input
-    (so it is at most the clean accuracy), with its standard error over points.
+    """The fraction of the points ``data`` (batch first) classified as ``labels`` both at the
+    point and at the attacked input (so it is at most the clean accuracy), with its standard
+    error over points: the call shape of every measure, ``measure(model, data, *, options)``.
 
     ``attack`` is ``"pgd"`` (``step_size`` defaults to ``eps / 4``), ``"fgsm"``, or a function
     ``attack(model, x, y) -> x_adv`` (then ``eps`` and the attack options are not used). Points
     are attacked ``batch_size`` at a time; the PGD random starts of batch i use seed
     ``seed + i``. Returns a MeasureResult named "adv_accuracy" with
     ``extra["clean_accuracy"]``."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size must be an integer >= 1; got {batch_size!r}")
+    batch_size = check_int("batch_size", batch_size, minimum=1)
     if callable(attack):
         params = {"attack": getattr(attack, "__name__", repr(attack))}
 
@@ -137,10 +135,8 @@ def adversarial_accuracy(
                 return fgsm(m, xb, yb, eps, bounds, loss)
             return pgd(m, xb, yb, eps, step_size, steps, bounds, random_start, seed + i, norm, loss)
     else:
-        raise InputError(
-            f"unknown attack {attack!r}; expected one of {list(ATTACKS)} or a function"
-        )
-    x, y = _prepare(model, x, y, loss)
+        raise invalid("attack", f"one of {list(ATTACKS)} or a function", attack)
+    x, y = _prepare(model, data, labels, loss)
     if len(x) == 0:
         raise InputError("no points to attack: expected at least one")
     robust, clean = [], []
@@ -170,7 +166,12 @@ def _prepare(model: nn.Module, x: Tensor, y: Tensor, loss: str) -> tuple[Tensor,
     if not isinstance(model, nn.Module):
         raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(x, Tensor) or not isinstance(y, Tensor):
-        raise InputError("x and y must be tensors (inputs, integer labels)")
+        raise invalid(
+            "x and y",
+            "tensors (inputs, integer labels)",
+            f"{type(x).__name__} and {type(y).__name__}",
+            raw=True,
+        )
     if len(y) != len(x):
         raise InputError(f"{len(x)} inputs but {len(y)} labels; expected one label per input")
     param = next(model.parameters(), None)

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from reluscope.errors import InputError
 from reluscope.outputs import predict
+from reluscope.validation import check_choice
 
 LOSSES = ("ce", "mse")
 
@@ -23,8 +24,7 @@ LOSSES = ("ce", "mse")
 def check_targets(output: Tensor, y: Tensor, kind: str = "ce") -> None:
     """InputError unless ``kind`` is a known loss, ``output`` (the model's output on some of the
     points) has shape (batch, classes) and the labels ``y`` are integers in range for it."""
-    if kind not in LOSSES:
-        raise InputError(f"unknown loss {kind!r}; expected one of {list(LOSSES)}")
+    check_choice("loss", kind, LOSSES)
     if output.dim() != 2:
         raise InputError(
             f"the model's output has shape {tuple(output.shape)}; expected (batch, classes)"

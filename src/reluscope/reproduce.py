@@ -22,6 +22,7 @@ from reluscope.io import atomic_write
 from reluscope.report.html import write_report
 from reluscope.report.rundirs import PROVENANCE_FILE, FailedRun, RunSet, read_run
 from reluscope.rundir import claim_directory, locked, mark_collection
+from reluscope.validation import check_int
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,7 @@ def check_plan(
     and every experiment's config at ``scale`` with its ``overrides`` (device included).
     Returns the experiments and their overrides by name; writes nothing."""
     chosen = choose(names)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InputError(f"workers must be >= 1, got {workers}")
+    workers = check_int("workers", workers, minimum=1)
     claim_directory(out, force, collection=True)
     configs = {e.name: (overrides(e) if overrides else {}) for e in chosen}
     for e in chosen:

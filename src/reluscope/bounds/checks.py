@@ -5,25 +5,17 @@ Internal to reluscope.bounds: not part of the public API.
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
 
-from reluscope.errors import InputError
+from reluscope.validation import check_int, check_number, invalid
 
 
 def real(value: Any, name: str, *, positive: bool = False, nonnegative: bool = False) -> float:
     """``value`` as a finite float; > 0 with ``positive``, >= 0 with ``nonnegative``."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and positive:
-        ok = value > 0
-    if ok and nonnegative:
-        ok = value >= 0
-    if not ok:
-        sign = " > 0" if positive else " >= 0" if nonnegative else ""
-        raise InputError(f"{name} must be a finite number{sign}, got {value!r}")
-    return float(value)
+    minimum = 0.0 if positive or nonnegative else None
+    return check_number(name, value, minimum=minimum, strict=positive)
 
 
 def margin(value: Any) -> float:
@@ -35,7 +27,7 @@ def delta(value: Any) -> float:
     """The confidence parameter delta, in the open interval (0, 1)."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < float(value) < 1
     if not ok:
-        raise InputError(f"delta must be a number in the open interval (0, 1), got {value!r}")
+        raise invalid("delta", "a number in the open interval (0, 1)", value)
     return float(value)
 
 
@@ -47,14 +39,7 @@ def bound_options(gamma: Any, confidence: Any, risk: Any) -> tuple[float, float,
 
 def integer(value: Any, name: str, minimum: int = 1) -> int:
     """``value`` as an int >= ``minimum``."""
-    ok = (
-        isinstance(value, numbers.Integral)
-        and not isinstance(value, bool)
-        and int(value) >= minimum
-    )
-    if not ok:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return check_int(name, value, minimum=minimum)
 
 
 def per_layer(values: Any, name: str, length: int | None = None, **kind: bool) -> tuple[float, ...]:
@@ -64,7 +49,7 @@ def per_layer(values: Any, name: str, length: int | None = None, **kind: bool) -
         try:
             values = list(values)
         except TypeError:
-            raise InputError(f"{name} must be a sequence of numbers, got {values!r}") from None
+            raise invalid(name, "a sequence of numbers", values) from None
     if length is not None and len(values) != length:
-        raise InputError(f"{name} must have {length} entries (one per layer), got {len(values)}")
+        raise invalid(name, f"{length} numbers (one per layer)", f"{len(values)}", raw=True)
     return tuple(real(v, f"{name}[{i}]", **kind) for i, v in enumerate(values))

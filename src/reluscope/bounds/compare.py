@@ -25,7 +25,8 @@ from reluscope.bounds.norms import NetworkNorms, SampleStats
 from reluscope.bounds.results import BoundResult
 from reluscope.errors import InputError
 from reluscope.nets.pwl import PWLNet
-from reluscope.records import Records
+from reluscope.records import Records, record, tagged
+from reluscope.validation import invalid
 
 BOUNDS = ("low-rank", "low-rank-post-hoc", "grs", "bft", "nbs", "nts")
 RANKS = ("exact", "numerical")
@@ -62,6 +63,28 @@ class BoundTable(Records):
         tags = dict(tags, margin=self.margins.margin, delta=self.params.get("delta"))
         return [row for r in self.results for row in r.to_records(split, **tags)]
 
+    def layer_records(self, split: str | None = None, **tags: Any) -> list[dict[str, Any]]:
+        """Tidy long rows (:mod:`reluscope.records`) of the numbers the bounds read per weight
+        layer (``norms``; augmented matrices when biases were absorbed): metrics
+        "spectral_norm", "frobenius_norm", "l21_norm", "rank" (the r_l used) and
+        "stable_rank", ``layer`` the site the layer feeds ("output" for the last), plus
+        ``tags``."""
+        n = self.norms
+        names = self.params.get("layers") or [str(i) for i in range(1, n.depth + 1)]
+        columns = dict(
+            spectral_norm=n.spectral,
+            frobenius_norm=n.frobenius,
+            l21_norm=n.l21,
+            rank=n.ranks,
+            stable_rank=n.stable_ranks,
+        )
+        rows = [
+            record(metric, values[i], layer=names[i])
+            for i in range(n.depth)
+            for metric, values in columns.items()
+        ]
+        return tagged(rows, {}, split, tags)
+
     def summary(self, **tags: Any):
         """A wide pandas DataFrame, one row per bound (see :meth:`BoundResult.to_record`), plus
         ``tags`` and the table's margin and delta."""
@@ -82,7 +105,7 @@ def _check_bounds(bounds: Sequence[str]) -> list[str]:
     names = list(dict.fromkeys(bounds))
     unknown = [b for b in names if b not in BOUNDS]
     if unknown or not names:
-        raise InputError(f"unknown bound(s) {unknown or bounds!r}; valid: {', '.join(BOUNDS)}")
+        raise invalid("bounds", f"a non-empty list of bound names among {list(BOUNDS)}", bounds)
     return names
 
 
@@ -210,5 +233,6 @@ def compare(
         biases_absorbed=net.biases_absorbed,
         base=base,
         paths=net.paths,
+        layers=net.layers,
     )
     return BoundTable(results, stats, norms, sample, truncated, estimate, params)

@@ -37,10 +37,12 @@ from reluscope.bounds import checks
 from reluscope.bounds.low_rank import DEFAULT_C1, DEFAULT_C2, check_layers, low_rank_complexity
 from reluscope.errors import InputError
 from reluscope.linalg import low_rank_approximation
+from reluscope.records import Records, record, tagged
+from reluscope.validation import invalid
 
 
 @dataclass(frozen=True)
-class ComplexityEstimate:
+class ComplexityEstimate(Records):
     """``value``: mean over Gamma draws of the best objective found (a lower estimate of G, with
     standard error ``stderr``); ``per_draw`` and ``per_draw_start`` (the explicit start's value
     on each draw, never above the draw's result); ``baseline``: the closed-form mean of the
@@ -60,15 +62,17 @@ class ComplexityEstimate:
         """bound / estimate: how far (THM) is above the complexity found (inf if 0 found)."""
         return self.bound / self.value if self.value > 0 else math.inf
 
-    def to_records(self, **tags: Any) -> list[dict[str, Any]]:
-        """Tidy rows (metric, value, stderr, plus ``tags``)."""
+    def to_records(self, split: str | None = None, **tags: Any) -> list[dict[str, Any]]:
+        """Tidy long rows (:mod:`reluscope.records`; layer None): "gaussian_complexity_mc" (the
+        estimate, with its stderr), "gaussian_complexity_baseline", "gaussian_complexity_bound"
+        and "looseness", then the scalar params and ``tags``."""
         rows = [
-            ("gaussian_complexity_mc", self.value, self.stderr),
-            ("gaussian_complexity_baseline", self.baseline, None),
-            ("gaussian_complexity_bound", self.bound, None),
-            ("looseness", self.looseness, None),
+            record("gaussian_complexity_mc", self.value, stderr=self.stderr),
+            record("gaussian_complexity_baseline", self.baseline),
+            record("gaussian_complexity_bound", self.bound),
+            record("looseness", self.looseness),
         ]
-        return [dict(tags, metric=m, value=v, stderr=s) for m, v, s in rows]
+        return tagged(rows, self.params, split, tags)
 
 
 def expected_gaussian_norm(dim: int) -> float:
@@ -177,7 +181,7 @@ def gaussian_complexity_estimate(
     else:
         slopes = (checks.real(slope, "slope"),) * (depth - 1)
     if any(abs(s) > 1 for s in slopes):
-        raise InputError(f"slope must be in [-1, 1] (a 1-Lipschitz activation), got {slope}")
+        raise invalid("slope", "in [-1, 1] (a 1-Lipschitz activation)", slope)
     draws = checks.integer(draws, "draws")
     steps = checks.integer(steps, "steps", minimum=0)
     restarts = checks.integer(restarts, "restarts", minimum=0)

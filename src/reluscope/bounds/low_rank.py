@@ -33,6 +33,7 @@ from reluscope.bounds.margins import MarginStats
 from reluscope.bounds.norms import SampleStats
 from reluscope.bounds.results import BoundResult, log10, log10_product, log10_sum
 from reluscope.errors import InputError
+from reluscope.validation import check_number, invalid
 
 #: Maurer's chaining constants default to 1: the bound's shape (values unverified, see above).
 DEFAULT_C1 = 1.0
@@ -49,7 +50,7 @@ def check_layers(
     """(widths, spectral norms, ranks) checked: L + 1 positive widths, L norms >= 0 and L
     ranks with 0 <= r_l <= min(d_l, d_{l-1})."""
     if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or len(widths) < 2:
-        raise InputError(f"widths must be (d_0, ..., d_L) with L >= 1, got {widths!r}")
+        raise invalid("widths", "(d_0, ..., d_L) with L >= 1", widths)
     widths = tuple(checks.integer(w, f"widths[{i}]") for i, w in enumerate(widths))
     depth = len(widths) - 1
     norms = checks.per_layer(spectral_norms, "spectral_norms", depth, nonnegative=True)
@@ -214,9 +215,7 @@ def low_rank_bound_post_hoc(
     widths, norms, ranks = check_layers(widths, spectral_norms, ranks)
     gamma, d = checks.margin(margin), checks.delta(delta)
     C1, C2 = check_constants(C1, C2)
-    base = checks.real(base, "base", positive=True)
-    if base <= 1:
-        raise InputError(f"base must be > 1, got {base}")
+    base = check_number("base", base, minimum=1, strict=True)
     values = torch.as_tensor(margins).double().reshape(-1)
     if len(values) != sample.n:
         raise InputError(f"margins must have one entry per point ({sample.n}), got {len(values)}")

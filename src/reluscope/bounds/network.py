@@ -29,6 +29,8 @@ from reluscope.nets.ops import LinearOp, ReshapeOp
 from reluscope.nets.pwl import INPUT, PWLNet
 from reluscope.nets.sites import ActivationOp
 from reluscope.nets.trace import trace
+from reluscope.records import OUTPUT_LAYER
+from reluscope.validation import check_choice
 
 SUPPORTED = (
     "Linear layers (consecutive ones without an activation count as one, their product) "
@@ -43,14 +45,17 @@ class MLP:
     """Weight matrices ``weights`` (float64, W_1 first, each (d_l, d_{l-1})), the negative
     slope of the activation after each layer but the last (``slopes``; 1.0 = no activation),
     the layers' module ``paths``, whether biases were absorbed (module doc; then the matrices
-    are the augmented ones and inputs get a trailing 1), and the machine ``eps`` of the model's
-    own weights, which sets the tolerance of their exact ranks."""
+    are the augmented ones and inputs get a trailing 1), the machine ``eps`` of the model's
+    own weights, which sets the tolerance of their exact ranks, and the layers' names in records
+    (``layers``: the site each layer feeds, "output" for the last; see
+    :mod:`reluscope.records`)."""
 
     weights: tuple[Tensor, ...]
     slopes: tuple[float, ...]
     paths: tuple[str, ...]
     biases_absorbed: bool = False
     eps: float = torch.finfo(torch.float64).eps
+    layers: tuple[str, ...] = ()
 
     @property
     def depth(self) -> int:
@@ -103,11 +108,13 @@ def _unsupported(path: str, kind: str, detail: str) -> UnsupportedLayerError:
     return UnsupportedLayerError(path, kind, SUPPORTED, detail)
 
 
-def _layers(net: PWLNet) -> tuple[list[LinearOp], list[float], list[str]]:
-    """The Linear ops of ``net`` in order, the slope after each but the last, and their paths."""
+def _layers(net: PWLNet) -> tuple[list[LinearOp], list[float], list[str], list[str]]:
+    """The Linear ops of ``net`` in order, the slope after each but the last, their paths and
+    their names in records (the site each feeds, "output" for the last)."""
     linears: list[LinearOp] = []
     slopes: list[float] = []
     paths: list[str] = []
+    sites: list[str] = []
     pending: float | None = None  # the activation seen since the last Linear
     previous = INPUT
     for node in net.nodes:
@@ -142,6 +149,7 @@ def _layers(net: PWLNet) -> tuple[list[LinearOp], list[float], list[str]]:
                     where, node.op.kind, "the bounds need a 1-Lipschitz activation (|slope| <= 1)"
                 )
             pending = node.op.slope
+            sites.append(node.name)
         else:
             detail = "the norm-based bounds cover MLPs (fully connected ReLU networks)"
             raise _unsupported(where, node.op.kind, detail)
@@ -152,7 +160,7 @@ def _layers(net: PWLNet) -> tuple[list[LinearOp], list[float], list[str]]:
         raise _unsupported(net.output, "relu", "an activation after the last Linear layer")
     if net.output != previous:
         raise _unsupported(net.output, "output", "the output must be the last layer")
-    return linears, slopes, paths
+    return linears, slopes, paths, sites + [OUTPUT_LAYER]
 
 
 def _compose(first: LinearOp, second: LinearOp) -> LinearOp:
@@ -202,10 +210,9 @@ def mlp_weights(
     'error', module doc); ``force_absorb`` augments even without biases (for a reference
     network that must match an absorbed one).
     """
-    if biases not in BIASES:
-        raise InputError(f"biases must be one of {BIASES}, got {biases!r}")
+    check_choice("biases", biases, BIASES)
     net = model if isinstance(model, PWLNet) else trace(model, tuple(input_shape))
-    ops, slopes, paths = _layers(check_net(net))
+    ops, slopes, paths, layers = _layers(check_net(net))
     biased = [p for op, p in zip(ops, paths, strict=True) if op.bias is not None and op.bias.any()]
     if biased and biases == "error":
         raise InputError(
@@ -214,9 +221,9 @@ def mlp_weights(
         )
     eps = max(torch.finfo(op.weight.dtype).eps for op in ops)
     if biased or force_absorb:
-        return MLP(tuple(_augmented(ops)), tuple(slopes), tuple(paths), True, eps)
+        return MLP(tuple(_augmented(ops)), tuple(slopes), tuple(paths), True, eps, tuple(layers))
     weights = tuple(op.weight.detach().double() for op in ops)
-    return MLP(weights, tuple(slopes), tuple(paths), False, eps)
+    return MLP(weights, tuple(slopes), tuple(paths), False, eps, tuple(layers))
 
 
 def mlp_on_data(

@@ -17,6 +17,7 @@ from torch import Tensor
 from reluscope.bounds import checks
 from reluscope.errors import InputError
 from reluscope.measures.weight_ranks import matrix_stats
+from reluscope.validation import check_choice, invalid
 
 
 @dataclass(frozen=True)
@@ -93,11 +94,15 @@ class NetworkNorms:
         chosen by ``rank_kind``; ``eps`` (default: the matrices' dtype's) sets the exact-rank
         tolerance. ``reference``: matrices M_l for the (2,1) distances.
         """
-        if rank_kind not in ("exact", "numerical"):
-            raise InputError(f"rank_kind must be 'exact' or 'numerical', got {rank_kind!r}")
+        check_choice("rank_kind", rank_kind, ("exact", "numerical"))
         weights = [torch.as_tensor(w) for w in weights]
         if not weights or any(w.dim() != 2 for w in weights):
-            raise InputError("weights must be a non-empty sequence of 2-D matrices")
+            raise invalid(
+                "weights",
+                "a non-empty sequence of 2-D matrices",
+                f"shapes {[tuple(w.shape) for w in weights]}",
+                raw=True,
+            )
         widths = [weights[0].shape[1]]
         for i, w in enumerate(weights):
             if w.shape[1] != widths[-1]:

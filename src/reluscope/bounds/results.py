@@ -28,6 +28,21 @@ def log10_sum(*logs: float) -> float:
     return top + math.log10(sum(10 ** (v - top) for v in logs))
 
 
+#: The numbers of a bound in its records (their metric names; see BoundResult.to_record).
+BOUND_NUMBERS = (
+    "log10_bound",
+    "margin_risk",
+    "log10_excess",
+    "log10_main",
+    "log10_prefactor",
+    "log10_norm_product",
+    "log10_rank_factor",
+    "log10_rank_factor_substituted",
+    "log10_main_substituted",
+    "confidence",
+)
+
+
 @dataclass(frozen=True)
 class BoundResult(Records):
     """An upper bound, holding with probability >= 1 - delta, on the test error (0-1 loss) of a

@@ -20,6 +20,7 @@ from reluscope.io import atomic_write, check_writable_dir, load_tensors, read_ar
 from reluscope.nets.checks import check_real_inputs
 from reluscope.nets.spec import load_model
 from reluscope.nets.trace import infer_input_shape, trace
+from reluscope.validation import invalid
 
 console = Console(soft_wrap=True)
 
@@ -68,7 +69,7 @@ def parse_numbers(text: str, name: str) -> list[float]:
     try:
         return [float(p) for p in text.split(",") if p.strip()]
     except ValueError:
-        raise InputError(f"--{name} must be comma-separated numbers, got {text!r}") from None
+        raise invalid(f"--{name}", "comma-separated numbers", text) from None
 
 
 def parse_points(text: str, name: str) -> torch.Tensor:
@@ -91,7 +92,7 @@ def parse_points(text: str, name: str) -> torch.Tensor:
 def _dtype(name: str) -> torch.dtype:
     dtypes = {"float64": torch.float64, "float32": torch.float32}
     if name not in dtypes:
-        raise InputError(f"--dtype must be one of {sorted(dtypes)}, got {name!r}")
+        raise invalid("--dtype", f"one of {sorted(dtypes)}", name)
     return dtypes[name]
 
 

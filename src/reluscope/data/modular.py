@@ -6,7 +6,7 @@ import torch
 
 from reluscope.data.dataset import Dataset, split
 from reluscope.data.options import choice, positive_int, real
-from reluscope.errors import InputError
+from reluscope.validation import invalid
 
 OPS = ("add", "sub", "mul", "div")
 
@@ -35,7 +35,7 @@ def modular(
     part = choice(part, "part", "modular", ("all", "train", "test"))
     train_fraction = real(train_fraction, "train_fraction", "modular")
     if p < 2 or (op == "div" and not _is_prime(p)):
-        raise InputError(f"modular: p must be >= 2 (and prime for op=div), got p={p}")
+        raise invalid("modular: p", ">= 2 (and prime for op=div)", p)
     a, b = torch.cartesian_prod(torch.arange(p), torch.arange(p)).T
     if op == "div":
         a, b = a[b != 0], b[b != 0]

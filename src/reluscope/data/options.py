@@ -8,7 +8,7 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-from reluscope.errors import InputError
+from reluscope.validation import invalid
 from reluscope.values import parse_options
 
 
@@ -33,7 +33,7 @@ def positive_int(value: Any, option: str, dataset: str) -> int:
         and float(value) >= 1
     ):
         return int(float(value))
-    raise InputError(f"{dataset}: {option} must be a positive integer, got {value!r}")
+    raise invalid(f"{dataset}: {option}", "a positive integer", value)
 
 
 def real(value: Any, option: str, dataset: str, *, positive: bool = False) -> float:
@@ -46,18 +46,18 @@ def real(value: Any, option: str, dataset: str, *, positive: bool = False) -> fl
     ):
         return float(value)
     kind = "a positive number" if positive else "a finite number"
-    raise InputError(f"{dataset}: {option} must be {kind}, got {value!r}")
+    raise invalid(f"{dataset}: {option}", kind, value)
 
 
 def choice(value: Any, option: str, dataset: str, allowed: tuple[str, ...]) -> str:
     """``value`` if it is one of ``allowed``."""
     if value not in allowed:
-        raise InputError(f"{dataset}: {option} must be one of {list(allowed)}, got {value!r}")
+        raise invalid(f"{dataset}: {option}", f"one of {list(allowed)}", value)
     return value
 
 
 def flag(value: Any, option: str, dataset: str) -> bool:
     """``value`` if it is a bool (``true``/``false`` in a spec)."""
     if not isinstance(value, bool):
-        raise InputError(f"{dataset}: {option} must be true or false, got {value!r}")
+        raise invalid(f"{dataset}: {option}", "true or false", value)
     return value

@@ -8,8 +8,6 @@ Internal to reluscope.dynamics: not part of the public API.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +16,7 @@ import torch
 from torch import Tensor
 
 from reluscope.errors import InputError
+from reluscope.validation import check_int, check_number
 
 DTYPE = torch.float64
 
@@ -57,37 +56,17 @@ def as_data(x: Any, y: Any, device: torch.device | str | None = None) -> tuple[T
 
 def check_alpha(alpha: Any) -> float:
     """The leaky slope as a float in [0, 1] (0: ReLU, 1: linear)."""
-    if (
-        isinstance(alpha, numbers.Real)
-        and not isinstance(alpha, bool)
-        and math.isfinite(float(alpha))
-        and 0.0 <= float(alpha) <= 1.0
-    ):
-        return float(alpha)
-    raise InputError(f"alpha must be a number in [0, 1] (0: ReLU, 1: linear); got {alpha!r}")
+    return check_number("alpha", alpha, minimum=0, maximum=1)
 
 
 def positive_real(value: Any, name: str) -> float:
     """``value`` as a finite float > 0."""
-    if (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-        and float(value) > 0
-    ):
-        return float(value)
-    raise InputError(f"{name} must be a finite number > 0; got {value!r}")
+    return check_number(name, value, minimum=0, strict=True)
 
 
 def count(value: Any, name: str, minimum: int = 0) -> int:
     """``value`` as an int >= ``minimum``."""
-    if (
-        isinstance(value, numbers.Integral)
-        and not isinstance(value, bool)
-        and int(value) >= minimum
-    ):
-        return int(value)
-    raise InputError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    return check_int(name, value, minimum=minimum)
 
 
 def as_weights(

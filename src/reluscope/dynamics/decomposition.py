@@ -26,6 +26,7 @@ from reluscope.dynamics.checks import DTYPE, as_tensor
 from reluscope.dynamics.models import bias_free_layers
 from reluscope.errors import InputError
 from reluscope.nets.pwl import PWLNet
+from reluscope.records import Records, record, tagged
 
 
 def _ratio(num: Tensor, den: Tensor) -> float:
@@ -62,7 +63,7 @@ def _evaluate(f: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
-class OddEven:
+class OddEven(Records):
     """f and its parts at the points x, each (points, outputs) (outputs flattened), in output
     units, and the metrics: ``nonlinearity`` = ||f_odd - X B|| / ||f_odd|| with B the
     least-squares linear map (no intercept) from the flattened inputs X (0 when the odd part is
@@ -78,12 +79,11 @@ class OddEven:
     even_to_odd: float
     odd_linear_map: np.ndarray
 
-    def to_records(self, **tags: Any) -> list[dict[str, Any]]:
-        """Tidy rows (metric, value) for the three metrics."""
-        return [
-            dict(tags, metric=m, value=getattr(self, m))
-            for m in ("nonlinearity", "even_ratio", "even_to_odd")
-        ]
+    def to_records(self, split: str | None = None, **tags: Any) -> list[dict[str, Any]]:
+        """Tidy long rows (:mod:`reluscope.records`; exact, layer None) of the three metrics,
+        with ``tags``."""
+        rows = [record(m, getattr(self, m)) for m in ("nonlinearity", "even_ratio", "even_to_odd")]
+        return tagged(rows, {}, split, tags)
 
 
 def odd_even(model: Any, x: Any) -> OddEven:

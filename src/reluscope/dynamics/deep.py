@@ -19,6 +19,7 @@ from torch import nn
 from reluscope.dynamics.checks import as_weights
 from reluscope.dynamics.simulate import Trajectory
 from reluscope.errors import InputError
+from reluscope.records import Records, record, tagged
 
 
 def singular_values(weights: Any) -> tuple[np.ndarray, ...]:
@@ -27,7 +28,7 @@ def singular_values(weights: Any) -> tuple[np.ndarray, ...]:
 
 
 @dataclass(frozen=True)
-class LayerSpectra:
+class LayerSpectra(Records):
     """Singular values of each layer at the snapshot steps: ``values[l]`` is
     (len(steps), min(out, in)) for layer l + 1, decreasing along the last axis."""
 
@@ -45,14 +46,17 @@ class LayerSpectra:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(v[:, 0] > 0, v[:, k - 1] / v[:, 0], 0.0)
 
-    def to_records(self, **tags: Any) -> list[dict[str, Any]]:
-        """Tidy rows (step, layer (1-based), index (1-based), value)."""
-        return [
-            dict(tags, step=step, layer=layer + 1, index=i + 1, value=float(s))
+    def to_records(self, split: str | None = None, **tags: Any) -> list[dict[str, Any]]:
+        """Tidy long rows (:mod:`reluscope.records`): metric "singular_value" with ``layer``
+        the layer's 1-based number (as a string), the columns ``step`` and ``index`` (1-based,
+        decreasing values), and ``tags``."""
+        rows = [
+            record("singular_value", s, layer=str(layer + 1), step=step, index=i + 1)
             for layer, v in enumerate(self.values)
             for step, row in zip(self.steps, v, strict=True)
             for i, s in enumerate(row)
         ]
+        return tagged(rows, {}, split, tags)
 
 
 def layer_spectra(trajectory: Trajectory) -> LayerSpectra:

@@ -22,6 +22,8 @@ from reluscope.dynamics.checks import as_weights, check_alpha, positive_real
 from reluscope.dynamics.linear_theory import rate
 from reluscope.dynamics.simulate import Trajectory, gradient_descent
 from reluscope.errors import InputError
+from reluscope.records import Records, record, tagged
+from reluscope.validation import check_choice
 
 LINEAR_PARTNERS = ("equivalent", "same")
 
@@ -40,7 +42,7 @@ def equivalent_linear(weights: Any, lr: float, alpha: float) -> tuple[tuple[Tens
 
 
 @dataclass(frozen=True)
-class Comparison:
+class Comparison(Records):
     """A bias-free network's run (``bias_free``) and its linear partner's (``linear``), step by
     step; ``partner`` says how the linear run was set up ("equivalent" or "same")."""
 
@@ -58,23 +60,16 @@ class Comparison:
         """The largest relative loss difference over the run."""
         return float(self.relative_error.max())
 
-    def to_records(self, **tags: Any) -> list[dict[str, Any]]:
-        """Tidy rows (net, step, metric, value): both losses, then the relative error."""
+    def to_records(self, split: str | None = None, **tags: Any) -> list[dict[str, Any]]:
+        """Tidy long rows (:mod:`reluscope.records`; column ``net``): both losses
+        (:meth:`Trajectory.to_records`), then "relative_error" at each step (net "both"), with
+        the columns partner, alpha and lr and ``tags``."""
         tags = dict(tags, partner=self.partner)
-        rows = self.bias_free.to_records(**tags, net="bias_free")
-        rows += self.linear.to_records(**tags, net="linear")
-        rows += [
-            dict(
-                tags,
-                net="both",
-                alpha=self.bias_free.alpha,
-                lr=self.bias_free.lr,
-                step=i,
-                metric="relative_error",
-                value=float(v),
-            )
-            for i, v in enumerate(self.relative_error)
-        ]
+        rows = self.bias_free.to_records(split, **tags, net="bias_free")
+        rows += self.linear.to_records(split, **tags, net="linear")
+        errors = [record("relative_error", v, step=i) for i, v in enumerate(self.relative_error)]
+        params = dict(alpha=self.bias_free.alpha, lr=self.bias_free.lr)
+        rows += tagged(errors, params, split, dict(tags, net="both"))
         return rows
 
 
@@ -98,8 +93,7 @@ def compare(
     Both runs use :func:`reluscope.dynamics.gradient_descent` with the same ``steps``,
     ``substeps``, ``snapshots`` and ``device``."""
     alpha = check_alpha(alpha)
-    if linear not in LINEAR_PARTNERS:
-        raise InputError(f"linear must be one of {list(LINEAR_PARTNERS)}; got {linear!r}")
+    check_choice("linear", linear, LINEAR_PARTNERS)
     ws = as_weights(weights)
     lin_ws, lin_lr = equivalent_linear(ws, lr, alpha) if linear == "equivalent" else (ws, lr)
     if isinstance(snapshots, Iterable):

@@ -36,6 +36,8 @@ from reluscope.dynamics.checks import (
     positive_real,
 )
 from reluscope.errors import InputError
+from reluscope.records import Records, record, tagged
+from reluscope.validation import check_bool
 
 INIT_STRENGTHS = ("effective", "projection")
 
@@ -112,8 +114,7 @@ def modes(x: Any, y: Any, whiten: bool = False, atol: float = 1e-6) -> Modes:
     InputError unless ``whiten=True``, which whitens them first (see :func:`whitening_matrix`);
     the modes then describe a network trained on the whitened inputs."""
     xt, yt = as_data(x, y, "cpu")
-    if not isinstance(whiten, bool):
-        raise InputError(f"whiten must be true or false; got {whiten!r}")
+    check_bool("whiten", whiten)
     atol = positive_real(atol, "atol")
     if whiten:
         xt = xt @ whitening_matrix(xt)
@@ -239,7 +240,7 @@ def _two_layer(weights: Any, modes: Modes) -> tuple[Tensor, Tensor]:
 
 
 @dataclass(frozen=True)
-class TheoryCurve:
+class TheoryCurve(Records):
     """A closed-form learning curve: ``t`` (steps at ``lr``), ``loss`` (target units squared),
     ``strengths`` u_i(t) (len(t), k), the ``modes``, initial strengths ``u0`` and the per-mode
     half-way times ``mode_half_way`` (steps) for slope ``alpha``."""
@@ -263,20 +264,20 @@ class TheoryCurve:
         """When the loss is halfway from its start to the linear floor (steps)."""
         return half_way_step(self.t, self.loss, final=self.modes.floor)
 
-    def to_records(self, **tags: Any) -> list[dict[str, Any]]:
-        """Tidy rows (step, metric, mode, value): the loss at each time t (in steps), then
-        u_i(t) per mode (metric "strength")."""
-        base = dict(tags, alpha=self.alpha, lr=self.lr)
+    def to_records(self, split: str | None = None, **tags: Any) -> list[dict[str, Any]]:
+        """Tidy long rows (:mod:`reluscope.records`): the loss at each time t (column
+        ``step``, in steps; ``mode`` None), then u_i(t) per mode i (metric "strength"), with the
+        columns alpha and lr and ``tags``."""
         rows = [
-            dict(base, step=float(t), metric="loss", mode=None, value=float(v))
+            record("loss", v, step=float(t), mode=None)
             for t, v in zip(self.t, self.loss, strict=True)
         ]
         for i in range(self.strengths.shape[1]):
             rows += [
-                dict(base, step=float(t), metric="strength", mode=i, value=float(v))
+                record("strength", v, step=float(t), mode=i)
                 for t, v in zip(self.t, self.strengths[:, i], strict=True)
             ]
-        return rows
+        return tagged(rows, dict(alpha=self.alpha, lr=self.lr), split, tags)
 
 
 def theory_curve(

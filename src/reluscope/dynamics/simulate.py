@@ -31,6 +31,7 @@ from reluscope.dynamics.checks import (
 )
 from reluscope.dynamics.linear_theory import half_way_step, rate
 from reluscope.errors import InputError, TrainingDiverged
+from reluscope.records import Records, record, tagged
 
 
 def activate(z: Tensor, alpha: float) -> Tensor:
@@ -81,7 +82,7 @@ def _gradients(
 
 
 @dataclass(frozen=True)
-class Trajectory:
+class Trajectory(Records):
     """One gradient-descent run: ``loss`` (steps + 1,) before each step and after the last
     (target units squared), weights at ``snapshot_steps`` (``snapshots``: one tuple of (out, in)
     arrays per step), the final weights and biases, and the run's settings."""
@@ -109,10 +110,11 @@ class Trajectory:
         """When the loss is halfway from its start to ``final`` (default: its last value)."""
         return half_way_step(self.steps, self.loss, final)
 
-    def to_records(self, **tags: Any) -> list[dict[str, Any]]:
-        """Tidy rows (step, metric="loss", value), one per step, with ``tags``."""
-        base = dict(tags, alpha=self.alpha, lr=self.lr)
-        return [dict(base, step=i, metric="loss", value=float(v)) for i, v in enumerate(self.loss)]
+    def to_records(self, split: str | None = None, **tags: Any) -> list[dict[str, Any]]:
+        """Tidy long rows (:mod:`reluscope.records`): metric "loss" at each step (column
+        ``step``), with the columns alpha and lr and ``tags``."""
+        rows = [record("loss", v, step=i) for i, v in enumerate(self.loss)]
+        return tagged(rows, dict(alpha=self.alpha, lr=self.lr), split, tags)
 
 
 def _snapshot_steps(snapshots: Iterable[int], steps: int) -> tuple[int, ...]:

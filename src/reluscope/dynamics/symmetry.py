@@ -23,10 +23,11 @@ import numpy as np
 import torch
 
 from reluscope.dynamics.checks import as_data, count, positive_real
+from reluscope.records import Records, record, tagged
 
 
 @dataclass(frozen=True)
-class SymmetryReport:
+class SymmetryReport(Records):
     """The exact test and the proxies for one dataset of ``num_points`` points.
 
     Exact (within ``atol``, max norm over the concatenated (x, y)):
@@ -57,9 +58,10 @@ class SymmetryReport:
     directions: int
     seed: int
 
-    def to_records(self, **tags: Any) -> list[dict[str, Any]]:
-        """Tidy rows (metric, value), one per field, with ``tags``."""
-        return [dict(tags, metric=k, value=v) for k, v in asdict(self).items()]
+    def to_records(self, split: str | None = None, **tags: Any) -> list[dict[str, Any]]:
+        """Tidy long rows (:mod:`reluscope.records`), one per field (flags as 0 / 1), with
+        ``tags``."""
+        return tagged([record(k, v) for k, v in asdict(self).items()], {}, split, tags)
 
 
 def _near_counts(

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from reluscope.errors import InputError, renamed_key_hints, validation_summary
 from reluscope.train.config import TrainConfig
+from reluscope.validation import check_choice
 from reluscope.values import merge, nest
 
 Scale = Literal["quick", "paper"]
@@ -49,8 +50,7 @@ class ExperimentConfig(BaseModel):
         """The configuration at ``scale`` with ``overrides`` applied, validated. Overrides of a
         nested section are dotted keys (``{"train.lr": 0.01}``) or dicts (``{"train": {"lr":
         0.01}}``); they change only the keys they name, the rest keeps the section's default."""
-        if scale not in SCALES:
-            raise InputError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
+        check_choice("scale", scale, SCALES)
         values = nest(dict(cls.PAPER)) if scale == "paper" else {}
         values = merge(values, nest(dict(overrides or {})))
         _check_keys(cls, values, "")

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from reluscope.errors import InputError
 from reluscope.lowrank.layers import LowRankLinear, resolve, weight_layers
+from reluscope.validation import invalid
 
 
 def nuclear_norm_penalty(model: nn.Module, layers: Iterable[str] | None = None) -> Tensor:
@@ -38,7 +39,7 @@ def _norm_check(value: Any, layer: nn.Module, label: str) -> float:
     except (TypeError, ValueError):
         b = math.nan
     if isinstance(value, bool) or not math.isfinite(b) or b <= 0:
-        raise InputError(f"max_norm for {label} must be a finite number > 0, got {value!r}")
+        raise invalid(f"max_norm for {label}", "a finite number > 0", value)
     return b
 
 

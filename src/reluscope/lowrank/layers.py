@@ -14,6 +14,7 @@ from torch import Tensor
 
 from reluscope.errors import InputError
 from reluscope.linalg import low_rank_approximation, truncated_svd
+from reluscope.validation import check_int, invalid
 
 Ranks = int | dict[str, int]
 
@@ -38,9 +39,8 @@ class LowRankLinear(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        check_int("in_features", in_features, minimum=1)
+        check_int("out_features", out_features, minimum=1)
         self.in_features = in_features
         self.out_features = out_features
         self.rank = check_rank(rank, out_features, in_features, "LowRankLinear")
@@ -154,9 +154,8 @@ def check_rank(rank, out_features: int, in_features: int, where: str) -> int:
     """``rank`` if it is an int in [1, min(out_features, in_features)], else an InputError."""
     top = min(out_features, in_features)
     if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= top:
-        raise InputError(
-            f"rank for {where} ({out_features} x {in_features}) must be an integer in "
-            f"[1, {top}], got {rank!r}"
+        raise invalid(
+            f"rank for {where} ({out_features} x {in_features})", f"an integer in [1, {top}]", rank
         )
     return rank
 

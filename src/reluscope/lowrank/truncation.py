@@ -13,11 +13,12 @@ from torch import Tensor
 from reluscope.errors import InputError
 from reluscope.lowrank.layers import Ranks, truncate_svd, weight_layers
 from reluscope.outputs import margins, predict
+from reluscope.records import Records, record, tagged
 from reluscope.validation import check_labels, check_number
 
 
 @dataclass(frozen=True)
-class TruncationEffect:
+class TruncationEffect(Records):
     """Accuracy, mean margin and (with ``gamma``) margin risk of a model before and after SVD
     truncation, on the same points; ``agreement`` is the fraction of unchanged predictions;
     ``relative_error[layer]`` = ||W - W_r||_F / ||W||_F; ``ranks`` the ranks used.
@@ -34,27 +35,20 @@ class TruncationEffect:
     num_points: int
     params: dict[str, Any] = field(default_factory=dict)
 
-    def to_records(self, **tags: Any) -> list[dict[str, Any]]:
-        """Tidy rows (metric, layer, value, stderr=None, plus ``tags``): "<name>_before",
-        "<name>_after", "agreement", and per layer "relative_error" and "rank"."""
+    def to_records(self, split: str | None = None, **tags: Any) -> list[dict[str, Any]]:
+        """Tidy long rows (:mod:`reluscope.records`; exact, so stderr None): "<name>_before",
+        "<name>_after", "agreement", and per layer "relative_error" and "rank", then the scalar
+        params, num_points and ``tags``."""
         rows = [
-            dict(tags, metric=f"{k}_{when}", layer=None, value=v, stderr=None)
+            record(f"{k}_{when}", v)
             for when, values in (("before", self.before), ("after", self.after))
             for k, v in values.items()
         ]
-        rows.append(dict(tags, metric="agreement", layer=None, value=self.agreement, stderr=None))
+        rows.append(record("agreement", self.agreement))
         for layer, err in self.relative_error.items():
-            rows.append(dict(tags, metric="relative_error", layer=layer, value=err, stderr=None))
-            rows.append(
-                dict(tags, metric="rank", layer=layer, value=self.ranks[layer], stderr=None)
-            )
-        return rows
-
-    def to_frame(self, **tags: Any):
-        """The records as a pandas DataFrame."""
-        import pandas as pd
-
-        return pd.DataFrame(self.to_records(**tags))
+            rows.append(record("relative_error", err, layer=layer))
+            rows.append(record("rank", self.ranks[layer], layer=layer))
+        return tagged(rows, dict(self.params, num_points=self.num_points), split, tags)
 
 
 def _scores(out: Tensor, y: Tensor, gamma: float | None) -> tuple[dict[str, float], Tensor]:

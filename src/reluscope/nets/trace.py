@@ -32,7 +32,7 @@ from reluscope.nets.ops import (
 )
 from reluscope.nets.pwl import INPUT, Node, PWLNet
 from reluscope.nets.sites import ActivationOp, MaxPoolOp
-from reluscope.validation import check_float_dtype
+from reluscope.validation import check_float_dtype, invalid
 
 SUPPORTED = (
     "Linear, Conv1d, Conv2d, BatchNorm1d/2d (eval mode), AvgPool1d/2d, AdaptiveAvgPool1d/2d, "
@@ -125,11 +125,9 @@ def _check_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
             raise TypeError
         shape = tuple(_as_int(s) for s in input_shape)
     except TypeError:
-        raise InputError(
-            f"input_shape must be a sequence of positive ints, got {input_shape!r}"
-        ) from None
+        raise invalid("input_shape", "a non-empty sequence of positive ints", input_shape) from None
     if not shape or any(s <= 0 for s in shape):
-        raise InputError(f"input_shape must be a non-empty sequence of positive ints, got {shape}")
+        raise invalid("input_shape", "a non-empty sequence of positive ints", shape)
     return shape
 
 

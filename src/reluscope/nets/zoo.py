@@ -8,14 +8,13 @@ RNG state is left untouched.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from reluscope.errors import InputError
-from reluscope.validation import check_bool, check_int
+from reluscope.validation import check_bool, check_int, check_number, invalid
 
 ACTIVATIONS = ("relu", "leaky_relu")
 
@@ -26,7 +25,7 @@ def _activation(activation: str, slope: float) -> nn.Module:
         return nn.ReLU()
     if activation == "leaky_relu":
         return nn.LeakyReLU(negative_slope=slope)
-    raise InputError(f"unknown activation {activation!r}; expected one of {list(ACTIVATIONS)}")
+    raise invalid("activation", f"one of {list(ACTIVATIONS)}", activation)
 
 
 def _randomize_batchnorm(model: nn.Module) -> None:
@@ -67,16 +66,9 @@ def mlp(
         check_int(f"widths[{i}]", w, minimum=1)
     check_bool("bias", bias)
     if activation not in ACTIVATIONS:
-        raise InputError(f"unknown activation {activation!r}; expected one of {list(ACTIVATIONS)}")
-    if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not math.isfinite(slope):
-        raise InputError(f"slope must be a finite number; got {slope!r}")
-    if (
-        isinstance(init_multiplier, bool)
-        or not isinstance(init_multiplier, (int, float))
-        or not math.isfinite(init_multiplier)
-        or init_multiplier <= 0
-    ):
-        raise InputError(f"init_multiplier must be a finite number > 0; got {init_multiplier!r}")
+        raise invalid("activation", f"one of {list(ACTIVATIONS)}", activation)
+    check_number("slope", slope)
+    check_number("init_multiplier", init_multiplier, minimum=0, strict=True)
     check_int("seed", seed, minimum=0)
 
     layers: list[nn.Module] = []
@@ -117,7 +109,7 @@ def cnn(
     if isinstance(channels, int) and not isinstance(channels, bool):
         channels = (channels,)
     if not isinstance(channels, Sequence) or isinstance(channels, str) or len(channels) == 0:
-        raise InputError(f"channels must be a non-empty sequence of integers; got {channels!r}")
+        raise invalid("channels", "a non-empty sequence of integers", channels)
     for i, c in enumerate(channels):
         check_int(f"channels[{i}]", c, minimum=1)
     size = image_size

@@ -16,7 +16,7 @@ from reluscope.errors import InputError
 from reluscope.nets.checks import check_net, check_real_inputs
 from reluscope.nets.pwl import PWLNet
 from reluscope.nets.trace import as_pwlnet
-from reluscope.validation import check_float_dtype
+from reluscope.validation import check_float_dtype, invalid
 
 
 def point_tensor(value, name: str) -> Tensor:
@@ -84,11 +84,11 @@ def check_extent(extent: Sequence[float], size: int) -> tuple[float, ...]:
     try:
         ext = tuple(float(e) for e in extent)
     except (TypeError, ValueError):
-        raise InputError(f"extent must be {size} numbers, got {extent!r}") from None
+        raise invalid("extent", f"{size} numbers", extent) from None
     if len(ext) != size:
-        raise InputError(f"extent must be {size} numbers (s_min, s_max, t_min, t_max), got {ext}")
+        raise invalid("extent", f"{size} numbers (s_min, s_max, t_min, t_max)", ext)
     if not all(math.isfinite(e) for e in ext):
-        raise InputError(f"extent must be finite, got {ext}")
+        raise invalid("extent", "finite", ext)
     for i in range(0, size, 2):
         if not ext[i] < ext[i + 1]:
             raise InputError(f"empty extent {ext}: expected min < max on every axis")

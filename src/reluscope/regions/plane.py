@@ -16,6 +16,7 @@ from reluscope.regions.boundary import decision_boundary_segments
 from reluscope.regions.inputs import check_extent, check_finite_net, point_tensor, prepare_net
 from reluscope.regions.polygons import DEFAULT_MAX_REGIONS, PolygonSplitter
 from reluscope.regions.walk import DEFAULT_MEMORY_BUDGET, check_memory_budget, walk
+from reluscope.validation import check_int
 
 DEFAULT_TOL = 1e-10
 
@@ -371,5 +372,4 @@ def _plane_vectors(net: PWLNet, origin, u, v) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def _check_max_regions(max_regions: int) -> None:
-    if isinstance(max_regions, bool) or not isinstance(max_regions, int) or max_regions < 1:
-        raise InputError(f"max_regions must be an integer >= 1; got {max_regions!r}")
+    check_int("max_regions", max_regions, minimum=1)

@@ -12,8 +12,8 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection, PolyCollection
 
-from reluscope.errors import InputError
 from reluscope.figures import new_figure, save_png
+from reluscope.validation import check_choice, check_number
 
 if TYPE_CHECKING:
     from reluscope.regions.line import LinePartition
@@ -41,10 +41,8 @@ def draw_plane(
     costly to recompute), else computed.
     ``points`` are plane coordinates (m, 2) drawn on top, coloured by ``labels`` when given.
     """
-    if color_by not in ("random", "output"):
-        raise InputError(f"color_by must be 'random' or 'output', got {color_by!r}")
-    if edge_width < 0:
-        raise InputError(f"edge_width must be >= 0 points, got {edge_width}")
+    check_choice("color_by", color_by, ("random", "output"))
+    check_number("edge_width", edge_width, minimum=0)
     polys = partition.polygon_list()
     if color_by == "random":
         colors = np.random.default_rng(seed).uniform(0.35, 0.95, size=(len(polys), 3))

@@ -19,6 +19,7 @@ from torch import Tensor
 from reluscope.errors import InputError
 from reluscope.nets.pwl import INPUT, Node, PWLNet
 from reluscope.nets.sites import ActivationOp, MaxPoolOp
+from reluscope.validation import check_int
 
 #: Pre-activations below this fraction of the layer's largest on a slice are rounding noise
 #: (scaled by the relative tolerance ``tol``).
@@ -64,13 +65,7 @@ DEFAULT_MEMORY_BUDGET = 4 << 30
 
 def check_memory_budget(memory_budget: int) -> int:
     """``memory_budget`` (bytes) as an int >= 1 MiB, or an InputError."""
-    if (
-        isinstance(memory_budget, bool)
-        or not isinstance(memory_budget, int)
-        or memory_budget < (1 << 20)
-    ):
-        raise InputError(f"memory_budget must be an integer >= 2**20 bytes; got {memory_budget!r}")
-    return memory_budget
+    return check_int("memory_budget", memory_budget, minimum=1 << 20)
 
 
 class StoredValues:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reluscope.errors import InputError
+from reluscope.validation import check_int
 from reluscope.values import parse_value, split_assignment, split_values
 
 UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
@@ -55,8 +56,7 @@ def expand_grid(
     ``0..seeds-1`` (innermost), and the fixed ``overrides`` added to every run. The seed is set
     by ``seeds`` only: a ``seed`` grid key or override is an InputError, and so are an empty or
     repeated value list and a key given both in the grid and in ``overrides``."""
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise InputError(f"seeds must be a positive integer (runs seeds 0..K-1), got {seeds!r}")
+    check_int("seeds", seeds, minimum=1)
     fixed = dict(overrides or {})
     if "seed" in grid or "seed" in fixed:
         raise InputError(

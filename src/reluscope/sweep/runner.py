@@ -23,6 +23,7 @@ from reluscope.sweep.grid import SweepPoint, expand_grid
 from reluscope.sweep.result import FAILED, RAN, REUSED, SweepResult, SweepRun
 from reluscope.sweep.task import RunTask, TaskResult
 from reluscope.train.display import writer_class
+from reluscope.validation import check_choice, check_int
 from reluscope.values import lookup
 
 BACKENDS = ("local", "ray")
@@ -58,10 +59,8 @@ def run_sweep(
     ``force``. With ``tensorboard``, each run's training runs also log to TensorBoard."""
     if tensorboard:
         writer_class()  # InputError now, not in every worker, when tensorboard is missing
-    if backend not in BACKENDS:
-        raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InputError(f"workers must be a positive integer, got {workers!r}")
+    check_choice("backend", backend, BACKENDS)
+    workers = check_int("workers", workers, minimum=1)
     if address is not None and backend != "ray":
         raise InputError(
             f"address {address!r} is only used by the Ray backend: choose backend ray "

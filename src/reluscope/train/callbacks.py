@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from reluscope.errors import InputError
 from reluscope.lowrank import clip_spectral_norms_
+from reluscope.validation import check_int, check_number
 
 if TYPE_CHECKING:
     from reluscope.train.trainer import Trainer
@@ -52,11 +53,8 @@ class SpectralClip(Callback):
     after the last one, so the trained network lies in {||W_l||_2 <= max_norm}."""
 
     def __init__(self, max_norm: float, every: int = 1) -> None:
-        if isinstance(max_norm, bool) or not isinstance(max_norm, int | float) or max_norm <= 0:
-            raise InputError(f"max_norm must be a number > 0; got {max_norm!r}")
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise InputError(f"every must be an integer >= 1; got {every!r}")
-        self.max_norm, self.every = float(max_norm), every
+        self.max_norm = check_number("max_norm", max_norm, minimum=0, strict=True)
+        self.every = check_int("every", every, minimum=1)
 
     def on_step_end(self, trainer: Trainer, loss: float) -> None:
         if trainer.step % self.every == 0 or trainer.step == trainer.config.steps:

@@ -23,6 +23,7 @@ from reluscope.train.checkpoint import RECORDS
 from reluscope.train.probe import Probe
 from reluscope.train.runner import ProbeRunner
 from reluscope.train.schedule import Schedule, log_steps
+from reluscope.validation import check_int
 
 
 class ProbeLoop:
@@ -52,9 +53,7 @@ class ProbeLoop:
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module; got {type(model).__name__}")
         if schedule is None and total_steps is not None:
-            if isinstance(total_steps, bool) or not isinstance(total_steps, int):
-                raise InputError(f"total_steps must be an integer >= 1; got {total_steps!r}")
-            schedule = log_steps(total_steps)
+            schedule = log_steps(check_int("total_steps", total_steps, minimum=1))
         self.model = model
         self.runner = ProbeRunner(
             probes, train, test, run_name, default_schedule=schedule, seed=seed, loss=loss

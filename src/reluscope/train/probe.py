@@ -17,6 +17,7 @@ from reluscope import records
 from reluscope.data import Dataset
 from reluscope.errors import InputError
 from reluscope.train.schedule import Schedule
+from reluscope.validation import check_int, invalid
 
 RECORD_COLUMNS = ("run", "step") + records.RECORD_COLUMNS
 SPLITS = ("train", "test", "random")
@@ -96,7 +97,7 @@ class ProbeContext:
             data = self.split(split)
             x, y = data.x[:n], None if data.y is None else data.y[:n]
         else:
-            raise InputError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
+            raise invalid("split", f"one of {list(SPLITS)}", split)
         x = x.to(device=self.device, dtype=dtype)
         return x, None if y is None else y.to(self.device)
 
@@ -104,8 +105,7 @@ class ProbeContext:
 def random_points(data: Dataset, n: int, seed: int = 0) -> Tensor:
     """``n`` float32 points x = mean + std * g, g standard Gaussian drawn on the CPU from
     ``seed``, with the per-feature mean and standard deviation of ``data.x``."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise InputError(f"the number of random points must be an integer >= 1; got {n!r}")
+    n = check_int("n", n, minimum=1)
     x = data.x.double()
     mean, std = x.mean(dim=0), x.std(dim=0) if len(x) > 1 else torch.zeros_like(x[0])
     gen = torch.Generator().manual_seed(seed)
@@ -121,23 +121,26 @@ class Probe:
     """A measure run at the steps of ``schedule`` (None: the trainer's default schedule).
     ``measure(context)`` returns a result (anything with ``to_records()``, see
     :mod:`reluscope.records`) or records with keys metric, value and optionally layer, split,
-    stderr; ``split`` is stored with a result's records."""
+    stderr; ``split`` is stored with a result's records. ``columns`` names further columns of
+    those records that the runner keeps after RECORD_COLUMNS (e.g. ``bound``, the name of a
+    generalisation bound); the others (the result's parameters) are dropped."""
 
     name: str
     measure: Callable[[ProbeContext], ProbeOutput]
     schedule: Schedule | None = None
     split: str | None = None
+    columns: tuple[str, ...] = ()
 
 
 def to_records(output: ProbeOutput, probe: Probe, run: str, step: int) -> list[dict[str, Any]]:
-    """Tidy rows (columns RECORD_COLUMNS) from a probe's output."""
+    """Tidy rows (columns RECORD_COLUMNS, then the probe's ``columns``) from a probe's output."""
     if hasattr(output, "to_records"):
         rows = output.to_records()
     else:
         rows = [dict(r) for r in output]
-    records = []
+    out = []
     for row in rows:
-        records.append(
+        out.append(
             {
                 "run": run,
                 "step": int(step),
@@ -146,9 +149,10 @@ def to_records(output: ProbeOutput, probe: Probe, run: str, step: int) -> list[d
                 "split": _label(row.get("split", probe.split)),
                 "value": float(row["value"]) if row.get("value") is not None else float("nan"),
                 "stderr": float(row["stderr"]) if row.get("stderr") is not None else float("nan"),
+                **{column: _label(row.get(column)) for column in probe.columns},
             }
         )
-    return records
+    return out
 
 
 def _label(value: Any) -> str | None:
@@ -157,8 +161,10 @@ def _label(value: Any) -> str | None:
 
 
 def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """The records as a DataFrame with the tidy columns (also when empty)."""
-    frame = pd.DataFrame(records, columns=list(RECORD_COLUMNS))
+    """The records as a DataFrame with the tidy columns (also when empty), then the further
+    columns some probes keep (:attr:`Probe.columns`; None in the other probes' rows)."""
+    extra = list(dict.fromkeys(k for r in records for k in r if k not in RECORD_COLUMNS))
+    frame = pd.DataFrame(records, columns=list(RECORD_COLUMNS) + extra)
     frame["step"] = frame["step"].astype("int64")
     frame["value"] = frame["value"].astype("float64")
     frame["stderr"] = frame["stderr"].astype("float64")

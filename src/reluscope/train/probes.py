@@ -27,13 +27,19 @@ from reluscope.io import atomic_write
 from reluscope.linalg import spectral_norm
 from reluscope.losses import LOSSES, correct, point_losses
 from reluscope.measures.results import MeasureResult
-from reluscope.records import Records
+from reluscope.records import Records, record
 from reluscope.train.probe import SPLITS, Probe, ProbeContext
 from reluscope.train.schedule import Schedule
-from reluscope.validation import check_float_dtype, check_int, check_names
+from reluscope.validation import (
+    check_choice,
+    check_float_dtype,
+    check_int,
+    check_names,
+    check_number,
+)
 
 LABELLED = ("train", "test")
-Measure = Callable[[ProbeContext, Tensor, Tensor | None], Records]
+Measure = Callable[[ProbeContext, Tensor, Tensor | None], Records | list[dict[str, Any]]]
 
 
 def accuracy_loss(
@@ -48,8 +54,8 @@ def accuracy_loss(
     kind ``loss``, default the training loss) on each split, with standard errors over points
     (sample std / sqrt(n))."""
     splits = _check_splits(splits, LABELLED)
-    if loss is not None and loss not in LOSSES:
-        raise InputError(f"unknown loss {loss!r}; expected one of {list(LOSSES)}")
+    if loss is not None:
+        check_choice("loss", loss, LOSSES)
     check_int("batch_size", batch_size, minimum=1)
 
     def measure(ctx: ProbeContext) -> list[dict[str, Any]]:
@@ -183,8 +189,8 @@ def adversarial(
         return adversarial_accuracy(
             ctx.module(dtype),
             x,
-            y,
-            attack,
+            labels=y,
+            attack=attack,
             eps=eps,
             step_size=step_size,
             steps=iters,
@@ -257,17 +263,47 @@ def bounds(
     n_points: int | None = None,
     dtype: torch.dtype | None = torch.float64,
     schedule: Schedule | None = None,
+    *,
+    margin_quantile: float | None = None,
+    numbers: Sequence[str] | None = None,
     **options: Any,
 ) -> Probe:
-    """Metrics "log10_bound", "margin_risk", ... of each generalisation bound (column
-    ``bound``): :func:`reluscope.bounds.compare.compare` on the labelled points of each split
-    (``options``: bounds, margin, delta, ranks, ...)."""
+    """Metrics "log10_bound", "margin_risk", ... of each generalisation bound (kept in the
+    column ``bound``), and "margin" (gamma, output units): :func:`reluscope.bounds.compare.compare`
+    on the labelled points of each split (``options``: bounds, margin, delta, ranks, ...).
+
+    ``margin_quantile``: instead of a fixed ``margin``, gamma is chosen at every step as this
+    quantile of the split's positive margins (:func:`reluscope.bounds.default_margin`); a step
+    where no point is classified correctly records nothing. ``numbers``: the numbers of each
+    bound recorded (names of :meth:`reluscope.bounds.BoundResult.to_record`; default all)."""
     from reluscope.bounds.compare import compare
+    from reluscope.bounds.margins import default_margin
+    from reluscope.bounds.results import BOUND_NUMBERS
 
-    def fn(ctx: ProbeContext, x: Tensor, y: Tensor | None):
-        return compare(ctx.net(dtype), x, _need_labels(y), **options)
+    if margin_quantile is not None:
+        check_number("margin_quantile", margin_quantile, minimum=0, maximum=1, strict=True)
+        if "margin" in options:
+            raise InputError("give margin or margin_quantile, not both")
+    elif "margin" not in options:
+        raise InputError("the bounds probe needs margin= (gamma) or margin_quantile=")
+    keep = None if numbers is None else set(check_names("numbers", numbers, BOUND_NUMBERS))
 
-    return _per_split("bounds", fn, splits, LABELLED, n_points, dtype, schedule, None)
+    def measure(ctx: ProbeContext, x: Tensor, y: Tensor | None) -> list[dict[str, Any]]:
+        net, labels = ctx.net(dtype), _need_labels(y)
+        margin = options.get("margin")
+        if margin_quantile is not None:
+            with torch.no_grad():
+                outputs = net(x)
+            if not bool((outputs.argmax(dim=1) == labels).any()):
+                return []
+            margin = default_margin(outputs, labels, margin_quantile)
+        table = compare(net, x, labels, **{**options, "margin": margin})
+        rows = [r for r in table.to_records() if keep is None or r["metric"] in keep]
+        return rows + [record("margin", table.margins.margin)]
+
+    return _per_split(
+        "bounds", measure, splits, LABELLED, n_points, dtype, schedule, None, columns=("bound",)
+    )
 
 
 def snapshot(directory: str | os.PathLike, schedule: Schedule | None = None) -> Probe:
@@ -298,9 +334,11 @@ def _per_split(
     schedule: Schedule | None,
     metric: str | None,
     seed: int = 0,
+    columns: tuple[str, ...] = (),
 ) -> Probe:
-    """A probe running ``fn(ctx, x, y)`` on each split, its records tagged with the split and
-    its metric ``name`` renamed to ``metric``."""
+    """A probe running ``fn(ctx, x, y)`` (a result, or its records) on each split, its records
+    tagged with the split and its metric ``name`` renamed to ``metric``; the probe keeps the
+    record ``columns`` (:attr:`Probe.columns`)."""
     splits = _check_splits(splits, allowed)
     if n_points is not None:
         check_int("n_points", n_points, minimum=1)
@@ -313,13 +351,16 @@ def _per_split(
         rows = []
         for split in splits:
             x, y = ctx.points(split, n_points, dtype, seed)
-            for row in fn(ctx, x, y).to_records(split=split):
+            output = fn(ctx, x, y)
+            new = output if isinstance(output, list) else output.to_records()
+            for row in new:
+                row = dict(row, split=split)
                 if metric is not None:
                     row["metric"] = new_name + row["metric"].removeprefix(name)
                 rows.append(row)
         return rows
 
-    return Probe(new_name, measure, schedule)
+    return Probe(new_name, measure, schedule, columns=columns)
 
 
 def _need_labels(y: Tensor | None) -> Tensor:

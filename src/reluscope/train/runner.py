@@ -17,6 +17,7 @@ from reluscope.losses import LOSSES
 from reluscope.train.data import as_dataset
 from reluscope.train.probe import Probe, ProbeContext, records_frame, step_seed, to_records
 from reluscope.train.schedule import Schedule
+from reluscope.validation import check_choice, check_float_dtype
 
 
 class ProbeRunner:
@@ -54,12 +55,8 @@ class ProbeRunner:
                 )
         train = as_dataset(train, "the training set", labels=False)
         test = None if test is None else as_dataset(test, "the test set", labels=False)
-        if dtype is not None and (
-            not isinstance(dtype, torch.dtype) or not dtype.is_floating_point
-        ):
-            raise InputError(f"dtype must be a floating torch.dtype or None; got {dtype!r}")
-        if loss not in LOSSES:
-            raise InputError(f"unknown loss {loss!r}; expected one of {list(LOSSES)}")
+        check_float_dtype("dtype", dtype)
+        check_choice("loss", loss, LOSSES)
         self.train, self.test, self.run_name = train, test, str(run_name)
         self.dtype = dtype
         self.device = None if device is None else torch.device(device)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reluscope.errors import InputError
+from reluscope.validation import check_int
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,7 @@ class Schedule:
 def log_steps(total: int, count: int = 50, include_zero: bool = True) -> Schedule:
     """About ``count`` log-spaced steps in [1, total] (the authors' ``np.unique(np.logspace(0,
     log10(total), count).astype(int))``), plus step 0 (initialisation) and the last step."""
-    if total < 1 or count < 1:
-        raise InputError(f"log_steps needs total >= 1 and count >= 1, got {total}, {count}")
+    total, count = check_int("total", total, minimum=1), check_int("count", count, minimum=1)
     points = np.logspace(0, np.log10(total), count)
     points[-1] = total  # 10 ** log10(total) can round down to total - 1: keep one last step
     steps = set(np.unique(points.astype(int)).tolist())
@@ -37,7 +36,6 @@ def log_steps(total: int, count: int = 50, include_zero: bool = True) -> Schedul
 
 def every(n: int, total: int, include_zero: bool = True) -> Schedule:
     """Steps 0 (if ``include_zero``), n, 2n, ... and the last step ``total``."""
-    if n < 1 or total < 1:
-        raise InputError(f"every needs n >= 1 and total >= 1, got {n}, {total}")
+    n, total = check_int("n", n, minimum=1), check_int("total", total, minimum=1)
     steps = set(range(0 if include_zero else n, total + 1, n)) | {total}
     return Schedule(frozenset(steps))

@@ -118,7 +118,7 @@ def _run_seed(config: DeepLowRankConfig, ctx: RunContext) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for net in NETS:
         rows += curve_rows(losses[net], net=net)
-        rows += [dict(r, net=net, metric="singular_value") for r in spectra[net].to_records()]
+        rows += spectra[net].to_records(net=net)
 
     def draw() -> list[Figure]:
         return [

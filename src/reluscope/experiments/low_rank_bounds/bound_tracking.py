@@ -21,9 +21,8 @@ import torch
 from matplotlib import colormaps
 from pydantic import Field, field_validator
 
-from reluscope.bounds import BOUNDS, compare, default_margin
+from reluscope.bounds import BOUNDS
 from reluscope.data import Dataset
-from reluscope.errors import InputError
 from reluscope.experiments import (
     Experiment,
     ExperimentConfig,
@@ -39,7 +38,6 @@ from reluscope.experiments.low_rank_bounds import common
 from reluscope.figures import new_figure
 from reluscope.train import (
     Probe,
-    ProbeContext,
     SpectralClip,
     TrainConfig,
     Trainer,
@@ -140,39 +138,18 @@ def noisy_labels(data: Dataset, fraction: float, num_classes: int, seed: int) ->
 
 
 def bounds_probe(config: BoundTrackingConfig) -> Probe:
-    """A probe running every bound of :func:`reluscope.bounds.compare` on the training split
-    (float64, factorised layers merged) at gamma = ``margin_quantile`` of the positive
-    training margins. Metrics "BOUND:NUMBER" (e.g. "low-rank:log10_bound", see
-    ``common.BOUND_METRICS``) and "margin" (gamma); nothing at a step with no correctly
-    classified training point."""
-
-    def measure(ctx: ProbeContext) -> list[dict[str, Any]]:
-        model = ctx.module(torch.float64)
-        x, y = ctx.points("train", dtype=torch.float64)
-        assert y is not None  # the training split is labelled
-        with torch.no_grad():
-            outputs = model(x)
-        try:
-            gamma = default_margin(outputs, y, config.margin_quantile)
-        except InputError:
-            return []
-        table = compare(
-            model,
-            x,
-            y,
-            margin=gamma,
-            delta=config.delta,
-            C1=config.C1,
-            C2=config.C2,
-            biases="error",
-        )
-        rows = [
-            dict(metric=f"{r['bound']}:{r['metric']}", value=r["value"], split="train")
-            for r in common.bound_rows(table.results)
-        ]
-        return rows + [dict(metric="margin", value=gamma, split="train")]
-
-    return Probe("bounds", measure)
+    """The bounds probe (:func:`reluscope.train.probes.bounds`) on the whole training split in
+    float64 (factorised layers merged) at gamma = ``margin_quantile`` of the positive training
+    margins: the numbers ``common.BOUND_METRICS`` of every bound (column ``bound``) and
+    "margin" (gamma); nothing at a step with no correctly classified training point."""
+    return probes.bounds(
+        margin_quantile=config.margin_quantile,
+        numbers=common.BOUND_METRICS,
+        delta=config.delta,
+        C1=config.C1,
+        C2=config.C2,
+        biases="error",
+    )
 
 
 def run(config: BoundTrackingConfig, ctx: RunContext) -> Outcome:
@@ -236,19 +213,7 @@ def _run_seed(c: BoundTrackingConfig, ctx: RunContext) -> pd.DataFrame:
                 callbacks=clip,
             )
             frames.append(trainer.fit().assign(variant=variant, noise=noise))
-    return tidy(pd.concat(frames, ignore_index=True))
-
-
-def tidy(records: pd.DataFrame) -> pd.DataFrame:
-    """The trainer's records with each "BOUND:NUMBER" metric split into a ``bound`` column
-    and the number's name (``bound`` None for the other metrics)."""
-    records = records.copy()
-    has = records["metric"].str.contains(":", regex=False)
-    parts = records.loc[has, "metric"].str.split(":", n=1)
-    records["bound"] = None
-    records.loc[has, "bound"] = parts.str[0]
-    records.loc[has, "metric"] = parts.str[1]
-    return records
+    return pd.concat(frames, ignore_index=True)
 
 
 def gap_table(records: pd.DataFrame) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from numpy.typing import ArrayLike
 from pydantic import Field
 from scipy import stats
 from torch import nn
@@ -26,6 +27,7 @@ from reluscope.experiments.runner import RunContext
 from reluscope.io import atomic_write
 from reluscope.lowrank import factorize
 from reluscope.nets import mlp
+from reluscope.records import record
 from reluscope.train import SpectralClip, TrainConfig, Trainer
 
 SPEC = "spec low_rank_bounds.md"
@@ -39,6 +41,8 @@ BOUND_METRICS = (
     "log10_main_substituted",
     "margin_risk",
 )
+#: The numbers of every weight layer kept in the tidy records (see BoundTable.layer_records).
+LAYER_METRICS = ("spectral_norm", "rank", "stable_rank")
 
 
 class TrainedSweepConfig(ExperimentConfig):
@@ -128,28 +132,30 @@ def trained_mlp(
     return model
 
 
-def bound_rows(results: Iterable[BoundResult], **tags: Any) -> list[dict[str, Any]]:
-    """Tidy rows (``tags``, bound, metric, value) with the numbers ``BOUND_METRICS`` of every
-    bound in ``results`` (e.g. ``BoundTable.results``)."""
-    rows = []
-    for result in results:
-        record = result.to_record()
-        for metric in BOUND_METRICS:
-            rows.append(dict(tags, bound=result.name, metric=metric, value=record[metric]))
-    return rows
+def bound_records(results: Iterable[BoundResult], **tags: Any) -> list[dict[str, Any]]:
+    """The records (:meth:`BoundResult.to_records`, column ``bound``) of the numbers
+    ``BOUND_METRICS`` of every bound in ``results`` (e.g. ``BoundTable.results``), with
+    ``tags``."""
+    return [
+        row
+        for result in results
+        for row in result.to_records(**tags)
+        if row["metric"] in BOUND_METRICS
+    ]
 
 
 def trained_rows(
     config: TrainedSweepConfig, model: nn.Module, train: Dataset, test: Dataset, **tags: Any
 ) -> tuple[BoundTable, list[dict[str, Any]]]:
     """The bounds of the trained bias-free ``model`` on ``train`` (:func:`compare` at its
-    norms and exact ranks, with ``config``'s margin, delta and constants) and tidy rows, tagged
-    part='trained' and ``tags``: every bound's numbers (:func:`bound_rows`), the train and test
-    accuracy, and per layer (1-based ``layer``) its spectral norm, exact rank and stable rank."""
+    norms and exact ranks, with ``config``'s margin, delta and constants) and tidy records,
+    tagged part='trained' and ``tags``: every bound's numbers (:func:`bound_records`), the
+    train and test accuracy, and per weight layer (``layer``: the site it feeds, or "output")
+    its spectral norm, exact rank and stable rank (:meth:`BoundTable.layer_records`)."""
     table = compare(
         model,
         train.x,
-        train.y,
+        train.labels,
         margin=config.margin,
         delta=config.delta,
         C1=config.C1,
@@ -157,17 +163,10 @@ def trained_rows(
         biases="error",
     )
     tags = dict(part="trained", **tags)
-    rows = bound_rows(table.results, **tags)
+    rows = bound_records(table.results, **tags)
     for metric, data in (("train_accuracy", train), ("test_accuracy", test)):
-        rows.append(dict(tags, metric=metric, value=accuracy(model, data)))
-    norms = table.norms
-    for metric, values in (
-        ("spectral_norm", norms.spectral),
-        ("rank", norms.ranks),
-        ("stable_rank", norms.stable_ranks),
-    ):
-        for layer, value in enumerate(values, start=1):
-            rows.append(dict(tags, metric=metric, layer=str(layer), value=value))
+        rows.append(record(metric, accuracy(model, data), **tags))
+    rows += [r for r in table.layer_records(**tags) if r["metric"] in LAYER_METRICS]
     return table, rows
 
 
@@ -195,26 +194,26 @@ def worst_case_norms(widths: Sequence[int], norm: float, ranks: Sequence[int]) -
     )
 
 
-def slope(x: Sequence[float], y: Sequence[float]) -> float:
+def slope(x: ArrayLike, y: ArrayLike) -> float:
     """The least-squares slope of y against x (log-log slopes: pass logs of both)."""
     return float(stats.linregress(np.asarray(x, dtype=float), np.asarray(y, dtype=float)).slope)
 
 
-def r_squared(x: Sequence[float], y: Sequence[float]) -> float:
+def r_squared(x: ArrayLike, y: ArrayLike) -> float:
     """R^2 of the least-squares line of y against x (1 when y is exactly linear in x; NaN when
     y is constant)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if np.ptp(y) == 0:
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if np.ptp(ys) == 0:
         return math.nan
-    return float(stats.linregress(x, y).rvalue ** 2)
+    return float(stats.linregress(xs, ys).rvalue ** 2)
 
 
-def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+def kendall_tau(x: ArrayLike, y: ArrayLike) -> float:
     """Kendall's tau-b of the pairs (x_i, y_i) (scipy.stats.kendalltau); NaN when x or y is
     constant or there are fewer than two pairs."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"x and y must be 1-d of the same length, got {x.shape} and {y.shape}")
-    if len(x) < 2:
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if xs.shape != ys.shape or xs.ndim != 1:
+        raise ValueError(f"x and y must be 1-d of the same length, got {xs.shape} and {ys.shape}")
+    if len(xs) < 2:
         return math.nan
-    return float(stats.kendalltau(x, y).statistic)
+    return float(stats.kendalltau(xs, ys).statistic)

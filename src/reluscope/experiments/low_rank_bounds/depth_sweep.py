@@ -145,18 +145,11 @@ def _run_seed(c: DepthSweepConfig, ctx: RunContext) -> pd.DataFrame:
         rows += trained
         for c1 in c1_values(c.rank):
             table, _ = common.trained_rows(c.model_copy(update={"C1": c1}), model, train, test)
-            chain = next(r for r in table.results if r.name == "low-rank")
-            main = chain.to_record()["log10_main"]
-            rows.append(
-                dict(
-                    part="trained C1",
-                    depth=depth,
-                    bound="low-rank",
-                    C1=c1,
-                    metric="log10_main",
-                    value=main,
-                )
-            )
+            rows += [
+                row
+                for row in table["low-rank"].to_records(part="trained C1", depth=depth, C1=c1)
+                if row["metric"] == "log10_main"
+            ]
     return pd.DataFrame(rows)
 
 
@@ -171,7 +164,7 @@ def _a_priori(c: DepthSweepConfig, widths: tuple[int, ...], sample: SampleStats)
     ]
     worst = common.worst_case_norms(widths, c.max_norm, ranks)
     results += [bound(worst, sample, **common_args) for bound in PRIOR.values()]
-    return common.bound_rows(results, part="a priori", depth=depth)
+    return common.bound_records(results, part="a priori", depth=depth)
 
 
 def curve(records: pd.DataFrame, part: str, metric: str, bound: str | None = None) -> pd.Series:

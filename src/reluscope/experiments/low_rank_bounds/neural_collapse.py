@@ -41,9 +41,11 @@ from reluscope.experiments import (
 from reluscope.experiments.config import training
 from reluscope.figures import new_figure
 from reluscope.measures.neural_collapse import neural_collapse
-from reluscope.measures.weight_ranks import weight_ranks
+from reluscope.measures.weight_ranks import LayerStats, weight_ranks
+from reluscope.nets.pwl import PWLNet
 from reluscope.nets.trace import trace
 from reluscope.nets.zoo import mlp
+from reluscope.records import OUTPUT_LAYER, record
 from reluscope.train import Probe, ProbeContext, TrainConfig, Trainer, log_steps, probes
 
 NC1_DROP = 10.0  # NC1 falls by at least an order of magnitude over the TPT
@@ -63,13 +65,7 @@ NC_METRICS = (
     "ncc_error",
     "means_rank",
 )
-RANK_METRICS = (
-    "numerical_rank",
-    "stable_rank",
-    "effective_rank",
-    "spectral_norm",
-    "tail_share",
-)
+RANK_METRICS = ("numerical_rank", "stable_rank", "effective_rank", "spectral_norm")
 
 
 class NeuralCollapseConfig(ExperimentConfig):
@@ -143,7 +139,7 @@ def prepare_data(config: NeuralCollapseConfig) -> tuple[Dataset, Dataset, int]:
     if config.points is not None:
         data = subsample(data, min(config.points, len(data)), seed=config.seed)
     train, test = split(data, config.train_fraction, seed=config.seed)
-    classes = int(data.y.max()) + 1
+    classes = int(data.labels.max()) + 1
     if len(torch.unique(train.y)) < 2:
         raise InputError(f"the training split of {config.data!r} holds fewer than two classes")
     if config.standardize:
@@ -164,34 +160,40 @@ def build_model(config: NeuralCollapseConfig, input_dim: int, classes: int) -> t
     return mlp([input_dim, *config.hidden, classes], bias=False, seed=config.seed)
 
 
-def weight_layer_names(model: torch.nn.Module) -> list[str]:
-    """The module names of the model's Linear layers, input first."""
-    return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+def weight_layer_names(net: PWLNet) -> list[str]:
+    """The names of the MLP's weight layers in records, input first: the site each feeds, and
+    "output" for the last (:mod:`reluscope.records`)."""
+    return [s.name for s in net.sites] + [OUTPUT_LAYER]
 
 
 # ----------------------------------------------------------------------------- the probe
 def collapse_probe(config: NeuralCollapseConfig, classes: int, schedule) -> Probe:
-    """NC metrics per layer, weight ranks per layer and both bounds, on the training points."""
+    """NC metrics per layer (:meth:`NeuralCollapseResult.to_records`), weight ranks per layer
+    (:meth:`WeightRanks.to_records`, ``layer`` the site a weight feeds or "output"), the share
+    of each weight's squared spectrum beyond the top C singular values ("tail_share") and both
+    bounds, on the training points."""
 
     def measure(ctx: ProbeContext) -> list[dict[str, Any]]:
         x, y = ctx.points("train", config.nc_points, dtype=torch.float64)
         net = ctx.net(torch.float64)
         nc = neural_collapse(net, x, labels=y)
-        rows = [r for r in nc.to_records() if r["metric"] in NC_METRICS]
-        for s in weight_ranks(net, rtol=config.rank_rtol).operators:
-            sigma = np.asarray(s.spectrum)
-            tail = float((sigma[classes:] ** 2).sum() / (sigma**2).sum()) if sigma.any() else 0.0
-            values = dict(
-                numerical_rank=s.numerical_rank,
-                stable_rank=s.stable_rank,
-                effective_rank=s.effective_rank,
-                spectral_norm=s.spectral_norm,
-                tail_share=tail,
-            )
-            rows += [dict(metric=m, layer=s.path, value=v) for m, v in values.items()]
-        return [dict(r, split="train") for r in rows] + bound_rows(net, x, y, config, ctx)
+        rows = [r for r in nc.to_records(split="train") if r["metric"] in NC_METRICS]
+        ranks = weight_ranks(net, rtol=config.rank_rtol)
+        rows += [r for r in ranks.to_records(split="train") if r["metric"] in RANK_METRICS]
+        rows += [
+            record("tail_share", tail_share(s, classes), layer=s.layer, split="train")
+            for s in ranks.operators
+        ]
+        return rows + bound_rows(net, x, y, config, ctx)
 
     return Probe("collapse", measure, schedule)
+
+
+def tail_share(stats: LayerStats, classes: int) -> float:
+    """The share of the weight's ||W||_F^2 beyond its top ``classes`` singular values (0 for a
+    zero weight)."""
+    sigma = np.asarray(stats.spectrum)
+    return float((sigma[classes:] ** 2).sum() / (sigma**2).sum()) if sigma.any() else 0.0
 
 
 def bound_rows(net, x, y, config: NeuralCollapseConfig, ctx: ProbeContext) -> list[dict]:
@@ -238,14 +240,16 @@ def bound_rows(net, x, y, config: NeuralCollapseConfig, ctx: ProbeContext) -> li
         "collapse_split": ca.rank_split if aware else nan,
         "best_split": best_split if best_split is not None else nan,
     }
-    rows = [dict(metric=m, value=float(v), split="train") for m, v in values.items()]
+    rows = [record(m, v, split="train") for m, v in values.items()]
     for metric, k in (("truncated_accuracy", ca.rank_split), ("rank_c_accuracy", 0)):
         small = ca.truncated_network(k)
         for name in ("train", "test"):
             xs, ys = ctx.points(name, dtype=torch.float64)
+            if ys is None:
+                raise InputError(f"the {name} split has no labels: its accuracy needs them")
             with torch.no_grad():
                 hit = (small(xs).argmax(dim=1) == ys).double().mean().item()
-            rows.append(dict(metric=metric, value=hit, split=name))
+            rows.append(record(metric, hit, split=name))
     return rows
 
 
@@ -279,7 +283,6 @@ def run(config: NeuralCollapseConfig, ctx: RunContext) -> Outcome:
 def _run_seed(config: NeuralCollapseConfig, ctx: RunContext) -> tuple[Series, int]:
     train, test, classes = prepare_data(config)
     model = build_model(config, train.x[0].numel(), classes)
-    layers = weight_layer_names(model)
     schedule = log_steps(config.train.steps, config.probes)
     train_config = training(config, checkpoint_every=max(config.train.steps // 10, 1))
     ctx.say(
@@ -299,8 +302,8 @@ def _run_seed(config: NeuralCollapseConfig, ctx: RunContext) -> tuple[Series, in
         default_schedule=schedule,
     )
     records = trainer.fit()
-    penultimate = trace(trainer.model, train.input_shape).sites[-1].name
-    return Series(records, penultimate, layers), classes
+    net = trace(trainer.model, train.input_shape)
+    return Series(records, net.sites[-1].name, weight_layer_names(net)), classes
 
 
 class Series:

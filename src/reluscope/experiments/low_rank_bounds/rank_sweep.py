@@ -16,7 +16,6 @@ proportional to sqrt(r), a log-log slope of 1/2, where the Frobenius bounds with
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,6 +25,7 @@ from matplotlib.ticker import NullLocator
 from pydantic import Field, field_validator
 
 from reluscope.bounds import (
+    BoundResult,
     SampleStats,
     gaussian_complexity_estimate,
     grs_bound,
@@ -36,9 +36,12 @@ from reluscope.experiments import Experiment, Figure, Outcome, Prediction, RunCo
 from reluscope.experiments.local_complexity.common import classes
 from reluscope.experiments.low_rank_bounds import common
 from reluscope.figures import new_figure
+from reluscope.records import record
 
 #: Tolerance of the closed-form (a priori) slopes: they are exact up to rounding.
 EXACT = 1e-9
+#: The numbers of the Monte Carlo estimate kept in the records (ComplexityEstimate.to_records).
+MONTE_CARLO_METRICS = ("gaussian_complexity_mc", "gaussian_complexity_bound", "looseness")
 
 
 class RankSweepConfig(common.TrainedSweepConfig):
@@ -127,15 +130,16 @@ def _run_seed(c: RankSweepConfig, ctx: RunContext, first: bool) -> pd.DataFrame:
         name = f"rank_{r}" if c.seeds == 1 else f"seed_{c.seed}/rank_{r}"
         model = common.trained_mlp(ctx, c, name, widths, r, train)
         table, trained = common.trained_rows(c, model, train, test, rank=r)
-        g = table["low-rank"].params["log10_gaussian_complexity"]
-        rows += trained + [_row("trained", r, "log10_gaussian_complexity", g)]
+        rows += trained + _complexity(table["low-rank"], part="trained", rank=r)
     frame = pd.DataFrame(rows)
     frame.attrs.update(depth=len(widths) - 1, widths=widths)
     return frame
 
 
-def _row(part: str, rank: int, metric: str, value: float, **extra: Any) -> dict[str, Any]:
-    return dict(part=part, rank=rank, metric=metric, value=float(value), **extra)
+def _complexity(bound: BoundResult, **tags: Any) -> list[dict[str, Any]]:
+    """The record "log10_gaussian_complexity" of the low-rank ``bound`` (its parameter of that
+    name: the bound (THM) on the Gaussian complexity), with ``tags``."""
+    return [record("log10_gaussian_complexity", bound.params["log10_gaussian_complexity"], **tags)]
 
 
 def _a_priori(c: RankSweepConfig, widths, sample: SampleStats) -> list[dict[str, Any]]:
@@ -149,12 +153,13 @@ def _a_priori(c: RankSweepConfig, widths, sample: SampleStats) -> list[dict[str,
         )
         worst = common.worst_case_norms(widths, c.max_norm, ranks)
         grs = grs_bound(worst, sample, margin=c.margin, delta=c.delta)
+        tags: dict[str, Any] = dict(part="a priori", rank=r)
+        rows += _complexity(low, **tags)
+        rows += [row for row in low.to_records(**tags) if row["metric"] == "log10_main"]
         rows += [
-            _row(
-                "a priori", r, "log10_gaussian_complexity", low.params["log10_gaussian_complexity"]
-            ),
-            _row("a priori", r, "log10_main", low.log10_main, bound="low-rank"),
-            _row("a priori", r, "log10_main", grs.log10_main_substituted, bound="grs"),
+            dict(row, metric="log10_main")
+            for row in grs.to_records(**tags)
+            if row["metric"] == "log10_main_substituted"
         ]
     return rows
 
@@ -183,11 +188,10 @@ def _monte_carlo(c: RankSweepConfig, widths, x: torch.Tensor) -> list[dict[str, 
             seed=c.seed,
             gammas=gammas,
         )
-        stderr = est.stderr if math.isfinite(est.stderr) else 0.0
         rows += [
-            _row("monte carlo", r, "gaussian_complexity_mc", est.value, stderr=stderr),
-            _row("monte carlo", r, "gaussian_complexity_bound", est.bound),
-            _row("monte carlo", r, "looseness", est.looseness),
+            row
+            for row in est.to_records(part="monte carlo", rank=r)
+            if row["metric"] in MONTE_CARLO_METRICS
         ]
     return rows
 
