@@ -158,6 +158,12 @@ def hostile(tmp_path_factory) -> Path:
     (damaged / "records.parquet").write_bytes(b"PAR1")
     stamp_dir = d / "stamp_is_dir"
     (stamp_dir / "config.json").mkdir(parents=True)
+    cut = d / "cut_outcome"
+    cut.mkdir()
+    (cut / "outcome.json").write_text('{"predictions": [')
+    bad_predictions = d / "bad_predictions"
+    bad_predictions.mkdir()
+    (bad_predictions / "outcome.json").write_text('{"predictions": [1]}')
     wrong_stamp = d / "wrong_stamp"
     wrong_stamp.mkdir()
     (wrong_stamp / "config.json").write_text(json.dumps([1, 2, 3]))
@@ -503,6 +509,30 @@ OTHER_CLI = [
     ("sweep: infinity", ["sweep", TOY, "--set", "mean=Infinity", "--out", "{d}/sw"], r"finite"),
 ]
 
+REPORT_AND_MORE = [
+    ("report: missing dir", ["report", "{d}/nosuchdir"], r"nosuchdir is not a directory"),
+    ("report: a file", ["report", "{d}/a_file"], r"a_file is not a directory"),
+    ("report: foreign dir", ["report", "{d}/userdir"], r"no runs found in .*userdir"),
+    ("report: truncated outcome", ["report", "{d}/cut_outcome"], r"cannot read .*outcome.json"),
+    (
+        "report: damaged predictions",
+        ["report", "{d}/bad_predictions"],
+        r"outcome.json is damaged: 'predictions' must be a list",
+    ),
+    ("experiments: bogus name", ["experiments", "bogus-name"], r"unknown experiment 'bogus-name'"),
+    ("sweep: empty grid value", ["sweep", TOY, "--grid", "n=", "--out", "{d}/sw"], r"empty value"),
+    (
+        "measure: resnet without classes",
+        ["measure", "--model", "resnet18:num_classes=0", "--data", "gaussian:n=4,d=2"],
+        r"num_classes must be an integer >= 1; got 0",
+    ),
+    (
+        "measure: resnet of one pixel on 2-d data",
+        ["measure", "--model", "resnet18:image_size=1", "--data", "gaussian:n=4,d=2"],
+        r"expects inputs of shape \(3, 1, 1\)",
+    ),
+]
+
 CLI_CASES = (
     models(P, 3)
     + models(M, 2)
@@ -517,6 +547,7 @@ CLI_CASES = (
     + options(L, LINE_OPTIONS)
     + options(R, RUN_OPTIONS)
     + OTHER_CLI
+    + REPORT_AND_MORE
 )
 
 
