@@ -411,6 +411,9 @@ PLANE_OPTIONS = [
     ("through bool", ["--through", "{d}/points_bool.npy"], r"must be real numbers.*got dtype bool"),
     ("through missing", ["--through", "{d}/none.npy"], r"'.*none.npy' does not exist"),
     ("origin dims", ["--origin", "1,2,3"], r"origin"),
+    ("max regions zero", ["--max-regions", "0"], r"max_regions must be an integer >= 1"),
+    ("memory budget nan", ["--memory-budget", "nan"], r"--memory-budget \(GiB\) must be"),
+    ("memory budget negative", ["--memory-budget", "-1"], r"--memory-budget \(GiB\) must be"),
     ("u zero", ["--u", "0,0", "--v", "0,1"], r"\bu\b"),
 ]
 LINE_OPTIONS = [
