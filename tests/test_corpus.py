@@ -744,6 +744,58 @@ API_CASES += [
 ]
 
 
+def _nan_prelu() -> nn.Module:
+    model = nn.Sequential(nn.Linear(2, 4), nn.PReLU(), nn.Linear(4, 1))
+    with torch.no_grad():
+        model[1].weight.fill_(math.nan)
+    return model
+
+
+def _resnet_nan_running_var() -> nn.Module:
+    model, _ = load_model("resnet18:num_classes=2,image_size=8,width_mult=0.125")
+    with torch.no_grad():
+        model.bn1.running_var[0] = math.nan
+    return model.eval()
+
+
+def _meters() -> tuple:
+    from reluscope.measures.local_rank import LocalRankMeter
+
+    net = rs.trace(mlp([2, 4, 1], seed=0), (2,))
+    return LocalRankMeter(net), LocalRankMeter(net, atol=0.5)
+
+
+API_CASES += [
+    ("trace of a NaN PReLU", lambda d: rs.trace(_nan_prelu(), (2,)), r"'1.weight' holds 1 NaN"),
+    (
+        "lc of a NaN PReLU",
+        lambda d: rs.local_complexity(_nan_prelu(), _x()),
+        r"'1.weight' holds 1 NaN",
+    ),
+    (
+        "lc of a resnet with a NaN running_var",
+        lambda d: rs.local_complexity(_resnet_nan_running_var(), torch.randn(2, 3, 8, 8)),
+        r"\(ResNet\): 'bn1.running_var' holds 1 NaN",
+    ),
+    (
+        "merge of meters with other options",
+        lambda d: _meters()[0].merge(_meters()[1]),
+        r"cannot merge meters with different options: \{'atol'",
+    ),
+    (
+        "merge with a non-meter",
+        lambda d: _meters()[0].merge(5),
+        r"LocalRankMeter.merge needs another LocalRankMeter; got int",
+    ),
+    ("plane with max_regions < 1", lambda d: rs.plane(mlp([2, 4, 1]), max_regions=-3), r"max_"),
+    (
+        "plane with a tiny memory budget",
+        lambda d: rs.plane(mlp([2, 4, 1]), memory_budget=0),
+        r"memory_budget must be an integer >= 2\*\*20 bytes; got 0",
+    ),
+]
+
+
 DTYPE_CALLS: dict[str, Callable] = {
     "local_complexity": lambda dt: rs.local_complexity(mlp([2, 4, 1]), _x(), dtype=dt),
     "local_rank": lambda dt: rs.local_rank(mlp([2, 4, 1]), _x(), dtype=dt),
