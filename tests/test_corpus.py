@@ -158,6 +158,12 @@ def hostile(tmp_path_factory) -> Path:
     (damaged / "records.parquet").write_bytes(b"PAR1")
     stamp_dir = d / "stamp_is_dir"
     (stamp_dir / "config.json").mkdir(parents=True)
+    cut = d / "cut_outcome"
+    cut.mkdir()
+    (cut / "outcome.json").write_text('{"predictions": [')
+    bad_predictions = d / "bad_predictions"
+    bad_predictions.mkdir()
+    (bad_predictions / "outcome.json").write_text('{"predictions": [1]}')
     wrong_stamp = d / "wrong_stamp"
     wrong_stamp.mkdir()
     (wrong_stamp / "config.json").write_text(json.dumps([1, 2, 3]))
@@ -413,6 +419,9 @@ PLANE_OPTIONS = [
     ("through bool", ["--through", "{d}/points_bool.npy"], r"must be real numbers.*got dtype bool"),
     ("through missing", ["--through", "{d}/none.npy"], r"'.*none.npy' does not exist"),
     ("origin dims", ["--origin", "1,2,3"], r"origin"),
+    ("max regions zero", ["--max-regions", "0"], r"max_regions must be an integer >= 1"),
+    ("memory budget nan", ["--memory-budget", "nan"], r"--memory-budget \(GiB\) must be"),
+    ("memory budget negative", ["--memory-budget", "-1"], r"--memory-budget \(GiB\) must be"),
     ("u zero", ["--u", "0,0", "--v", "0,1"], r"\bu\b"),
 ]
 LINE_OPTIONS = [
@@ -511,6 +520,30 @@ OTHER_CLI = [
     ("sweep: infinity", ["sweep", TOY, "--set", "mean=Infinity", "--out", "{d}/sw"], r"finite"),
 ]
 
+REPORT_AND_MORE = [
+    ("report: missing dir", ["report", "{d}/nosuchdir"], r"nosuchdir is not a directory"),
+    ("report: a file", ["report", "{d}/a_file"], r"a_file is not a directory"),
+    ("report: foreign dir", ["report", "{d}/userdir"], r"no runs found in .*userdir"),
+    ("report: truncated outcome", ["report", "{d}/cut_outcome"], r"cannot read .*outcome.json"),
+    (
+        "report: damaged predictions",
+        ["report", "{d}/bad_predictions"],
+        r"outcome.json is damaged: 'predictions' must be a list",
+    ),
+    ("experiments: bogus name", ["experiments", "bogus-name"], r"unknown experiment 'bogus-name'"),
+    ("sweep: empty grid value", ["sweep", TOY, "--grid", "n=", "--out", "{d}/sw"], r"empty value"),
+    (
+        "measure: resnet without classes",
+        ["measure", "--model", "resnet18:num_classes=0", "--data", "gaussian:n=4,d=2"],
+        r"num_classes must be an integer >= 1; got 0",
+    ),
+    (
+        "measure: resnet of one pixel on 2-d data",
+        ["measure", "--model", "resnet18:image_size=1", "--data", "gaussian:n=4,d=2"],
+        r"expects inputs of shape \(3, 1, 1\)",
+    ),
+]
+
 CLI_CASES = (
     models(P, 3)
     + models(M, 2)
@@ -525,6 +558,7 @@ CLI_CASES = (
     + options(L, LINE_OPTIONS)
     + options(R, RUN_OPTIONS)
     + OTHER_CLI
+    + REPORT_AND_MORE
 )
 
 
@@ -714,6 +748,58 @@ API_CASES += [
         "reproduce into a foreign directory",
         lambda d: reproduce([TOY], out=d / "userdir"),
         r"holds files that reluscope did not write",
+    ),
+]
+
+
+def _nan_prelu() -> nn.Module:
+    model = nn.Sequential(nn.Linear(2, 4), nn.PReLU(), nn.Linear(4, 1))
+    with torch.no_grad():
+        model[1].weight.fill_(math.nan)
+    return model
+
+
+def _resnet_nan_running_var() -> nn.Module:
+    model, _ = load_model("resnet18:num_classes=2,image_size=8,width_mult=0.125")
+    with torch.no_grad():
+        model.bn1.running_var[0] = math.nan
+    return model.eval()
+
+
+def _meters() -> tuple:
+    from reluscope.measures.local_rank import LocalRankMeter
+
+    net = rs.trace(mlp([2, 4, 1], seed=0), (2,))
+    return LocalRankMeter(net), LocalRankMeter(net, atol=0.5)
+
+
+API_CASES += [
+    ("trace of a NaN PReLU", lambda d: rs.trace(_nan_prelu(), (2,)), r"'1.weight' holds 1 NaN"),
+    (
+        "lc of a NaN PReLU",
+        lambda d: rs.local_complexity(_nan_prelu(), _x()),
+        r"'1.weight' holds 1 NaN",
+    ),
+    (
+        "lc of a resnet with a NaN running_var",
+        lambda d: rs.local_complexity(_resnet_nan_running_var(), torch.randn(2, 3, 8, 8)),
+        r"\(ResNet\): 'bn1.running_var' holds 1 NaN",
+    ),
+    (
+        "merge of meters with other options",
+        lambda d: _meters()[0].merge(_meters()[1]),
+        r"cannot merge meters with different options: \{'atol'",
+    ),
+    (
+        "merge with a non-meter",
+        lambda d: _meters()[0].merge(5),
+        r"LocalRankMeter.merge needs another LocalRankMeter; got int",
+    ),
+    ("plane with max_regions < 1", lambda d: rs.plane(mlp([2, 4, 1]), max_regions=-3), r"max_"),
+    (
+        "plane with a tiny memory budget",
+        lambda d: rs.plane(mlp([2, 4, 1]), memory_budget=0),
+        r"memory_budget must be an integer >= 2\*\*20 bytes; got 0",
     ),
 ]
 

@@ -24,6 +24,7 @@ from reluscope.cli.common import (
     parse_numbers,
     parse_points,
 )
+from reluscope.validation import check_number
 
 regions_app = typer.Typer(help="Exact linear regions on lines and planes.", no_args_is_help=True)
 
@@ -65,7 +66,9 @@ def regions_plane(
         start = time.perf_counter()
         limits = dict(
             max_regions=max_regions,
-            memory_budget=int(memory_budget * 2**30),
+            memory_budget=int(
+                check_number("--memory-budget (GiB)", memory_budget, minimum=0, strict=True) * 2**30
+            ),
             progress=_progress_printer(start),
         )
         if through is not None:

@@ -72,6 +72,13 @@ def read_run(path: Path) -> RunDir:
         raise InputError(f"cannot read {file}: {exc}") from exc
     if not isinstance(outcome, dict) or "predictions" not in outcome:
         raise InputError(f"{file} is not a reluscope outcome (no 'predictions')")
+    predictions = outcome["predictions"]
+    if not isinstance(predictions, list) or not all(
+        isinstance(p, dict) and {"claim", "passed"} <= p.keys() for p in predictions
+    ):
+        raise InputError(
+            f"{file} is damaged: 'predictions' must be a list of objects with 'claim' and 'passed'"
+        )
     return RunDir(path, outcome)
 
 
