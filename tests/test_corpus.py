@@ -799,7 +799,7 @@ API_CASES += [
     (
         "plane with a tiny memory budget",
         lambda d: rs.plane(mlp([2, 4, 1]), memory_budget=0),
-        r"memory_budget must be an integer >= 2\*\*20 bytes; got 0",
+        r"memory_budget \(bytes\) must be an integer >= 1048576; got 0",
     ),
 ]
 

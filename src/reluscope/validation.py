@@ -45,10 +45,15 @@ def invalid(name: str, expected: str, got: Any, *, raw: bool = False) -> InputEr
 def _bounds_text(minimum: float | None, maximum: float | None, strict: bool) -> str:
     parts = []
     if minimum is not None:
-        parts.append(f"{'>' if strict else '>='} {minimum:g}")
+        parts.append(f"{'>' if strict else '>='} {_bound(minimum)}")
     if maximum is not None:
-        parts.append(f"<= {maximum:g}")
+        parts.append(f"<= {_bound(maximum)}")
     return " and ".join(parts)
+
+
+def _bound(value: float) -> str:
+    """A bound as written in messages: integers in full, other numbers in short form."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 @overload

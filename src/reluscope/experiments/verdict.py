@@ -7,7 +7,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import pandas as pd
 
 from reluscope.experiments.config import ExperimentConfig
 from reluscope.experiments.outcome import Prediction
@@ -59,6 +61,15 @@ def seed_configs(config: _Config) -> list[_Config]:
 def over_seeds(config: _Config, run_one: Callable[[_Config], _Result]) -> list[_Result]:
     """``run_one`` applied to each of :func:`seed_configs` of ``config``, in seed order."""
     return [run_one(c) for c in seed_configs(config)]
+
+
+def seed_records(rows: Sequence[Any], configs: Sequence[ExperimentConfig]) -> pd.DataFrame:
+    """Every seed's records in one frame with a ``seed`` column: ``rows[i]`` (a DataFrame or
+    a list of row dicts) comes from the run of ``configs[i]``."""
+    return pd.concat(
+        [pd.DataFrame(r).assign(seed=c.seed) for r, c in zip(rows, configs, strict=True)],
+        ignore_index=True,
+    )
 
 
 def decide(

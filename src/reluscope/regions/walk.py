@@ -65,7 +65,7 @@ DEFAULT_MEMORY_BUDGET = 4 << 30
 
 def check_memory_budget(memory_budget: int) -> int:
     """``memory_budget`` (bytes) as an int >= 1 MiB, or an InputError."""
-    return check_int("memory_budget", memory_budget, minimum=1 << 20)
+    return check_int("memory_budget (bytes)", memory_budget, minimum=1 << 20)
 
 
 class StoredValues:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 from pydantic import Field, model_validator
 from torch import Tensor
 
@@ -130,10 +129,7 @@ def run(config: BreakingConfig, ctx: RunContext) -> Outcome:
     seeds = verdict.seed_configs(config)
     per_seed = [_run_seed(c, ctx) for c in seeds]
     results, numbers = per_seed[0]["results"], per_seed[0]["numbers"]
-    records = pd.concat(
-        [pd.DataFrame(r["rows"]).assign(seed=c.seed) for r, c in zip(per_seed, seeds, strict=True)],
-        ignore_index=True,
-    )
+    records = verdict.seed_records([r["rows"] for r in per_seed], seeds)
     figures = [_final_figure(ctx, results), _curve_figure(ctx, results)]
     broken = [n for n in BREAKERS if numbers[f"final_over_floor_{n}"] < BELOW]
     return Outcome(

@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 from pydantic import Field
 
 from reluscope.dynamics import (
@@ -78,10 +77,7 @@ def run(config: DeepLowRankConfig, ctx: RunContext) -> Outcome:
     seeds = verdict.seed_configs(config)
     results = [_run_seed(c, ctx) for c in seeds]
     numbers, figures = results[0]["numbers"], results[0]["draw"]()
-    records = pd.concat(
-        [pd.DataFrame(r["rows"]).assign(seed=c.seed) for r, c in zip(results, seeds, strict=True)],
-        ignore_index=True,
-    )
+    records = verdict.seed_records([r["rows"] for r in results], seeds)
     return Outcome(
         records=records,
         figures=figures,

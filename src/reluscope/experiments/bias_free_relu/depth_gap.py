@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 import torch
 from pydantic import Field
 from torch import Tensor
@@ -99,10 +98,7 @@ def run(config: DepthGapConfig, ctx: RunContext) -> Outcome:
     steps = snapshot_steps(config.steps, config.snapshots)
     floor, target = numbers["linear_floor"], numbers["target_nonlinearity"]
     figures = [_curves_figure(ctx, runs, steps, floor, target), _function_figure(ctx, runs)]
-    records = pd.concat(
-        [pd.DataFrame(r["rows"]).assign(seed=c.seed) for r, c in zip(results, seeds, strict=True)],
-        ignore_index=True,
-    )
+    records = verdict.seed_records([r["rows"] for r in results], seeds)
     return Outcome(
         records=records,
         figures=figures,

@@ -17,7 +17,6 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from reluscope.dynamics import (
@@ -102,10 +101,7 @@ def run(config: EquivalenceConfig, ctx: RunContext) -> Outcome:
     seeds = verdict.seed_configs(config)
     results = [_run_seed(c, ctx) for c in seeds]
     first = results[0]
-    records = pd.concat(
-        [pd.DataFrame(r["rows"]).assign(seed=c.seed) for r, c in zip(results, seeds, strict=True)],
-        ignore_index=True,
-    )
+    records = verdict.seed_records([r["rows"] for r in results], seeds)
     numbers = first["numbers"]
     runs, floor, low = first["runs"], first["floor"], config.alphas[0]
     figures = [
