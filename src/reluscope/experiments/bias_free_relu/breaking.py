@@ -388,4 +388,15 @@ EXPERIMENT = Experiment(
     config=BreakingConfig,
     run=run,
     order=2,
+    key_numbers={
+        "final_loss_*": ("final ReLU loss, case: {0}", "loss"),
+        "linear_floor_*": ("lowest loss a linear map reaches, case: {0}", "loss"),
+        "final_over_floor_*": ("final ReLU loss / linear floor, case: {0}", "ratio"),
+        "max_rel_gap_to_linear_*": (
+            "largest ReLU - linear loss difference over the initial loss, case: {0}",
+            "fraction",
+        ),
+        "data_symmetric_*": ("the data are symmetric (x, y) -> (-x, -y), case: {0}", "yes/no"),
+        "narrow_best_single_unit": ("loss of the best single-unit fit in the narrow case", "loss"),
+    },
 )

@@ -416,4 +416,19 @@ EXPERIMENT = Experiment(
     config=DeepLowRankConfig,
     run=run,
     order=4,
+    key_numbers={
+        "linear_floor": ("lowest loss a linear map reaches", "loss"),
+        "final_loss_relu": ("final loss, deep bias-free ReLU", "loss"),
+        "final_loss_linear": ("final loss, deep linear", "loss"),
+        "half_way_step_relu": ("step at which the ReLU loss is half-way to the floor", "steps"),
+        "half_way_step_linear": ("step at which the linear loss is half-way to the floor", "steps"),
+        "final_ratio*_relu_layer*": ("final sigma_{0} / sigma_1 of ReLU layer {1}", "ratio"),
+        "final_ratio*_linear_layer*": ("final sigma_{0} / sigma_1 of linear layer {1}", "ratio"),
+        "half_way_ratio": ("ReLU half-way step / linear half-way step", "ratio"),
+        "stage_step": ("first step with the ReLU loss within 1 % of the linear floor", "steps"),
+        "stage_ratio*_relu_layer*": (
+            "sigma_{0} / sigma_1 of ReLU layer {1} at that step",
+            "ratio",
+        ),
+    },
 )

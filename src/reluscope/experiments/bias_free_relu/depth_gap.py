@@ -369,4 +369,24 @@ EXPERIMENT = Experiment(
     config=DepthGapConfig,
     run=run,
     order=3,
+    key_numbers={
+        "linear_floor": ("lowest loss a linear map reaches", "loss"),
+        "example_nonlinearity": (
+            "nonlinearity index of the paper's example at test points",
+            "fraction",
+        ),
+        "target_nonlinearity": (
+            "nonlinearity index of the target at the training points",
+            "fraction",
+        ),
+        "final_loss_*": ("final loss, {0} network", "loss"),
+        "min_loss_*": ("lowest loss over training, {0} network", "loss"),
+        "final_nonlinearity_*": (
+            "final nonlinearity index of the odd part, {0} network",
+            "fraction",
+        ),
+        "max_nonlinearity_*": ("largest nonlinearity index over training, {0} network", "fraction"),
+        "final_even_ratio_*": ("final even part over the whole function, {0} network", "fraction"),
+        "test_nonlinearity_*": ("nonlinearity index at test points, {0} network", "fraction"),
+    },
 )

@@ -444,4 +444,35 @@ EXPERIMENT = Experiment(
     config=EquivalenceConfig,
     run=run,
     order=1,
+    key_numbers={
+        "linear_floor": ("lowest loss a linear map reaches", "loss"),
+        "paired_max_rel_error": (
+            "largest relative loss difference of the paired-start ReLU and linear runs",
+            "fraction",
+        ),
+        "max_rel_error_vs_linear_a*": (
+            "largest relative loss difference to the equivalent linear net, alpha = {0}",
+            "fraction",
+        ),
+        "max_rel_error_vs_closed_form_a*": (
+            "largest relative loss difference to the closed form, alpha = {0}",
+            "fraction",
+        ),
+        "half_way_step_closed_form_a*": (
+            "closed form's step of half the way to the floor, alpha = {0}",
+            "steps",
+        ),
+        "half_way_step_a*": (
+            "step at which the loss is half-way to the floor, alpha = {0}",
+            "steps",
+        ),
+        "rescaled_half_way_a*": ("that step times (1 + alpha) / 2, alpha = {0}", "steps"),
+        "final_loss_minus_floor_a*": ("final loss minus the linear floor, alpha = {0}", "loss"),
+        "even_to_odd_a*": ("norm of the learned even part over the odd part, alpha = {0}", "ratio"),
+        "relu_to_linear_half_way": (
+            "half-way step of ReLU (alpha 0) / of linear (alpha 1)",
+            "ratio",
+        ),
+        "relu_to_linear_half_way_closed_form": ("that ratio in the closed form", "ratio"),
+    },
 )

@@ -272,4 +272,27 @@ EXPERIMENT = Experiment(
     config=InitScaleConfig,
     run=run,
     order=3,
+    key_numbers={
+        "lc_change_lazy": (
+            "relative LC change |LC_end - LC_0| / LC_0 in the lazy corner (widest, largest scale)",
+            "fraction",
+        ),
+        "lc_change_rich": (
+            "relative LC change in the rich corner (narrowest, smallest scale)",
+            "fraction",
+        ),
+        "param_change_lazy": (
+            "relative parameter change |theta_end - theta_0| / |theta_0| in the lazy corner",
+            "fraction",
+        ),
+        "param_change_rich": ("relative parameter change in the rich corner", "fraction"),
+        "spearman_param_vs_lc_change": (
+            "Spearman rank correlation of parameter change and LC change over the grid",
+            "correlation",
+        ),
+        "lc_change.width_*_alpha_*": (
+            "relative LC change at width {0}, init scale {1}",
+            "fraction",
+        ),
+    },
 )

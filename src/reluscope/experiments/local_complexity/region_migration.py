@@ -561,4 +561,38 @@ EXPERIMENT = Experiment(
     config=RegionMigrationConfig,
     run=run,
     order=5,
+    key_numbers={
+        "lc_peak_step": (
+            "step of the neighbourhood-LC peak (the partitions' first checkpoint)",
+            "steps",
+        ),
+        "regions_*": ("linear regions per plane at the {0} (mean over planes)", "regions"),
+        "near_data_density_ratio_*": (
+            "vertex density near the training points over the plane's density, at the {0}",
+            "ratio",
+        ),
+        "near_boundary_density_ratio_*": (
+            "vertex density near the decision boundary over the plane's density, at the {0}",
+            "ratio",
+        ),
+        "density_*": ("region vertices per unit area of the plane at the {0}", "1 / input unit^2"),
+        "planes_compared": ("planes with a finite near-data change", "planes"),
+        "planes_data_falls": ("planes whose near-data density ratio falls", "planes"),
+        "planes_boundary_rises": ("planes whose near-boundary density ratio rises", "planes"),
+        "planes_boundary_compared": ("planes with a finite near-boundary change", "planes"),
+        "boundary_points": (
+            "decision-boundary points whose neighbourhood LC is measured",
+            "points",
+        ),
+        "lc_boundary_points": ("neighbourhood LC at decision-boundary points", "neurons"),
+        "lc_train_points": ("neighbourhood LC at training points", "neurons"),
+        "lc_*_points_stderr": ("standard error of the neighbourhood LC at {0} points", "neurons"),
+        "phase_start": ("start of the first LC descent", "steps"),
+        "phase_*_end": ("end of the LC {0}", "steps"),
+        "phase_end": ("end of the second LC descent", "steps"),
+        "phase_weakest_z": ("weakest of the three phase changes, in standard errors", "z-score"),
+        "phase_*_stderr": ("standard error of the LC {0} (paired over points)", "neurons"),
+        "phase_*_z": ("LC {0} over its standard error", "z-score"),
+        "phase_*": ("neighbourhood-LC {0}, paired over points", "neurons"),
+    },
 )

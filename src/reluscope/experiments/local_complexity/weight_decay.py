@@ -310,7 +310,12 @@ EXPERIMENT = Experiment(
         "slope": ("slope of the final LC against ln(1/lambda)", "LC per unit of ln(1/lambda)"),
         "slope_stderr": ("standard error of that slope", "LC per unit of ln(1/lambda)"),
         "intercept": ("intercept of that fit", "1 / input unit"),
-        "r2": ("R^2 of that linear fit", ""),
+        "r2": ("R^2 of that linear fit", "dimensionless"),
+        "relative_lc_range": (
+            "(max - min) / mean of the final LC over the fitted weight decays",
+            "fraction",
+        ),
+        "lambdas_fitted": ("weight decays in the fit (those where decay has acted)", "count"),
         "lc_init": ("local complexity at initialisation", "1 / input unit"),
         "lc_final.lambda_*": (
             "final local complexity at weight decay lambda = {0}",

@@ -501,4 +501,30 @@ EXPERIMENT = Experiment(
     config=BoundTrackingConfig,
     run=run,
     order=4,
+    key_numbers={
+        "gap_final_*": (
+            "{0} generalisation gap (test - train error) of the final networks",
+            "fraction",
+        ),
+        "points_all": ("(network, step) points after training stabilised", "points"),
+        "tau_final.*": ("Kendall tau of the {0} bound with the gap, final networks", "tau"),
+        "tau_all.*": ("Kendall tau of the {0} bound with the gap, all stabilised points", "tau"),
+        "tau_final_*.low-rank": (
+            "Kendall tau of the low-rank bound with the gap within the {0} networks",
+            "tau",
+        ),
+        "gap.*_noise_*": ("gap of the {0} network at label noise {1}", "fraction"),
+        "log10_bound_low_rank.*_noise_*": (
+            "log10 low-rank bound of the {0} network at label noise {1}",
+            "log10",
+        ),
+        "rank_factor_difference": (
+            "log10 rank factor, factorised minus dense networks (mean over noise levels)",
+            "log10",
+        ),
+        "norms_over_margin_difference": (
+            "log10 (norm product / margin), factorised minus dense networks",
+            "log10",
+        ),
+    },
 )

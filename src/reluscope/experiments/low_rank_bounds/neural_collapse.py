@@ -669,4 +669,53 @@ EXPERIMENT = Experiment(
     config=NeuralCollapseConfig,
     run=run,
     order=3,
+    key_numbers={
+        "classes": ("classes", "classes"),
+        "interpolation_step": ("first step with train accuracy >= 0.99", "steps"),
+        "nc1_drop": ("NC1 at interpolation / NC1 at the end", "ratio"),
+        "nc1_trace_drop": ("Tr(Sw) / Tr(Sb) at interpolation / at the end", "ratio"),
+        "cdnv_drop": ("CDNV at interpolation / at the end", "ratio"),
+        "nc1_min": ("lowest NC1 over training", "ratio"),
+        "nc1_trace_*": ("NC1 as Tr(Sw) / Tr(Sb) at the {0}", "ratio"),
+        "nc1_*": ("NC1 = Tr(Sw Sb^+) / C at the {0}", "ratio"),
+        "cdnv_*": ("class-distance normalised variance (CDNV) at the {0}", "ratio"),
+        "low_rank_bias": (
+            "NC1 rises after interpolation while the top hidden layer falls below rank C - 1",
+            "yes/no",
+        ),
+        "nc2_etf_end": (
+            "distance of the class means from a simplex ETF at the end",
+            "dimensionless",
+        ),
+        "nc2_equinorm_end": ("std / mean of the class-mean norms at the end", "ratio"),
+        "w_etf_end": (
+            "distance of the classifier rows from a simplex ETF at the end",
+            "dimensionless",
+        ),
+        "nc3_end": (
+            "distance between classifier rows and class means (NC3) at the end",
+            "dimensionless",
+        ),
+        "nc4_end": ("disagreement of nearest-class-mean and network predictions (NC4)", "fraction"),
+        "truncated_*_accuracy_end": (
+            "{0} accuracy with the top layer truncated to its numerical rank",
+            "fraction",
+        ),
+        "rank_c_*_accuracy_end": (
+            "{0} accuracy with the top layer truncated to rank C",
+            "fraction",
+        ),
+        "*_accuracy_end": ("{0} accuracy at the end", "fraction"),
+        "numerical_rank_end_*": ("numerical rank of weight layer {0} at the end", "rank"),
+        "stable_rank_end_*": ("stable rank of weight layer {0} at the end", "rank"),
+        "tail_share_end_*": (
+            "share of weight layer {0}'s squared spectrum beyond rank C at the end",
+            "fraction",
+        ),
+        "log10_bound_plain_end": ("log10 of the plain low-rank bound at the end", "log10"),
+        "log10_bound_collapse_end": ("log10 of the collapse-aware bound at the end", "log10"),
+        "log10_bound_best_end": ("log10 of the best collapse-aware bound over splits", "log10"),
+        "collapse_split_end": ("hidden layer the collapse-aware bound splits at", "layer"),
+        "best_split_end": ("hidden layer of the best split", "layer"),
+    },
 )
