@@ -108,6 +108,8 @@ def _section(run: RunDir, anchor: str) -> dict[str, Any]:
         "summary": o.get("summary", ""),
         "scale": o.get("scale", "n/a"),
         "seeds": ", ".join(str(s) for s in o.get("seeds", [])) or "n/a",
+        # the experiments report their key numbers of the first seed
+        "numbers_seed": o["seeds"][0] if len(o.get("seeds", [])) > 1 else None,
         "elapsed": _duration(o.get("elapsed_s")),
         "finished": _time(o.get("finished")),
         "command": o.get("command", ""),

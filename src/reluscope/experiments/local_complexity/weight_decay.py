@@ -20,7 +20,7 @@ from reluscope.experiments import (
 )
 from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
-from reluscope.figures import new_figure
+from reluscope.figures import log_axis, new_figure
 from reluscope.train import Schedule, TrainConfig, probes
 
 #: The paper's R^2 of the linear fit is 0.6972; the linearity claim asks for at least this.
@@ -277,7 +277,7 @@ def _figure(
     ax = axes[1]
     ax.plot(table.index, table["train_accuracy"], "o-", label="train")
     ax.plot(table.index, table["test_accuracy"], "s-", label="test")
-    ax.set_xscale("log")
+    log_axis(ax, "x", table.index)
     ax.set_xlabel("weight decay lambda")
     ax.set_ylabel("final accuracy")
     ax.legend(fontsize="small")
