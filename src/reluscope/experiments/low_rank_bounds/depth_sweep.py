@@ -365,7 +365,7 @@ def _predictions(
 
 
 def _figure(ctx: RunContext, records: pd.DataFrame, c: DepthSweepConfig) -> Figure:
-    fig, axes = new_figure(3, 1, size=(4.2, 3.4))
+    fig, axes = new_figure(3, 1, size=(3.0, 4.6))
     depths = np.asarray(c.depths)
     factor = "log10_rank_factor"
     ax = axes[0]
@@ -387,7 +387,6 @@ def _figure(ctx: RunContext, records: pd.DataFrame, c: DepthSweepConfig) -> Figu
     ax.set_xticks(depths)
     ax.set_xlabel("depth L (layers, each of rank r)")
     ax.set_ylabel("log10 rank/width factor")
-    ax.legend(fontsize="x-small")
     ax = axes[1]
     for bound, colour in (("low-rank", "tab:blue"), ("grs", "tab:orange")):
         steps = np.diff(curve(records, "a priori", factor, bound).to_numpy())
@@ -397,8 +396,7 @@ def _figure(ctx: RunContext, records: pd.DataFrame, c: DepthSweepConfig) -> Figu
     ax.set_ylim(bottom=0)
     ax.set_xticks(depths[1:])
     ax.set_xlabel("depth L after adding a layer")
-    ax.set_ylabel("log10 growth of the factor per added layer")
-    ax.legend(fontsize="x-small")
+    ax.set_ylabel("log10 growth per added layer")
     ax = axes[2]
     for bound in LABELS:
         ax.plot(
@@ -408,9 +406,10 @@ def _figure(ctx: RunContext, records: pd.DataFrame, c: DepthSweepConfig) -> Figu
             label=LABELS[bound],
         )
     ax.set_xticks(depths)
-    ax.set_xlabel("depth L")
-    ax.set_ylabel("log10 complexity term, trained nets")
-    ax.legend(fontsize="x-small")
+    ax.set_xlabel("depth L (trained networks)")
+    ax.set_ylabel("log10 complexity term")
+    for ax in axes:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2 if ax is axes[2] else 1)
     return ctx.figure(
         fig,
         "depth_sweep.png",
