@@ -35,7 +35,7 @@ from reluscope.experiments.bias_free_relu.common import (
     TeacherConfig,
     curve_rows,
 )
-from reluscope.figures import new_figure
+from reluscope.figures import log_axis, new_figure
 
 FLOOR_TOLERANCE = 1e-4  # spec 5, prediction 5
 LINEAR_TOLERANCE = 0.01  # spec 5, prediction 3
@@ -338,12 +338,12 @@ def _final_figure(ctx: RunContext, results: dict[str, dict[str, Any]]) -> Figure
     ax.bar(pos - 0.2, relu, width=0.4, color="tab:orange", label="ReLU network")
     ax.bar(pos + 0.2, linear, width=0.4, color="tab:blue", label="equivalent linear network")
     for p, v in zip(pos, relu, strict=True):
-        ax.annotate(f"{v:.3g}", (p - 0.2, v), ha="center", va="bottom", fontsize=7)
+        ax.annotate(f"{v:.3g}", (p - 0.2, v), ha="center", va="bottom", fontsize=8)
     ax.axhline(1.0, color="k", lw=0.8, ls="--", label="linear floor")
     ax.set_yscale("log")
-    ax.set_xticks(pos, [LABELS[n] for n in names], rotation=20, fontsize=8)
+    ax.set_xticks(pos, [LABELS[n] for n in names], rotation=20)
     ax.set_ylabel("final loss / linear floor")
-    ax.legend(fontsize=7)
+    ax.legend()
     return ctx.figure(
         fig,
         "final_losses.png",
@@ -362,11 +362,11 @@ def _curve_figure(ctx: RunContext, results: dict[str, dict[str, Any]]) -> Figure
         ax.plot(r["relu"], color="tab:orange", label="ReLU")
         ax.plot(r["linear"], color="tab:blue", ls="--", label="equivalent linear")
         ax.axhline(r["floor"], color="k", lw=0.8, ls=":", label="linear floor")
-        ax.set_yscale("log")
-        ax.set_title(LABELS[name], fontsize=9)
+        log_axis(ax, "y")
+        ax.set_title(LABELS[name])
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize="small")
     return ctx.figure(
         fig,
         "loss_curves.png",

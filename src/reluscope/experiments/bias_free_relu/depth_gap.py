@@ -45,7 +45,7 @@ from reluscope.experiments.bias_free_relu.common import (
     curve_rows,
     snapshot_steps,
 )
-from reluscope.figures import new_figure
+from reluscope.figures import log_axis, new_figure
 
 LINEAR_ODD_TOLERANCE = 1e-10  # two layers: the odd part is linear up to rounding
 FLOOR_ROUNDING = 1e-9  # relative: two layers never go below the linear floor
@@ -296,15 +296,15 @@ def _curves_figure(
             label=NETS[name],
         )
     ax.axhline(floor, color="k", lw=0.8, ls="--", label="linear floor")
-    ax.set_yscale("log")
+    log_axis(ax, "y")
     ax.set_xlabel("step")
     ax.set_ylabel("loss ½⟨(y − f)²⟩")
-    ax.legend(fontsize=7)
+    ax.legend()
     bx.axhline(target, color="grey", lw=0.8, ls="--", label="target")
     bx.set_yscale("log")
     bx.set_xlabel("step")
     bx.set_ylabel("nonlinearity of the odd part")
-    bx.legend(fontsize=7)
+    bx.legend()
     return ctx.figure(
         fig,
         "loss_and_nonlinearity.png",
@@ -347,7 +347,7 @@ def _function_figure(ctx: RunContext, runs: dict[str, dict[str, Any]]) -> Figure
     axes[3].set_title(f"slice x₂ = {float(axis[row]):.2f}", fontsize=9)
     axes[3].set_xlabel("x₁")
     axes[3].set_ylabel("f")
-    axes[3].legend(fontsize=7)
+    axes[3].legend(fontsize="small")
     return ctx.figure(
         fig,
         "functions.png",
