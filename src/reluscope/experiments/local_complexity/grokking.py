@@ -282,7 +282,7 @@ def _predictions(per_seed: list[dict[str, float]], seeds: list[int]) -> list[Pre
 
 
 def _figure(records: pd.DataFrame, numbers: dict[str, float], ctx: RunContext) -> Figure:
-    fig, axes = new_figure(3, 1, size=(4.2, 3.4))
+    fig, axes = new_figure(3, 1, size=(4.0, 4.2))
     ax = axes[0]
     for split in ("train", "test"):
         common.plot_series(ax, common.series(records, "accuracy", split), f"{split} accuracy")
@@ -290,10 +290,10 @@ def _figure(records: pd.DataFrame, numbers: dict[str, float], ctx: RunContext) -
     ax = axes[1]
     for split in ("train", "test", "random"):
         common.plot_series(ax, common.series(records, "neighborhood", split), f"{split} points")
-    ax.set_ylabel("neighbourhood LC (neurons crossing)")
+    ax.set_ylabel("neighbourhood LC (neurons)")
     ax = axes[2]
     common.plot_series(ax, common.series(records, "weight_fro"), "all weights", band=False)
-    ax.set_ylabel("Frobenius norm of the weights")
+    ax.set_ylabel("weight norm (Frobenius)")
     marks = common.phase_marks(
         {"descent_end": numbers["descent_end_step"], "ascent_end": numbers["ascent_end_step"]}
     )
