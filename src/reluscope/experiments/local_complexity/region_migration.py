@@ -456,6 +456,7 @@ def _draw_plane(
 ) -> None:
     """One plane: its regions, decision boundary, the three training points and the 'near'
     radius around each."""
+    assert part.marked_points is not None  # plane_through marks the points it passes through
     draw_plane(ax, part, points=part.marked_points, edge_width=0.08, segments=segments)
     marked = part.marked_points.cpu().numpy()
     radius = near * float(
