@@ -645,10 +645,15 @@ def _bound_figure(ctx: RunContext, s: Series) -> Figure:
     fig, axes = new_figure(3, 1, size=(3.0, 3.6))
     a, b, c = axes
     a.plot(s.get("log10_bound_plain"), label="plain (exact ranks)")
-    a.plot(s.get("log10_bound_collapse"), ls="--", label="collapse-aware (spec's split)")
+    aware = s.get("log10_bound_collapse")
+    a.plot(aware, ls="--", label="collapse-aware (spec's split)")
     a.plot(s.get("log10_bound_best"), ls=":", lw=2.2, label="smallest over splits")
     a.set_ylabel("log10 bound on the test error")
-    a.set_title("post hoc low-rank bound")
+    a.set_title(
+        "post hoc low-rank bound"
+        + ("\n(no layer collapsed: no collapse-aware bound)" if aware.isna().all() else ""),
+        fontsize=9,
+    )
     b.plot(s.get("log10_rank_factor_plain"), marker="o", ms=3, label="plain")
     b.plot(s.get("log10_rank_factor_collapse"), ls="--", marker="s", ms=3, label="collapse-aware")
     b.plot(s.get("log10_collapsed_factor"), ls=":", lw=2.2, label="its collapsed layers")
