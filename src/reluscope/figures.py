@@ -11,7 +11,7 @@ Internal to reluscope: shared by its packages, not part of the public API.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from reluscope.io import atomic_write
 
@@ -73,3 +74,18 @@ def new_figure(
 def save_png(fig: Figure, path: str | os.PathLike, dpi: int = REPORT_DPI) -> Path:
     """Write ``fig`` to ``path`` as a PNG (replacing any earlier file only once complete)."""
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+
+
+def log_axis(ax: Axes, which: str = "x", ticks: Iterable[float] | None = None) -> None:
+    """Put the ``which`` ("x" or "y") axis of ``ax`` on a log scale labelled with plain numbers
+    (``0.5``, ``2``, ``40``, not ``5 x 10^-1``) and no minor-tick labels, which otherwise
+    collide; the major ticks are at ``ticks`` when given (e.g. the swept values), else at 1, 2
+    and 5 times the powers of ten."""
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    if ticks is not None:
+        axis.set_ticks(sorted(set(ticks)))
+    else:
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0), numticks=15))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())

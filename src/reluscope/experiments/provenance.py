@@ -128,7 +128,8 @@ def describe_numbers(
 ) -> dict[str, dict[str, str]]:
     """Each number's ``{"description", "unit"}`` from the first ``declared`` key or pattern
     that matches it (``*`` matches any text; ``{0}``, ``{1}``... in the description are
-    replaced by what the stars matched); numbers nothing matches are left out."""
+    replaced by what the stars matched, underscores read as spaces); numbers nothing matches
+    are left out. The unit ``"yes/no"`` marks a flag saved as 1/0."""
     described = {}
     for key in numbers:
         for pattern, (description, unit) in declared.items():
@@ -137,7 +138,7 @@ def describe_numbers(
             )
             match = re.fullmatch(regex, key)
             if match:
-                text = description.format(*match.groups())
+                text = description.format(*(g.replace("_", " ") for g in match.groups()))
                 described[key] = {"description": text, "unit": unit}
                 break
     return described

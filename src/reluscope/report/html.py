@@ -29,10 +29,15 @@ def _image(path: Path) -> str | None:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def format_number(value: object) -> str:
-    """A key number as the report shows it: booleans as yes/no, floats to 4 significant
-    digits, missing values (None, NaN saved as null) as 'n/a'."""
-    if isinstance(value, bool):
+#: The unit of a key number that is a flag (saved as a boolean or as 1/0).
+FLAG_UNIT = "yes/no"
+
+
+def format_number(value: object, unit: str = "") -> str:
+    """A key number as the report shows it: booleans, and 1/0 in the unit ``FLAG_UNIT``, as
+    yes/no, floats to 4 significant digits, missing values (None, NaN saved as null) as
+    'n/a'."""
+    if isinstance(value, bool) or (unit == FLAG_UNIT and value in (0, 1)):
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -43,6 +48,17 @@ def _label(key: str) -> str:
     """A readable fallback name for an undescribed key: 'lc_final.lambda_0.001' -> 'lc final,
     lambda 0.001'."""
     return re.sub(r"(?<=[a-zA-Z])\.(?=[a-zA-Z])", ", ", key).replace("_", " ")
+
+
+def _number(key: str, value: object, info: dict[str, str]) -> dict[str, str]:
+    """One row of the key-number table: description (or the readable key), value, unit."""
+    unit = info.get("unit", "")
+    return {
+        "key": key,
+        "label": info.get("description") or _label(key),
+        "unit": "" if unit == FLAG_UNIT else unit,
+        "value": format_number(value, unit),
+    }
 
 
 def _duration(seconds: float | None) -> str:
@@ -92,18 +108,14 @@ def _section(run: RunDir, anchor: str) -> dict[str, Any]:
         "summary": o.get("summary", ""),
         "scale": o.get("scale", "n/a"),
         "seeds": ", ".join(str(s) for s in o.get("seeds", [])) or "n/a",
+        # the experiments report their key numbers of the first seed
+        "numbers_seed": o["seeds"][0] if len(o.get("seeds", [])) > 1 else None,
         "elapsed": _duration(o.get("elapsed_s")),
         "finished": _time(o.get("finished")),
         "command": o.get("command", ""),
         "config": json.dumps(o.get("config", {}), indent=1),
         "numbers": [
-            {
-                "key": key,
-                "label": info.get(key, {}).get("description") or _label(key),
-                "unit": info.get(key, {}).get("unit", ""),
-                "value": format_number(value),
-            }
-            for key, value in o.get("numbers", {}).items()
+            _number(key, value, info.get(key, {})) for key, value in o.get("numbers", {}).items()
         ],
         "predictions": predictions,
         "sanity": [_prediction(p) for p in o.get("sanity_checks", [])],

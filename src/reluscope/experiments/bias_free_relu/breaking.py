@@ -34,7 +34,7 @@ from reluscope.experiments.bias_free_relu.common import (
     TeacherConfig,
     curve_rows,
 )
-from reluscope.figures import new_figure
+from reluscope.figures import log_axis, new_figure
 
 FLOOR_TOLERANCE = 1e-4  # spec 5, prediction 5
 LINEAR_TOLERANCE = 0.01  # spec 5, prediction 3
@@ -334,12 +334,12 @@ def _final_figure(ctx: RunContext, results: dict[str, dict[str, Any]]) -> Figure
     ax.bar(pos - 0.2, relu, width=0.4, color="tab:orange", label="ReLU network")
     ax.bar(pos + 0.2, linear, width=0.4, color="tab:blue", label="equivalent linear network")
     for p, v in zip(pos, relu, strict=True):
-        ax.annotate(f"{v:.3g}", (p - 0.2, v), ha="center", va="bottom", fontsize=7)
+        ax.annotate(f"{v:.3g}", (p - 0.2, v), ha="center", va="bottom", fontsize=8)
     ax.axhline(1.0, color="k", lw=0.8, ls="--", label="linear floor")
     ax.set_yscale("log")
-    ax.set_xticks(pos, [LABELS[n] for n in names], rotation=20, fontsize=8)
+    ax.set_xticks(pos, [LABELS[n] for n in names], rotation=20)
     ax.set_ylabel("final loss / linear floor")
-    ax.legend(fontsize=7)
+    ax.legend()
     return ctx.figure(
         fig,
         "final_losses.png",
@@ -358,11 +358,11 @@ def _curve_figure(ctx: RunContext, results: dict[str, dict[str, Any]]) -> Figure
         ax.plot(r["relu"], color="tab:orange", label="ReLU")
         ax.plot(r["linear"], color="tab:blue", ls="--", label="equivalent linear")
         ax.axhline(r["floor"], color="k", lw=0.8, ls=":", label="linear floor")
-        ax.set_yscale("log")
-        ax.set_title(LABELS[name], fontsize=9)
+        log_axis(ax, "y")
+        ax.set_title(LABELS[name])
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize="small")
     return ctx.figure(
         fig,
         "loss_curves.png",
@@ -384,4 +384,15 @@ EXPERIMENT = Experiment(
     config=BreakingConfig,
     run=run,
     order=2,
+    key_numbers={
+        "final_loss_*": ("final ReLU loss, case: {0}", "loss"),
+        "linear_floor_*": ("lowest loss a linear map reaches, case: {0}", "loss"),
+        "final_over_floor_*": ("final ReLU loss / linear floor, case: {0}", "ratio"),
+        "max_rel_gap_to_linear_*": (
+            "largest ReLU - linear loss difference over the initial loss, case: {0}",
+            "fraction",
+        ),
+        "data_symmetric_*": ("the data are symmetric (x, y) -> (-x, -y), case: {0}", "yes/no"),
+        "narrow_best_single_unit": ("loss of the best single-unit fit in the narrow case", "loss"),
+    },
 )

@@ -40,7 +40,7 @@ from reluscope.experiments.bias_free_relu.common import (
     curve_rows,
     snapshot_steps,
 )
-from reluscope.figures import new_figure
+from reluscope.figures import log_axis, new_figure
 
 STAGE_TOLERANCE = 0.01  # relative distance of the ReLU loss from the floor in its linear stage
 RANK_ONE = 0.12  # sigma_2 / sigma_1 below this: rank one (spec: linear nets end at 0.08-0.10)
@@ -342,18 +342,22 @@ def _ratio_figure(
                 label=f"{NETS[net]} σ₃/σ₁",
             )
     axes[0].axhline(floor, color="k", lw=0.8, ls="--", label="linear floor")
-    axes[0].set_yscale("log")
+    log_axis(axes[0], "y")
     axes[0].set_ylabel("loss")
     for ax, layer in zip(axes[1:], layers, strict=True):
-        ax.set_title(f"layer {layer}", fontsize=9)
+        ax.set_title(f"layer {layer}")
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("singular-value ratio")
     for ax in axes:
         ax.set_xlabel("step")
         if stage is not None:
             ax.axvline(steps[stage], color="grey", lw=0.8, ls="-.")
-    axes[0].legend(fontsize=7)
-    axes[1].legend(fontsize=6)
+    if stage is not None:
+        axes[0].plot(
+            [], [], color="grey", lw=0.8, ls="-.", label=f"ReLU at the floor (step {steps[stage]})"
+        )
+    (h0, l0), (h1, l1) = (ax.get_legend_handles_labels() for ax in axes[:2])
+    fig.legend(h0 + h1, l0 + l1, loc="outside lower center", ncols=4)
     return ctx.figure(
         fig,
         "singular_value_ratios.png",
@@ -388,11 +392,11 @@ def _spectrum_figure(
                 color=COLOURS[net],
                 label=label,
             )
-        ax.set_title(f"layer {layer}", fontsize=9)
+        ax.set_title(f"layer {layer}")
         ax.set_xlabel("index k")
         ax.set_ylabel("σ_k / σ₁")
         ax.set_ylim(0, 1.05)
-    axes[0].legend(fontsize=7)
+    axes[0].legend()
     return ctx.figure(
         fig,
         "spectra.png",
@@ -412,4 +416,19 @@ EXPERIMENT = Experiment(
     config=DeepLowRankConfig,
     run=run,
     order=4,
+    key_numbers={
+        "linear_floor": ("lowest loss a linear map reaches", "loss"),
+        "final_loss_relu": ("final loss, deep bias-free ReLU", "loss"),
+        "final_loss_linear": ("final loss, deep linear", "loss"),
+        "half_way_step_relu": ("step at which the ReLU loss is half-way to the floor", "steps"),
+        "half_way_step_linear": ("step at which the linear loss is half-way to the floor", "steps"),
+        "final_ratio*_relu_layer*": ("final sigma_{0} / sigma_1 of ReLU layer {1}", "ratio"),
+        "final_ratio*_linear_layer*": ("final sigma_{0} / sigma_1 of linear layer {1}", "ratio"),
+        "half_way_ratio": ("ReLU half-way step / linear half-way step", "ratio"),
+        "stage_step": ("first step with the ReLU loss within 1 % of the linear floor", "steps"),
+        "stage_ratio*_relu_layer*": (
+            "sigma_{0} / sigma_1 of ReLU layer {1} at that step",
+            "ratio",
+        ),
+    },
 )

@@ -44,7 +44,7 @@ from reluscope.experiments.bias_free_relu.common import (
     curve_rows,
     snapshot_steps,
 )
-from reluscope.figures import new_figure
+from reluscope.figures import log_axis, new_figure
 
 LINEAR_ODD_TOLERANCE = 1e-10  # two layers: the odd part is linear up to rounding
 FLOOR_ROUNDING = 1e-9  # relative: two layers never go below the linear floor
@@ -292,15 +292,15 @@ def _curves_figure(
             label=NETS[name],
         )
     ax.axhline(floor, color="k", lw=0.8, ls="--", label="linear floor")
-    ax.set_yscale("log")
+    log_axis(ax, "y")
     ax.set_xlabel("step")
     ax.set_ylabel("loss ½⟨(y − f)²⟩")
-    ax.legend(fontsize=7)
+    ax.legend()
     bx.axhline(target, color="grey", lw=0.8, ls="--", label="target")
     bx.set_yscale("log")
     bx.set_xlabel("step")
     bx.set_ylabel("nonlinearity of the odd part")
-    bx.legend(fontsize=7)
+    bx.legend()
     return ctx.figure(
         fig,
         "loss_and_nonlinearity.png",
@@ -343,7 +343,7 @@ def _function_figure(ctx: RunContext, runs: dict[str, dict[str, Any]]) -> Figure
     axes[3].set_title(f"slice x₂ = {float(axis[row]):.2f}", fontsize=9)
     axes[3].set_xlabel("x₁")
     axes[3].set_ylabel("f")
-    axes[3].legend(fontsize=7)
+    axes[3].legend(fontsize="small")
     return ctx.figure(
         fig,
         "functions.png",
@@ -365,4 +365,24 @@ EXPERIMENT = Experiment(
     config=DepthGapConfig,
     run=run,
     order=3,
+    key_numbers={
+        "linear_floor": ("lowest loss a linear map reaches", "loss"),
+        "example_nonlinearity": (
+            "nonlinearity index of the paper's example at test points",
+            "fraction",
+        ),
+        "target_nonlinearity": (
+            "nonlinearity index of the target at the training points",
+            "fraction",
+        ),
+        "final_loss_*": ("final loss, {0} network", "loss"),
+        "min_loss_*": ("lowest loss over training, {0} network", "loss"),
+        "final_nonlinearity_*": (
+            "final nonlinearity index of the odd part, {0} network",
+            "fraction",
+        ),
+        "max_nonlinearity_*": ("largest nonlinearity index over training, {0} network", "fraction"),
+        "final_even_ratio_*": ("final even part over the whole function, {0} network", "fraction"),
+        "test_nonlinearity_*": ("nonlinearity index at test points, {0} network", "fraction"),
+    },
 )

@@ -375,12 +375,14 @@ def _loss_figure(
         bx.plot(rescaled, r["sim"], color=colour, lw=1.6)
         ex.plot(rescaled, 100 * r["linear_error"], color=colour, lw=1.0, ls="--")
     for axis in (ax, bx):
-        axis.axhline(floor, color="grey", lw=0.8, ls="-.")
+        axis.axhline(floor, color="grey", lw=0.8, ls="-.", label="linear floor")
         axis.set_ylabel("loss ½⟨(y − f)²⟩")
     ax.plot([], [], color="k", lw=0.9, ls=":", label="closed form")
+    bx.plot([], [], color="0.4", lw=1.0, ls="--", label="error vs linear net (right axis)")
+    bx.legend(loc="upper right")
     ax.set_xlabel("step t")
     ax.set_title("simulation (solid) vs closed form (dotted)")
-    ax.legend(fontsize=7)
+    ax.legend()
     bx.set_xlabel("rescaled time t (1+α)/2  [linear-network steps]")
     bx.set_xlim(0, steps * (1 + min(runs)) / 2)
     bx.set_title("collapse on rescaled time")
@@ -408,14 +410,14 @@ def _error_figure(
         ax.plot(np.maximum(r["linear_error"], tiny), color=colour, label=f"α = {alpha:g}")
         bx.plot(np.maximum(r["theory_error"], tiny), color=colour, label=f"α = {alpha:g}")
     ax.plot(np.maximum(paired, tiny), color="k", lw=0.5, label=f"paired start, α = {low:g}")
-    ax.axhline(PAIRED_TOLERANCE, color="grey", lw=0.7, ls=":")
+    ax.axhline(PAIRED_TOLERANCE, color="grey", lw=0.7, ls=":", label="paired-start tolerance")
     ax.set_title("vs equivalent linear network")
     bx.set_title("vs closed form")
     for axis in (ax, bx):
         axis.set_yscale("log")
         axis.set_xlabel("step t")
         axis.set_ylabel("|ΔL| / L(0)")
-        axis.legend(fontsize=7)
+        axis.legend(fontsize="small")
     return ctx.figure(
         fig,
         "relative_error.png",
@@ -440,4 +442,35 @@ EXPERIMENT = Experiment(
     config=EquivalenceConfig,
     run=run,
     order=1,
+    key_numbers={
+        "linear_floor": ("lowest loss a linear map reaches", "loss"),
+        "paired_max_rel_error": (
+            "largest relative loss difference of the paired-start ReLU and linear runs",
+            "fraction",
+        ),
+        "max_rel_error_vs_linear_a*": (
+            "largest relative loss difference to the equivalent linear net, alpha = {0}",
+            "fraction",
+        ),
+        "max_rel_error_vs_closed_form_a*": (
+            "largest relative loss difference to the closed form, alpha = {0}",
+            "fraction",
+        ),
+        "half_way_step_closed_form_a*": (
+            "closed form's step of half the way to the floor, alpha = {0}",
+            "steps",
+        ),
+        "half_way_step_a*": (
+            "step at which the loss is half-way to the floor, alpha = {0}",
+            "steps",
+        ),
+        "rescaled_half_way_a*": ("that step times (1 + alpha) / 2, alpha = {0}", "steps"),
+        "final_loss_minus_floor_a*": ("final loss minus the linear floor, alpha = {0}", "loss"),
+        "even_to_odd_a*": ("norm of the learned even part over the odd part, alpha = {0}", "ratio"),
+        "relu_to_linear_half_way": (
+            "half-way step of ReLU (alpha 0) / of linear (alpha 1)",
+            "ratio",
+        ),
+        "relu_to_linear_half_way_closed_form": ("that ratio in the closed form", "ratio"),
+    },
 )

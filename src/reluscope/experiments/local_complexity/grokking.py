@@ -282,7 +282,7 @@ def _predictions(per_seed: list[dict[str, float]], seeds: list[int]) -> list[Pre
 
 
 def _figure(records: pd.DataFrame, numbers: dict[str, float], ctx: RunContext) -> Figure:
-    fig, axes = new_figure(3, 1, size=(4.2, 3.4))
+    fig, axes = new_figure(3, 1, size=(4.0, 4.2))
     ax = axes[0]
     for split in ("train", "test"):
         common.plot_series(ax, common.series(records, "accuracy", split), f"{split} accuracy")
@@ -290,10 +290,10 @@ def _figure(records: pd.DataFrame, numbers: dict[str, float], ctx: RunContext) -
     ax = axes[1]
     for split in ("train", "test", "random"):
         common.plot_series(ax, common.series(records, "neighborhood", split), f"{split} points")
-    ax.set_ylabel("neighbourhood LC (neurons crossing)")
+    ax.set_ylabel("neighbourhood LC (neurons)")
     ax = axes[2]
     common.plot_series(ax, common.series(records, "weight_fro"), "all weights", band=False)
-    ax.set_ylabel("Frobenius norm of the weights")
+    ax.set_ylabel("weight norm (Frobenius)")
     marks = common.phase_marks(
         {"descent_end": numbers["descent_end_step"], "ascent_end": numbers["ascent_end_step"]}
     )
@@ -325,4 +325,22 @@ EXPERIMENT = Experiment(
     config=GrokkingConfig,
     run=run,
     order=4,
+    key_numbers={
+        "train_step": ("first step with train accuracy >= 0.99", "steps"),
+        "test_step": ("first step with 90 % of the later test-accuracy gain made", "steps"),
+        "test_at_interp": ("test accuracy when train accuracy first reaches 0.99", "fraction"),
+        "test_gain": ("test-accuracy gain from then to its maximum", "fraction"),
+        "test_gain_stderr": ("standard error of that gain", "fraction"),
+        "test_max": ("highest test accuracy", "fraction"),
+        "test_end": ("test accuracy at the end", "fraction"),
+        "descent_start_step": ("start of the first LC descent", "steps"),
+        "descent_end_step": ("end of the first LC descent (LC minimum)", "steps"),
+        "ascent_end_step": ("end of the LC ascent (LC peak)", "steps"),
+        "second_descent_end_step": ("end of the second LC descent", "steps"),
+        "weakest_z": ("weakest of the three phase changes, in standard errors", "z-score"),
+        "*_stderr": ("standard error of the {0} change (paired over points)", "neurons"),
+        "*_z": ("{0} change over its standard error", "z-score"),
+        "*descent": ("neighbourhood-LC {0}descent, paired over points", "neurons"),
+        "ascent": ("neighbourhood-LC ascent, paired over points", "neurons"),
+    },
 )

@@ -16,7 +16,7 @@ from scipy.stats import spearmanr
 from reluscope.experiments import Experiment, ExperimentConfig, Figure, Outcome, verdict
 from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
-from reluscope.figures import new_figure
+from reluscope.figures import log_axis, new_figure
 from reluscope.train import Schedule, TrainConfig, probes, records_frame
 
 #: Spearman correlation from which LC change counts as following the parameter movement.
@@ -241,13 +241,20 @@ def _figure(table: pd.DataFrame, ctx: RunContext) -> Figure:
     for width, group in table.groupby("width"):
         ax.scatter(group["param_change"], group["lc_change"], label=f"width {width}", s=24)
         for r in group.itertuples():
-            ax.annotate(f"{r.init_scale:g}", (r.param_change, r.lc_change), fontsize=7)
-    ax.set_xscale("log" if (table["param_change"] > 0).all() else "linear")
-    ax.set_yscale("log" if (table["lc_change"] > 0).all() else "linear")
+            ax.annotate(
+                f"{r.init_scale:g}",
+                (r.param_change, r.lc_change),
+                xytext=(3, 3),
+                textcoords="offset points",
+                fontsize=8,
+            )
+    for which, column in (("x", "param_change"), ("y", "lc_change")):
+        if (table[column] > 0).all():
+            log_axis(ax, which)
     ax.set_xlabel("||theta_T - theta_0|| / ||theta_0||")
     ax.set_ylabel("|LC_T - LC_0| / LC_0")
     ax.set_title("LC change against parameter movement")
-    ax.legend()
+    ax.legend(title="labels: init scale alpha", title_fontsize=9)
     return ctx.figure(
         fig,
         "init_scale.png",
@@ -272,4 +279,27 @@ EXPERIMENT = Experiment(
     config=InitScaleConfig,
     run=run,
     order=3,
+    key_numbers={
+        "lc_change_lazy": (
+            "relative LC change |LC_end - LC_0| / LC_0 in the lazy corner (widest, largest scale)",
+            "fraction",
+        ),
+        "lc_change_rich": (
+            "relative LC change in the rich corner (narrowest, smallest scale)",
+            "fraction",
+        ),
+        "param_change_lazy": (
+            "relative parameter change |theta_end - theta_0| / |theta_0| in the lazy corner",
+            "fraction",
+        ),
+        "param_change_rich": ("relative parameter change in the rich corner", "fraction"),
+        "spearman_param_vs_lc_change": (
+            "Spearman rank correlation of parameter change and LC change over the grid",
+            "correlation",
+        ),
+        "lc_change.width_*_alpha_*": (
+            "relative LC change at width {0}, init scale {1}",
+            "fraction",
+        ),
+    },
 )

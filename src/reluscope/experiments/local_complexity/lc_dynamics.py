@@ -366,6 +366,7 @@ EXPERIMENT = Experiment(
         "lc_train_init": ("local complexity at the training points at step 0", "1 / input unit"),
         "lc_train_end": ("local complexity at the training points at the end", "1 / input unit"),
         "lc_test_end": ("local complexity at the test points at the end", "1 / input unit"),
+        "adv_accuracy_end": ("PGD adversarial accuracy at the end", "fraction"),
         "*_accuracy_end": ("{0} accuracy at the end", "fraction"),
         "interpolation_step": (
             "first step with train accuracy at the interpolation level",

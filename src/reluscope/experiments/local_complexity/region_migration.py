@@ -11,6 +11,8 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure as MplFigure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle as MplCircle
 from pydantic import Field
@@ -137,7 +139,7 @@ def run(config: RegionMigrationConfig, ctx: RunContext) -> Outcome:
     first = results[0]
     figures = [
         _grid_figure(first["shown"], c.near, ctx),
-        _planes_figure(first["verdict_planes"], first["peak"], ctx),
+        _planes_figure(first["verdict_planes"], first["peak"], c.near, ctx),
         _stats_figure(first["records"], c.n_planes, first["phases"], ctx),
     ]
     numbers = first["numbers"]
@@ -449,6 +451,36 @@ def _plane_mean(records: pd.DataFrame, n_planes: int) -> pd.DataFrame:
     return rows.pivot_table(index="step", columns="metric", values="value", aggfunc="mean")
 
 
+def _draw_plane(
+    ax: Axes, part: PlanePartition, segments: np.ndarray, near: float, title: str
+) -> None:
+    """One plane: its regions, decision boundary, the three training points and the 'near'
+    radius around each."""
+    assert part.marked_points is not None  # plane_through marks the points it passes through
+    draw_plane(ax, part, points=part.marked_points, edge_width=0.08, segments=segments)
+    marked = part.marked_points.cpu().numpy()
+    radius = near * float(
+        np.mean([np.linalg.norm(marked[i] - marked[j]) for i, j in ((0, 1), (0, 2), (1, 2))])
+    )
+    for centre in marked:
+        ax.add_patch(MplCircle(centre, radius, fill=False, ls="--", lw=1.0, ec="0.1"))
+    ax.grid(False)
+    ax.tick_params(labelsize=7)
+    ax.set_title(title, fontsize=9)
+
+
+def _plane_legend(fig: MplFigure, near: float, ncols: int = 2) -> None:
+    legend = [
+        Line2D([], [], ls="", marker="o", color="k", label="training points (3 classes)"),
+        Line2D([], [], color="crimson", label="decision boundary"),
+        Line2D([], [], color="k", lw=0.6, label="region edges"),
+        Line2D(
+            [], [], color="0.1", ls="--", label=f"'near' radius ({near:g} x mean point distance)"
+        ),
+    ]
+    fig.legend(handles=legend, loc="outside lower center", ncols=ncols)
+
+
 def _grid_figure(
     shown: list[tuple[int, int, PlanePartition, np.ndarray]], near: float, ctx: RunContext
 ) -> Figure:
@@ -458,30 +490,12 @@ def _grid_figure(
     for k, step, part, segments in shown:
         row, col = planes.index(k), steps.index(step)
         ax = axes[row * len(steps) + col]
-        assert part.marked_points is not None  # plane_through marks the points it passes through
-        draw_plane(ax, part, points=part.marked_points, edge_width=0.08, segments=segments)
-        marked = part.marked_points.cpu().numpy()
-        radius = near * float(
-            np.mean([np.linalg.norm(marked[i] - marked[j]) for i, j in ((0, 1), (0, 2), (1, 2))])
-        )
-        for centre in marked:
-            ax.add_patch(MplCircle(centre, radius, fill=False, ls="--", lw=1.0, ec="0.1"))
-        ax.grid(False)
-        ax.tick_params(labelsize=7)
-        ax.set_title(f"step {step}: {part.num_regions} regions", fontsize=9)
+        _draw_plane(ax, part, segments, near, f"step {step}: {part.num_regions} regions")
         if col == 0:
             ax.set_ylabel(f"plane {k}: t")
         if row == len(planes) - 1:
             ax.set_xlabel("s (input units)")
-    legend = [
-        Line2D([], [], ls="", marker="o", color="k", label="training points (3 classes)"),
-        Line2D([], [], color="crimson", label="decision boundary"),
-        Line2D([], [], color="k", lw=0.6, label="region edges"),
-        Line2D(
-            [], [], color="0.1", ls="--", label=f"'near' radius ({near:g} x mean point distance)"
-        ),
-    ]
-    fig.legend(handles=legend, loc="outside lower center", ncols=2)
+    _plane_legend(fig, near)
     return ctx.figure(
         fig,
         "regions_grid.png",
@@ -496,25 +510,37 @@ def _grid_figure(
     )
 
 
+#: Planes per row of verdict_planes.png.
+PLANES_PER_ROW = 5
+
+
 def _planes_figure(
-    planes: list[tuple[int, int, PlanePartition, np.ndarray]], peak: int, ctx: RunContext
+    planes: list[tuple[int, int, PlanePartition, np.ndarray]],
+    peak: int,
+    near: float,
+    ctx: RunContext,
 ) -> Figure:
     ks = sorted({k for k, *_ in planes})
     steps = sorted({step for _, step, *_ in planes})
-    fig, axes = new_figure(len(ks), len(steps), size=(1.6, 1.6))
+    ncols = min(PLANES_PER_ROW, len(ks))
+    blocks = -(-len(ks) // ncols)  # rows of planes per step
+    fig, axes = new_figure(ncols, blocks * len(steps), size=(1.8, 1.8))
+    for ax in axes:
+        ax.set_axis_off()
     for k, step, part, segments in planes:
-        ax = axes[steps.index(step) * len(ks) + ks.index(k)]
-        draw_plane(ax, part, points=part.marked_points, edge_width=0.05, segments=segments)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_title(f"plane {k}, step {step}", fontsize=6)
+        index, s = ks.index(k), steps.index(step)
+        row, col = s * blocks + index // ncols, index % ncols
+        ax = axes[row * ncols + col]
+        ax.set_axis_on()
+        _draw_plane(ax, part, segments, near, f"plane {k}, step {step}")
+    _plane_legend(fig, near, ncols=2 if ncols > 2 else 1)
     return ctx.figure(
         fig,
         "verdict_planes.png",
-        f"Every plane the verdicts use (columns), at the LC peak (step {peak}, top row) and "
-        "at the end (bottom row): regions in random colours, decision boundary in red, the "
-        "three training points in black.",
-        dpi=100,
+        f"Every plane the verdicts use ({len(ks)}), at the LC peak (step {peak}, first "
+        f"{'row' if blocks == 1 else f'{blocks} rows'}) and at the end (the rest): regions in "
+        "random colours, decision boundary in red, the three training points in black with the "
+        "'near' radius dashed; axes in input units along the plane.",
     )
 
 
@@ -522,18 +548,18 @@ def _stats_figure(
     records: pd.DataFrame, n_planes: int, phases: dict[str, float], ctx: RunContext
 ) -> Figure:
     mean = _plane_mean(records, n_planes)
-    fig, axes = new_figure(3, 1, size=(4.0, 3.3))
+    fig, axes = new_figure(3, 1, size=(4.0, 4.2))
     x = mean.index.to_numpy() + 1
     common.plot_series(axes[0], common.series(records, "neighborhood", "train"), "train points")
-    axes[0].set_ylabel("neighbourhood LC (neurons crossing)")
+    axes[0].set_ylabel("neighbourhood LC (neurons)")
     ax = axes[1]
-    ax.plot(x, mean["near_data_density_ratio"], "o-", label="near the training points")
-    ax.plot(x, mean["near_boundary_density_ratio"], "s-", label="near the decision boundary")
+    ax.plot(x, mean["near_data_density_ratio"], "o-", label="near training points")
+    ax.plot(x, mean["near_boundary_density_ratio"], "s-", label="near decision boundary")
     ax.axhline(1.0, color="0.6", lw=0.8)
-    ax.set_ylabel("vertex density / plane mean")
+    ax.set_ylabel("vertex density ratio")
     ax = axes[2]
-    ax.plot(x, mean["regions"], "o-", label="regions")
-    ax.set_ylabel("regions on the plane")
+    ax.plot(x, mean["regions"], "o-")
+    ax.set_ylabel("regions per plane")
     for ax in axes[1:]:
         ax.set_xscale("log")
     common.finish_step_axes(axes, common.phase_marks(phases))
@@ -562,4 +588,38 @@ EXPERIMENT = Experiment(
     config=RegionMigrationConfig,
     run=run,
     order=5,
+    key_numbers={
+        "lc_peak_step": (
+            "step of the neighbourhood-LC peak (the partitions' first checkpoint)",
+            "steps",
+        ),
+        "regions_*": ("linear regions per plane at the {0} (mean over planes)", "regions"),
+        "near_data_density_ratio_*": (
+            "vertex density near the training points over the plane's density, at the {0}",
+            "ratio",
+        ),
+        "near_boundary_density_ratio_*": (
+            "vertex density near the decision boundary over the plane's density, at the {0}",
+            "ratio",
+        ),
+        "density_*": ("region vertices per unit area of the plane at the {0}", "1 / input unit^2"),
+        "planes_compared": ("planes with a finite near-data change", "planes"),
+        "planes_data_falls": ("planes whose near-data density ratio falls", "planes"),
+        "planes_boundary_rises": ("planes whose near-boundary density ratio rises", "planes"),
+        "planes_boundary_compared": ("planes with a finite near-boundary change", "planes"),
+        "boundary_points": (
+            "decision-boundary points whose neighbourhood LC is measured",
+            "points",
+        ),
+        "lc_boundary_points": ("neighbourhood LC at decision-boundary points", "neurons"),
+        "lc_train_points": ("neighbourhood LC at training points", "neurons"),
+        "lc_*_points_stderr": ("standard error of the neighbourhood LC at {0} points", "neurons"),
+        "phase_start": ("start of the first LC descent", "steps"),
+        "phase_*_end": ("end of the LC {0}", "steps"),
+        "phase_end": ("end of the second LC descent", "steps"),
+        "phase_weakest_z": ("weakest of the three phase changes, in standard errors", "z-score"),
+        "phase_*_stderr": ("standard error of the LC {0} (paired over points)", "neurons"),
+        "phase_*_z": ("LC {0} over its standard error", "z-score"),
+        "phase_*": ("neighbourhood-LC {0}, paired over points", "neurons"),
+    },
 )

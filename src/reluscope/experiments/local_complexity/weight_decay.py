@@ -20,7 +20,7 @@ from reluscope.experiments import (
 )
 from reluscope.experiments.local_complexity import common
 from reluscope.experiments.runner import RunContext
-from reluscope.figures import new_figure
+from reluscope.figures import log_axis, new_figure
 from reluscope.train import Schedule, TrainConfig, probes
 
 #: The paper's R^2 of the linear fit is 0.6972; the linearity claim asks for at least this.
@@ -277,7 +277,7 @@ def _figure(
     ax = axes[1]
     ax.plot(table.index, table["train_accuracy"], "o-", label="train")
     ax.plot(table.index, table["test_accuracy"], "s-", label="test")
-    ax.set_xscale("log")
+    log_axis(ax, "x", table.index)
     ax.set_xlabel("weight decay lambda")
     ax.set_ylabel("final accuracy")
     ax.legend(fontsize="small")
@@ -310,7 +310,12 @@ EXPERIMENT = Experiment(
         "slope": ("slope of the final LC against ln(1/lambda)", "LC per unit of ln(1/lambda)"),
         "slope_stderr": ("standard error of that slope", "LC per unit of ln(1/lambda)"),
         "intercept": ("intercept of that fit", "1 / input unit"),
-        "r2": ("R^2 of that linear fit", ""),
+        "r2": ("R^2 of that linear fit", "dimensionless"),
+        "relative_lc_range": (
+            "(max - min) / mean of the final LC over the fitted weight decays",
+            "fraction",
+        ),
+        "lambdas_fitted": ("weight decays in the fit (those where decay has acted)", "count"),
         "lc_init": ("local complexity at initialisation", "1 / input unit"),
         "lc_final.lambda_*": (
             "final local complexity at weight decay lambda = {0}",

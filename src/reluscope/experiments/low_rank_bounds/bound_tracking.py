@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib import colormaps
+from matplotlib.lines import Line2D
 from pydantic import Field, field_validator
 
 from reluscope.bounds import BOUNDS
@@ -391,7 +392,7 @@ def _predictions(
 
 
 def _curves_figure(ctx: RunContext, table: pd.DataFrame, c: BoundTrackingConfig) -> Figure:
-    fig, axes = new_figure(3, 1, size=(4.2, 3.4))
+    fig, axes = new_figure(3, 1, size=(3.0, 3.0))
     colours = colormaps["viridis"]
     top = max(max(c.noise_levels), 1e-12)
     styles = {"dense": "-", "low-rank": "--"}
@@ -405,7 +406,8 @@ def _curves_figure(ctx: RunContext, table: pd.DataFrame, c: BoundTrackingConfig)
         ax.set_xscale("log")
         ax.set_xlabel("step + 1")
         ax.set_ylabel(ylabel)
-    axes[1].legend(fontsize="xx-small", ncol=2)
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(handles), 4))
     ax = axes[2]
     final = table[table["step"] == c.train.steps]
     markers = {"dense": "o", "low-rank": "^"}
@@ -417,7 +419,11 @@ def _curves_figure(ctx: RunContext, table: pd.DataFrame, c: BoundTrackingConfig)
             ax.plot(group["gap"], group[bound], markers[variant], ms=4, color=colour, label=legend)
     ax.set_xlabel("final generalisation gap")
     ax.set_ylabel("final log10 bound")
-    ax.legend(fontsize="x-small")
+    shapes = [
+        Line2D([], [], ls="", marker=markers[v], color="0.3", ms=4, label=v)
+        for v in final["variant"].unique()
+    ]
+    ax.legend(handles=ax.get_legend_handles_labels()[0] + shapes, ncols=2, fontsize="small")
     return ctx.figure(
         fig,
         "bound_tracking.png",
@@ -437,17 +443,17 @@ def _tau_figure(ctx: RunContext, taus: pd.DataFrame) -> Figure:
     ax = axes[0]
     x = np.arange(len(taus))
     ax.bar(x - 0.2, taus["final"], 0.4, label="final networks")
-    ax.bar(x + 0.2, taus["all"], 0.4, label="all probed steps")
+    ax.bar(x + 0.2, taus["all"], 0.4, label="probed steps after training stabilised")
     ax.axhline(0, color="0.3", lw=0.8)
-    ax.set_xticks(x, [LABELS[b] for b in taus.index], rotation=25, ha="right", fontsize="small")
+    ax.set_xticks(x, [LABELS[b] for b in taus.index], rotation=25, ha="right")
     ax.set_ylim(-1, 1)
     ax.set_ylabel("Kendall tau with the gap")
-    ax.legend(fontsize="small")
+    ax.legend()
     return ctx.figure(
         fig,
         "kendall_tau.png",
         "Kendall's tau-b between each bound (log10) and the generalisation gap, across the "
-        "final networks of the sweep and across every probed step of every run: +1 when the "
+        "final networks of the sweep and across the probed steps of every run after its training stabilised: +1 when the "
         "bound orders the networks exactly as their gaps, 0 when unrelated (Jiang et al. 2020). "
         "A bound that falls early in training while the gap grows (left panel of the other "
         "figure) gets a low or negative tau across steps.",
@@ -466,4 +472,30 @@ EXPERIMENT = Experiment(
     config=BoundTrackingConfig,
     run=run,
     order=4,
+    key_numbers={
+        "gap_final_*": (
+            "{0} generalisation gap (test - train error) of the final networks",
+            "fraction",
+        ),
+        "points_all": ("(network, step) points after training stabilised", "points"),
+        "tau_final.*": ("Kendall tau of the {0} bound with the gap, final networks", "tau"),
+        "tau_all.*": ("Kendall tau of the {0} bound with the gap, all stabilised points", "tau"),
+        "tau_final_*.low-rank": (
+            "Kendall tau of the low-rank bound with the gap within the {0} networks",
+            "tau",
+        ),
+        "gap.*_noise_*": ("gap of the {0} network at label noise {1}", "fraction"),
+        "log10_bound_low_rank.*_noise_*": (
+            "log10 low-rank bound of the {0} network at label noise {1}",
+            "log10",
+        ),
+        "rank_factor_difference": (
+            "log10 rank factor, factorised minus dense networks (mean over noise levels)",
+            "log10",
+        ),
+        "norms_over_margin_difference": (
+            "log10 (norm product / margin), factorised minus dense networks",
+            "log10",
+        ),
+    },
 )

@@ -358,7 +358,7 @@ def _predictions(
 
 
 def _figure(ctx: RunContext, records: pd.DataFrame, c: DepthSweepConfig) -> Figure:
-    fig, axes = new_figure(3, 1, size=(4.2, 3.4))
+    fig, axes = new_figure(3, 1, size=(3.0, 4.6))
     depths = np.asarray(c.depths)
     factor = "log10_rank_factor"
     ax = axes[0]
@@ -380,7 +380,6 @@ def _figure(ctx: RunContext, records: pd.DataFrame, c: DepthSweepConfig) -> Figu
     ax.set_xticks(depths)
     ax.set_xlabel("depth L (layers, each of rank r)")
     ax.set_ylabel("log10 rank/width factor")
-    ax.legend(fontsize="x-small")
     ax = axes[1]
     for bound, colour in (("low-rank", "tab:blue"), ("grs", "tab:orange")):
         steps = np.diff(curve(records, "a priori", factor, bound).to_numpy())
@@ -390,8 +389,7 @@ def _figure(ctx: RunContext, records: pd.DataFrame, c: DepthSweepConfig) -> Figu
     ax.set_ylim(bottom=0)
     ax.set_xticks(depths[1:])
     ax.set_xlabel("depth L after adding a layer")
-    ax.set_ylabel("log10 growth of the factor per added layer")
-    ax.legend(fontsize="x-small")
+    ax.set_ylabel("log10 growth per added layer")
     ax = axes[2]
     for bound in LABELS:
         ax.plot(
@@ -401,9 +399,10 @@ def _figure(ctx: RunContext, records: pd.DataFrame, c: DepthSweepConfig) -> Figu
             label=LABELS[bound],
         )
     ax.set_xticks(depths)
-    ax.set_xlabel("depth L")
-    ax.set_ylabel("log10 complexity term, trained nets")
-    ax.legend(fontsize="x-small")
+    ax.set_xlabel("depth L (trained networks)")
+    ax.set_ylabel("log10 complexity term")
+    for ax in axes:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2 if ax is axes[2] else 1)
     return ctx.figure(
         fig,
         "depth_sweep.png",
@@ -432,4 +431,60 @@ EXPERIMENT = Experiment(
     config=DepthSweepConfig,
     run=run,
     order=2,
+    key_numbers={
+        "increment_low_rank_a_priori": (
+            "mean increase per layer of the a priori low-rank (chain-rule) rank factor",
+            "factor / layer",
+        ),
+        "increment_low_rank_expected": (
+            "its closed form (2 C2 + 1) sqrt(r d)",
+            "factor / layer",
+        ),
+        "increment_spread_low_rank_a_priori": (
+            "(max - min) / mean of those increments (0: the factor is a sum)",
+            "fraction",
+        ),
+        "log_increment_low_rank_*": ("{0} log10 increment of the low-rank factor", "log10 / layer"),
+        "log_increment_grs_a_priori": (
+            "mean log10 increment per layer of the a priori GRS rank factor",
+            "log10 / layer",
+        ),
+        "log_increment_grs_expected": ("its closed form log10(r) / 2", "log10 / layer"),
+        "log_increment_spread_grs_a_priori": (
+            "(max - min) / mean of those increments (0: the factor is a product)",
+            "fraction",
+        ),
+        "main_log_increment_low_rank_last.C1_*": (
+            "last log10 increment of the trained low-rank bound's main term at C1 = {0}",
+            "log10 / layer",
+        ),
+        "main_log_increment_low_rank_*": (
+            "{0} log10 increment of the trained low-rank bound's main term",
+            "log10 / layer",
+        ),
+        "main_log_increments_falling": (
+            "the trained low-rank main term's log10 increments fall with depth",
+            "yes/no",
+        ),
+        "main_log_increment_grs_substituted_*": (
+            "{0} log10 increment of the trained GRS main term with ranks substituted",
+            "log10 / layer",
+        ),
+        "main_log_increment_spread_grs_substituted": (
+            "(max - min) / mean of those increments",
+            "fraction",
+        ),
+        "log_increment_grs_trained_mean": (
+            "mean log10 increment per layer of the trained GRS rank factor",
+            "log10 / layer",
+        ),
+        "r2_sum_grs_trained": (
+            "R^2 of a line through the trained GRS factor (a sum)",
+            "dimensionless",
+        ),
+        "r2_product_grs_trained": ("R^2 of a line through its log10 (a product)", "dimensionless"),
+        "stable_rank_*": ("{0} layer stable rank of the trained networks", "rank"),
+        "max_spectral_norm": ("largest layer spectral norm of the trained networks", "norm"),
+        "test_accuracy.depth_*": ("test accuracy at depth {0}", "fraction"),
+    },
 )

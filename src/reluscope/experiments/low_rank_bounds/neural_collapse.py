@@ -23,6 +23,7 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.lines import Line2D
 from pydantic import Field
 
 from reluscope.bounds import default_margin
@@ -39,7 +40,7 @@ from reluscope.experiments import (
     verdict,
 )
 from reluscope.experiments.config import training
-from reluscope.figures import new_figure
+from reluscope.figures import log_axis, new_figure
 from reluscope.measures.neural_collapse import neural_collapse
 from reluscope.measures.weight_ranks import LayerStats, weight_ranks
 from reluscope.nets.pwl import PWLNet
@@ -526,30 +527,55 @@ def _mark(ax, s: Series) -> None:
         ax.axvline(s.interpolation, color="grey", lw=0.8, ls=":")
 
 
+def _interpolation_legend(fig, s: Series, handles=(), labels=(), ncols: int = 4) -> None:
+    """A legend below ``fig`` of ``handles`` and the dotted interpolation line of :func:`_mark`."""
+    handles, labels = list(handles), list(labels)
+    if s.interpolation is not None:
+        handles.append(Line2D([], [], color="grey", lw=0.8, ls=":"))
+        labels.append(f"train accuracy >= {INTERPOLATION} (step {s.interpolation})")
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(handles), ncols))
+
+
 def _finish(ctx: RunContext, fig, axes, s: Series, name: str, caption: str) -> Figure:
-    """Every panel of ``axes`` with the step axis of :func:`_mark` and a legend; ``fig`` saved
-    as ``name`` in the run directory, returned as a Figure with ``caption``."""
+    """Every panel of ``axes`` with the step axis of :func:`_mark` and a legend, the
+    interpolation line's legend below; ``fig`` saved as ``name`` in the run directory,
+    returned as a Figure with ``caption``."""
     for ax in axes:
         _mark(ax, s)
         ax.legend()
+    _interpolation_legend(fig, s)
     return ctx.figure(fig, name, caption)
+
+
+def _layer_labels(names: list[str]) -> dict[str, str]:
+    """Figure labels of layers given in input-to-output order, numbered as in the paper: the
+    l-th weight matrix and the features after it are both "layer l", the last "(output)"."""
+    last = len(names)
+    return {
+        name: f"layer {i}" + (" (output)" if i == last else "")
+        for i, name in enumerate(names, start=1)
+    }
 
 
 def _nc_figure(ctx: RunContext, s: Series) -> Figure:
     fig, axes = new_figure(2, 2, size=(4.6, 3.3))
     a, b, c, d = axes
     sites = list(dict.fromkeys(s.records.loc[s.records["metric"] == "nc1", "layer"]))
-    colours = _colours(len(sites))
+    colours, names = _colours(len(sites)), _layer_labels(sites)
     for site, colour in zip(sites, colours, strict=True):
-        a.plot(s.get("nc1", site), color=colour, label=f"layer {site}")
-    a.plot(s.get("nc1_trace", s.penultimate), color="k", ls="--", lw=1, label="Tr(Sw)/Tr(Sb), pen.")
+        a.plot(s.get("nc1", site), color=colour, label=names[site])
+    pen = names.get(s.penultimate, "penultimate")
+    a.plot(
+        s.get("nc1_trace", s.penultimate), color="k", ls="--", lw=1, label=f"Tr(Sw)/Tr(Sb), {pen}"
+    )
     a.set_yscale("log")
     a.set_title("NC1 = Tr(Sw Sb⁺)/C")
     for metric in ("nc2_equinorm", "nc2_equiangular", "nc2_maxangle", "nc2_etf", "w_etf"):
         b.plot(s.get(metric, s.penultimate), label=metric)
-    b.set_yscale("log")
-    b.set_title("NC2 (penultimate features; w_etf: classifier)")
-    c.plot(s.get("nc3", s.penultimate), color="C3", label="NC3, penultimate")
+    log_axis(b, "y")
+    b.set_title(f"NC2 ({pen} features; w_etf: classifier)")
+    c.plot(s.get("nc3", s.penultimate), color="C3", label=f"NC3, {pen}")
     c.set_yscale("log")
     c.set_title("NC3 = ‖Wᵀ/‖W‖ − M/‖M‖‖_F")
     eps = 1e-4
@@ -584,33 +610,35 @@ def _colours(count: int) -> list:
 
 
 def _rank_figure(ctx: RunContext, s: Series, classes: int) -> Figure:
-    fig, axes = new_figure(3, 1, size=(4.4, 3.4))
+    fig, axes = new_figure(3, 1, size=(3.0, 3.2))
     a, b, c = axes
-    colours = _colours(len(s.layers))
+    colours, names = _colours(len(s.layers)), _layer_labels(s.layers)
     for layer, colour in zip(s.layers, colours, strict=True):
-        a.plot(s.get("numerical_rank", layer), color=colour, label=f"W {layer}")
-        b.plot(s.get("stable_rank", layer), color=colour, label=f"W {layer}")
+        a.plot(s.get("numerical_rank", layer), color=colour, label=names[layer])
+        b.plot(s.get("stable_rank", layer), color=colour)
         b.plot(s.get("effective_rank", layer), color=colour, ls="--")
-        c.plot(s.get("tail_share", layer).clip(lower=1e-9), color=colour, label=f"W {layer}")
+        c.plot(s.get("tail_share", layer).clip(lower=1e-9), color=colour)
     for ax in (a, b):
         ax.axhline(classes, color="k", lw=0.8, ls=":", label=f"C = {classes}")
-        ax.axhline(classes - 1, color="grey", lw=0.8, ls=":", label="C − 1")
-        ax.set_yscale("log")
+        ax.axhline(classes - 1, color="grey", lw=0.8, ls="-.", label="C − 1")
+    a.set_ylim(bottom=0)
+    log_axis(b, "y")
     a.set_title("numerical rank (σ > rtol σ₁)")
-    b.set_title("stable (solid) and effective (dashed) rank")
+    b.set_title("stable (—), effective (--) rank")
     c.set_yscale("log")
-    c.set_title("‖W‖²_F share beyond the top C (floor 1e-9)")
-    return _finish(
-        ctx,
+    c.set_title("‖W‖²_F share beyond top C")
+    for ax in axes:
+        _mark(ax, s)
+    _interpolation_legend(fig, s, *a.get_legend_handles_labels())
+    return ctx.figure(
         fig,
-        axes,
-        s,
         "weight_ranks.png",
         "Ranks of the MLP's weight matrices against training step (log scale; dotted vertical "
-        "line: start of the terminal phase), one colour per layer from input (dark) to output "
-        "(light). Left: numerical rank (singular values above rank_rtol times the largest); "
-        "middle: stable rank and entropy-based effective rank; right: fraction of the squared "
-        "Frobenius norm outside the top C singular values (0 for rank <= C). Dotted horizontal "
+        "line: start of the terminal phase), one colour per layer (layer l: the l-th weight "
+        "matrix) from input (dark) to output (light). Left: numerical rank (singular values "
+        "above rank_rtol times the largest); middle: stable rank (solid) and entropy-based "
+        "effective rank (dashed); right: fraction of the squared Frobenius norm outside the top "
+        "C singular values (floored at 1e-9; 0 for rank <= C). Dotted and dash-dotted horizontal "
         "lines: C and C − 1. Under collapse the top layers' ranks should approach C "
         "(or C − 1).",
     )
@@ -620,10 +648,15 @@ def _bound_figure(ctx: RunContext, s: Series) -> Figure:
     fig, axes = new_figure(3, 1, size=(3.0, 3.6))
     a, b, c = axes
     a.plot(s.get("log10_bound_plain"), label="plain (exact ranks)")
-    a.plot(s.get("log10_bound_collapse"), ls="--", label="collapse-aware (spec's split)")
+    aware = s.get("log10_bound_collapse")
+    a.plot(aware, ls="--", label="collapse-aware (spec's split)")
     a.plot(s.get("log10_bound_best"), ls=":", lw=2.2, label="smallest over splits")
     a.set_ylabel("log10 bound on the test error")
-    a.set_title("post hoc low-rank bound")
+    a.set_title(
+        "post hoc low-rank bound"
+        + ("\n(no layer collapsed: no collapse-aware bound)" if aware.isna().all() else ""),
+        fontsize=9,
+    )
     b.plot(s.get("log10_rank_factor_plain"), marker="o", ms=3, label="plain")
     b.plot(s.get("log10_rank_factor_collapse"), ls="--", marker="s", ms=3, label="collapse-aware")
     b.plot(s.get("log10_collapsed_factor"), ls=":", lw=2.2, label="its collapsed layers")
@@ -672,4 +705,56 @@ EXPERIMENT = Experiment(
     config=NeuralCollapseConfig,
     run=run,
     order=3,
+    key_numbers={
+        "classes": ("classes", "classes"),
+        "interpolation_step": ("first step with train accuracy >= 0.99", "steps"),
+        "nc1_drop": ("NC1 at interpolation / NC1 at the end", "ratio"),
+        "nc1_trace_drop": ("Tr(Sw) / Tr(Sb) at interpolation / at the end", "ratio"),
+        "cdnv_drop": ("CDNV at interpolation / at the end", "ratio"),
+        "nc1_min": ("lowest NC1 over training", "ratio"),
+        "nc1_trace_*": ("NC1 as Tr(Sw) / Tr(Sb) at the {0}", "ratio"),
+        "nc1_*": ("NC1 = Tr(Sw Sb^+) / C at the {0}", "ratio"),
+        "cdnv_*": ("class-distance normalised variance (CDNV) at the {0}", "ratio"),
+        "low_rank_bias": (
+            "NC1 rises after interpolation while the top hidden layer falls below rank C - 1",
+            "yes/no",
+        ),
+        "nc2_etf_end": (
+            "distance of the class means from a simplex ETF at the end",
+            "dimensionless",
+        ),
+        "nc2_equinorm_end": ("std / mean of the class-mean norms at the end", "ratio"),
+        "w_etf_end": (
+            "distance of the classifier rows from a simplex ETF at the end",
+            "dimensionless",
+        ),
+        "nc3_end": (
+            "distance between classifier rows and class means (NC3) at the end",
+            "dimensionless",
+        ),
+        "nc4_end": ("disagreement of nearest-class-mean and network predictions (NC4)", "fraction"),
+        "truncated_*_accuracy_end": (
+            "{0} accuracy with the top layer truncated to its numerical rank",
+            "fraction",
+        ),
+        "rank_c_*_accuracy_end": (
+            "{0} accuracy with the top layer truncated to rank C",
+            "fraction",
+        ),
+        "*_accuracy_end": ("{0} accuracy at the end", "fraction"),
+        "numerical_rank_end_*": (
+            "numerical rank at the end of the weight at module index {0}",
+            "rank",
+        ),
+        "stable_rank_end_*": ("stable rank at the end of the weight at module index {0}", "rank"),
+        "tail_share_end_*": (
+            "share of the squared spectrum beyond rank C at the end, weight at module index {0}",
+            "fraction",
+        ),
+        "log10_bound_plain_end": ("log10 of the plain low-rank bound at the end", "log10"),
+        "log10_bound_collapse_end": ("log10 of the collapse-aware bound at the end", "log10"),
+        "log10_bound_best_end": ("log10 of the best collapse-aware bound over splits", "log10"),
+        "collapse_split_end": ("hidden layer the collapse-aware bound splits at", "layer"),
+        "best_split_end": ("hidden layer of the best split", "layer"),
+    },
 )

@@ -406,4 +406,31 @@ EXPERIMENT = Experiment(
     config=RankSweepConfig,
     run=run,
     order=1,
+    key_numbers={
+        "depth": ("layers of the MLP", "layers"),
+        "slope_a_priori": (
+            "log-log slope in the rank of the a priori Gaussian-complexity bound (theory: 1/2)",
+            "log10 / log10 rank",
+        ),
+        "slope_a_priori_grs_substituted": (
+            "log-log slope of the Frobenius (GRS) bound with ranks substituted (theory: L/2)",
+            "log10 / log10 rank",
+        ),
+        "slope_monte_carlo": (
+            "log-log slope of the Monte Carlo estimate of the Gaussian complexity",
+            "log10 / log10 rank",
+        ),
+        "looseness_*": ("{0} over ranks of bound / Monte Carlo estimate", "ratio"),
+        "slope_trained_low_rank": (
+            "log-log slope of the trained networks' low-rank (chain-rule) bound",
+            "log10 / log10 rank",
+        ),
+        "slope_trained_grs": (
+            "log-log slope of the trained networks' Frobenius (GRS) bound",
+            "log10 / log10 rank",
+        ),
+        "max_spectral_norm": ("largest layer spectral norm of the trained networks", "norm"),
+        "test_accuracy.rank_*": ("test accuracy of the network of rank {0}", "fraction"),
+        "mean_stable_rank.rank_*": ("mean layer stable rank of the network of rank {0}", "rank"),
+    },
 )
