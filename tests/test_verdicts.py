@@ -239,6 +239,14 @@ CASES = [
         id="init-scale-untrained",
     ),
     pytest.param(
+        "init-scale",
+        {},
+        {"train.lr": 1e-6},
+        ["Lazy training changes LC less", "LC moves as far as the parameters"],
+        id="init-scale-quick-untrained",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(
         "grokking",
         {},
         {"train.weight_decay": 0.0},
