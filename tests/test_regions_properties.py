@@ -265,8 +265,15 @@ def test_two_hidden_layers_against_structure_and_regioncam(case, act):
     part = reluscope.plane(model, extent=extent)
     check_partition(part)
     first = arrangement_faces(w1, b1, rect(extent))
-    if kind in ("zero1", "dead1"):
+    if kind == "zero1":
         assert part.num_regions == 1
+    elif kind == "dead1":
+        # every first-layer unit is on its negative side throughout the rectangle, so layer 1
+        # is the affine map x -> slope (W1 x + b1): the regions are the arrangement of layer 2's
+        # lines composed with it (one region for ReLU, slope 0)
+        slope = act[1]
+        composed = arrangement_faces(slope * w2 @ w1, slope * w2 @ b1 + b2, rect(extent))
+        assert part.num_regions == composed
     elif kind in ("zero2", "dead2"):
         assert part.num_regions == first
     else:
@@ -294,6 +301,23 @@ def test_two_hidden_layers_against_structure_and_regioncam(case, act):
         cam = regioncam.Regioncam(size=1.0)
         cam.add(make_mlp(reference, *act).float())
         assert part.num_regions == cam.num_faces
+
+
+def test_a_dead_leaky_relu_layer_is_affine_not_constant():
+    """First-layer biases -1000 put every leaky-ReLU unit on its negative side: layer 1 is the
+    affine map x -> -0.5 (W1 x + b1), and layer 2 still bends the plane (here once)."""
+    rng = np.random.default_rng(154)
+    w1 = rng.normal(size=(3, 2)).astype(np.float32).astype(np.float64)
+    rng.normal(size=3)  # the biases drawn, then replaced
+    w2 = rng.normal(size=(4, 3)).astype(np.float32).astype(np.float64)
+    b2 = rng.normal(scale=0.5, size=4).astype(np.float32).astype(np.float64)
+    b1 = np.full(3, -1000.0)
+    layers = [(w1, b1), (w2, b2), (np.ones((1, 4)), np.zeros(1))]
+    extent = (-1.0, 1.0, -1.0, 1.0)
+    leaky = reluscope.plane(make_mlp(layers, "leaky_relu", -0.5), extent=extent)
+    composed = arrangement_faces(-0.5 * w2 @ w1, -0.5 * w2 @ b1 + b2, rect(extent))
+    assert leaky.num_regions == composed == 2
+    assert reluscope.plane(make_mlp(layers, "relu", 0.0), extent=extent).num_regions == 1
 
 
 @SETTINGS

@@ -138,6 +138,25 @@ DEPTH_GAP = {"snapshots": 4, "test_points": 2000}
 DEEP: dict = {}
 BREAKING = {"n": 40, "d": 4, "hidden": 30, "lr": 0.05, "steps": 1500}
 
+TRACKING = {"hidden": [32, 32], "n_probes": 6, "train.steps": 300}
+INIT_SCALE = {
+    "widths": [32, 512],
+    "param_scales": [0.5, 2.0, 4.0],
+    "train.steps": 500,
+    "n_points": 128,
+}
+RANK_SWEEP = {
+    "n_train": 300,
+    "n_test": 100,
+    "hidden": [32, 32],
+    "ranks": [1, 2, 4],
+    "train.steps": 300,
+    "mc_points": 32,
+    "mc_draws": 2,
+    "mc_steps": 5,
+}
+DEPTH_SWEEP = {"depths": [2, 3, 4], "train.steps": 600}
+
 # (experiment, intended setting, broken setting, fragments of the claims the broken setting
 # turns FAIL while the intended one PASSes)
 CASES = [
@@ -204,6 +223,50 @@ CASES = [
         ["LC falls late", "local-rank collapse", "Delayed robustness"],
         id="lc-dynamics-no-weight-decay",
         marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        "lc-dynamics",
+        {**TRACKING, "n_train": 400, "n_test": 200, "n_points": 150},
+        {**TRACKING, "n_train": 20, "n_test": 200, "n_points": 20},
+        ["Train and test LC track"],
+        id="lc-dynamics-memorised-tiny-training-set",
+    ),
+    pytest.param(
+        "init-scale",
+        INIT_SCALE,
+        {**INIT_SCALE, "train.lr": 1e-6},
+        ["Lazy training changes LC less"],
+        id="init-scale-untrained",
+    ),
+    pytest.param(
+        "init-scale",
+        {},
+        {"train.lr": 1e-6},
+        ["Lazy training changes LC less", "LC moves as far as the parameters"],
+        id="init-scale-quick-untrained",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        "grokking",
+        {},
+        {"train.weight_decay": 0.0},
+        ["descent, ascent and a second", "second descent: the three phases"],
+        id="grokking-no-weight-decay",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        "rank-sweep",
+        RANK_SWEEP,
+        {**RANK_SWEEP, "train.weight_decay": 1.0},
+        ["Frobenius bound (GRS"],
+        id="rank-sweep-weights-decayed-to-rank-one",
+    ),
+    pytest.param(
+        "depth-sweep",
+        DEPTH_SWEEP,
+        {**DEPTH_SWEEP, "max_norm": 1000.0},
+        ["falls with every layer"],
+        id="depth-sweep-no-spectral-clip",
     ),
     pytest.param(
         "weight-decay",
