@@ -52,7 +52,10 @@ def regions_plane(
         int, typer.Option(help="Stop with an error beyond this many regions.")
     ] = 5_000_000,
     memory_budget: Annotated[
-        float, typer.Option(help="GiB the vertex table may use before stopping with an error.")
+        float,
+        typer.Option(
+            help="GiB the vertex tables may use; a larger partition is computed in chunks."
+        ),
     ] = 4.0,
 ) -> None:
     """Exact 2-D linear regions of a model on a plane, drawn to a PNG."""

@@ -228,8 +228,10 @@ def plane(
     activation and at every tie between the leading candidates of a max unit. The partition
     stops with an InputError once it has more than ``max_regions`` regions (default 5
     million); ``progress``, when given, is called with the current number of regions after
-    every split. The vertex table (the values later layers read, at every vertex) must fit in
-    ``memory_budget`` bytes (default 4 GiB), else an InputError says what it needs.
+    every split. The vertex tables (the values later layers read, at every vertex) stay within
+    ``memory_budget`` bytes (default 4 GiB): when one would not fit, the polygons are walked
+    through the remaining layers in groups of neighbours and merged; only a single region too
+    wide for the budget stops with an InputError that says what it needs.
 
     ``extent`` is (s_min, s_max, t_min, t_max). For a network with 2 inputs, origin, u and v
     default to 0, e1 and e2 (the input plane itself). ``tol`` is the relative tolerance under

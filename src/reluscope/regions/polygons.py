@@ -10,6 +10,7 @@ Internal to reluscope.regions: not part of the public API.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -36,13 +37,90 @@ class PolygonSplitter:
         counts: Tensor,
         max_regions: int = DEFAULT_MAX_REGIONS,
         progress: Callable[[int], None] | None = None,
+        offset: int = 0,
+        keys: Tensor | None = None,
+        splits: int = 0,
     ) -> None:
         self.polys = Growable(polygons)
         self.counts = Growable(counts)
+        if keys is None:
+            keys = torch.arange(int(polygons.max()) + 1, device=polygons.device)
+        #: Per vertex, a name that does not depend on how the walk was chunked: the vertices
+        #: of the start, then a hash of the edge's ends and the neuron that made the vertex.
+        self.keys = Growable(keys)
+        #: The number of split calls so far (part of the new vertices' keys).
+        self.splits = splits
         self.max_regions = max_regions
         self.progress = progress
+        #: Regions counted towards ``max_regions`` and ``progress`` besides these polygons (those
+        #: of the other groups of a chunked walk).
+        self.offset = offset
         #: For each polygon, the polygon it came from since :meth:`begin_merge` (else None).
         self.ancestors: Growable | None = None
+
+    @property
+    def num_cells(self) -> int:
+        return self.offset + self.polys.n
+
+    def snapshot(self) -> tuple[Tensor, Tensor, int, int]:
+        return self.polys.view().clone(), self.counts.view().clone(), self.keys.n, self.splits
+
+    def restore(self, state: tuple[Tensor, Tensor, int, int]) -> None:
+        self.polys, self.counts = Growable(state[0]), Growable(state[1])
+        self.keys.n, self.splits = state[2], state[3]
+        self.ancestors = None
+
+    def groups(self, coords: Tensor, n: int) -> list[Tensor]:
+        """About ``n`` groups of neighbouring polygons: strips along s, cut along t."""
+        polys, counts = self.polys.view(), self.counts.view()
+        total = len(polys)
+        n = min(n, total)
+        if n < 2:
+            return [torch.arange(total, device=polys.device)]
+        valid = torch.arange(polys.shape[1], device=polys.device) < counts[:, None]
+        center = (coords[polys] * valid[..., None]).sum(1) / counts[:, None].to(coords.dtype)
+        strips = max(1, round(n**0.5))
+        per_strip = math.ceil(n / strips)
+        by_s = torch.argsort(center[:, 0], stable=True)
+        out = []
+        for strip in torch.tensor_split(by_s, strips):
+            strip = strip[torch.argsort(center[strip, 1], stable=True)]
+            out.extend(g for g in torch.tensor_split(strip, per_strip) if len(g))
+        return out
+
+    def child(self, cells: Tensor, offset: int) -> tuple[PolygonSplitter, Tensor]:
+        polys, counts = self.polys.view()[cells], self.counts.view()[cells]
+        verts, local = torch.unique(polys, return_inverse=True)
+        child = PolygonSplitter(
+            local,
+            counts.clone(),
+            self.max_regions,
+            self.progress,
+            offset,
+            self.keys.view()[verts],
+            self.splits,
+        )
+        return child, verts
+
+    def adopt(self, children: list[PolygonSplitter]) -> Tensor:
+        """Take the polygons of walked children; a vertex that several children made (on the
+        border of their groups: the same key) becomes one. Returns, for every vertex now, its
+        first row in the children's vertex tables laid end to end."""
+        keys = torch.cat([c.keys.view() for c in children])
+        unique, ids = torch.unique(keys, return_inverse=True)
+        first = torch.full((len(unique),), len(keys), dtype=torch.long, device=keys.device)
+        first.scatter_reduce_(0, ids, torch.arange(len(keys), device=keys.device), reduce="amin")
+        width = max(c.polys.data.shape[1] for c in children)
+        polys, start = [], 0
+        for c in children:
+            c.polys.widen(width)
+            polys.append(ids[start + c.polys.view()])
+            start += c.keys.n
+        self.polys = Growable(torch.cat(polys))
+        self.counts = Growable(torch.cat([c.counts.view() for c in children]))
+        self.keys = Growable(unique)
+        self.splits = children[0].splits
+        return first
 
     def begin_merge(self, table: Growable) -> None:
         n = self.polys.n
@@ -116,6 +194,7 @@ class PolygonSplitter:
         self.counts = Growable(out_counts[keep].contiguous())
 
     def split(self, table: Growable, site: Values, eps: Tensor) -> None:
+        self.splits += 1
         todo = torch.arange(site.n, device=table.data.device)
         while len(todo):
             # Test the neurons left to do against the current polygons; once the polygons have
@@ -190,6 +269,9 @@ class PolygonSplitter:
         rows = torch.lerp(rows_lo, rows_hi, t)
         site.mark_zero(rows, j)
         new_ids = table.append(rows)
+        ka, kb = self.keys.data[ulo], self.keys.data[uhi]
+        tag = self.splits * (1 << 32) + j
+        self.keys.append(_mix(torch.minimum(ka, kb), _mix(torch.maximum(ka, kb), _mix(tag))))
         new_vertex = torch.zeros_like(idx)
         new_vertex[edge] = new_ids[inverse]
 
@@ -207,14 +289,22 @@ class PolygonSplitter:
         origin.append(origin.view()[cand])
         if self.ancestors is not None:
             self.ancestors.append(self.ancestors.view()[cand])
-        if self.polys.n > self.max_regions:
+        if self.num_cells > self.max_regions:
             raise InputError(
-                f"the partition reached {self.polys.n} regions, more than max_regions="
+                f"the partition reached {self.num_cells} regions, more than max_regions="
                 f"{self.max_regions}: use a smaller extent, a smaller network, or raise "
                 "max_regions"
             )
         if self.progress is not None:
-            self.progress(self.polys.n)
+            self.progress(self.num_cells)
+
+
+def _mix(x: Tensor | int, y: Tensor | int = 0) -> Tensor:
+    """A 64-bit hash of x ^ y (the splitmix64 finaliser, in wrapping int64 arithmetic)."""
+    z = torch.as_tensor(x, dtype=torch.int64) ^ torch.as_tensor(y, dtype=torch.int64)
+    z = (z ^ (z >> 30)) * -4658895280553007687  # 0xBF58476D1CE4E5B9
+    z = (z ^ (z >> 27)) * -7723592293110705685  # 0x94D049BB133111EB
+    return z ^ (z >> 31)
 
 
 def _compact(entries: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:

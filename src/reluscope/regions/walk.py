@@ -26,12 +26,21 @@ from reluscope.validation import check_int
 _NOISE_FLOOR = 1e-3
 
 
-class Growable:
-    """A 2-d tensor that grows by rows with amortised doubling."""
+class TableFull(Exception):
+    """A vertex table would grow past its byte limit: the walk goes on in smaller chunks."""
 
-    def __init__(self, data: Tensor) -> None:
+
+class Growable:
+    """A tensor that grows by rows with amortised doubling.
+
+    With ``max_bytes`` it never holds more: growing copies into a larger tensor, so the old and
+    the new one together must fit, else :class:`TableFull` is raised.
+    """
+
+    def __init__(self, data: Tensor, max_bytes: int | None = None) -> None:
         self.data = data
         self.n = data.shape[0]
+        self.max_bytes = max_bytes
 
     def view(self) -> Tensor:
         return self.data[: self.n]
@@ -41,6 +50,11 @@ class Growable:
         k = rows.shape[0]
         if self.n + k > self.data.shape[0]:
             cap = max(2 * self.data.shape[0], self.n + k, 16)
+            if self.max_bytes is not None:
+                row_bytes = self.data.element_size() * math.prod(self.data.shape[1:])
+                cap = min(cap, self.max_bytes // row_bytes - self.data.shape[0])
+                if cap < self.n + k:
+                    raise TableFull
             grown = self.data.new_empty((cap,) + tuple(self.data.shape[1:]))
             grown[: self.n] = self.data[: self.n]
             self.data = grown
@@ -233,6 +247,37 @@ def split_site(
     splitter.merge(table, lambda rows: leaders(values.at(rows), windows, eps))
 
 
+class ChunkableSplitter(Splitter, Protocol):
+    """A splitter whose cells can be divided into groups walked one after the other."""
+
+    def snapshot(self) -> object:
+        """The cells as they are now, for :meth:`restore`."""
+
+    def restore(self, state: object) -> None:
+        """Go back to the cells of a :meth:`snapshot`."""
+
+    def groups(self, coords: Tensor, n: int) -> list[Tensor]:
+        """The cells in about ``n`` groups of neighbouring cells (``coords``: the vertices'
+        slice coordinates); a list of cell index tensors, at least two when possible."""
+
+    def child(self, cells: Tensor, offset: int) -> tuple[ChunkableSplitter, Tensor]:
+        """A splitter holding only ``cells`` (renumbered), counting ``offset`` more cells
+        towards its limits, and the sorted vertices these cells use."""
+
+    def adopt(self, children: list[ChunkableSplitter]) -> Tensor:
+        """Take the cells of walked children, merging the vertices that several made; returns
+        for every vertex its first row in the children's final vertex tables, end to end."""
+
+    @property
+    def num_cells(self) -> int:
+        """The number of cells, and more cells counted elsewhere (the ``offset``)."""
+
+
+#: A group's vertex table gets this many times the room its rows need at first: the splits add
+#: vertices.
+_HEADROOM = 2
+
+
 def walk(
     net: PWLNet,
     coords: Tensor,
@@ -252,15 +297,19 @@ def walk(
 
     Between two sites the nodes are evaluated on chunks of vertices and written straight into
     the next site's vertex table, so no full-size temporaries are made. The table holds, per
-    vertex, the values that later nodes read; when it would need more than ``memory_budget``
-    bytes the walk stops with an InputError saying how much it needs.
+    vertex, the values that later nodes read, and must stay within ``memory_budget`` bytes
+    (together with the tables it is made from). When it would not, a ``ChunkableSplitter``'s
+    cells are divided into groups of neighbouring cells, each walked through the remaining
+    sites on its own, and the groups' vertices are merged at the end (a vertex on the border
+    of two groups is computed by both, from the same values, in the same order: the same
+    coordinates). Only what cannot be divided (one cell too wide, or another splitter) stops
+    with an InputError that says how much it needs.
     """
     k = coords.shape[1]
     nodes = net.nodes
     sites = [i for i, n in enumerate(nodes) if n.is_site]
     table = Growable(coords.clone())
     affine = {INPUT: (basis, origin.unsqueeze(0))}
-    layout: dict[str, tuple[int, tuple[int, ...]]] = {}
     lo = 0
     if affine_first_site and sites:
         lo = sites[0]
@@ -271,19 +320,110 @@ def walk(
             table, lin.reshape(k, -1), const.reshape(-1)
         )
         split_site(splitter, table, site, nodes[lo], net.shape_of(src), tol)
-    for hi in [i for i in sites if i > lo or not affine_first_site] + [len(nodes)]:
-        keep = _live_after(net, hi)
-        table, layout = _advance(net, lo, hi, table, layout, affine, keep, k, memory_budget)
-        affine = {}
-        if hi < len(nodes):
-            src = nodes[hi].inputs[0]
-            off, shape = layout[src]
-            site = StoredValues(table, off, math.prod(shape))
-            split_site(splitter, table, site, nodes[hi], shape, tol)
-        lo = hi
-    off, shape = layout[net.output]
-    full = table.view()
-    return full[:, :k], full[:, off : off + math.prod(shape)]
+    his = [i for i in sites if i > lo or not affine_first_site] + [len(nodes)]
+    return _Walk(net, tol, k, memory_budget).run(his, lo, table, {}, affine, splitter)
+
+
+class _Walk:
+    """The walk from one site to the next, chunked where a vertex table would not fit."""
+
+    def __init__(self, net: PWLNet, tol: float, k: int, memory_budget: int) -> None:
+        self.net, self.tol, self.k, self.budget = net, tol, k, memory_budget
+
+    def run(
+        self,
+        his: list[int],
+        lo: int,
+        table: Growable,
+        layout: dict[str, tuple[int, tuple[int, ...]]],
+        affine: dict[str, tuple[Tensor, Tensor]],
+        splitter: Splitter,
+        rows: Tensor | None = None,
+        held: int = 0,
+    ) -> tuple[Tensor, Tensor]:
+        """Walk from node ``lo`` through the sites ``his`` (and the output); the vertices are
+        ``table``'s rows ``rows`` (all when None), ``held`` bytes of tables are kept alive
+        by the callers. Returns the final vertices' coordinates and outputs."""
+        net, nodes = self.net, self.net.nodes
+        chunkable = hasattr(splitter, "groups")
+        for n, hi in enumerate(his):
+            keep = _live_after(net, hi)
+            new_layout, width = _layout(net, keep, self.k)
+            count = table.n if rows is None else len(rows)
+            need = count * width * table.data.element_size()
+            # Our own table may use half of what is left, so that, divided into groups, its
+            # cells leave the groups the other half (a table given with ``rows`` is the
+            # caller's, counted in ``held``).
+            limit = (self.budget - held) // 2
+            where = nodes[hi].path if hi < len(nodes) else "the output"
+            if not chunkable:
+                if need > self.budget:
+                    raise InputError(_too_big(count, width, need, self.budget, where))
+                limit = None
+            elif _HEADROOM * need > limit:
+                return self.chunked(his[n:], lo, table, layout, affine, splitter, rows, held, need)
+            state = splitter.snapshot() if chunkable else None
+            try:
+                new = _advance(net, lo, hi, table, layout, new_layout, affine, self.k, rows, limit)
+                if hi < len(nodes):
+                    src = nodes[hi].inputs[0]
+                    off, shape = new_layout[src]
+                    site = StoredValues(new, off, math.prod(shape))
+                    split_site(splitter, new, site, nodes[hi], shape, self.tol)
+            except TableFull:
+                splitter.restore(state)
+                return self.chunked(his[n:], lo, table, layout, affine, splitter, rows, held, need)
+            table, layout, affine, rows, lo = new, new_layout, {}, None, hi
+        off, shape = layout[net.output]
+        full = table.view()
+        return full[:, : self.k], full[:, off : off + math.prod(shape)]
+
+    def chunked(
+        self,
+        his: list[int],
+        lo: int,
+        table: Growable,
+        layout: dict[str, tuple[int, tuple[int, ...]]],
+        affine: dict[str, tuple[Tensor, Tensor]],
+        splitter: ChunkableSplitter,
+        rows: Tensor | None,
+        held: int,
+        need: int,
+    ) -> tuple[Tensor, Tensor]:
+        """Walk the cells in groups; the splitter then holds the cells of all groups."""
+        coords = (table.view() if rows is None else table.data[rows])[:, : self.k]
+        mine = 0 if rows is not None else table.data.nbytes
+        limit = (self.budget - held - mine) // 2
+        wanted = math.ceil(2 * _HEADROOM * need / max(1, limit))
+        groups = splitter.groups(coords, max(2, wanted))
+        if len(groups) < 2:
+            hi = his[0]
+            where = self.net.nodes[hi].path if hi < len(self.net.nodes) else "the output"
+            width = need // max(1, len(coords) * table.data.element_size())
+            raise InputError(
+                "one region cannot be divided further: "
+                + _too_big(len(coords), width, _HEADROOM * need, max(0, limit), where)
+            )
+        sizes = [len(g) for g in groups]
+        done = splitter.num_cells - sum(sizes)
+        children, outs = [], []
+        for i, cells in enumerate(groups):
+            child, verts = splitter.child(cells, done + sum(sizes[i + 1 :]))
+            sub_rows = verts if rows is None else rows[verts]
+            outs.append(self.run(his, lo, table, layout, affine, child, sub_rows, held + mine))
+            done += child.num_cells - child.offset
+            children.append(child)
+        first = splitter.adopt(children)
+        coords = torch.cat([c for c, _ in outs])[first]
+        return coords, torch.cat([o for _, o in outs])[first]
+
+
+def _too_big(count: int, width: int, need: int, budget: int, where: str) -> str:
+    return (
+        f"{count} vertices before '{where}', storing {width} values each, need "
+        f"{need / 2**30:.3f} GiB, more than memory_budget allows ({budget / 2**30:.3f} GiB "
+        "left): use a smaller extent, a smaller network or input, or raise memory_budget"
+    )
 
 
 def _affine_prefix(net: PWLNet, stop: int, affine: dict) -> dict[str, tuple[Tensor, Tensor]]:
@@ -304,57 +444,61 @@ def _live_after(net: PWLNet, hi: int) -> list[str]:
     return [src] + [a for a in net.live_after(hi) if a != src]
 
 
+def _layout(
+    net: PWLNet, keep: list[str], k: int
+) -> tuple[dict[str, tuple[int, tuple[int, ...]]], int]:
+    """The columns of every kept value in a table row after the k coordinates, and the width."""
+    layout, width = {}, k
+    for name in keep:
+        shape = _shape(net, name)
+        layout[name] = (width, shape)
+        width += math.prod(shape)
+    return layout, width
+
+
 def _advance(
     net: PWLNet,
     lo: int,
     hi: int,
     table: Growable,
     layout: dict[str, tuple[int, tuple[int, ...]]],
+    new_layout: dict[str, tuple[int, tuple[int, ...]]],
     affine: dict[str, tuple[Tensor, Tensor]],
-    keep: list[str],
     k: int,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
-) -> tuple[Growable, dict[str, tuple[int, tuple[int, ...]]]]:
-    """Evaluate nodes lo..hi-1 at every vertex; returns the new table holding ``keep``."""
+    rows: Tensor | None = None,
+    max_bytes: int | None = None,
+) -> Growable:
+    """Evaluate nodes lo..hi-1 at the vertices ``rows`` of ``table`` (all when None); returns
+    the new table laid out as ``new_layout``, within ``max_bytes`` when given."""
     nodes = net.nodes
-    new_layout, width = {}, k
-    for name in keep:
-        shape = _shape(net, name)
-        new_layout[name] = (width, shape)
-        width += math.prod(shape)
-    old = table.view()
-    rows = len(old)
-    row_bytes = width * old.element_size()
-    if rows * row_bytes > memory_budget:
-        where = net.nodes[hi].path if hi < len(net.nodes) else "the output"
-        raise InputError(
-            f"the partition has {rows} vertices before '{where}', and storing {width} values "
-            f"each needs {rows * row_bytes / 2**30:.2f} GiB, more than memory_budget="
-            f"{memory_budget / 2**30:.2f} GiB: use a smaller extent, a smaller network or "
-            "input, or raise memory_budget"
-        )
-    # Room for the vertices the next split will add, within the budget.
-    capacity = max(rows, min(4 * rows + 1024, memory_budget // row_bytes))
-    out = old.new_empty((capacity, width))
+    count = table.n if rows is None else len(rows)
+    width = k + sum(math.prod(shape) for _, shape in new_layout.values())
+    row_bytes = width * table.data.element_size()
+    # Room for the vertices the next split will add.
+    capacity = 4 * count + 1024
+    if max_bytes is not None:
+        capacity = max(count, min(capacity, max_bytes // row_bytes))
+    out = table.data.new_empty((capacity, width))
     widest = max([width] + [math.prod(n.shape) for n in nodes[lo:hi]])
     step = max(1, _CHUNK_ELEMENTS // widest)
-    for r0 in range(0, rows, step):
-        r = slice(r0, min(rows, r0 + step))
-        coords = old[r, :k]
+    for r0 in range(0, count, step):
+        r = slice(r0, min(count, r0 + step))
+        old = table.data[r] if rows is None else table.data[rows[r]]
+        coords = old[:, :k]
         vals = {
-            a: old[r, off : off + math.prod(shape)].reshape((-1,) + shape)
+            a: old[:, off : off + math.prod(shape)].reshape((-1,) + shape)
             for a, (off, shape) in layout.items()
         }
         for a, (lin, const) in affine.items():
-            if net.last_use(a) >= lo or a in keep:
+            if net.last_use(a) >= lo or a in new_layout:
                 vals[a] = _evaluate(coords, lin, const)
-        vals = net.interpret(vals, _forward, start=lo, stop=hi, keep=keep)
+        vals = net.interpret(vals, _forward, start=lo, stop=hi, keep=list(new_layout))
         out[r, :k] = coords
         for name, (off, shape) in new_layout.items():
             out[r, off : off + math.prod(shape)] = vals[name].reshape(len(coords), -1)
-    grown = Growable(out)
-    grown.n = rows
-    return grown, new_layout
+    grown = Growable(out, max_bytes)
+    grown.n = count
+    return grown
 
 
 def _forward(node: Node, ins: list[Tensor]) -> Tensor:
