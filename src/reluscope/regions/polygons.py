@@ -82,7 +82,7 @@ class PolygonSplitter:
         strips = max(1, round(n**0.5))
         per_strip = math.ceil(n / strips)
         by_s = torch.argsort(center[:, 0], stable=True)
-        out = []
+        out: list[Tensor] = []
         for strip in torch.tensor_split(by_s, strips):
             strip = strip[torch.argsort(center[strip, 1], stable=True)]
             out.extend(g for g in torch.tensor_split(strip, per_strip) if len(g))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 import torch
 from torch import Tensor
@@ -272,6 +272,14 @@ class ChunkableSplitter(Splitter, Protocol):
     def num_cells(self) -> int:
         """The number of cells, and more cells counted elsewhere (the ``offset``)."""
 
+    #: The cells counted elsewhere, towards the limits (see :meth:`child`).
+    offset: int
+
+
+def _is_chunkable(splitter: Splitter) -> TypeGuard[ChunkableSplitter]:
+    """Whether ``splitter``'s cells can be walked in groups."""
+    return hasattr(splitter, "groups")
+
 
 #: A group's vertex table gets this many times the room its rows need at first: the splits add
 #: vertices.
@@ -345,7 +353,7 @@ class _Walk:
         ``table``'s rows ``rows`` (all when None), ``held`` bytes of tables are kept alive
         by the callers. Returns the final vertices' coordinates and outputs."""
         net, nodes = self.net, self.net.nodes
-        chunkable = hasattr(splitter, "groups")
+        chunkable = splitter if _is_chunkable(splitter) else None
         for n, hi in enumerate(his):
             keep = _live_after(net, hi)
             new_layout, width = _layout(net, keep, self.k)
@@ -354,15 +362,15 @@ class _Walk:
             # Our own table may use half of what is left, so that, divided into groups, its
             # cells leave the groups the other half (a table given with ``rows`` is the
             # caller's, counted in ``held``).
-            limit = (self.budget - held) // 2
+            limit: int | None = (self.budget - held) // 2
             where = nodes[hi].path if hi < len(nodes) else "the output"
-            if not chunkable:
+            if chunkable is None:
                 if need > self.budget:
                     raise InputError(_too_big(count, width, need, self.budget, where))
                 limit = None
-            elif _HEADROOM * need > limit:
-                return self.chunked(his[n:], lo, table, layout, affine, splitter, rows, held, need)
-            state = splitter.snapshot() if chunkable else None
+            elif _HEADROOM * need > (self.budget - held) // 2:
+                return self.chunked(his[n:], lo, table, layout, affine, chunkable, rows, held, need)
+            state = chunkable.snapshot() if chunkable is not None else None
             try:
                 new = _advance(net, lo, hi, table, layout, new_layout, affine, self.k, rows, limit)
                 if hi < len(nodes):
@@ -371,8 +379,10 @@ class _Walk:
                     site = StoredValues(new, off, math.prod(shape))
                     split_site(splitter, new, site, nodes[hi], shape, self.tol)
             except TableFull:
-                splitter.restore(state)
-                return self.chunked(his[n:], lo, table, layout, affine, splitter, rows, held, need)
+                if chunkable is None:
+                    raise
+                chunkable.restore(state)
+                return self.chunked(his[n:], lo, table, layout, affine, chunkable, rows, held, need)
             table, layout, affine, rows, lo = new, new_layout, {}, None, hi
         off, shape = layout[net.output]
         full = table.view()
