@@ -116,9 +116,13 @@ def _lanczos_norm(op: Op, shape: tuple[int, ...], iters: int, seed: int, tol: fl
         betas.append(float(w.norm()))
         last = j == steps - 1 or betas[-1] == 0.0
         if j % 5 == 4 or last:
-            # the bidiagonal B_j of the Lanczos recurrence: its singular values are Ritz values
-            bidiag = torch.diag(torch.tensor(alphas, dtype=torch.float64))
-            bidiag += torch.diag(torch.tensor(betas[:-1], dtype=torch.float64), 1)
+            # U_j^T A V_{j+1}: the bidiagonal of the Lanczos recurrence with its last beta, whose
+            # singular values are lower estimates, exact once U_j spans the output space (the
+            # range of A^T then lies in span V_{j+1})
+            k = len(alphas)
+            bidiag = torch.zeros(k, k + 1, dtype=torch.float64)
+            bidiag[range(k), range(k)] = torch.tensor(alphas, dtype=torch.float64)
+            bidiag[range(k), range(1, k + 1)] = torch.tensor(betas, dtype=torch.float64)
             new = float(torch.linalg.svdvals(bidiag)[0])
             if last or abs(new - estimate) <= tol * new:
                 return new
