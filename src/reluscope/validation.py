@@ -14,9 +14,11 @@ This module depends on torch and :mod:`reluscope.errors` only, so every package 
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
 from collections.abc import Iterable, Sequence
+from enum import Enum
 from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
@@ -155,11 +157,27 @@ def check_bool(name: str, value: Any) -> bool:
     return value
 
 
+def did_you_mean(value: Any, choices: Iterable[Any]) -> str:
+    """For a mistyped ``value``: "; did you mean 'CHOICE'?" naming the one of ``choices``
+    closest to it in spelling (case, '-' and '_' aside), or "" when none is close."""
+    if not isinstance(value, str) or not value:
+        return ""
+    names = [str(c.value) if isinstance(c, Enum) else str(c) for c in choices]
+
+    def key(text: str) -> str:
+        return text.lower().replace("-", "_")
+
+    by_key = {key(n): n for n in names}
+    close = difflib.get_close_matches(key(value), list(by_key), n=1, cutoff=0.6)
+    return f"; did you mean {by_key[close[0]]!r}?" if close else ""
+
+
 def check_choice(name: str, value: T, choices: Iterable[Any]) -> T:
-    """``value`` if it is one of ``choices``."""
+    """``value`` if it is one of ``choices`` (the message suggests the closest one)."""
     options = list(choices)
     if isinstance(value, bool) or value not in options:
-        raise invalid(name, f"one of {options}", value)
+        error = invalid(name, f"one of {options}", value)
+        raise InputError(f"{error}{did_you_mean(value, options)}")
     return value
 
 
@@ -211,8 +229,10 @@ def check_names(
     if not isinstance(wanted, Iterable):
         raise invalid(name, expected, value)
     wanted = list(wanted)
-    if not wanted or any(w not in known for w in wanted):
-        raise invalid(name, expected, value)
+    unknown = [w for w in wanted if w not in known]
+    if not wanted or unknown:
+        hint = did_you_mean(unknown[0], known) if unknown else ""
+        raise InputError(f"{invalid(name, expected, value)}{hint}")
     return wanted
 
 

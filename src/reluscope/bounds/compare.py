@@ -26,7 +26,7 @@ from reluscope.bounds.results import BoundResult
 from reluscope.errors import InputError
 from reluscope.nets.pwl import PWLNet
 from reluscope.records import Records, record, tagged
-from reluscope.validation import invalid
+from reluscope.validation import did_you_mean, invalid
 
 BOUNDS = ("low-rank", "low-rank-post-hoc", "grs", "bft", "nbs", "nts")
 RANKS = ("exact", "numerical")
@@ -105,7 +105,8 @@ def _check_bounds(bounds: Sequence[str]) -> list[str]:
     names = list(dict.fromkeys(bounds))
     unknown = [b for b in names if b not in BOUNDS]
     if unknown or not names:
-        raise invalid("bounds", f"a non-empty list of bound names among {list(BOUNDS)}", bounds)
+        error = invalid("bounds", f"a non-empty list of bound names among {list(BOUNDS)}", bounds)
+        raise InputError(f"{error}{did_you_mean(unknown[0], BOUNDS) if unknown else ''}")
     return names
 
 

@@ -30,6 +30,7 @@ from reluscope.memory import check_fits
 from reluscope.nets.checks import check_module, check_tensors
 from reluscope.nets.vision import VISION_MODELS
 from reluscope.nets.zoo import ZOO as SMALL_ZOO
+from reluscope.validation import did_you_mean
 from reluscope.values import parse_options
 
 #: Every zoo model by spec name: the small seeded models and the torchvision classics.
@@ -101,8 +102,8 @@ def _resolve(spec: str) -> tuple[Callable[..., nn.Module], dict[str, Any], str, 
         return ZOO[head], kwargs, head, True
     if not rest:
         raise InputError(
-            f"unknown model {spec!r}; zoo models are {sorted(ZOO)}, or give a factory as "
-            "'package.module:function[:k=v,...]'"
+            f"unknown model {spec!r}{did_you_mean(head, ZOO) or ';'} zoo models are "
+            f"{sorted(ZOO)}, or give a factory as 'package.module:function[:k=v,...]'"
         )
     fn_name, _, kw_text = rest.partition(":")
     try:
@@ -110,8 +111,8 @@ def _resolve(spec: str) -> tuple[Callable[..., nn.Module], dict[str, Any], str, 
     except Exception as exc:
         raise InputError(
             f"cannot import module {head!r} from model spec {spec!r} ({type(exc).__name__}: "
-            f"{exc}); expected an importable 'package.module:function' or a zoo model "
-            f"{sorted(ZOO)}"
+            f"{exc}){did_you_mean(head, ZOO) or ';'} expected an importable "
+            f"'package.module:function' or a zoo model {sorted(ZOO)}"
         ) from exc
     factory = getattr(module, fn_name, None)
     if factory is None or not callable(factory):

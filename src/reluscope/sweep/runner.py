@@ -23,7 +23,7 @@ from reluscope.sweep.grid import SweepPoint, expand_grid
 from reluscope.sweep.result import FAILED, RAN, REUSED, SweepResult, SweepRun
 from reluscope.sweep.task import RunTask, TaskResult
 from reluscope.train.display import writer_class
-from reluscope.validation import check_choice, check_int
+from reluscope.validation import check_choice, check_int, did_you_mean
 from reluscope.values import lookup
 
 BACKENDS = ("local", "ray")
@@ -141,7 +141,7 @@ def _validate(
     if unknown:
         raise InputError(
             f"unknown config key(s) {', '.join(unknown)} for experiment {experiment.name}; "
-            f"valid keys: {', '.join(fields)}"
+            f"valid keys: {', '.join(fields)}{did_you_mean(unknown[0], fields)}"
         )
     configs = []
     for point in points:
