@@ -38,7 +38,7 @@ from reluscope.measures.meter import Meter
 from reluscope.measures.results import MeasureResult
 from reluscope.nets.checks import check_finite_outputs
 from reluscope.nets.pwl import INPUT, PWLNet, Site
-from reluscope.validation import check_bool, check_number
+from reluscope.validation import check_bool, check_number, did_you_mean
 
 NAME = "tv"
 OUTPUTS = ("logits", "predicted", "norm")
@@ -69,6 +69,7 @@ def output_gradient_norm(output: str | int, value: Tensor, jac: Tensor) -> Tenso
     else:
         raise InputError(
             f"unknown output {output!r}; expected one of {list(OUTPUTS)} or an int index"
+            f"{did_you_mean(output, OUTPUTS)}"
         )
     return jac[torch.arange(len(jac), device=jac.device), k].norm(dim=1)
 
@@ -215,7 +216,10 @@ def _check_output(output: str | int, output_dim: int) -> str | int:
             f"output={output} is not an output index: the network has {output_dim} outputs, "
             f"expected 0 <= output < {output_dim}"
         )
-    raise InputError(f"unknown output {output!r}; expected one of {list(OUTPUTS)} or an int index")
+    raise InputError(
+        f"unknown output {output!r}; expected one of {list(OUTPUTS)} or an int index"
+        f"{did_you_mean(output, OUTPUTS)}"
+    )
 
 
 def total_variation(

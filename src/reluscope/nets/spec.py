@@ -67,7 +67,8 @@ def _check_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any], name: str) -> 
     if unknown:
         hints = renamed_key_hints(unknown)
         raise InputError(
-            f"unknown keyword argument(s) {unknown} for {name!r}; accepted: {accepted}. {hints}".rstrip()
+            f"unknown keyword argument(s) {unknown} for {name!r}; accepted: {accepted}"
+            + (f". {hints}" if hints else did_you_mean(unknown[0], accepted))
         )
 
 
