@@ -1210,13 +1210,19 @@ def test_an_infinite_override_is_refused_before_anything_is_written(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("damage", ["truncated outcome", "truncated records", "no outcome"])
+@pytest.mark.parametrize(
+    "damage", ["truncated outcome", "truncated records", "no outcome", "figure outside"]
+)
 def test_a_damaged_finished_run_is_computed_again(tmp_path, damage: str):
     run_dir = tmp_path / "run"
     first = run_experiment(TOY, run_dir=run_dir, progress=False)
     if damage == "truncated outcome":
         text = (run_dir / "outcome.json").read_text()
         (run_dir / "outcome.json").write_text(text[: len(text) // 2])
+    elif damage == "figure outside":
+        outcome = json.loads((run_dir / "outcome.json").read_text())
+        outcome["figures"][0]["file"] = "../../etc/passwd"
+        (run_dir / "outcome.json").write_text(json.dumps(outcome))
     elif damage == "truncated records":
         raw = (run_dir / "records.parquet").read_bytes()
         (run_dir / "records.parquet").write_bytes(raw[: len(raw) // 2])
