@@ -1,5 +1,5 @@
 """``python -m reluscope.cli``: the ``reluscope`` command line."""
 
-from reluscope.cli import main
+from reluscope.cli import app
 
-main()
+app(prog_name="reluscope")
