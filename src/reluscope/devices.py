@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from reluscope.errors import InputError
-from reluscope.validation import did_you_mean
+from reluscope.errors import InputError, did_you_mean
 
 DEVICE_HELP = "cpu, cuda, cuda:N or mps"
 

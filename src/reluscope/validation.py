@@ -14,18 +14,16 @@ This module depends on torch and :mod:`reluscope.errors` only, so every package 
 
 from __future__ import annotations
 
-import difflib
 import math
 import numbers
 from collections.abc import Iterable, Sequence
-from enum import Enum
 from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from reluscope.errors import InputError
+from reluscope.errors import InputError, did_you_mean
 
 T = TypeVar("T")
 
@@ -155,21 +153,6 @@ def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise invalid(name, "True or False", value)
     return value
-
-
-def did_you_mean(value: Any, choices: Iterable[Any]) -> str:
-    """For a mistyped ``value``: "; did you mean 'CHOICE'?" naming the one of ``choices``
-    closest to it in spelling (case, '-' and '_' aside), or "" when none is close."""
-    if not isinstance(value, str) or not value:
-        return ""
-    names = [str(c.value) if isinstance(c, Enum) else str(c) for c in choices]
-
-    def key(text: str) -> str:
-        return text.lower().replace("-", "_")
-
-    by_key = {key(n): n for n in names}
-    close = difflib.get_close_matches(key(value), list(by_key), n=1, cutoff=0.6)
-    return f"; did you mean {by_key[close[0]]!r}?" if close else ""
 
 
 def check_choice(name: str, value: T, choices: Iterable[Any]) -> T:

@@ -23,10 +23,10 @@ from reluscope.bounds.nbs import nbs_bound
 from reluscope.bounds.network import mlp_on_data, mlp_weights
 from reluscope.bounds.norms import NetworkNorms, SampleStats
 from reluscope.bounds.results import BoundResult
-from reluscope.errors import InputError
+from reluscope.errors import InputError, did_you_mean
 from reluscope.nets.pwl import PWLNet
 from reluscope.records import Records, record, tagged
-from reluscope.validation import did_you_mean, invalid
+from reluscope.validation import invalid
 
 BOUNDS = ("low-rank", "low-rank-post-hoc", "grs", "bft", "nbs", "nts")
 RANKS = ("exact", "numerical")

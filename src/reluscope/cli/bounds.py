@@ -19,8 +19,7 @@ from reluscope.cli.common import (
     console,
     parse_numbers,
 )
-from reluscope.errors import InputError
-from reluscope.validation import did_you_mean
+from reluscope.errors import InputError, did_you_mean
 
 
 def _log(value: float) -> str:

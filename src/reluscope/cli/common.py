@@ -15,12 +15,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from reluscope.devices import DEVICE_HELP, resolve_device
-from reluscope.errors import InputError, ReluscopeError
+from reluscope.errors import InputError, ReluscopeError, did_you_mean
 from reluscope.io import atomic_write, check_writable_dir, load_tensors, read_arrays
 from reluscope.nets.checks import check_real_inputs
 from reluscope.nets.spec import load_model
 from reluscope.nets.trace import infer_input_shape, trace
-from reluscope.validation import check_choice, did_you_mean, invalid
+from reluscope.validation import check_choice, invalid
 
 console = Console(soft_wrap=True)
 

@@ -25,10 +25,9 @@ from reluscope.cli.common import (
     console,
 )
 from reluscope.devices import resolve_device
-from reluscope.errors import InputError
+from reluscope.errors import InputError, did_you_mean
 from reluscope.nets.spec import load_model
 from reluscope.nets.trace import infer_input_shape, trace
-from reluscope.validation import did_you_mean
 
 MEASURES = ("lc", "neighborhood", "local-rank", "tv")
 

@@ -15,8 +15,7 @@ from reluscope.data.mnist1d import mnist1d
 from reluscope.data.modular import modular
 from reluscope.data.options import parse_spec
 from reluscope.data.synthetic import gaussian, uniform
-from reluscope.errors import InputError
-from reluscope.validation import did_you_mean
+from reluscope.errors import InputError, did_you_mean
 
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "gaussian": gaussian,

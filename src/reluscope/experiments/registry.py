@@ -12,9 +12,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from reluscope.errors import InputError
+from reluscope.errors import InputError, did_you_mean
 from reluscope.experiments.config import ExperimentConfig
-from reluscope.validation import did_you_mean
 
 if TYPE_CHECKING:
     from reluscope.experiments.outcome import Outcome

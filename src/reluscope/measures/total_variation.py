@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from reluscope.errors import InputError
+from reluscope.errors import InputError, did_you_mean
 from reluscope.linalg import spectral_norm
 from reluscope.measures.batches import net_for
 from reluscope.measures.lipschitz import lipschitz_from_sites
@@ -38,7 +38,7 @@ from reluscope.measures.meter import Meter
 from reluscope.measures.results import MeasureResult
 from reluscope.nets.checks import check_finite_outputs
 from reluscope.nets.pwl import INPUT, PWLNet, Site
-from reluscope.validation import check_bool, check_number, did_you_mean
+from reluscope.validation import check_bool, check_number
 
 NAME = "tv"
 OUTPUTS = ("logits", "predicted", "norm")

@@ -24,13 +24,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from reluscope.errors import InputError, renamed_key_hints
+from reluscope.errors import InputError, did_you_mean, renamed_key_hints
 from reluscope.io import load_tensors
 from reluscope.memory import check_fits
 from reluscope.nets.checks import check_module, check_tensors
 from reluscope.nets.vision import VISION_MODELS
 from reluscope.nets.zoo import ZOO as SMALL_ZOO
-from reluscope.validation import did_you_mean
 from reluscope.values import parse_options
 
 #: Every zoo model by spec name: the small seeded models and the torchvision classics.

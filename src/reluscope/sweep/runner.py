@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from reluscope.errors import InputError
+from reluscope.errors import InputError, did_you_mean
 from reluscope.experiments.config import ExperimentConfig
 from reluscope.experiments.outcome import Outcome
 from reluscope.experiments.registry import Experiment, get_experiment
@@ -23,7 +23,7 @@ from reluscope.sweep.grid import SweepPoint, expand_grid
 from reluscope.sweep.result import FAILED, RAN, REUSED, SweepResult, SweepRun
 from reluscope.sweep.task import RunTask, TaskResult
 from reluscope.train.display import writer_class
-from reluscope.validation import check_choice, check_int, did_you_mean
+from reluscope.validation import check_choice, check_int
 from reluscope.values import lookup
 
 BACKENDS = ("local", "ray")
