@@ -413,7 +413,11 @@ BOUNDS_OPTIONS = [
     ("margin negative", ["--margin", "-1"], r"margin must be a finite number > 0"),
     ("margin zero", ["--margin", "0"], r"margin must be a finite number > 0"),
     ("margin inf", ["--margin", "inf"], r"margin must be a finite number > 0"),
-    ("ranks word", ["--ranks", "some"], r"--ranks must be comma-separated numbers; got 'some'"),
+    (
+        "ranks word",
+        ["--ranks", "some"],
+        r"--ranks must be 'exact', 'numerical' or comma-separated integers >= 0; got 'some'$",
+    ),
     ("ranks negative", ["--ranks", "-1,2"], r"--ranks must be"),
     ("ranks count", ["--ranks", "1,1,1"], r"ranks"),
     ("bounds name", ["--bounds", "bogus"], r"bogus"),
