@@ -2,4 +2,5 @@
 
 from reluscope.cli import app
 
-app(prog_name="reluscope")
+if __name__ == "__main__":
+    app(prog_name="reluscope")
