@@ -566,6 +566,11 @@ REPORT_AND_MORE = [
     ("report: missing dir", ["report", "{d}/nosuchdir"], r"nosuchdir is not a directory"),
     ("report: a file", ["report", "{d}/a_file"], r"a_file is not a directory"),
     ("report: foreign dir", ["report", "{d}/userdir"], r"no runs found in .*userdir"),
+    (
+        "report: unfinished run",
+        ["report", "{d}/damaged_stamp"],
+        r"damaged_stamp holds a run that has not finished \(a config.json but no outcome.json\)",
+    ),
     ("report: truncated outcome", ["report", "{d}/cut_outcome"], r"cannot read .*outcome.json"),
     (
         "report: damaged predictions",

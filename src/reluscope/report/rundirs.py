@@ -148,6 +148,11 @@ def collect(paths: list[Path]) -> RunSet:
                 f"{path} is not a directory; expected a run, reproduce or sweep directory"
             )
         done, broken = _find(path, SEARCH_DEPTH)
+        if not done and not broken and (path / CONFIG_FILE).is_file():
+            raise InputError(
+                f"{path} holds a run that has not finished (a {CONFIG_FILE} but no "
+                f"{OUTCOME_FILE}): give the command that started it again to finish it"
+            )
         if not done and not broken:
             raise InputError(
                 f"no runs found in {path}: expected {OUTCOME_FILE} in it or in its "
