@@ -167,7 +167,45 @@ def hostile(tmp_path_factory) -> Path:
     wrong_stamp = d / "wrong_stamp"
     wrong_stamp.mkdir()
     (wrong_stamp / "config.json").write_text(json.dumps([1, 2, 3]))
+    (d / "dir.html").mkdir()
+    _hostile_run_directories(d, json.loads((other / "outcome.json").read_text()))
     return d
+
+
+#: Run directories whose outcome.json (or a file read with it) points outside the run: the
+#: report must refuse them by name and never embed what lies outside.
+FIGURE_FILES = {
+    "figure_up": "../../etc/passwd",
+    "figure_parent": "../a_file",
+    "figure_abs": "/etc/passwd",
+    "figure_link": "hist.png",  # a symbolic link to ../a_file
+    "figure_number": 5,
+    "figure_empty": "",
+}
+
+
+def _hostile_run_directories(d: Path, outcome: dict) -> None:
+    for name, file in FIGURE_FILES.items():
+        run = d / name
+        run.mkdir()
+        figures = [{"file": file, "caption": "a figure"}]
+        (run / "outcome.json").write_text(json.dumps({**outcome, "figures": figures}))
+    os.symlink(d / "a_file", d / "figure_link" / "hist.png")
+    flat = d / "figures_not_a_list"
+    flat.mkdir()
+    (flat / "outcome.json").write_text(json.dumps({**outcome, "figures": "hist.png"}))
+    linked = d / "outcome_link"  # outcome.json itself a link to another run's
+    linked.mkdir()
+    os.symlink(d / "other_run" / "outcome.json", linked / "outcome.json")
+    failed = d / "error_link"  # a failed run whose error.txt is a link to a user's file
+    failed.mkdir()
+    (failed / "config.json").write_text(json.dumps({"experiment": "toy", "config": {}}))
+    os.symlink(d / "a_file", failed / "error.txt")
+    collection = d / "provenance_link"  # a reproduce directory whose provenance is a link
+    collection.mkdir()
+    (collection / "run").mkdir()
+    (collection / "run" / "outcome.json").write_text(json.dumps(outcome))
+    os.symlink(d / "a_file", collection / "provenance.json")
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -375,7 +413,11 @@ BOUNDS_OPTIONS = [
     ("margin negative", ["--margin", "-1"], r"margin must be a finite number > 0"),
     ("margin zero", ["--margin", "0"], r"margin must be a finite number > 0"),
     ("margin inf", ["--margin", "inf"], r"margin must be a finite number > 0"),
-    ("ranks word", ["--ranks", "some"], r"--ranks must be comma-separated numbers; got 'some'"),
+    (
+        "ranks word",
+        ["--ranks", "some"],
+        r"--ranks must be 'exact', 'numerical' or comma-separated integers >= 0; got 'some'$",
+    ),
     ("ranks negative", ["--ranks", "-1,2"], r"--ranks must be"),
     ("ranks count", ["--ranks", "1,1,1"], r"ranks"),
     ("bounds name", ["--bounds", "bogus"], r"bogus"),
@@ -524,6 +566,11 @@ REPORT_AND_MORE = [
     ("report: missing dir", ["report", "{d}/nosuchdir"], r"nosuchdir is not a directory"),
     ("report: a file", ["report", "{d}/a_file"], r"a_file is not a directory"),
     ("report: foreign dir", ["report", "{d}/userdir"], r"no runs found in .*userdir"),
+    (
+        "report: unfinished run",
+        ["report", "{d}/damaged_stamp"],
+        r"damaged_stamp holds a run that has not finished \(a config.json but no outcome.json\)",
+    ),
     ("report: truncated outcome", ["report", "{d}/cut_outcome"], r"cannot read .*outcome.json"),
     (
         "report: damaged predictions",
@@ -532,6 +579,65 @@ REPORT_AND_MORE = [
     ),
     ("experiments: bogus name", ["experiments", "bogus-name"], r"unknown experiment 'bogus-name'"),
     ("sweep: empty grid value", ["sweep", TOY, "--grid", "n=", "--out", "{d}/sw"], r"empty value"),
+    (
+        "report: out suffix pt",
+        ["report", "{d}/other_run", "--out", "{d}/victim.pt"],
+        r"--out .*victim.pt must end in .html",
+    ),
+    ("report: out png", ["report", "{d}/other_run", "--out", "{d}/x.png"], r"must end in .html"),
+    ("report: out no suffix", ["report", "{d}/other_run", "--out", "{d}/a_file"], r"\.html"),
+    ("report: out a directory", ["report", "{d}/other_run", "--out", "{d}/dir.html"], r"dir.html"),
+    (
+        "report: out missing dir",
+        ["report", "{d}/other_run", "--out", "{d}/nodir/r.html"],
+        r"nodir does not exist",
+    ),
+    (
+        "report: figure up and out",
+        ["report", "{d}/figure_up"],
+        r"figure file in .*figure_up/outcome.json '../../etc/passwd' leads outside .*figure_up$",
+    ),
+    (
+        "report: figure in the parent",
+        ["report", "{d}/figure_parent"],
+        r"figure file in .*outcome.json '../a_file' leads outside",
+    ),
+    (
+        "report: figure absolute",
+        ["report", "{d}/figure_abs"],
+        r"figure file in .*outcome.json '/etc/passwd' is an absolute path; expected one inside",
+    ),
+    (
+        "report: figure a link out",
+        ["report", "{d}/figure_link"],
+        r"'hist.png' leads outside .*figure_link \(a symbolic link to .*a_file\)",
+    ),
+    (
+        "report: figure a number",
+        ["report", "{d}/figure_number"],
+        r"figure file in .*outcome.json must be a file name relative to .*; got 5",
+    ),
+    ("report: figure empty", ["report", "{d}/figure_empty"], r"must be a file name.*; got ''"),
+    (
+        "report: figures not a list",
+        ["report", "{d}/figures_not_a_list"],
+        r"outcome.json is damaged: 'figures' must be a list of objects with 'file' and 'caption'",
+    ),
+    (
+        "report: outcome a link out",
+        ["report", "{d}/outcome_link"],
+        r"file 'outcome.json' leads outside .*outcome_link \(a symbolic link to .*other_run",
+    ),
+    (
+        "report: error.txt a link out",
+        ["report", "{d}/error_link"],
+        r"file 'error.txt' leads outside .*error_link \(a symbolic link to .*a_file\)",
+    ),
+    (
+        "report: provenance a link out",
+        ["report", "{d}/provenance_link"],
+        r"file 'provenance.json' leads outside .*provenance_link",
+    ),
     (
         "measure: resnet without classes",
         ["measure", "--model", "resnet18:num_classes=0", "--data", "gaussian:n=4,d=2"],
@@ -542,6 +648,53 @@ REPORT_AND_MORE = [
         ["measure", "--model", "resnet18:image_size=1", "--data", "gaussian:n=4,d=2"],
         r"expects inputs of shape \(3, 1, 1\)",
     ),
+]
+
+#: A mistyped name or choice, wherever one is typed, is refused with the closest valid one.
+MISTYPED = [
+    ("run: experiment", ["run", "lc-dynamic"], "lc-dynamics"),
+    ("run: experiment case", ["run", "Weight-Decay"], "weight-decay"),
+    ("experiments: name", ["experiments", "nueral-collapse"], "neural-collapse"),
+    ("reproduce: only", ["reproduce", "--only", "weight-decy", "--out", "{d}/rep"], "weight-decay"),
+    (
+        "reproduce: one of only",
+        ["reproduce", "--only", "lc-dynamics,grokkin", "--out", "{d}/rep"],
+        "grokking",
+    ),
+    ("sweep: experiment", ["sweep", "init-scal", "--out", "{d}/sw"], "init-scale"),
+    ("sweep: grid key", ["sweep", TOY, "--grid", "men=1,2", "--out", "{d}/sw"], "mean"),
+    ("sweep: backend", ["sweep", TOY, "--backend", "rey", "--out", "{d}/sw"], "ray"),
+    ("run: set key", ["run", TOY, "--set", "meen=1"], "meen' -> 'mean"),
+    (
+        "run: set nested key",
+        ["run", "weight-decay", "--set", "train.lrr=1"],
+        "train.lrr' -> 'train.lr",
+    ),
+    ("run: set choice", ["run", "weight-decay", "--set", "train.schedule=cosin"], "cosine"),
+    ("run: set loss", ["run", "weight-decay", "--set", "train.loss=mes"], "mse"),
+    ("run: set data", ["run", "lc-dynamics", "--set", "data=digit", "--out", "{d}/x"], "digits"),
+    ("run: scale", ["run", TOY, "--scale", "quik"], "quick"),
+    ("reproduce: scale", ["reproduce", "--scale", "papr", "--out", "{d}/rep"], "paper"),
+    ("sweep: scale", ["sweep", TOY, "--scale", "paperr", "--out", "{d}/sw"], "paper"),
+    ("measure: zoo model", [*M[:2], "mpl:2-4-1", *M[3:]], "mlp"),
+    ("measure: zoo model alone", [*M[:2], "resnet19", *M[3:]], "resnet18"),
+    ("measure: zoo keyword", [*M[:2], "mlp:2-4-1:activaton=relu", *M[3:]], "activation"),
+    ("measure: data set", [*M[:4], "gausian:n=20,d=2"], "gaussian"),
+    ("measure: data option", [*M[:4], "gaussian:nn=20,d=2"], "n"),
+    ("measure: measure", [*M, "--measures", "lc,local_rank"], "local-rank"),
+    ("measure: preset", [*M, "--preset", "theroy"], "theory"),
+    ("measure: preset paper", [*M, "--preset", "paper-code"], "paper_code"),
+    ("measure: method", [*M, "--method", "sketsh"], "sketch"),
+    ("measure: dtype", [*M, "--dtype", "float46"], "float64"),
+    ("measure: device", [*M, "--device", "cpuu"], "cpu"),
+    ("measure: tv output", [*M, "--measures", "tv", "--output", "logit"], "logits"),
+    ("bounds: bound", [*B, "--bounds", "lowrank"], "low-rank"),
+    ("bounds: ranks", [*B, "--ranks", "exat"], "exact"),
+    ("bounds: biases", [*B, "--biases", "absorbb"], "absorb"),
+    ("bounds: zoo model", [*B[:2], "mlpp:2-4-2", *B[3:]], "mlp"),
+    ("plane: colour", [*P, "--color-by", "outptu"], "output"),
+    ("plane: device", [*P, "--device", "cdua:0"], "cuda:0"),
+    ("line: zoo model", [*L[:3], "mpl:2-4-1", *L[4:]], "mlp"),
 ]
 
 CLI_CASES = (
@@ -559,6 +712,10 @@ CLI_CASES = (
     + options(R, RUN_OPTIONS)
     + OTHER_CLI
     + REPORT_AND_MORE
+    + [
+        (f"did you mean, {name}", args, rf"did you mean '{re.escape(hint)}'")
+        for name, args, hint in MISTYPED
+    ]
 )
 
 
@@ -855,6 +1012,118 @@ def test_the_corpus_has_at_least_150_cases():
     assert len(CLI_CASES) + len(API_CASES) >= 150
 
 
+def test_the_corpus_counts():
+    """The size of the corpus, all tables together (CLI, API, missing tensorboard, Lightning)."""
+    extras = len(TENSORBOARD_CLI) + len(TENSORBOARD_API) + len(LIGHTNING_CASES)
+    assert len(CLI_CASES) + len(API_CASES) + extras >= 330
+
+
+# --------------------------------------------------------------------------- missing extras
+NO_TENSORBOARD = r"TensorBoard logging .* needs the tensorboard package, which is not installed"
+TENSORBOARD_CLI = [
+    ("run", ["run", TOY, "--tensorboard", "--out", "{d}/tb"]),
+    ("run into a finished run", ["run", TOY, "--tensorboard", "--out", "{d}/other_run"]),
+    ("sweep", ["sweep", TOY, "--tensorboard", "--grid", "n=10,20", "--out", "{d}/tb"]),
+    ("sweep of seeds", ["sweep", TOY, "--tensorboard", "--seeds", "2", "--out", "{d}/tb"]),
+]
+TENSORBOARD_API: list[tuple[str, Callable[[Path], object]]] = [
+    ("run_experiment", lambda d: run_experiment(TOY, run_dir=d / "x", tensorboard=True)),
+    (
+        "Trainer",
+        lambda d: Trainer(
+            mlp([2, 4, 2]), _toy_data(), None, {"steps": 1}, run_dir=d / "x", tensorboard=True
+        ),
+    ),
+    ("Trainer in a tensorboard_logging block", lambda d: _trainer_logging_to_tensorboard(d)),
+]
+
+
+def _trainer_logging_to_tensorboard(d: Path) -> Trainer:
+    from reluscope.train.display import tensorboard_logging
+
+    with tensorboard_logging(True):
+        return Trainer(mlp([2, 4, 2]), _toy_data(), None, {"steps": 1}, run_dir=d / "x")
+
+
+@pytest.fixture
+def no_tensorboard(monkeypatch):
+    """The environment of a user without the tensorboard package: importing it fails."""
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+
+
+@pytest.mark.usefixtures("no_tensorboard")
+@pytest.mark.parametrize(
+    "args", [c[1] for c in TENSORBOARD_CLI], ids=[c[0] for c in TENSORBOARD_CLI]
+)
+def test_tensorboard_option_without_tensorboard(hostile: Path, args: list[str]):
+    before = snapshot(hostile)
+    result = runner.invoke(app, [a.replace("{d}", str(hostile)) for a in args])
+    assert result.exit_code == 2, result.output
+    assert re.search(NO_TENSORBOARD, one_line(result.output)), result.output
+    assert snapshot(hostile) == before
+    assert not (hostile / "tb").exists()
+
+
+@pytest.mark.usefixtures("no_tensorboard")
+@pytest.mark.parametrize(
+    "call", [c[1] for c in TENSORBOARD_API], ids=[c[0] for c in TENSORBOARD_API]
+)
+def test_tensorboard_logging_without_tensorboard(hostile: Path, call):
+    before = snapshot(hostile)
+    with pytest.raises(InputError, match=NO_TENSORBOARD) as info:
+        call(hostile)
+    assert "\n" not in str(info.value)
+    assert snapshot(hostile) == before
+    assert not (hostile / "x").exists()
+
+
+def _callback(probe_list: object = "default", train: object = "default", **options) -> Callable:
+    """A call building a Lightning ProbeCallback with these arguments (defaults: one probe,
+    a small labelled training set)."""
+
+    def build():
+        from reluscope.train import probes
+        from reluscope.train.lightning import ProbeCallback
+
+        x = torch.randn(12, 4, generator=torch.Generator().manual_seed(0))
+        chosen = [probes.accuracy_loss()] if probe_list == "default" else probe_list
+        data = (x, torch.arange(12) % 3) if train == "default" else train
+        return ProbeCallback(chosen, data, **options)
+
+    return build
+
+
+LIGHTNING_CASES = [
+    ("probes None", _callback(None), r"probes must be a list of Probe objects; got None"),
+    ("probes a string", _callback("accuracy"), r"probes must be a list of Probe objects"),
+    ("probes of strings", _callback(["accuracy"]), r"probes must be Probe objects; got str"),
+    ("no training set", _callback(train=None), r"the training set must be .*; got NoneType"),
+    ("training set a name", _callback(train="digits"), r"the training set must be .*; got str"),
+    ("test set a number", _callback(test=5), r"the test set must be .*; got int"),
+    ("labels too short", _callback(train=(torch.ones(12, 4), torch.zeros(3))), r"labels"),
+    ("seed negative", _callback(seed=-1), r"seed must be an integer >= 0; got -1"),
+    ("seed a word", _callback(seed="a"), r"seed must be an integer >= 0; got 'a'"),
+    ("loss mistyped", _callback(loss="mse2"), r"loss must be one of .*; did you mean 'mse'\?"),
+    ("schedule a list", _callback(schedule=[1, 2]), r"schedule must be a Schedule"),
+    ("run name a number", _callback(run_name=3), r"run_name must be a non-empty string; got 3"),
+    ("run name empty", _callback(run_name=""), r"run_name must be a non-empty string; got ''"),
+    ("log a word", _callback(log="yes"), r"log must be True or False; got 'yes'"),
+]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize(
+    ("call", "expect"), [c[1:] for c in LIGHTNING_CASES], ids=[c[0] for c in LIGHTNING_CASES]
+)
+def test_lightning_callback_with_bad_options(call, expect: str):
+    pytest.importorskip("lightning.pytorch", reason="lightning is not installed")
+    with pytest.raises(InputError) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message.strip(), message
+    assert re.search(expect, message), message
+
+
 # --------------------------------------------------------------------------- faults
 def test_an_internal_error_is_one_line_and_its_traceback_needs_debug(monkeypatch):
     command = sys.modules["reluscope.cli.measure"]  # the package exports a function of that name
@@ -959,13 +1228,19 @@ def test_an_infinite_override_is_refused_before_anything_is_written(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("damage", ["truncated outcome", "truncated records", "no outcome"])
+@pytest.mark.parametrize(
+    "damage", ["truncated outcome", "truncated records", "no outcome", "figure outside"]
+)
 def test_a_damaged_finished_run_is_computed_again(tmp_path, damage: str):
     run_dir = tmp_path / "run"
     first = run_experiment(TOY, run_dir=run_dir, progress=False)
     if damage == "truncated outcome":
         text = (run_dir / "outcome.json").read_text()
         (run_dir / "outcome.json").write_text(text[: len(text) // 2])
+    elif damage == "figure outside":
+        outcome = json.loads((run_dir / "outcome.json").read_text())
+        outcome["figures"][0]["file"] = "../../etc/passwd"
+        (run_dir / "outcome.json").write_text(json.dumps(outcome))
     elif damage == "truncated records":
         raw = (run_dir / "records.parquet").read_bytes()
         (run_dir / "records.parquet").write_bytes(raw[: len(raw) // 2])
@@ -1071,7 +1346,7 @@ def test_a_run_that_failed_before_writing_does_not_block_the_corrected_command(t
     first = runner.invoke(app, ["run", "lc-dynamics", "--scale", "paper", "--out", out])
     assert first.exit_code == 2
     assert "pass --data-dir DIR" in one_line(first.output)
-    assert sorted(p.name for p in (tmp_path / "lc").iterdir()) == [".lock"]
+    assert not (tmp_path / "lc").exists()  # the run directory it created is gone again
     again = ["run", "lc-dynamics", "--scale", "paper", "--set", "seed=1", "--out", out]
     second = runner.invoke(app, again)
     assert second.exit_code == 2

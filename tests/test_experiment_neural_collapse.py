@@ -135,12 +135,29 @@ def test_last_records_match_the_final_model(tiny_run):
 def test_verdicts_follow_their_thresholds(tiny_run):
     n, (p1, p2, p3, p4) = tiny_run.outcome.numbers, tiny_run.outcome.predictions
     assert p1.passed == (n["nc1_drop"] >= nc_exp.NC1_DROP)
-    # the top hidden weight feeds site "3" (hidden [16, 12]: sites "1" and "3", then "output")
-    assert p2.passed == (n["numerical_rank_end_3"] <= n["classes"])
+    # the top hidden weight is layer 2 (hidden [16, 12]: layers 1 and 2, then 3, the output)
+    assert p2.passed == (n["numerical_rank_end.layer2"] <= n["classes"])
     assert p3.passed == (n["nc4_end"] <= nc_exp.NC4_TOLERANCE)
     collapse = n["log10_bound_collapse_end"]
     assert p4.passed == (not math.isnan(collapse) and collapse < n["log10_bound_plain_end"])
     assert n["nc1_drop"] == pytest.approx(n["nc1_interpolation"] / n["nc1_end"])
+
+
+def test_layer_numbers_are_named_as_in_the_figures(tiny_run):
+    """Key numbers of a weight layer say "layer1".."layer3" (the figures' "layer 1" ..
+    "layer 3 (output)", input first), never the module index of the site it feeds."""
+    frame, n = tiny_run.outcome.records, tiny_run.outcome.numbers
+    names = [s.name for s in trace(_final(tiny_run)[0], (64,)).sites] + ["output"]
+    labels = nc_exp._layer_labels(names)
+    assert list(labels.values()) == ["layer 1", "layer 2", "layer 3 (output)"]
+    ranked = sorted(k for k in n if k.startswith("numerical_rank_end"))
+    assert ranked == [f"numerical_rank_end.layer{i}" for i in (1, 2, 3)]
+    for i, name in enumerate(names, 1):
+        assert n[f"numerical_rank_end.layer{i}"] == _last(frame, "numerical_rank", name)
+        assert n[f"stable_rank_end.layer{i}"] == _last(frame, "stable_rank", name)
+        assert n[f"tail_share_end.layer{i}"] == _last(frame, "tail_share", name)
+    ranks = tiny_run.outcome.predictions[1].measured
+    assert "layer 1: " in ranks and "layer 3 (output): " in ranks
 
 
 @pytest.mark.parametrize(

@@ -241,6 +241,47 @@ def test_init_scale_frozen_training_changes_nothing(tmp_path):
     assert (table["param_change"] < 1e-9).all() and (table["lc_change"] < 1e-6).all()
 
 
+def test_init_scale_relative_change_of_zero_lc_is_zero_or_undefined():
+    assert init_scale.relative_change(2.0, 3.0) == pytest.approx(0.5)
+    assert init_scale.relative_change(2.0, 1.0) == pytest.approx(0.5)
+    assert init_scale.relative_change(0.0, 0.0) == 0.0  # nothing changed
+    assert math.isnan(init_scale.relative_change(0.0, 0.25))  # no relative change defined
+
+
+def test_init_scale_verdicts_fail_with_a_reason_when_lc_starts_at_zero():
+    """A grid whose lazy corner has LC 0 at step 0 and LC > 0 at the end: its relative change
+    is NaN, and both predictions FAIL saying so (not a ZeroDivision warning and a verdict
+    decided on NaN by accident)."""
+    rows = [  # width, init scale, LC_0, LC_T, parameter change
+        (4, 0.5, 0.2, 0.4, 0.9),
+        (4, 2.0, 0.2, 0.3, 0.5),
+        (8, 0.5, 0.2, 0.25, 0.3),
+        (8, 2.0, 0.0, 0.1, 0.1),
+    ]
+    table = pd.DataFrame(
+        [
+            {
+                "width": w,
+                "init_scale": a,
+                "lc_init": lc0,
+                "lc_final": lc1,
+                "lc_change": init_scale.relative_change(lc0, lc1),
+                "param_change": moved,
+                "train_accuracy": 1.0,
+            }
+            for w, a, lc0, lc1, moved in rows
+        ]
+    )
+    assert table["lc_change"].isna().tolist() == [False, False, False, True]
+    figure = init_scale.Figure("init_scale.png", "a figure")
+    outcome = init_scale._outcome([table], pd.DataFrame(), figure, [0])
+    assert [p.passed for p in outcome.predictions] == [False, False]
+    for p in outcome.predictions:
+        assert "width 8, alpha 2 (LC 0 at step 0, 0.1 at the end) is undefined" in p.explanation
+    assert outcome.numbers["lc_change_rich"] == pytest.approx(1.0)
+    assert math.isnan(outcome.numbers["lc_change_lazy"])
+
+
 # ------------------------------------------------------------------ grokking
 def test_grokking_step0_neighbourhood_matches_measure(runs):
     cfg = runs["grokking"].config

@@ -81,3 +81,26 @@ def test_checks_return_canonical_values():
     assert v.check_names("layers", "1", ["1", "3"]) == ["1"]
     assert v.check_labels("y", [2, 0], 2, 3).dtype == torch.int64
     assert v.dtype_name(torch.float64) == "float64"
+
+
+def test_did_you_mean_names_the_closest_choice_or_nothing():
+    from enum import Enum
+
+    from reluscope.errors import did_you_mean
+
+    class Kernel(Enum):
+        theory = "theory"
+        paper_code = "paper_code"
+
+    assert did_you_mean("lc-dynamic", ["lc-dynamics", "weight-decay"]) == (
+        "; did you mean 'lc-dynamics'?"
+    )
+    assert did_you_mean("local_rank", ["lc", "local-rank"]) == "; did you mean 'local-rank'?"
+    assert did_you_mean("THEORY", list(Kernel)) == "; did you mean 'theory'?"
+    assert did_you_mean("paper-code", list(Kernel)) == "; did you mean 'paper_code'?"
+    assert did_you_mean("bogus", ["random", "output"]) == ""
+    assert did_you_mean(3, ["3"]) == "" and did_you_mean("", ["a"]) == ""
+    with pytest.raises(InputError, match=r"got 'outptu'; did you mean 'output'\?$"):
+        v.check_choice("color_by", "outptu", ["random", "output"])
+    with pytest.raises(InputError, match=r"got \['lc', 'rnak'\]; did you mean 'rank'\?$"):
+        v.check_names("measures", ["lc", "rnak"], ["lc", "rank"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from reluscope.errors import InputError
+from reluscope.errors import InputError, did_you_mean
 
 DEVICE_HELP = "cpu, cuda, cuda:N or mps"
 
@@ -18,9 +18,11 @@ def resolve_device(name: str | torch.device) -> torch.device:
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError, ValueError):
-        raise InputError(f"device must be one of {DEVICE_HELP}; got {name!r}") from None
+        raise InputError(
+            f"device must be one of {DEVICE_HELP}; got {name!r}{_hint(name)}"
+        ) from None
     if device.type not in ("cpu", "cuda", "mps"):
-        raise InputError(f"device must be one of {DEVICE_HELP}; got {name!r}")
+        raise InputError(f"device must be one of {DEVICE_HELP}; got {name!r}{_hint(name)}")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise InputError(f"device {name!r} asked for, but CUDA is not available here")
@@ -32,3 +34,9 @@ def resolve_device(name: str | torch.device) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise InputError(f"device {name!r} asked for, but MPS is not available here")
     return device
+
+
+def _hint(name: object) -> str:
+    """The "did you mean" of a mistyped device name (e.g. 'cpuu', 'cdua:1')."""
+    _, sep, index = str(name).partition(":")
+    return did_you_mean(str(name), ("cpu", "mps", f"cuda{sep}{index}"))

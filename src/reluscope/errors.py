@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Iterable
+from enum import Enum
 from typing import Any
 
 
@@ -26,16 +29,42 @@ class InputError(ReluscopeError, ValueError):
     """Bad input data, shapes, options or files."""
 
 
+def did_you_mean(value: Any, choices: Iterable[Any]) -> str:
+    """For a mistyped ``value``: "; did you mean 'CHOICE'?" naming the one of ``choices``
+    closest to it in spelling (case, '-' and '_' aside), or "" when none is close."""
+    if not isinstance(value, str) or not value:
+        return ""
+    names = [str(c.value) if isinstance(c, Enum) else str(c) for c in choices]
+
+    def key(text: str) -> str:
+        return text.lower().replace("-", "_")
+
+    by_key = {key(n): n for n in names}
+    close = difflib.get_close_matches(key(value), list(by_key), n=1, cutoff=0.6)
+    return f"; did you mean {by_key[close[0]]!r}?" if close else ""
+
+
 def validation_summary(exc: Exception) -> str:
-    """A pydantic ValidationError as one line: ``key: message (got value)`` per problem."""
+    """A pydantic ValidationError as one line: ``key: message (got value)`` per problem, with
+    a "did you mean" for a mistyped choice."""
     problems: list[dict[str, Any]] = getattr(exc, "errors", lambda: [])()
     return (
         "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+            + _choice_hint(err)
             for err in problems
         )
         or str(exc).splitlines()[0]
     )
+
+
+def _choice_hint(err: dict[str, Any]) -> str:
+    """The "did you mean" of a pydantic literal or enum error (its choices are quoted in
+    ``ctx['expected']``)."""
+    if err.get("type") not in ("literal_error", "enum"):
+        return ""
+    choices = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+    return did_you_mean(err.get("input"), choices)
 
 
 class TrainingDiverged(ReluscopeError, ArithmeticError):

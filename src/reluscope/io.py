@@ -104,6 +104,24 @@ def check_readable_file(path: str | os.PathLike, what: str = "file") -> Path:
     return path
 
 
+def file_inside(directory: str | os.PathLike, name: object, what: str) -> Path:
+    """The file ``name`` (a path relative to ``directory``, e.g. read from one of its JSON
+    files) resolved, symbolic links followed, when it lies inside ``directory``; an InputError
+    naming ``what`` when it does not: not a relative path, an absolute path, ``..`` leading
+    out, or a symbolic link pointing outside. Whether the file exists is not checked."""
+    root = Path(directory).resolve()
+    if not isinstance(name, str) or not name.strip() or "\0" in name:
+        raise InputError(f"{what} must be a file name relative to {directory}; got {name!r}")
+    if Path(name).is_absolute():
+        raise InputError(f"{what} {name!r} is an absolute path; expected one inside {directory}")
+    target = (root / name).resolve()
+    if not target.is_relative_to(root):
+        lexical = Path(os.path.normpath(root / name))
+        link = f" (a symbolic link to {target})" if lexical.is_relative_to(root) else ""
+        raise InputError(f"{what} {name!r} leads outside {directory}{link}")
+    return target
+
+
 def read_error(exc: BaseException) -> str:
     """Why a file could not be read, in a few words: pickled content, truncation, or the
     library's own first line."""

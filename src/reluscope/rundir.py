@@ -96,7 +96,9 @@ def locked(directory: Path, what: str = "run directory") -> Iterator[Path]:
     """Hold an exclusive lock on ``directory`` (created) while the block runs; InputError at
     once when another process holds it. The lock is the operating system's (``flock``), so it
     ends with its process, even one killed with SIGKILL. Without ``fcntl`` (Windows) the block
-    runs unlocked."""
+    runs unlocked. A directory this call created is removed again when the block wrote nothing
+    into it (a run refused before it started leaves no trace)."""
+    created = not directory.exists()
     make_directory(directory, what)
     try:
         import fcntl
@@ -125,3 +127,13 @@ def locked(directory: Path, what: str = "run directory") -> Iterator[Path]:
         yield directory
     finally:
         handle.close()
+        if created:
+            _remove_if_untouched(directory)
+
+
+def _remove_if_untouched(directory: Path) -> None:
+    """Remove ``directory`` when it holds nothing but its lock file."""
+    with contextlib.suppress(OSError):
+        if [entry.name for entry in directory.iterdir()] == [LOCK]:
+            (directory / LOCK).unlink()
+            directory.rmdir()

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from reluscope.errors import InputError
+from reluscope.errors import InputError, did_you_mean
 
 T = TypeVar("T")
 
@@ -156,10 +156,11 @@ def check_bool(name: str, value: Any) -> bool:
 
 
 def check_choice(name: str, value: T, choices: Iterable[Any]) -> T:
-    """``value`` if it is one of ``choices``."""
+    """``value`` if it is one of ``choices`` (the message suggests the closest one)."""
     options = list(choices)
     if isinstance(value, bool) or value not in options:
-        raise invalid(name, f"one of {options}", value)
+        error = invalid(name, f"one of {options}", value)
+        raise InputError(f"{error}{did_you_mean(value, options)}")
     return value
 
 
@@ -211,8 +212,10 @@ def check_names(
     if not isinstance(wanted, Iterable):
         raise invalid(name, expected, value)
     wanted = list(wanted)
-    if not wanted or any(w not in known for w in wanted):
-        raise invalid(name, expected, value)
+    unknown = [w for w in wanted if w not in known]
+    if not wanted or unknown:
+        hint = did_you_mean(unknown[0], known) if unknown else ""
+        raise InputError(f"{invalid(name, expected, value)}{hint}")
     return wanted
 
 

@@ -23,7 +23,7 @@ from reluscope.bounds.nbs import nbs_bound
 from reluscope.bounds.network import mlp_on_data, mlp_weights
 from reluscope.bounds.norms import NetworkNorms, SampleStats
 from reluscope.bounds.results import BoundResult
-from reluscope.errors import InputError
+from reluscope.errors import InputError, did_you_mean
 from reluscope.nets.pwl import PWLNet
 from reluscope.records import Records, record, tagged
 from reluscope.validation import invalid
@@ -105,7 +105,8 @@ def _check_bounds(bounds: Sequence[str]) -> list[str]:
     names = list(dict.fromkeys(bounds))
     unknown = [b for b in names if b not in BOUNDS]
     if unknown or not names:
-        raise invalid("bounds", f"a non-empty list of bound names among {list(BOUNDS)}", bounds)
+        error = invalid("bounds", f"a non-empty list of bound names among {list(BOUNDS)}", bounds)
+        raise InputError(f"{error}{did_you_mean(unknown[0], BOUNDS) if unknown else ''}")
     return names
 
 

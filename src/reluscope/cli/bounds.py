@@ -19,7 +19,7 @@ from reluscope.cli.common import (
     console,
     parse_numbers,
 )
-from reluscope.errors import InputError
+from reluscope.errors import InputError, did_you_mean
 
 
 def _log(value: float) -> str:
@@ -30,10 +30,14 @@ def _log(value: float) -> str:
 def _parse_ranks(text: str) -> str | list[int]:
     if text in ("exact", "numerical"):
         return text
-    numbers = parse_numbers(text, "ranks")
+    try:
+        numbers = parse_numbers(text, "ranks")
+    except InputError:
+        numbers = []
     if not numbers or any(not r.is_integer() or r < 0 for r in numbers):
         raise InputError(
-            f"--ranks must be 'exact', 'numerical' or comma-separated integers >= 0, got {text!r}"
+            f"--ranks must be 'exact', 'numerical' or comma-separated integers >= 0; got "
+            f"{text!r}{did_you_mean(text, ('exact', 'numerical'))}"
         )
     return [int(r) for r in numbers]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import click
 import numpy as np
@@ -15,12 +15,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from reluscope.devices import DEVICE_HELP, resolve_device
-from reluscope.errors import InputError, ReluscopeError
+from reluscope.errors import InputError, ReluscopeError, did_you_mean
 from reluscope.io import atomic_write, check_writable_dir, load_tensors, read_arrays
 from reluscope.nets.checks import check_real_inputs
 from reluscope.nets.spec import load_model
 from reluscope.nets.trace import infer_input_shape, trace
-from reluscope.validation import invalid
+from reluscope.validation import check_choice, invalid
 
 console = Console(soft_wrap=True)
 
@@ -64,6 +64,33 @@ class Method(str, Enum):
     sketch = "sketch"
 
 
+E = TypeVar("E", bound=Enum)
+
+
+def choice_option(kind: type[E], help: str, *names: str) -> Any:
+    """A typer option taking one of the values of the enum ``kind``: ``--help`` lists them,
+    and a mistyped value is refused with the closest one suggested ("did you mean ...")."""
+    values = [str(member.value) for member in kind]
+
+    def parse(text: object) -> E:
+        if isinstance(text, kind):
+            return text
+        try:
+            return kind(text)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{text!r} is not one of {', '.join(map(repr, values))}{did_you_mean(text, values)}"
+            ) from None
+
+    return typer.Option(
+        *names,
+        parser=parse,
+        metavar=f"<{'|'.join(values)}>",
+        help=help,
+        autocompletion=lambda incomplete: [v for v in values if v.startswith(incomplete)],
+    )
+
+
 def parse_numbers(text: str, name: str) -> list[float]:
     """Comma-separated numbers, e.g. '0.5,-1'."""
     try:
@@ -91,9 +118,7 @@ def parse_points(text: str, name: str) -> torch.Tensor:
 
 def _dtype(name: str) -> torch.dtype:
     dtypes = {"float64": torch.float64, "float32": torch.float32}
-    if name not in dtypes:
-        raise invalid("--dtype", f"one of {sorted(dtypes)}", name)
-    return dtypes[name]
+    return dtypes[check_choice("--dtype", name, sorted(dtypes))]
 
 
 def _load(model: str, weights: Path | None, seed: int, input_shape: str | None, device: str):

@@ -12,10 +12,11 @@ from pydantic.fields import FieldInfo
 from rich.markup import escape
 from rich.table import Table
 
-from reluscope.cli.common import ForceOpt, Scale, _run, console
+from reluscope.cli.common import ForceOpt, Scale, _run, choice_option, console
 
 ScaleOpt = Annotated[
-    Scale, typer.Option(help="quick: minutes, on generated data; paper: the papers' configs.")
+    Scale,
+    choice_option(Scale, "quick: minutes, on generated data; paper: the papers' configs."),
 ]
 TensorboardOpt = Annotated[
     bool,

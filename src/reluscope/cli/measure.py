@@ -21,10 +21,11 @@ from reluscope.cli.common import (
     _fit_data,
     _run,
     _write_records,
+    choice_option,
     console,
 )
 from reluscope.devices import resolve_device
-from reluscope.errors import InputError
+from reluscope.errors import InputError, did_you_mean
 from reluscope.nets.spec import load_model
 from reluscope.nets.trace import infer_input_shape, trace
 
@@ -36,8 +37,10 @@ def _parse_measures(text: str, radius: float | None) -> list[str]:
     names = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
     unknown = [m for m in names if m not in MEASURES]
     if unknown or not names:
+        hint = did_you_mean(unknown[0], MEASURES) if unknown else ""
         raise InputError(
-            f"unknown measure(s) {unknown or text!r} in --measures; valid: {', '.join(MEASURES)}"
+            f"unknown measure(s) {unknown or text!r} in --measures; valid: "
+            f"{', '.join(MEASURES)}{hint}"
         )
     if "neighborhood" in names:
         _radius(radius)
@@ -77,8 +80,8 @@ def measure(
         int | None, typer.Option("--n", help="Measure on a random subsample of N points.")
     ] = None,
     sigma: Annotated[float, typer.Option(help="Bias-noise scale of lc and tv.")] = 0.01,
-    preset: Annotated[Preset, typer.Option(help="lc kernel.")] = Preset.theory,
-    method: Annotated[Method, typer.Option(help="lc gradient norms.")] = Method.exact,
+    preset: Annotated[Preset, choice_option(Preset, "lc kernel.")] = Preset.theory,
+    method: Annotated[Method, choice_option(Method, "lc gradient norms.")] = Method.exact,
     radius: Annotated[
         float | None, typer.Option(help="Cross-polytope radius of neighborhood (input units).")
     ] = None,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from reluscope.cli.common import _run, console
+from reluscope.cli.common import _check_output_file, _run, console
 
 
 def report(
@@ -37,6 +37,8 @@ def report(
     def go() -> None:
         from reluscope.report.html import report_directories
 
+        if out is not None:
+            _check_output_file(out, (".html",))
         target = out or (
             run_dirs[0] / "index.html" if len(run_dirs) == 1 else Path("reluscope-report.html")
         )

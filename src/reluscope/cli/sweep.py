@@ -82,7 +82,7 @@ def sweep(
             ),
             out / experiment.name,
         )
-        console.print(_summary_table(result))
+        console.print(_summary_table(result, console.width))
         if any(run.outcome is not None and run.outcome.predictions for run in result.runs):
             console.print(_prediction_table(result))
         for run in result.failures:
@@ -106,11 +106,17 @@ def sweep(
     _run(go)
 
 
-def _summary_table(result) -> Table:
-    """Per grid point: runs, PASS/FAIL counts of the predictions, key numbers mean +- std."""
+#: Columns a key number needs to stay readable in the summary table ("1.234 ± 0.56" and borders).
+NUMBER_WIDTH = 13
+
+
+def _summary_table(result, width: int = 120) -> Table:
+    """Per grid point: runs, PASS/FAIL counts of the predictions, key numbers mean +- std (as
+    many as fit in ``width`` columns, at most MAX_NUMBERS; the rest are in runs.parquet)."""
     summary = result.summary()
     numbers = [c[: -len("_mean")] for c in summary.columns if c.endswith("_mean")]
-    shown = numbers[:MAX_NUMBERS]
+    keys = sum(max(len(k), 6) + 3 for k in result.grid_keys) + 3 * 7
+    shown = numbers[: max(1, min(MAX_NUMBERS, (width - keys) // NUMBER_WIDTH))]
     caption = (
         f"{len(numbers) - len(shown)} more numbers in runs.parquet" if shown != numbers else None
     )

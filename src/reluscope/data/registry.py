@@ -15,7 +15,7 @@ from reluscope.data.mnist1d import mnist1d
 from reluscope.data.modular import modular
 from reluscope.data.options import parse_spec
 from reluscope.data.synthetic import gaussian, uniform
-from reluscope.errors import InputError
+from reluscope.errors import InputError, did_you_mean
 
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "gaussian": gaussian,
@@ -54,13 +54,16 @@ def load_data(
     if name not in DATASETS:
         raise InputError(
             f"unknown data set {name!r} in data spec {spec!r}; known: {sorted(DATASETS)}, or a "
-            f"path to a {'/'.join(FILE_SUFFIXES)} file"
+            f"path to a {'/'.join(FILE_SUFFIXES)} file{did_you_mean(name, DATASETS)}"
         )
     fn = DATASETS[name]
     accepted = _options(fn)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise InputError(f"unknown option(s) {unknown} for data set {name!r}; accepted: {accepted}")
+        raise InputError(
+            f"unknown option(s) {unknown} for data set {name!r}; accepted: {accepted}"
+            f"{did_you_mean(unknown[0], accepted)}"
+        )
     if "seed" in accepted:
         options.setdefault("seed", seed)
     if "data_dir" in inspect.signature(fn).parameters:

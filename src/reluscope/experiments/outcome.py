@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reluscope.io import atomic_write
+from reluscope.io import atomic_write, file_inside
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,11 @@ class Outcome:
 
     @classmethod
     def load(cls, run_dir: Path) -> tuple[Outcome, dict[str, Any]]:
-        """The outcome saved in ``run_dir`` and the rest of its ``outcome.json``."""
+        """The outcome saved in ``run_dir`` and the rest of its ``outcome.json``; InputError
+        when a figure's file lies outside ``run_dir`` (a damaged or hostile outcome)."""
         payload = json.loads((run_dir / "outcome.json").read_text())
+        for figure in payload["figures"]:
+            file_inside(run_dir, figure["file"], f"the figure file in {run_dir / 'outcome.json'}")
         outcome = cls(
             records=pd.read_parquet(run_dir / "records.parquet"),
             figures=[Figure(**f) for f in payload.pop("figures")],

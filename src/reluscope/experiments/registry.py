@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import ast
-import difflib
 import importlib
 import pkgutil
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from reluscope.errors import InputError
+from reluscope.errors import InputError, did_you_mean
 from reluscope.experiments.config import ExperimentConfig
 
 if TYPE_CHECKING:
@@ -116,11 +115,10 @@ def get_experiment(name: str) -> Experiment:
         return _import_experiment(name)
     registry = _registry()
     if name not in registry:
-        close = difflib.get_close_matches(name, list(registry), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        hint = did_you_mean(name, registry).removeprefix("; ")
         raise InputError(
-            f"unknown experiment {name!r}; {hint}registered: {', '.join(registry) or '(none)'}, "
-            "or give your own as package.module:ATTRIBUTE"
+            f"unknown experiment {name!r}; {hint + ' ' if hint else ''}registered: "
+            f"{', '.join(registry) or '(none)'}, or give your own as package.module:ATTRIBUTE"
         )
     return registry[name]
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from reluscope.errors import InputError
+from reluscope.errors import InputError, did_you_mean
 from reluscope.linalg import spectral_norm
 from reluscope.measures.batches import net_for
 from reluscope.measures.lipschitz import lipschitz_from_sites
@@ -69,6 +69,7 @@ def output_gradient_norm(output: str | int, value: Tensor, jac: Tensor) -> Tenso
     else:
         raise InputError(
             f"unknown output {output!r}; expected one of {list(OUTPUTS)} or an int index"
+            f"{did_you_mean(output, OUTPUTS)}"
         )
     return jac[torch.arange(len(jac), device=jac.device), k].norm(dim=1)
 
@@ -215,7 +216,10 @@ def _check_output(output: str | int, output_dim: int) -> str | int:
             f"output={output} is not an output index: the network has {output_dim} outputs, "
             f"expected 0 <= output < {output_dim}"
         )
-    raise InputError(f"unknown output {output!r}; expected one of {list(OUTPUTS)} or an int index")
+    raise InputError(
+        f"unknown output {output!r}; expected one of {list(OUTPUTS)} or an int index"
+        f"{did_you_mean(output, OUTPUTS)}"
+    )
 
 
 def total_variation(

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from reluscope.errors import InputError, renamed_key_hints
+from reluscope.errors import InputError, did_you_mean, renamed_key_hints
 from reluscope.io import load_tensors
 from reluscope.memory import check_fits
 from reluscope.nets.checks import check_module, check_tensors
@@ -66,7 +66,8 @@ def _check_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any], name: str) -> 
     if unknown:
         hints = renamed_key_hints(unknown)
         raise InputError(
-            f"unknown keyword argument(s) {unknown} for {name!r}; accepted: {accepted}. {hints}".rstrip()
+            f"unknown keyword argument(s) {unknown} for {name!r}; accepted: {accepted}"
+            + (f". {hints}" if hints else did_you_mean(unknown[0], accepted))
         )
 
 
@@ -101,8 +102,8 @@ def _resolve(spec: str) -> tuple[Callable[..., nn.Module], dict[str, Any], str, 
         return ZOO[head], kwargs, head, True
     if not rest:
         raise InputError(
-            f"unknown model {spec!r}; zoo models are {sorted(ZOO)}, or give a factory as "
-            "'package.module:function[:k=v,...]'"
+            f"unknown model {spec!r}{did_you_mean(head, ZOO) or ';'} zoo models are "
+            f"{sorted(ZOO)}, or give a factory as 'package.module:function[:k=v,...]'"
         )
     fn_name, _, kw_text = rest.partition(":")
     try:
@@ -110,8 +111,8 @@ def _resolve(spec: str) -> tuple[Callable[..., nn.Module], dict[str, Any], str, 
     except Exception as exc:
         raise InputError(
             f"cannot import module {head!r} from model spec {spec!r} ({type(exc).__name__}: "
-            f"{exc}); expected an importable 'package.module:function' or a zoo model "
-            f"{sorted(ZOO)}"
+            f"{exc}){did_you_mean(head, ZOO) or ';'} expected an importable "
+            f"'package.module:function' or a zoo model {sorted(ZOO)}"
         ) from exc
     factory = getattr(module, fn_name, None)
     if factory is None or not callable(factory):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from reluscope.errors import InputError
+from reluscope.io import file_inside
 
 OUTCOME_FILE = "outcome.json"
 CONFIG_FILE = "config.json"
@@ -61,11 +62,18 @@ class RunSet:
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
+def run_file(path: Path, name: str) -> Path:
+    """The file ``name`` of run directory ``path``, checked to lie inside it (a symbolic link
+    leading out of the run is refused): see :func:`~reluscope.io.file_inside`."""
+    return file_inside(path, name, "file")
+
+
 def read_run(path: Path) -> RunDir:
-    """The finished run in ``path``; InputError when its outcome.json is missing or unreadable."""
+    """The finished run in ``path``; InputError naming the file when its outcome.json is
+    missing, unreadable or damaged, or names a figure outside the run directory."""
     file = path / OUTCOME_FILE
     try:
-        outcome = json.loads(file.read_text(encoding="utf-8"))
+        outcome = json.loads(run_file(path, OUTCOME_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{path} holds no finished run (no {OUTCOME_FILE})") from None
     except (OSError, ValueError) as exc:
@@ -79,15 +87,26 @@ def read_run(path: Path) -> RunDir:
         raise InputError(
             f"{file} is damaged: 'predictions' must be a list of objects with 'claim' and 'passed'"
         )
+    figures = outcome.get("figures", [])
+    if not isinstance(figures, list) or not all(
+        isinstance(f, dict) and {"file", "caption"} <= f.keys() for f in figures
+    ):
+        raise InputError(
+            f"{file} is damaged: 'figures' must be a list of objects with 'file' and 'caption'"
+        )
+    for figure in figures:
+        file_inside(path, figure["file"], f"the figure file in {file}")
     return RunDir(path, outcome)
 
 
 def _failed(path: Path) -> FailedRun:
     try:
-        name = json.loads((path / CONFIG_FILE).read_text()).get("experiment", path.name)
+        stamp = json.loads(run_file(path, CONFIG_FILE).read_text())
+        name = stamp.get("experiment", path.name) if isinstance(stamp, dict) else path.name
     except (OSError, ValueError):
         name = path.name
-    return FailedRun(str(name), path, (path / ERROR_FILE).read_text(errors="replace"))
+    error = run_file(path, ERROR_FILE).read_text(errors="replace")
+    return FailedRun(str(name), path, error)
 
 
 def _find(path: Path, depth: int) -> tuple[list[Path], list[Path]]:
@@ -110,6 +129,7 @@ def _provenance(paths: list[Path]) -> dict[str, Any]:
     for path in paths:
         file = path / PROVENANCE_FILE
         if file.is_file():
+            file = run_file(path, PROVENANCE_FILE)
             try:
                 return json.loads(file.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
@@ -128,6 +148,11 @@ def collect(paths: list[Path]) -> RunSet:
                 f"{path} is not a directory; expected a run, reproduce or sweep directory"
             )
         done, broken = _find(path, SEARCH_DEPTH)
+        if not done and not broken and (path / CONFIG_FILE).is_file():
+            raise InputError(
+                f"{path} holds a run that has not finished (a {CONFIG_FILE} but no "
+                f"{OUTCOME_FILE}): give the command that started it again to finish it"
+            )
         if not done and not broken:
             raise InputError(
                 f"no runs found in {path}: expected {OUTCOME_FILE} in it or in its "

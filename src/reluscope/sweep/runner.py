@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from reluscope.errors import InputError
+from reluscope.errors import InputError, did_you_mean
 from reluscope.experiments.config import ExperimentConfig
 from reluscope.experiments.outcome import Outcome
 from reluscope.experiments.registry import Experiment, get_experiment
@@ -141,7 +141,7 @@ def _validate(
     if unknown:
         raise InputError(
             f"unknown config key(s) {', '.join(unknown)} for experiment {experiment.name}; "
-            f"valid keys: {', '.join(fields)}"
+            f"valid keys: {', '.join(fields)}{did_you_mean(unknown[0], fields)}"
         )
     configs = []
     for point in points:

@@ -162,8 +162,9 @@ def writer_class():
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as exc:
         raise InputError(
-            "tensorboard=True needs the tensorboard package: pip install 'reluscope[tensorboard]' "
-            "(or pip install tensorboard)"
+            "TensorBoard logging (--tensorboard, tensorboard=True) needs the tensorboard package, "
+            "which is not installed: pip install 'reluscope[tensorboard]' (or pip install "
+            "tensorboard)"
         ) from exc
     return SummaryWriter
 

@@ -21,6 +21,7 @@ from reluscope.errors import InputError
 from reluscope.train.probe import Probe
 from reluscope.train.runner import ProbeRunner
 from reluscope.train.schedule import Schedule, log_steps
+from reluscope.validation import check_bool, invalid
 
 try:
     import lightning.pytorch as pl
@@ -53,7 +54,11 @@ class ProbeCallback(pl.Callback):
         loss: str = "ce",
         log: bool = True,
     ) -> None:
-        probes = list(probes)
+        if schedule is not None and not isinstance(schedule, Schedule):
+            raise invalid(
+                "schedule", "a Schedule (e.g. log_steps(1000), every(10)) or None", schedule
+            )
+        check_bool("log", log)
         # a placeholder schedule until the run's length is known (on_train_start)
         self.runner = ProbeRunner(
             probes,

@@ -11,13 +11,14 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from reluscope.devices import resolve_device
 from reluscope.errors import InputError
 from reluscope.io import atomic_write
 from reluscope.losses import LOSSES
 from reluscope.train.data import as_dataset
 from reluscope.train.probe import Probe, ProbeContext, records_frame, step_seed, to_records
 from reluscope.train.schedule import Schedule
-from reluscope.validation import check_choice, check_float_dtype
+from reluscope.validation import check_choice, check_float_dtype, check_int, invalid
 
 
 class ProbeRunner:
@@ -44,6 +45,8 @@ class ProbeRunner:
         seed: int = 0,
         loss: str = "ce",
     ) -> None:
+        if isinstance(probes, (Probe, str)) or not isinstance(probes, Iterable):
+            raise invalid("probes", "a list of Probe objects", probes)
         self.probes = list(probes)
         for p in self.probes:
             if not isinstance(p, Probe):
@@ -57,10 +60,17 @@ class ProbeRunner:
         test = None if test is None else as_dataset(test, "the test set", labels=False)
         check_float_dtype("dtype", dtype)
         check_choice("loss", loss, LOSSES)
-        self.train, self.test, self.run_name = train, test, str(run_name)
+        if not isinstance(run_name, str) or not run_name.strip():
+            raise invalid("run_name", "a non-empty string", run_name)
+        if default_schedule is not None and not isinstance(default_schedule, Schedule):
+            raise invalid(
+                "schedule", "a Schedule (e.g. log_steps(1000), every(10)) or None", default_schedule
+            )
+        self.train, self.test, self.run_name = train, test, run_name
         self.dtype = dtype
-        self.device = None if device is None else torch.device(device)
-        self.default_schedule, self.seed, self.loss = default_schedule, seed, loss
+        self.device = None if device is None else resolve_device(device)
+        self.default_schedule, self.loss = default_schedule, loss
+        self.seed = check_int("seed", seed, minimum=0)
         self.records: list[dict[str, Any]] = []
         self._cache: dict = {}
 

@@ -101,12 +101,12 @@ class Trainer:
         self._x = train.x.to(device=self.device, dtype=self.dtype)
         self._y = train.labels.to(self.device)
         _check_model(self.model, self._x, self._y, cfg.loss)
-        self.run_dir = _prepare_run_dir(run_dir)
-        tensorboard = tensorboard or (tensorboard_requested() and self.run_dir is not None)
-        if tensorboard:
-            if self.run_dir is None:
+        tensorboard = tensorboard or (tensorboard_requested() and run_dir is not None)
+        if tensorboard:  # checked before run_dir is created: a refused run writes nothing
+            if run_dir is None:
                 raise InputError("tensorboard=True needs a run_dir to write the logs to")
             writer_class()
+        self.run_dir = _prepare_run_dir(run_dir)
         self.tensorboard, self.progress = tensorboard, progress
         self.runner = ProbeRunner(
             probes,

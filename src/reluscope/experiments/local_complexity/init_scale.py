@@ -108,10 +108,36 @@ def parameter_vector(model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1).to("cpu", torch.float64) for p in model.parameters()])
 
 
+def relative_change(start: float, end: float) -> float:
+    """The relative change |end - start| / start of a non-negative quantity (LC): 0 when both
+    are 0 (nothing changed), NaN when only ``start`` is 0 (no relative change is defined: the
+    verdicts fail on it and say so, see :func:`_undefined`)."""
+    if start == 0:
+        return 0.0 if end == 0 else math.nan
+    return abs(end - start) / start
+
+
+def _undefined(*corners: Any) -> str:
+    """The sentence explaining a NaN relative LC change of ``corners`` (rows of
+    :func:`change_table`), or "" when every one is defined."""
+    names = [
+        f"width {int(c.width)}, alpha {c.init_scale:g} (LC 0 at step 0, {c.lc_final:.3g} at the "
+        "end)"
+        for c in corners
+        if math.isnan(c.lc_change)
+    ]
+    if not names:
+        return ""
+    return (
+        f"the relative LC change of {' and '.join(names)} is undefined: LC is 0 at "
+        "initialisation, so no relative change can be compared"
+    )
+
+
 def change_table(records: pd.DataFrame, steps: int) -> pd.DataFrame:
     """One row per run: width, init scale, LC at step 0 and at the end, the relative LC change
-    |LC_T - LC_0| / LC_0, the relative parameter change ||theta_T - theta_0|| / ||theta_0||
-    and the final train accuracy."""
+    |LC_T - LC_0| / LC_0 (:func:`relative_change`: NaN when only LC_0 is 0), the relative
+    parameter change ||theta_T - theta_0|| / ||theta_0|| and the final train accuracy."""
     rows = []
     for (width, alpha), group in records.groupby(["width", "init_scale"]):
         lc = common.series(group, "lc", "train")["value"]
@@ -121,7 +147,7 @@ def change_table(records: pd.DataFrame, steps: int) -> pd.DataFrame:
                 "init_scale": float(alpha),
                 "lc_init": float(lc.loc[0]),
                 "lc_final": float(lc.loc[steps]),
-                "lc_change": float(abs(lc.loc[steps] - lc.loc[0]) / lc.loc[0]),
+                "lc_change": relative_change(float(lc.loc[0]), float(lc.loc[steps])),
                 "param_change": float(common.series(group, "param_change")["value"].iloc[-1]),
                 "train_accuracy": float(
                     common.series(group, "accuracy", "train")["value"].loc[steps]
@@ -138,6 +164,10 @@ def _corners(table: pd.DataFrame) -> tuple[Any, Any]:
 
 
 def _spearman(table: pd.DataFrame) -> float:
+    """Spearman's rho of parameter vs LC change over the grid; NaN when a change is undefined
+    (NaN) or one of them is constant."""
+    if table["lc_change"].isna().any():
+        return math.nan
     constant = table["param_change"].nunique() < 2 or table["lc_change"].nunique() < 2
     return math.nan if constant else float(spearmanr(table.param_change, table.lc_change)[0])
 
@@ -173,11 +203,21 @@ def _outcome(
                 la.lc_change,
                 ri.lc_change,
                 margin=ri.lc_change - la.lc_change,
-                why=f"the lazy corner's LC changes by {la.lc_change:.3f}, the rich corner's by "
+                why=_undefined(la, ri)
+                or f"the lazy corner's LC changes by {la.lc_change:.3f}, the rich corner's by "
                 f"only {ri.lc_change:.3f}",
             )
         )
         contrast = la.lc_change < ri.lc_change
+        if _undefined(*t.itertuples()):
+            why = _undefined(*t.itertuples())
+        elif contrast:
+            why = f"the Spearman correlation of parameter and LC change is {r:.2f}"
+        else:
+            why = (
+                "the lazy corner's LC changes no less than the rich corner's (the first "
+                "prediction), so the correlation says nothing about lazy vs rich"
+            )
         rho_checks.append(
             verdict.check(
                 r >= RHO_MIN and contrast,
@@ -185,10 +225,7 @@ def _outcome(
                 f"{'seen' if contrast else 'not seen'}",
                 r,
                 margin=r - RHO_MIN,
-                why=f"the Spearman correlation of parameter and LC change is {r:.2f}"
-                if contrast
-                else "the lazy corner's LC changes no less than the rich corner's (the first "
-                "prediction), so the correlation says nothing about lazy vs rich",
+                why=why,
             )
         )
     url, source = verdict.PATEL_MONTUFAR, "Sec. 6.1 (lazy vs rich training regimes)"

@@ -331,6 +331,13 @@ class Series:
         return float(s.loc[step]) if step is not None and step in s.index else math.nan
 
 
+def _layer_key(s: Series, layer: str) -> str:
+    """The key-number suffix of weight layer ``layer``: "layer1" for the first, ..., numbered
+    input first as the figures' "layer 1", ... (:func:`_layer_labels`), the last being the
+    output layer."""
+    return f"layer{s.layers.index(layer) + 1}"
+
+
 def _numbers(s: Series, classes: int) -> dict[str, float]:
     """Key numbers at the interpolation step and at the end (NC at the penultimate layer)."""
     pen, end, interp = s.penultimate, s.last, s.interpolation
@@ -355,9 +362,10 @@ def _numbers(s: Series, classes: int) -> dict[str, float]:
         n[f"truncated_{part}_accuracy_end"] = s.at("truncated_accuracy", end, split=part)
         n[f"rank_c_{part}_accuracy_end"] = s.at("rank_c_accuracy", end, split=part)
     for layer in s.layers:
-        n[f"numerical_rank_end_{layer}"] = s.at("numerical_rank", end, layer)
-        n[f"stable_rank_end_{layer}"] = s.at("stable_rank", end, layer)
-        n[f"tail_share_end_{layer}"] = s.at("tail_share", end, layer)
+        key = _layer_key(s, layer)
+        n[f"numerical_rank_end.{key}"] = s.at("numerical_rank", end, layer)
+        n[f"stable_rank_end.{key}"] = s.at("stable_rank", end, layer)
+        n[f"tail_share_end.{key}"] = s.at("tail_share", end, layer)
     bounds = ("log10_bound_plain", "log10_bound_collapse", "log10_bound_best")
     for m in (*bounds, "collapse_split", "best_split"):
         n[f"{m}_end"] = s.at(m, end)
@@ -400,8 +408,11 @@ def _predictions(
                 f"{INTERPOLATION:.0%} train accuracy",
             )
         )
-        r = n[f"numerical_rank_end_{top}"]
-        ranks = ", ".join(f"{k}: {n[f'numerical_rank_end_{k}']:.0f}" for k in s.layers)
+        r = n[f"numerical_rank_end.{_layer_key(s, top)}"]
+        ranks = ", ".join(
+            f"{label}: {n[f'numerical_rank_end.{_layer_key(s, k)}']:.0f}"
+            for k, label in _layer_labels(s.layers).items()
+        )
         rank.append(
             verdict.check(
                 r <= classes,
@@ -505,8 +516,8 @@ def _summary(n: dict[str, float], s: Series, classes: int) -> str:
         f"from {n['nc1_interpolation']:.3g} to {n['nc1_end']:.3g} (x{n['nc1_drop']:.3g}; trace "
         f"ratio x{n['nc1_trace_drop']:.3g}, CDNV x{n['cdnv_drop']:.3g}) and NC4 to "
         f"{n['nc4_end']:.2%}. The top hidden layer ends at numerical rank "
-        f"{n[f'numerical_rank_end_{top}']:.0f} (C = {classes}); "
-        f"{n[f'tail_share_end_{top}']:.1%} of its squared norm lies beyond the top C directions: "
+        f"{n[f'numerical_rank_end.{_layer_key(s, top)}']:.0f} (C = {classes}); "
+        f"{n[f'tail_share_end.{_layer_key(s, top)}']:.1%} of its squared norm lies beyond the top C directions: "
         f"with every layer truncated to rank C the network keeps "
         f"{n['rank_c_train_accuracy_end']:.1%} train accuracy. "
         + (
@@ -742,13 +753,14 @@ EXPERIMENT = Experiment(
             "fraction",
         ),
         "*_accuracy_end": ("{0} accuracy at the end", "fraction"),
-        "numerical_rank_end_*": (
-            "numerical rank at the end of the weight at module index {0}",
+        "numerical_rank_end.layer*": (
+            "numerical rank of weight layer {0} at the end (layers numbered as in the figures, "
+            "input first; the last is the output layer)",
             "rank",
         ),
-        "stable_rank_end_*": ("stable rank at the end of the weight at module index {0}", "rank"),
-        "tail_share_end_*": (
-            "share of the squared spectrum beyond rank C at the end, weight at module index {0}",
+        "stable_rank_end.layer*": ("stable rank of weight layer {0} at the end", "rank"),
+        "tail_share_end.layer*": (
+            "share of weight layer {0}'s squared spectrum beyond rank C at the end",
             "fraction",
         ),
         "log10_bound_plain_end": ("log10 of the plain low-rank bound at the end", "log10"),
