@@ -31,7 +31,7 @@ def summary(records: Iterable[dict[str, Any]]) -> str:
 
 
 class ProgressDisplay:
-    """A transient rich progress bar (steps, elapsed time, ETA, batch loss and the latest probe
+    """A transient rich progress bar (steps, ETA, batch loss and the latest probe
     values with the step they were measured at); the bar, step count and ETA come first and
     stay visible on a 100-column terminal, the values are cut to the width left. Whether shown
     or not, the progress also goes to the :func:`progress_file` sink when one is set (for
@@ -48,16 +48,14 @@ class ProgressDisplay:
                 MofNCompleteColumn,
                 Progress,
                 TextColumn,
-                TimeElapsedColumn,
                 TimeRemainingColumn,
             )
             from rich.table import Column
 
             self._progress = Progress(
                 TextColumn("{task.description}", table_column=Column(max_width=18, no_wrap=True)),
-                BarColumn(bar_width=24),
+                BarColumn(bar_width=16),
                 MofNCompleteColumn(),
-                TimeElapsedColumn(),
                 TimeRemainingColumn(),
                 TextColumn(
                     "{task.fields[info]}",
