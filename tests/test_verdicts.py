@@ -376,7 +376,9 @@ def test_rank_sweep_slope_one_half_holds_untrained_so_it_is_a_sanity_check(tmp_p
     check, outcome = _sanity(
         tmp_path_factory, "rank-sweep", {**RANK_SWEEP, "train.lr": 1e-7}, "own norms and exact"
     )
-    assert check.passed and outcome.numbers["slope_trained_low_rank"] == pytest.approx(0.5, abs=1e-3)
+    assert check.passed and outcome.numbers["slope_trained_low_rank"] == pytest.approx(
+        0.5, abs=1e-3
+    )
 
 
 def test_region_migration_boundary_cross_check_holds_untrained_so_it_is_a_sanity_check(

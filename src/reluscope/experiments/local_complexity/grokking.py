@@ -369,8 +369,7 @@ def _predictions(per_seed: list[dict[str, dict[str, float]]], seeds: list[int]) 
             "generalisation (prediction 1) and the three phases (prediction 2, and the same "
             "test on this run), the test-accuracy gain is reached after the LC peak",
             grok,
-            source="Sec. 4 and Fig. 1 (generalisation during the second descent, region "
-            "migration)",
+            source="Sec. 4 and Fig. 1 (generalisation during the second descent, region migration)",
             url=url,
             threshold="ordering of steps (no band), only where predictions 1 and 2 hold",
             seeds=seeds,
@@ -419,9 +418,7 @@ def _figure(
     if math.isfinite(numbers["train_step"]):
         marks.append((int(numbers["train_step"]), "interpolation", "0.4"))
     common.finish_step_axes(axes, marks)
-    which = (
-        "The delayed-generalisation run. " if setting == "delayed" else "The LC-phases run. "
-    )
+    which = "The delayed-generalisation run. " if setting == "delayed" else "The LC-phases run. "
     return ctx.figure(
         fig,
         name,
