@@ -68,6 +68,42 @@ def test_sign_test_is_the_binomial_tail():
     assert sign_test(0, 0) == 1.0
 
 
+def _grokking_run(weakest_z: float, t_train: float, t_test: float, gain: float) -> dict:
+    """The numbers of one grokking run (phases at steps 0 -> 100 -> 1000 -> 10000)."""
+    return dict(
+        train_step=t_train,
+        test_step=t_test,
+        test_at_interp=0.0,
+        test_gain=gain,
+        test_gain_stderr=0.01,
+        weakest_z=weakest_z,
+        descent_start_step=0.0,
+        descent_end_step=100.0,
+        ascent_end_step=1000.0,
+        second_descent_end_step=10000.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("phases_z", "delayed", "expected"),
+    [
+        (5.0, (4.0, 100, 5000, 0.9), [True, True, True]),
+        (1.0, (4.0, 100, 5000, 0.9), [True, False, False]),  # no phases: no grokking in them
+        (5.0, (4.0, 100, 200, 0.9), [False, True, False]),  # generalises at once
+        (5.0, (4.0, 100, 5000, 0.05), [False, True, False]),  # a gain of a few points only
+        (5.0, (1.0, 100, 5000, 0.9), [True, True, False]),  # no phases in the delayed run
+        (5.0, (4.0, 100, 500, 0.9), [True, True, False]),  # gain made before the LC peak
+    ],
+)
+def test_grokking_during_the_second_descent_needs_both_other_predictions(
+    phases_z, delayed, expected
+):
+    from reluscope.experiments.local_complexity.grokking import _predictions
+
+    runs = {"phases": _grokking_run(phases_z, 100, 200, 0.02), "delayed": _grokking_run(*delayed)}
+    assert [p.passed for p in _predictions([runs], [0], True)] == expected
+
+
 # ------------------------------------------------------------------ the phase detector
 def _points(curve: list[float], steps: list[int], n: int = 40, noise: float = 0.3):
     rng = np.random.default_rng(0)

@@ -160,7 +160,7 @@ def run(config: GrokkingConfig, ctx: RunContext) -> Outcome:
         records=pd.concat(frames, ignore_index=True),
         figures=figures,
         numbers=numbers,
-        predictions=_predictions(per_seed, [s.seed for s in seeds]),
+        predictions=_predictions(per_seed, [s.seed for s in seeds], c.delayed),
         summary=(
             f"Seed {c.seed}: {c.data}, MLP {c.hidden} at init scale {c.train.param_scale:g}, "
             f"{c.train.steps} AdamW steps ({c.train.loss}, weight decay "
@@ -277,10 +277,13 @@ def _phase_numbers(phases: dict[str, float]) -> dict[str, float]:
     return {renamed.get(k, k): v for k, v in phases.items()}
 
 
-def _predictions(per_seed: list[dict[str, dict[str, float]]], seeds: list[int]) -> list[Prediction]:
+def _predictions(
+    per_seed: list[dict[str, dict[str, float]]], seeds: list[int], two_runs: bool
+) -> list[Prediction]:
     """The three predictions over the seeds: delayed generalisation on each seed's "delayed"
     run, the LC phases on its "phases" run, and grokking during the second descent on the
-    "delayed" run, which needs both of the others for that seed and the phases in that run."""
+    "delayed" run, which needs both of the others for that seed and the phases in that run
+    (without ``two_runs`` the "delayed" run is the "phases" run)."""
     delayed, phases, grok = [], [], []
     for runs in per_seed:
         n = runs["delayed"]
@@ -339,8 +342,14 @@ def _predictions(per_seed: list[dict[str, dict[str, float]]], seeds: list[int]) 
     url = verdict.HUMAYUN
     return [
         verdict.decide(
-            "Delayed generalisation (the delayed run; at quick scale modular addition, the task "
-            "where grokking was first seen, Power et al. 2022): after interpolation the test "
+            "Delayed generalisation"
+            + (
+                " (the delayed run; at quick scale modular addition, the task where grokking "
+                "was first seen, Power et al. 2022)"
+                if two_runs
+                else ""
+            )
+            + ": after interpolation the test "
             f"accuracy still gains at least {MIN_GAIN:g} (and more than 2 standard errors), and "
             f"makes {GAIN_FRACTION:.0%} of that gain only at >= {DELAY_FACTOR:g}x the "
             "interpolation step",
@@ -355,7 +364,7 @@ def _predictions(per_seed: list[dict[str, dict[str, float]]], seeds: list[int]) 
         ),
         verdict.decide(
             "The neighbourhood LC at training points goes through descent, ascent and a second "
-            f"descent (the phases run): at the best (start, minimum, peak, end) steps each "
+            f"descent{' (the phases run)' if two_runs else ''}: at the best (start, minimum, peak, end) steps each "
             f"change exceeds {common.PHASE_Z:g} standard errors of its per-point paired "
             "differences",
             phases,
@@ -365,9 +374,11 @@ def _predictions(per_seed: list[dict[str, dict[str, float]]], seeds: list[int]) 
             seeds=seeds,
         ),
         verdict.decide(
-            "Grokking happens during the second descent: in the delayed run, with delayed "
-            "generalisation (prediction 1) and the three phases (prediction 2, and the same "
-            "test on this run), the test-accuracy gain is reached after the LC peak",
+            "Grokking happens during the second descent: "
+            + ("in the delayed run, " if two_runs else "")
+            + "with delayed generalisation (prediction 1) and the three phases (prediction 2"
+            + (", and the same test on this run" if two_runs else "")
+            + "), the test-accuracy gain is reached after the LC peak",
             grok,
             source="Sec. 4 and Fig. 1 (generalisation during the second descent, region migration)",
             url=url,
