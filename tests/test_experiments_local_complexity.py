@@ -62,6 +62,8 @@ TINY = {
         "train.steps": 40,
         "n_probes": 6,
         "n_points": 16,
+        "delayed_hidden": [16],
+        "delayed_train.steps": 40,
     },
     "region-migration": {
         "n_train": 100,
@@ -106,6 +108,7 @@ NAN_OK = {
     "test_gain",
     "test_gain_stderr",
 }
+NAN_OK |= {f"delayed.{key}" for key in NAN_OK}
 
 
 def test_rerun_is_read_back(runs):
@@ -295,7 +298,10 @@ def test_grokking_step0_neighbourhood_matches_measure(runs):
         seed=cfg.seed,
         include_output=cfg.include_output,
     )
-    series = common.series(runs["grokking"].outcome.records, "neighborhood", "train")
+    records = runs["grokking"].outcome.records
+    assert set(records["setting"]) == set(grokking.SETTINGS)
+    phases = records[records["setting"] == "phases"]
+    series = common.series(phases, "neighborhood", "train")
     assert series["value"].loc[0] == pytest.approx(nb.value)
 
 

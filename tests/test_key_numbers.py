@@ -51,6 +51,8 @@ TINY = {
         "train.steps": 40,
         "n_probes": 6,
         "n_points": 16,
+        "delayed_hidden": [8],
+        "delayed_train.steps": 12,
     },
     "region-migration": {
         "n_train": 100,

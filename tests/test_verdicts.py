@@ -68,6 +68,42 @@ def test_sign_test_is_the_binomial_tail():
     assert sign_test(0, 0) == 1.0
 
 
+def _grokking_run(weakest_z: float, t_train: float, t_test: float, gain: float) -> dict:
+    """The numbers of one grokking run (phases at steps 0 -> 100 -> 1000 -> 10000)."""
+    return dict(
+        train_step=t_train,
+        test_step=t_test,
+        test_at_interp=0.0,
+        test_gain=gain,
+        test_gain_stderr=0.01,
+        weakest_z=weakest_z,
+        descent_start_step=0.0,
+        descent_end_step=100.0,
+        ascent_end_step=1000.0,
+        second_descent_end_step=10000.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("phases_z", "delayed", "expected"),
+    [
+        (5.0, (4.0, 100, 5000, 0.9), [True, True, True]),
+        (1.0, (4.0, 100, 5000, 0.9), [True, False, False]),  # no phases: no grokking in them
+        (5.0, (4.0, 100, 200, 0.9), [False, True, False]),  # generalises at once
+        (5.0, (4.0, 100, 5000, 0.05), [False, True, False]),  # a gain of a few points only
+        (5.0, (1.0, 100, 5000, 0.9), [True, True, False]),  # no phases in the delayed run
+        (5.0, (4.0, 100, 500, 0.9), [True, True, False]),  # gain made before the LC peak
+    ],
+)
+def test_grokking_during_the_second_descent_needs_both_other_predictions(
+    phases_z, delayed, expected
+):
+    from reluscope.experiments.local_complexity.grokking import _predictions
+
+    runs = {"phases": _grokking_run(phases_z, 100, 200, 0.02), "delayed": _grokking_run(*delayed)}
+    assert [p.passed for p in _predictions([runs], [0], True)] == expected
+
+
 # ------------------------------------------------------------------ the phase detector
 def _points(curve: list[float], steps: list[int], n: int = 40, noise: float = 0.3):
     rng = np.random.default_rng(0)
@@ -156,6 +192,32 @@ RANK_SWEEP = {
     "mc_steps": 5,
 }
 DEPTH_SWEEP = {"depths": [2, 3, 4], "train.steps": 600}
+# the delayed-generalisation run of grokking a little smaller than quick, the phases run tiny
+GROKKING_DELAYED = {
+    "hidden": [8],
+    "train.steps": 10,
+    "n_points": 8,
+    "n_vertices": 4,
+    "delayed_hidden": [128],
+    "delayed_train.steps": 6000,
+}
+BOUND_TRACKING = {
+    "n_train": 300,
+    "n_test": 500,
+    "hidden": [128],
+    "train.steps": 1000,
+    "n_checkpoints": 5,
+}
+# strong weight decay with cross-entropy: the top hidden layer falls below rank C (the quick
+# configuration, MSE with weight decay 1e-4, keeps rank ~62 and fails these two)
+COLLAPSE_RANK = {
+    "points": 200,
+    "hidden": [32, 32],
+    "probes": 8,
+    "train.loss": "ce",
+    "train.steps": 2000,
+    "train.weight_decay": 0.1,
+}
 
 # (experiment, intended setting, broken setting, fragments of the claims the broken setting
 # turns FAIL while the intended one PASSes)
@@ -171,8 +233,15 @@ CASES = [
         "bias-free-equivalence",
         EQUIVALENCE,
         {**EQUIVALENCE, "substeps": 1, "lr": 0.05, "steps": 240},
-        ["closed-form loss curve"],
+        ["closed-form loss curve", "half-way time is within"],
         id="equivalence-plain-gd-large-steps",
+    ),
+    pytest.param(
+        "bias-free-equivalence",
+        EQUIVALENCE,
+        {**EQUIVALENCE, "init_std": 0.3},
+        ["twice as late", "half-way time is within", "equivalent linear network"],
+        id="equivalence-large-start",
     ),
     pytest.param(
         "depth-gap",
@@ -250,9 +319,16 @@ CASES = [
         "grokking",
         {},
         {"train.weight_decay": 0.0},
-        ["descent, ascent and a second", "second descent: the three phases"],
+        ["descent, ascent and a second", "Grokking happens during"],
         id="grokking-no-weight-decay",
         marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        "grokking",
+        GROKKING_DELAYED,
+        {**GROKKING_DELAYED, "delayed_train.weight_decay": 0.0},
+        ["Delayed generalisation"],
+        id="grokking-delayed-run-no-weight-decay",
     ),
     pytest.param(
         "rank-sweep",
@@ -285,12 +361,26 @@ CASES = [
         marks=pytest.mark.slow,
     ),
     pytest.param(
+        "bound-tracking",
+        BOUND_TRACKING,
+        {**BOUND_TRACKING, "train.lr": 1e-6},
+        ["ranks the final networks", "ranks the probed steps"],
+        id="bound-tracking-kendall-untrained",
+    ),
+    pytest.param(
         "neural-collapse",
         {},
         {"train.lr": 1e-4},
         ["NC1 = Tr", "NC4"],
         id="neural-collapse-lr-tiny",
         marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        "neural-collapse",
+        COLLAPSE_RANK,
+        {**COLLAPSE_RANK, "train.weight_decay": 0.0},
+        ["top hidden weight layer", "collapsed hidden layers exist"],
+        id="neural-collapse-rank-no-weight-decay",
     ),
 ]
 
@@ -307,3 +397,38 @@ def test_prediction_fails_when_the_effect_is_removed(
     for p in bad:
         assert p.passed or p.explanation  # every FAIL says what the numbers show
         assert p.source and p.url.startswith("https://arxiv.org/abs/") and p.threshold
+
+
+# ------------------------------------------------------------------ sanity, not predictions
+def _sanity(tmp_path_factory, name: str, overrides: dict, fragment: str):
+    root = tmp_path_factory.mktemp(name)
+    outcome = run_experiment(name, "quick", {"seeds": 1, **overrides}, root, progress=False).outcome
+    matching = [p for p in outcome.sanity_checks if fragment in p.claim]
+    assert len(matching) == 1 and not any(fragment in p.claim for p in outcome.predictions)
+    return matching[0], outcome
+
+
+def test_rank_sweep_slope_one_half_holds_untrained_so_it_is_a_sanity_check(tmp_path_factory):
+    check, outcome = _sanity(
+        tmp_path_factory, "rank-sweep", {**RANK_SWEEP, "train.lr": 1e-7}, "own norms and exact"
+    )
+    assert check.passed and outcome.numbers["slope_trained_low_rank"] == pytest.approx(
+        0.5, abs=1e-3
+    )
+
+
+def test_region_migration_boundary_cross_check_holds_untrained_so_it_is_a_sanity_check(
+    tmp_path_factory,
+):
+    small = {"hidden": [32, 32], "n_probes": 10, "n_points": 64, "train.steps": 300}
+    check, outcome = _sanity(
+        tmp_path_factory, "region-migration", {**small, "n_planes": 3, "train.lr": 1e-6}, "Cross"
+    )
+    assert check.passed
+    n = outcome.numbers
+    assert n["lc_boundary_points"] > n["lc_train_points"] and n["boundary_points"] > 0
+    # one plane with no decision boundary in view: NaN statistics and a failed check, no crash
+    check, outcome = _sanity(
+        tmp_path_factory, "region-migration", {**small, "n_planes": 1, "train.lr": 1e-6}, "Cross"
+    )
+    assert not check.passed and math.isnan(outcome.numbers["near_boundary_density_ratio_end"])

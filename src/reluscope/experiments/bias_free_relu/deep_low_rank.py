@@ -270,7 +270,7 @@ def _predictions(
             checks["linear"],
             source=fig,
             url=url,
-            threshold=f"{RANK_ONE:g}: just above the 0.08-0.10 the paper's deep linear nets "
+            threshold=f"{RANK_ONE:g}: just above the 0.08-0.10 our reference depth-3 deep linear nets "
             "end at; floor within 1 % (relative)",
             seeds=seeds,
         ),
@@ -280,8 +280,8 @@ def _predictions(
             checks["plateau"],
             source=fig,
             url=url,
-            threshold="a band around the single observation 1695 / 569 = 2.98 of the paper's "
-            "depth-3 run (not a derived bound)",
+            threshold="a band around the single observation 1695 / 569 = 2.98 of our reference "
+            "depth-3 simulation (not a derived bound; the paper's number is not known)",
             seeds=seeds,
         ),
         verdict.decide(
@@ -311,7 +311,8 @@ def _predictions(
             checks["end"],
             source=fig,
             url=url,
-            threshold="bands around the paper's 0.20 / 0.601 of the floor and sigma_2/sigma_1 "
+            threshold="bands around our reference simulation's 0.20 / 0.601 of the floor and "
+            "sigma_2/sigma_1 "
             "about 0.6",
             seeds=seeds,
         ),

@@ -217,3 +217,13 @@ def kendall_tau(x: ArrayLike, y: ArrayLike) -> float:
     if len(xs) < 2:
         return math.nan
     return float(stats.kendalltau(xs, ys).statistic)
+
+
+def kendall_p(x: ArrayLike, y: ArrayLike) -> float:
+    """One-sided p-value of Kendall's tau-b > 0 (scipy.stats.kendalltau, alternative
+    "greater"): the chance that independent pairs with unrelated x and y order at least as
+    concordantly; NaN where :func:`kendall_tau` is NaN."""
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if math.isnan(kendall_tau(xs, ys)):
+        return math.nan
+    return float(stats.kendalltau(xs, ys, alternative="greater").pvalue)

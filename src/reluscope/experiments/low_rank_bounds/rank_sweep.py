@@ -16,6 +16,7 @@ proportional to sqrt(r), a log-log slope of 1/2, where the Frobenius bounds with
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -98,7 +99,7 @@ def run(config: RankSweepConfig, ctx: RunContext) -> Outcome:
         figures=[_figure(ctx, frames[0], c, depth)],
         numbers=numbers,
         predictions=_predictions(per_seed, c, depth, [s.seed for s in seeds]),
-        sanity_checks=_sanity_checks(numbers, c, depth),
+        sanity_checks=_sanity_checks(numbers, per_seed, c, depth),
         summary=(
             f"Seed {c.seed}: bias-free {'-'.join(map(str, widths))} networks with every layer of "
             f"rank r in {c.ranks} and ||W_l||_2 <= {c.max_norm:g}: the chain-rule bound grows "
@@ -241,10 +242,15 @@ def _trained_numbers(records: pd.DataFrame, ranks: list[int]) -> dict[str, float
     return numbers
 
 
-def _sanity_checks(numbers: dict[str, float], c: RankSweepConfig, depth: int) -> list[Prediction]:
-    """The closed-form slope and the bound holding over its own lower estimate: properties
-    of the bound, not of training."""
+def _sanity_checks(
+    numbers: dict[str, float], per_seed: list[dict[str, float]], c: RankSweepConfig, depth: int
+) -> list[Prediction]:
+    """The closed-form slope, the same slope at the trained networks' own norms (every seed)
+    and the bound holding over its own lower estimate: properties of the bound, not of
+    training."""
     a, lo = numbers["slope_a_priori"], numbers["looseness_min"]
+    trained = [n["slope_trained_low_rank"] for n in per_seed]
+    worst = max(trained, key=lambda t: math.inf if math.isnan(t) else abs(t - 0.5))
     return [
         verdict.sanity(
             "A priori, with every layer of rank r at spectral norm B, the bound (THM) grows like "
@@ -255,6 +261,20 @@ def _sanity_checks(numbers: dict[str, float], c: RankSweepConfig, depth: int) ->
             source="Theorem (chain-rule bound) of Sec. 3: factor sqrt(r_l d_l) per layer",
             url=verdict.PINTO,
             threshold=f"exact closed form: rounding ({EXACT:g})",
+        ),
+        verdict.sanity(
+            "Trained factorised networks of rank r with spectral norms clipped at B: the bound "
+            f"at their own norms and exact ranks has log-log slope 1/2 in r (tolerance "
+            f"{c.tolerance:g}). Not a prediction of training: the slope is 1/2 plus that of "
+            "prod ||W_l||_2, the rank-r layers start as truncated SVDs of one initialisation "
+            "(the same top singular value at every r) and the clip holds the norms at <= B, so "
+            "it holds untrained as well",
+            not math.isnan(worst) and abs(worst - 0.5) <= c.tolerance,
+            "slopes " + ", ".join(f"{t:.4f}" for t in trained) + f" over {len(trained)} seeds",
+            source="Sec. 3 (the bound depends on the ranks through sqrt(r_l))",
+            url=verdict.PINTO,
+            threshold=f"config tolerance {c.tolerance:g}: the trained norms sit at or just "
+            "below B, moving the slope by a few hundredths",
         ),
         verdict.sanity(
             "The Monte Carlo lower estimate of the Gaussian complexity stays below the bound "
@@ -272,19 +292,9 @@ def _sanity_checks(numbers: dict[str, float], c: RankSweepConfig, depth: int) ->
 def _predictions(
     per_seed: list[dict[str, float]], c: RankSweepConfig, depth: int, seeds: list[int]
 ) -> list[Prediction]:
-    slope_checks, grs_checks = [], []
+    grs_checks = []
     for n in per_seed:
         t, g = n["slope_trained_low_rank"], n["slope_trained_grs"]
-        slope_checks.append(
-            verdict.check(
-                abs(t - 0.5) <= c.tolerance,
-                f"slope {t:.4f} (largest ||W_l||_2 = {n['max_spectral_norm']:.4g}, "
-                f"B = {c.max_norm:g})",
-                t,
-                margin=c.tolerance - abs(t - 0.5),
-                why=f"the trained networks' bound grows with slope {t:.3f} in r, not 1/2",
-            )
-        )
         grs_checks.append(
             verdict.check(
                 g > 0.5 + c.tolerance,
@@ -296,24 +306,16 @@ def _predictions(
         )
     return [
         verdict.decide(
-            "Trained factorised networks of rank r with spectral norms clipped at B: the bound "
-            f"at their own norms and exact ranks has log-log slope 1/2 in r (tolerance "
-            f"{c.tolerance:g})",
-            slope_checks,
-            source="Sec. 3 (the bound depends on the ranks through sqrt(r_l))",
-            url=verdict.PINTO,
-            threshold=f"config tolerance {c.tolerance:g}: the trained norms sit at or just "
-            "below B, moving the slope by a few hundredths",
-            seeds=seeds,
-        ),
-        verdict.decide(
-            "On the same networks the Frobenius bound (GRS, measured ||W_l||_F) grows faster in "
-            f"r than the chain-rule bound, its rank factors multiplying over the {depth} layers: "
-            f"slope > 1/2 + {c.tolerance:g}",
+            "On trained factorised networks of rank r (spectral norms clipped at B) the "
+            "Frobenius bound (GRS, measured ||W_l||_F) grows faster in r than the chain-rule "
+            f"bound, its rank factors multiplying over the {depth} layers: slope > 1/2 + "
+            f"{c.tolerance:g} (it holds at initialisation as well; training can break it: "
+            "strong weight decay collapses the layers towards rank one)",
             grs_checks,
             source="Sec. 3 (comparison with Golowich-Rakhlin-Shamir)",
             url=verdict.PINTO,
-            threshold=f"the chain-rule slope 1/2 plus the same tolerance {c.tolerance:g}",
+            threshold=f"the chain-rule slope 1/2 plus the config tolerance {c.tolerance:g} "
+            "(the trained norms move the chain-rule slope by a few hundredths)",
             seeds=seeds,
         ),
     ]
