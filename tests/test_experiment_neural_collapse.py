@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import tiny_configs
 import torch
 
 from reluscope import bounds as B
@@ -21,16 +22,7 @@ from reluscope.train.probe import RECORD_COLUMNS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = {
-    "train.steps": 80,
-    "points": 90,
-    "hidden": [16, 12],
-    "probes": 6,
-    "train.lr": 0.1,
-    "train.loss": "ce",
-    "train.weight_decay": 1e-3,
-    "seeds": 1,
-}
+TINY = {**tiny_configs.TINY["neural-collapse"], "seeds": 1}
 
 
 @pytest.fixture(scope="module")

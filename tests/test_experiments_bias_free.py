@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import tiny_configs
 
 from reluscope.dynamics import cubic_teacher
 from reluscope.errors import InputError
@@ -16,26 +17,7 @@ from reluscope.experiments import experiments, get_experiment, run_experiment
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 NAMES = ("bias-free-equivalence", "breaking-symmetry", "depth-gap", "deep-low-rank")
-SMALL = {
-    "bias-free-equivalence": {
-        "alphas": [0.0, 0.5, 1.0],
-        "n": 50,
-        "d": 5,
-        "hidden": 40,
-        "lr": 0.01,
-        "steps": 1200,
-    },
-    "breaking-symmetry": {"n": 40, "d": 4, "hidden": 30, "lr": 0.05, "steps": 1500},
-    "depth-gap": {
-        "n": 100,
-        "hidden": 20,
-        "two_layer_hidden": 20,
-        "steps": 1500,
-        "snapshots": 6,
-        "test_points": 2000,
-    },
-    "deep-low-rank": {"n": 100, "d": 8, "hidden": 20, "steps": 3000, "snapshots": 31},
-}
+SMALL = {name: tiny_configs.TINY[name] for name in NAMES}
 
 
 @pytest.fixture(scope="module")

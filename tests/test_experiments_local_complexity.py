@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import tiny_configs
 import torch
 from scipy.stats import linregress
 
@@ -27,53 +28,8 @@ from reluscope.train import RECORD_COLUMNS
 from reluscope.train.checkpoint import load_checkpoint
 
 TINY = {
-    "lc-dynamics": {
-        "data": "gaussian:n=300,d=10,classes=2",
-        "n_train": 100,
-        "n_test": 60,
-        "hidden": [12, 12],
-        "train.steps": 60,
-        "n_probes": 6,
-        "n_points": 24,
-    },
-    "weight-decay": {
-        "n_train": 100,
-        "n_test": 50,
-        "hidden": [8, 8],
-        "train.steps": 15,
-        "train.lr": 0.1,
-        "lambdas": [2.0, 3.0, 4.0, 6.0],
-        "n_points": 24,
-    },
-    "init-scale": {
-        "n_train": 100,
-        "n_test": 50,
-        "depth": 1,
-        "widths": [4, 8],
-        "param_scales": [0.5, 2.0],
-        "train.steps": 10,
-        "n_points": 24,
-    },
-    "grokking": {
-        "data": "digits",
-        "n_train": 100,
-        "n_test": 50,
-        "hidden": [16],
-        "train.steps": 40,
-        "n_probes": 6,
-        "n_points": 16,
-        "delayed_hidden": [16],
-        "delayed_train.steps": 40,
-    },
-    "region-migration": {
-        "n_train": 100,
-        "n_test": 50,
-        "hidden": [8, 8],
-        "train.steps": 40,
-        "n_probes": 6,
-        "n_planes": 2,
-        "n_points": 16,
-    },
+    name: tiny_configs.TINY[name]
+    for name in ("lc-dynamics", "weight-decay", "init-scale", "grokking", "region-migration")
 }
 
 

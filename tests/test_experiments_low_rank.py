@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import tiny_configs
 import torch
 from scipy.stats import kendalltau
 
@@ -24,35 +25,7 @@ from reluscope.nets.trace import trace
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 NAMES = ("rank-sweep", "depth-sweep", "bound-tracking")
-SMALL = {
-    "rank-sweep": {
-        "n_train": 200,
-        "n_test": 100,
-        "hidden": [16, 16],
-        "ranks": [1, 2, 4],
-        "train.steps": 60,
-        "mc_points": 32,
-        "mc_draws": 2,
-        "mc_steps": 5,
-    },
-    "depth-sweep": {
-        "n_train": 200,
-        "n_test": 100,
-        "width": 16,
-        "rank": 2,
-        "depths": [2, 3, 4],
-        "train.steps": 60,
-    },
-    "bound-tracking": {
-        "n_train": 150,
-        "n_test": 150,
-        "hidden": [32],
-        "rank": 4,
-        "noise_levels": [0.0, 0.3],
-        "train.steps": 80,
-        "n_checkpoints": 4,
-    },
-}
+SMALL = {name: tiny_configs.TINY[name] for name in NAMES}
 
 
 @pytest.fixture(scope="module")

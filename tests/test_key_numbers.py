@@ -6,117 +6,24 @@ run at a tiny size, each number its code actually puts in ``Outcome.numbers`` (t
 from __future__ import annotations
 
 import pytest
+import tiny_configs
 
 from reluscope.experiments import experiments, run_experiment
 from reluscope.experiments.provenance import describe_numbers
 from reluscope.report.html import FLAG_UNIT, format_number
 
-#: Each experiment at a size that runs in about a second on one thread and still produces
-#: every kind of number it reports (lc-dynamics reaches interpolation, so its numbers at
-#: the interpolation step appear too).
+#: The shared tiny sizes, with lc-dynamics trained until it interpolates (so its numbers at
+#: the interpolation step appear too) and grokking's delayed run smaller still.
 TINY = {
+    **tiny_configs.TINY,
     "lc-dynamics": {
-        "data": "gaussian:n=300,d=10,classes=2",
+        **tiny_configs.TINY["lc-dynamics"],
         "n_train": 60,
-        "n_test": 60,
-        "hidden": [12, 12],
         "train.steps": 150,
         "train.lr": 0.01,
-        "n_probes": 6,
         "n_points": 16,
     },
-    "weight-decay": {
-        "n_train": 100,
-        "n_test": 50,
-        "hidden": [8, 8],
-        "train.steps": 15,
-        "train.lr": 0.1,
-        "lambdas": [2.0, 3.0, 4.0, 6.0],
-        "n_points": 24,
-    },
-    "init-scale": {
-        "n_train": 100,
-        "n_test": 50,
-        "depth": 1,
-        "widths": [4, 8],
-        "param_scales": [0.5, 2.0],
-        "train.steps": 10,
-        "n_points": 24,
-    },
-    "grokking": {
-        "data": "digits",
-        "n_train": 100,
-        "n_test": 50,
-        "hidden": [16],
-        "train.steps": 40,
-        "n_probes": 6,
-        "n_points": 16,
-        "delayed_hidden": [8],
-        "delayed_train.steps": 12,
-    },
-    "region-migration": {
-        "n_train": 100,
-        "n_test": 50,
-        "hidden": [8, 8],
-        "train.steps": 40,
-        "n_probes": 6,
-        "n_planes": 2,
-        "n_points": 16,
-    },
-    "rank-sweep": {
-        "n_train": 200,
-        "n_test": 100,
-        "hidden": [16, 16],
-        "ranks": [1, 2, 4],
-        "train.steps": 60,
-        "mc_points": 32,
-        "mc_draws": 2,
-        "mc_steps": 5,
-    },
-    "depth-sweep": {
-        "n_train": 200,
-        "n_test": 100,
-        "width": 16,
-        "rank": 2,
-        "depths": [2, 3, 4],
-        "train.steps": 60,
-    },
-    "neural-collapse": {
-        "train.steps": 80,
-        "points": 90,
-        "hidden": [16, 12],
-        "probes": 6,
-        "train.lr": 0.1,
-        "train.loss": "ce",
-        "train.weight_decay": 1e-3,
-    },
-    "bound-tracking": {
-        "n_train": 150,
-        "n_test": 150,
-        "hidden": [32],
-        "rank": 4,
-        "noise_levels": [0.0, 0.3],
-        "train.steps": 80,
-        "n_checkpoints": 4,
-    },
-    "bias-free-equivalence": {
-        "alphas": [0.0, 0.5, 1.0],
-        "n": 50,
-        "d": 5,
-        "hidden": 40,
-        "lr": 0.01,
-        "steps": 1200,
-    },
-    "breaking-symmetry": {"n": 40, "d": 4, "hidden": 30, "lr": 0.05, "steps": 1500},
-    "depth-gap": {
-        "n": 100,
-        "hidden": 20,
-        "two_layer_hidden": 20,
-        "steps": 1500,
-        "snapshots": 6,
-        "test_points": 2000,
-    },
-    "deep-low-rank": {"n": 100, "d": 8, "hidden": 20, "steps": 3000, "snapshots": 31},
+    "grokking": {**tiny_configs.TINY["grokking"], "delayed_hidden": [8], "delayed_train.steps": 12},
 }
 
 #: One experiment of each paper (and lc-dynamics, whose numbers depend on interpolation)
