@@ -119,7 +119,7 @@ def worker(spec: dict) -> dict:
         if method in ("reference", "reference_1pass"):
             return {"value": reference(net, points, SIGMA, method == "reference_1pass")}
         kwargs = {"probes": spec["probes"]} if method == "sketch" else {}
-        r = local_complexity(net, points, SIGMA, method=method, **kwargs)
+        r = local_complexity(net, points, sigma=SIGMA, method=method, **kwargs)
         return {"value": r.value, "stderr": r.stderr, "extra": r.extra}
 
     if method != "baseline":

@@ -644,6 +644,28 @@ REPORT_AND_MORE = [
         r"num_classes must be an integer >= 1; got 0",
     ),
     (
+        "measure: resnet18 a billion times wider",
+        ["measure", "--model", "resnet18:width_mult=1e9", "--data", "gaussian:n=4,d=2"],
+        r"'resnet18:width_mult=1e9' \(its tensor sizes overflow: over 2\*\*63 bytes\) needs "
+        r"about [\d,.]+ GiB of memory, but only [\d,.]+ GiB are available; choose smaller",
+    ),
+    (
+        "measure: vgg11_bn a thousand times wider",
+        ["measure", "--model", "vgg11_bn:width_mult=1e3", "--data", "gaussian:n=4,d=2"],
+        r"\([\d,]+ parameters; one input of shape \(3, 224, 224\).* needs about [\d,.]+ GiB",
+    ),
+    (
+        "measure: resnet18 on million-pixel-wide images",
+        ["measure", "--model", "resnet18:image_size=1000000", "--data", "gaussian:n=4,d=2"],
+        r"\(11,689,512 parameters; one input of shape \(3, 1000000, 1000000\) and its largest "
+        r"layer output hold [\d,]+ values\) needs about [\d,.]+ GiB of memory",
+    ),
+    (
+        "regions: mobilenet_v2 on huge images",
+        ["regions", "plane", "--model", "mobilenet_v2:image_size=100000", "--out", "{d}/m.png"],
+        r"'mobilenet_v2:image_size=100000' \([\d,]+ parameters; .* needs about [\d,.]+ GiB",
+    ),
+    (
         "measure: resnet of one pixel on 2-d data",
         ["measure", "--model", "resnet18:image_size=1", "--data", "gaussian:n=4,d=2"],
         r"expects inputs of shape \(3, 1, 1\)",

@@ -247,3 +247,175 @@ def test_cuda_equals_cpu():
     cpu = total_variation(model.cpu(), x)
     assert gpu.value == pytest.approx(cpu.value, rel=1e-10)
     assert gpu.extra["tv_bound"] == pytest.approx(cpu.extra["tv_bound"], rel=1e-8)
+
+
+# ------------------------------------------------------------------ vision activations
+def _vision_cnn() -> nn.Sequential:
+    """ReLU6, max pooling, Hardtanh(-0.5, 1.5) and per-channel PReLU in one small CNN."""
+    torch.manual_seed(7)
+    model = nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1),
+        nn.ReLU6(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(3, 4, 2),
+        nn.Hardtanh(-0.5, 1.5),
+        nn.Flatten(),
+        nn.Linear(16, 5),
+        nn.PReLU(5, init=0.3),
+        nn.Linear(5, 3),
+    )
+    with torch.no_grad():
+        model[7].weight.copy_(torch.tensor([0.3, -0.2, 0.0, 1.5, 0.05]))
+    return model.double().eval()
+
+
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_tv_through_vision_layers_equals_mean_jacrev_norm(output):
+    model = _vision_cnn()
+    x = 2 * torch.randn(
+        25, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+    )
+    res = total_variation(model, x, output=output, input_shape=(1, 6, 6), batch_size=8)
+    ref = reference_norms(model, x, output)
+    assert res.value == pytest.approx(ref.mean().item(), rel=1e-10)
+    net = rs.trace(model, (1, 6, 6))
+    jacs = site_jacobians(net, x)
+    for site in net.sites:  # each site's TV: the mean Frobenius norm of its Jacobian
+        assert res.per_layer[site.name] == pytest.approx(
+            torch.linalg.matrix_norm(jacs[site.name]).mean().item(), rel=1e-10
+        )
+
+
+def _module_is_flat(module: nn.Module, z: torch.Tensor, h: float = 1e-4) -> bool:
+    """Brute force: the module's output does not move when any single entry of its input ``z``
+    (one sample, batch first) moves by +h or -h."""
+    flat = z.reshape(-1)
+    steps = h * torch.eye(len(flat), dtype=z.dtype)
+    moved = torch.cat([flat + steps, flat - steps]).reshape((-1,) + z.shape[1:])
+    return bool((module(moved) == module(z)).all())
+
+
+def _brute_force_b(model: nn.Sequential, x: torch.Tensor) -> list[float]:
+    """Per point: the number of pre-activation entries of the activation and pooling modules
+    after the first one that is flat there (by :func:`_module_is_flat`)."""
+    kinds = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.PReLU, nn.MaxPool2d)
+    counts = []
+    for point in x:
+        h, blocked, count = point.unsqueeze(0), False, 0
+        for module in model:
+            if isinstance(module, kinds):
+                count += h.numel() if blocked else 0
+                blocked = blocked or _module_is_flat(module, h)
+            h = module(h)
+        counts.append(float(count))
+    return counts
+
+
+def _flat_ends_net() -> nn.Sequential:
+    """1-D input. Site "1" (ReLU6 of x, x - 1, x - 2) blocks iff x <= 0 (all at 0) or x > 8 (all
+    at 6). Site "3" (Hardtanh(-1, 2) of 4 units mean(site 1) - 0.5 ... - 2) blocks when all its
+    units are below -1 or all above 2, e.g. at x = 7 (upper end). Then max pooling (8 -> 2
+    units, site "6") and PReLU (site "9", 3 units), which never block."""
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        nn.Linear(1, 3),
+        nn.ReLU6(),
+        nn.Linear(3, 4),
+        nn.Hardtanh(-1.0, 2.0),
+        nn.Linear(4, 8),
+        nn.Unflatten(1, (2, 2, 2)),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(2, 3),
+        nn.PReLU(3, init=0.2),
+        nn.Linear(3, 2),
+    ).double()
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[0].bias.copy_(torch.tensor([0.0, -1.0, -2.0]))
+        model[2].weight.fill_(1 / 3)
+        model[2].bias.copy_(torch.tensor([-0.5, -1.0, -1.5, -2.0]))
+    return model.eval()
+
+
+def test_b_counts_the_flat_ends_of_relu6_and_hardtanh_and_never_pooling_or_prelu():
+    model = _flat_ends_net()
+    net = rs.trace(model, (1,))
+    assert [s.name for s in net.sites] == ["1", "3", "6", "9"]
+    # x = -1: site 1 at 0 -> 4 + 8 + 3 not good; x = 7: site 3 all above 2 -> 8 + 3;
+    # x = 9: site 1 all at 6 -> 15; x = 3: nothing blocks
+    x = torch.tensor([[-1.0], [7.0], [9.0], [3.0]], dtype=torch.float64)
+    meter = TotalVariationMeter(net)
+    assert meter.point_values(x)["bad_neurons"].tolist() == [15.0, 11.0, 15.0, 0.0]
+    # off the breakpoints, where the op's convention (a breakpoint takes the piece below it)
+    # and the two-sided brute force would differ
+    grid = torch.linspace(-3, 12, 61, dtype=torch.float64).unsqueeze(1) + 0.01
+    assert meter.point_values(grid)["bad_neurons"].tolist() == _brute_force_b(model, grid)
+
+
+def test_not_good_neurons_have_locally_constant_preactivations():
+    """Dense evaluation: around a point where neurons are not good, their pre-activations do
+    not move on a small interval of inputs."""
+    model = _flat_ends_net()
+    net = rs.trace(model, (1,))
+    for x0 in (-1.0, 7.0, 9.0):
+        around = x0 + torch.linspace(-1e-3, 1e-3, 11, dtype=torch.float64).unsqueeze(1)
+        pre = net.preactivations(around)
+        for name in ("6", "9"):
+            assert torch.equal(pre[name], pre[name][:1].expand_as(pre[name]))
+    around = 3.0 + torch.linspace(-1e-3, 1e-3, 11, dtype=torch.float64).unsqueeze(1)
+    assert not torch.equal(net.preactivations(around)["9"][0], net.preactivations(around)["9"][1])
+
+
+@pytest.mark.parametrize("module", [nn.ReLU6(), nn.Hardtanh(-0.5, 1.5), nn.PReLU(3, 0.1)])
+def test_site_blocks_where_the_module_is_flat(module):
+    net = rs.trace(nn.Sequential(nn.Linear(2, 3), module, nn.Linear(3, 1)).double(), (2,))
+    op = net.sites[0].op
+    z = 4 * torch.randn(300, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    z[:20] = 7.0 + torch.rand(20, 3, dtype=torch.float64)  # all on the upper end
+    z[20:40] = -3.0 - torch.rand(20, 3, dtype=torch.float64)  # all on the lower end
+    want = [_module_is_flat(module.double(), zi.unsqueeze(0)) for zi in z]
+    assert op.blocks(z).tolist() == want
+    assert any(want) == (not isinstance(module, nn.PReLU))
+
+
+def test_max_pooling_never_blocks():
+    op = rs.trace(nn.Sequential(nn.MaxPool2d(2), nn.Flatten()), (2, 4, 4)).sites[0].op
+    z = -torch.rand(5, 2, 4, 4)
+    assert not op.blocks(z).any()
+    assert not _module_is_flat(nn.MaxPool2d(2), z[:1])
+
+
+class _DeadBranch(nn.Module):
+    """h = relu(fc1 x); out = relu(h + fc2(relu(branch h - 100))); a residual branch that is
+    blocked everywhere, around which the signal still reaches the last site."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(2)
+        self.fc1 = nn.Linear(2, 4)
+        self.branch = nn.Linear(4, 4)
+        self.fc2 = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 2)
+        with torch.no_grad():
+            self.fc1.bias.fill_(5.0)
+            self.branch.bias.fill_(-100.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.fc1(x))
+        out = torch.relu(h + self.fc2(torch.relu(self.branch(h))))
+        return self.head(out)
+
+
+def test_a_residual_connection_around_a_blocking_site_keeps_later_neurons_good():
+    model = _DeadBranch().double().eval()
+    net = rs.trace(model, (2,))
+    first, branch, last = (s.name for s in net.sites)
+    x = torch.rand(6, 2, dtype=torch.float64)  # fc1 > 0 here: the first site never blocks
+    assert net.sites[1].op.blocks(net.preactivations(x)[branch]).all()
+    meter = TotalVariationMeter(net)  # the sites outside the branch: first and last
+    assert meter.site_names == [first, last]
+    assert meter.point_values(x)["bad_neurons"].tolist() == [0.0] * 6
+    # the last site's pre-activation moves with the input: its neurons can bend the function
+    jac = site_jacobians(net, x)[last]
+    assert (torch.linalg.matrix_norm(jac) > 0).all()

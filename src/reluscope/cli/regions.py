@@ -29,6 +29,20 @@ from reluscope.validation import check_number
 regions_app = typer.Typer(help="Exact linear regions on lines and planes.", no_args_is_help=True)
 
 
+MaxRegionsOpt = Annotated[
+    int, typer.Option(help="Stop with an error beyond this many regions (pieces of a line).")
+]
+MemoryBudgetOpt = Annotated[
+    float,
+    typer.Option(help="GiB the vertex tables may use; a larger partition is computed in chunks."),
+]
+
+
+def _budget_bytes(memory_budget: float) -> int:
+    """``--memory-budget`` (GiB) in bytes."""
+    return int(check_number("--memory-budget (GiB)", memory_budget, minimum=0, strict=True) * 2**30)
+
+
 @regions_app.command("plane")
 def regions_plane(
     model: ModelOpt,
@@ -48,15 +62,8 @@ def regions_plane(
     color_by: Annotated[str, typer.Option(help="random or output")] = "random",
     dtype: DtypeOpt = "float64",
     device: DeviceOpt = "cpu",
-    max_regions: Annotated[
-        int, typer.Option(help="Stop with an error beyond this many regions.")
-    ] = 5_000_000,
-    memory_budget: Annotated[
-        float,
-        typer.Option(
-            help="GiB the vertex tables may use; a larger partition is computed in chunks."
-        ),
-    ] = 4.0,
+    max_regions: MaxRegionsOpt = 5_000_000,
+    memory_budget: MemoryBudgetOpt = 4.0,
 ) -> None:
     """Exact 2-D linear regions of a model on a plane, drawn to a PNG."""
 
@@ -69,9 +76,7 @@ def regions_plane(
         start = time.perf_counter()
         limits = dict(
             max_regions=max_regions,
-            memory_budget=int(
-                check_number("--memory-budget (GiB)", memory_budget, minimum=0, strict=True) * 2**30
-            ),
+            memory_budget=_budget_bytes(memory_budget),
             progress=_progress_printer(start),
         )
         if through is not None:
@@ -134,6 +139,8 @@ def regions_line(
     input_shape: ShapeOpt = None,
     dtype: DtypeOpt = "float64",
     device: DeviceOpt = "cpu",
+    max_regions: MaxRegionsOpt = 5_000_000,
+    memory_budget: MemoryBudgetOpt = 4.0,
 ) -> None:
     """Exact linear pieces of a model along a segment."""
 
@@ -146,7 +153,14 @@ def regions_line(
         net = _load(model, weights, seed, input_shape, device)
         a, b = parse_points(start, "start").reshape(-1), parse_points(end, "end").reshape(-1)
         t0 = time.perf_counter()
-        part = line(net, a, b, dtype=_dtype(dtype))
+        part = line(
+            net,
+            a,
+            b,
+            dtype=_dtype(dtype),
+            max_regions=max_regions,
+            memory_budget=_budget_bytes(memory_budget),
+        )
         elapsed = time.perf_counter() - t0
         console.print(
             f"[bold]{part.num_pieces}[/] linear pieces along a segment of length "

@@ -37,7 +37,7 @@ from reluscope.measures.lipschitz import lipschitz_from_sites
 from reluscope.measures.meter import Meter
 from reluscope.measures.results import MeasureResult
 from reluscope.nets.checks import check_finite_outputs
-from reluscope.nets.pwl import INPUT, PWLNet, Site
+from reluscope.nets.pwl import INPUT, Node, PWLNet, Site
 from reluscope.validation import check_bool, check_number
 
 NAME = "tv"
@@ -89,18 +89,36 @@ def factoring_sites(net: PWLNet) -> list[Site]:
     return out
 
 
-def bad_neurons(preactivations: dict[str, Tensor], counted: Iterable[str]) -> Tensor:
-    """Per point, the number of neurons of the ``counted`` sites that are not good: those of
-    sites after the first site (in network order) whose neurons are all inactive
-    (pre-activation <= 0) at the point. ``preactivations`` holds every site, in order."""
+def bad_neurons(net: PWLNet, preactivations: dict[str, Tensor], counted: Iterable[str]) -> Tensor:
+    """Per point, the number of neurons of the ``counted`` sites that are not good at the point.
+
+    A neuron is good when it can bend the function: some path from the input reaches its
+    pre-activation without crossing a *blocking* site, one whose local linear map is zero at the
+    point (:meth:`~reluscope.nets.sites.SiteOp.blocks`: a ReLU site with every neuron inactive,
+    a ReLU6/Hardtanh site with every neuron on one of its two flat ends; a leaky ReLU, a PReLU
+    with nonzero slopes or a max-pooling site never blocks). In a sequential network these are
+    the neurons of the sites after the first blocking one; a residual connection around a
+    blocking site keeps the neurons after it good. ``preactivations`` holds every site's
+    pre-activation, flattened (batch, site.size), as :meth:`PWLNet.jacobian_pass` gives them.
+    """
     counted = set(counted)
     first = next(iter(preactivations.values()))
     total = torch.zeros(len(first), dtype=torch.float64, device=first.device)
-    dead = torch.zeros(len(first), dtype=torch.bool, device=first.device)
-    for name, z in preactivations.items():
-        if name in counted:
-            total += dead.to(torch.float64) * z.shape[1]
-        dead = dead | (z <= 0).all(dim=1)
+    sites = {s.name: s for s in net.sites}
+
+    def step(node: Node, ins: list[Tensor]) -> Tensor:
+        """Whether every path from the input to the node's value crosses a blocking site."""
+        cut = torch.stack(ins).all(dim=0)
+        site = sites.get(node.name)
+        if site is None:
+            return cut
+        if site.name in counted:
+            total.add_(cut.to(torch.float64) * site.size)
+        z = preactivations[site.name].reshape((len(first),) + site.shape)
+        return cut | site.op.blocks(z)
+
+    zero = torch.zeros(len(first), dtype=torch.bool, device=first.device)
+    net.interpret({INPUT: zero}, step)
     return total
 
 
@@ -148,7 +166,7 @@ class TotalVariationMeter(Meter):
             if self.bound:
                 out[_OP + name] = spectral_norm(p.site_jacobians[name])
         if self.bound:
-            out[_BAD] = bad_neurons(p.preactivations, names)
+            out[_BAD] = bad_neurons(self.net, p.preactivations, names)
         return out
 
     def compute(self) -> MeasureResult:
@@ -249,8 +267,10 @@ def total_variation(
       sqrt(min(output_dim, input_dim)) for "logits" (Frobenius <= sqrt(rank) * spectral): an
       upper bound of ``value`` for sequential networks.
     - "c_eta" = exp(-eta^2 / (2 sigma^2)) / (sqrt(2 pi) sigma), the constant of the LC bound.
-    - "B": the mean number of neurons (of the chosen sites) that are not good, i.e. that sit in
-      a site after the first site whose neurons are all inactive at x.
+    - "B": the mean number of neurons (of the chosen sites) that are not good at x: every path
+      from the input to them crosses a site whose local linear map is zero at x (a ReLU site
+      with all neurons inactive, a ReLU6/Hardtanh site with all neurons on flat ends; leaky
+      ReLU, PReLU and max pooling never block). See :func:`bad_neurons`.
 
     ``data`` is a tensor (batch first) or an iterable of batches (a DataLoader of tensors, tuples
     or dicts). ``options`` are the keywords of :class:`TotalVariationMeter`: ``eta`` (default

@@ -60,6 +60,11 @@ class SiteOp(Op):
         every region."""
         raise NotImplementedError
 
+    def blocks(self, z: Tensor) -> Tensor:
+        """Per sample of ``z`` (batch, *in_shape), True where the local linear map is zero: every
+        output of the op is constant near z (on its region), so no input change passes it."""
+        raise NotImplementedError
+
     def pattern_width(self, in_shape: tuple[int, ...]) -> int:
         """The number of pattern bits for a pre-activation of shape ``in_shape``."""
         raise NotImplementedError
@@ -240,6 +245,12 @@ class ActivationOp(SiteOp):
     def pull(self, state: Tensor, c: Tensor, in_shape: tuple[int, ...]) -> Tensor:
         return c * state
 
+    def blocks(self, z: Tensor) -> Tensor:
+        """True where every unit is on a piece of slope 0: a ReLU's all inactive, a ReLU6's or
+        Hardtanh's each on either flat end; never for a leaky ReLU or PReLU with nonzero slopes.
+        A value exactly at a breakpoint takes the piece below it, as in :meth:`local`."""
+        return (self.local(z) == 0).reshape(len(z), -1).all(dim=1)
+
     def pattern(self, z: Tensor) -> Tensor:
         """The bits ``z > b_k``: shaped like z for one breakpoint, else with a last dimension
         of one bit per breakpoint."""
@@ -362,6 +373,10 @@ class MaxPoolOp(SiteOp):
         flat = z.reshape(len(z), -1)
         pad = torch.full((len(z), 1), -math.inf, dtype=z.dtype, device=z.device)
         return torch.cat([flat, pad], dim=1)[:, w]
+
+    def blocks(self, z: Tensor) -> Tensor:
+        """Never: a max unit passes its leading candidate with slope 1."""
+        return torch.zeros(len(z), dtype=torch.bool, device=z.device)
 
     def pattern(self, z: Tensor) -> Tensor:
         lead = self.local(z).reshape(len(z), -1)

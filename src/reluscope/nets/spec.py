@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -165,20 +166,57 @@ def load_weights(model: nn.Module, weights: str | os.PathLike[str]) -> None:
     model.load_state_dict(state, strict=True)
 
 
-def _check_size(factory: Callable[..., nn.Module], kwargs: dict[str, Any], spec: str) -> None:
-    """Refuse a zoo model whose parameters alone would not fit in memory, before building it
-    (counted on the meta device, where tensors have shapes but no storage)."""
+def _check_size(
+    factory: Callable[..., nn.Module], kwargs: dict[str, Any], spec: str, shape: tuple[int, ...]
+) -> None:
+    """Refuse a zoo model whose parameters and the values of one input's forward pass would not
+    fit in memory, before building it. Counted on the meta device, where tensors have shapes but
+    no storage: the parameters, the input of ``shape`` and the largest layer output (the least
+    a forward pass holds at once). Sizes whose byte counts overflow 64 bits are refused too."""
+    itemsize = torch.get_default_dtype().itemsize
+    hint = "choose smaller widths, width_mult or image_size"
     try:
         with torch.device("meta"), torch.random.fork_rng(devices=[]):
             shapes = factory(**kwargs)
+            count = sum(p.numel() for p in shapes.parameters())
+            values = math.prod(shape) + _largest_output(shapes, shape)
+    except RuntimeError as exc:
+        if "overflow" not in str(exc):
+            return  # bad options are reported when the model is built for real
+        too_big = 2**63  # bytes: the first size torch cannot count
+        check_fits(too_big, f"model {spec!r} (its tensor sizes overflow: over 2**63 bytes)", hint)
+        return
     except Exception:  # bad options are reported when the model is built for real
         return
-    count = sum(p.numel() for p in shapes.parameters())
     check_fits(
-        count * torch.get_default_dtype().itemsize,
-        f"model {spec!r} ({count:,} parameters)",
-        "choose smaller widths",
+        (count + values) * itemsize,
+        f"model {spec!r} ({count:,} parameters; one input of shape {shape} and its largest "
+        f"layer output hold {values:,} values)",
+        hint,
     )
+
+
+def _largest_output(model: nn.Module, shape: tuple[int, ...]) -> int:
+    """The number of values of the largest output of a leaf module of ``model`` (on the meta
+    device) for one input of ``shape``; of the outputs so far when the forward pass fails."""
+    sizes = [0]
+
+    def record(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor):
+            sizes.append(output.numel())
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(record) for m in leaves]
+    try:
+        with torch.no_grad():
+            model(torch.empty((1,) + tuple(shape), device="meta"))
+    except Exception as exc:  # a model that cannot run on meta tensors: its outputs so far
+        if "overflow" in str(exc):
+            raise
+    finally:
+        for h in handles:
+            h.remove()
+    return max(sizes)
 
 
 def _zoo_input_shape(name: str, kwargs: dict[str, Any], fn: Callable[..., Any]) -> tuple[int, ...]:
@@ -207,7 +245,7 @@ def load_model(
     if "seed" in params and "seed" not in kwargs:
         kwargs["seed"] = seed
     if is_zoo:
-        _check_size(factory, kwargs, spec)
+        _check_size(factory, kwargs, spec, _zoo_input_shape(name, kwargs, factory))
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -16,8 +16,10 @@ from reluscope.regions.walk import (
     DEFAULT_MEMORY_BUDGET,
     AffineValues,
     Growable,
+    Indivisible,
     ShiftedValues,
     StoredValues,
+    TableFull,
     TieValues,
     Values,
     check_memory_budget,
@@ -82,11 +84,53 @@ class LinePartition:
 
 
 class _IntervalSplitter:
-    """Splits consecutive intervals of sorted points at the zero crossings of each neuron."""
+    """Splits consecutive intervals of sorted points at the zero crossings of each neuron.
 
-    def __init__(self, max_regions: int = DEFAULT_MAX_REGIONS) -> None:
+    A chunkable splitter (see :class:`~reluscope.regions.walk.ChunkableSplitter`): when the
+    vertex table would outgrow the memory budget, the segment is cut into runs of consecutive
+    intervals, walked one after the other; neighbouring runs share their end point, which no
+    split moves or drops, so joining the runs gives the pieces of the unchunked walk.
+    """
+
+    def __init__(
+        self, max_regions: int = DEFAULT_MAX_REGIONS, offset: int = 0, cells: int = 1
+    ) -> None:
         self.max_regions = max_regions
+        #: Pieces counted towards ``max_regions`` besides these (those of the other runs).
+        self.offset = offset
+        self._cells = cells
         self._before: Tensor | None = None
+
+    @property
+    def num_cells(self) -> int:
+        return self.offset + self._cells
+
+    def snapshot(self) -> int:
+        return self._cells
+
+    def restore(self, state: int) -> None:
+        self._cells, self._before = state, None
+
+    def groups(self, coords: Tensor, n: int) -> list[Tensor]:
+        """About ``n`` runs of consecutive intervals between the sorted points ``coords``."""
+        self._cells = len(coords) - 1
+        cells = torch.arange(self._cells, device=coords.device)
+        return [g for g in torch.tensor_split(cells, min(n, max(1, self._cells))) if len(g)]
+
+    def child(self, cells: Tensor, offset: int) -> tuple[_IntervalSplitter, Tensor]:
+        """The run of intervals ``cells`` (consecutive) and the points that bound them."""
+        verts = torch.arange(int(cells[0]), int(cells[-1]) + 2, device=cells.device)
+        return _IntervalSplitter(self.max_regions, offset, len(cells)), verts
+
+    def adopt(self, children: list[_IntervalSplitter]) -> Tensor:
+        """Join walked runs: every run's points, but the first, which the run before ends on.
+        Returns the rows of the points in the runs' final tables laid end to end."""
+        parts, start = [], 0
+        for i, c in enumerate(children):
+            parts.append(torch.arange(start + (i > 0), start + c._cells + 1))
+            start += c._cells + 1
+        self._cells = sum(c._cells for c in children)
+        return torch.cat(parts)
 
     def begin_merge(self, table: Growable) -> None:
         self._before = table.view()[:, 0].clone()
@@ -106,6 +150,7 @@ class _IntervalSplitter:
         keep = torch.ones(len(rows), dtype=torch.bool, device=rows.device)
         keep[1:-1] = ~(same & new)
         table.data, table.n = rows[keep], int(keep.sum())
+        self._cells = table.n - 1
 
     def split(self, table: Growable, site: Values, eps: Tensor) -> None:
         rows = table.view()
@@ -114,6 +159,8 @@ class _IntervalSplitter:
         i, j = (sign[:-1] * sign[1:] < 0).nonzero(as_tuple=True)
         if len(i) == 0:
             return
+        if table.max_bytes is not None and (len(rows) + len(i)) * rows[0].nbytes > table.max_bytes:
+            raise TableFull
         f_a, f_b = z[i, j], z[i + 1, j]
         t = f_a / (f_a - f_b)
         new = torch.lerp(rows[i], rows[i + 1], t.unsqueeze(1))
@@ -142,9 +189,10 @@ class _IntervalSplitter:
         keep = torch.ones(len(both), dtype=torch.bool, device=both.device)
         keep[1:] = key[1:] != key[:-1]
         table.data, table.n = both[keep], int(keep.sum())
-        if table.n - 1 > self.max_regions:
+        self._cells = table.n - 1
+        if self.num_cells > self.max_regions:
             raise InputError(
-                f"the segment has {table.n - 1} pieces, more than max_regions="
+                f"the segment has {self.num_cells} pieces, more than max_regions="
                 f"{self.max_regions}: use a shorter segment or raise max_regions"
             )
 
@@ -187,7 +235,9 @@ def line(
 
     Breakpoints are where some site's pattern changes along the segment: a neuron crossing a
     breakpoint of its activation, or a max unit's leading candidate changing. More than
-    ``max_regions`` pieces stop the walk with an InputError.
+    ``max_regions`` pieces stop the walk with an InputError. The vertex tables (per point, the
+    values later layers read) stay within ``memory_budget`` bytes: beyond it the segment is cut
+    into runs of pieces walked one after the other and joined at the cuts, with the same pieces.
     ``tol`` is the relative tolerance under which a point counts as lying on a neuron's zero set.
     """
     a = point_tensor(start, "start")
@@ -204,15 +254,52 @@ def line(
     start_t, end_t = pts
     if torch.equal(start_t, end_t):
         raise InputError("start and end coincide: expected a segment of positive length")
-    tau0 = torch.tensor([[0.0], [1.0]], dtype=net.dtype, device=net.device)
     basis = (end_t - start_t).unsqueeze(0)
-    coords, outputs = walk(
-        net,
-        tau0,
-        start_t,
-        basis,
-        _IntervalSplitter(max_regions),
-        tol,
-        memory_budget=check_memory_budget(memory_budget),
+    coords, outputs = _walk_segment(
+        net, start_t, basis, (0.0, 1.0), max_regions, tol, check_memory_budget(memory_budget)
     )
     return LinePartition(net, start_t, end_t, coords[:, 0].contiguous(), outputs)
+
+
+#: The shortest part (in tau) that a segment is cut into to fit the memory budget.
+_SHORTEST_PART = 2.0**-30
+
+
+def _walk_segment(
+    net: PWLNet,
+    start: Tensor,
+    basis: Tensor,
+    span: tuple[float, float],
+    max_regions: int,
+    tol: float,
+    memory_budget: int,
+    done: int = 0,
+) -> tuple[Tensor, Tensor]:
+    """The piece ends (tau, as (m, 1)) in ``span`` and the outputs there, ``done`` pieces being
+    counted elsewhere. When one interval's splits outgrow ``memory_budget`` the span is cut in
+    two halves walked one after the other; the cut point stays a piece end only where the
+    pattern differs on its two sides, so the pieces are those of the uncut walk."""
+    lo, hi = span
+    tau = torch.tensor([[lo], [hi]], dtype=net.dtype, device=net.device)
+    splitter = _IntervalSplitter(max_regions, offset=done)
+    try:
+        return walk(net, tau, start, basis, splitter, tol, memory_budget=memory_budget)
+    except Indivisible as exc:
+        if not exc.cuttable or hi - lo < _SHORTEST_PART:
+            raise
+    mid = 0.5 * (lo + hi)
+    left, left_out = _walk_segment(
+        net, start, basis, (lo, mid), max_regions, tol, memory_budget, done
+    )
+    right, right_out = _walk_segment(
+        net, start, basis, (mid, hi), max_regions, tol, memory_budget, done + len(left) - 1
+    )
+    coords, outputs = torch.cat([left, right[1:]]), torch.cat([left_out, right_out[1:]])
+    cut = len(left) - 1
+    sides = 0.5 * (coords[cut - 1 : cut + 1] + coords[cut : cut + 2])
+    points = start.unsqueeze(0) + sides.reshape((2,) + (1,) * start.dim()) * basis
+    pattern = net.pattern_vector(points)
+    if torch.equal(pattern[0], pattern[1]):  # the same affine piece on both sides
+        keep = torch.arange(len(coords), device=coords.device) != cut
+        coords, outputs = coords[keep], outputs[keep]
+    return coords, outputs

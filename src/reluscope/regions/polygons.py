@@ -141,10 +141,7 @@ class PolygonSplitter:
         n, width = polys.shape
         rows = table.view()
         slot = torch.arange(width, device=polys.device)
-        valid = slot < counts[:, None]
-        inside = (rows[polys] * valid[..., None]).sum(1) / counts[:, None].to(rows.dtype)
-        key = torch.cat([ancestors[:, None], pattern(inside).long()], dim=1)
-        _, group = torch.unique(key, dim=0, return_inverse=True)
+        group = self._groups(rows, ancestors, pattern)
         size = torch.bincount(group)
         multi = size[group] > 1
         if not bool(multi.any()):
@@ -192,6 +189,34 @@ class PolygonSplitter:
         out_counts[reps] = num
         self.polys = Growable(out[keep].contiguous())
         self.counts = Growable(out_counts[keep].contiguous())
+
+    def _groups(
+        self, rows: Tensor, ancestors: Tensor, pattern: Callable[[Tensor], Tensor]
+    ) -> Tensor:
+        """A group id per polygon: equal for the pieces of one earlier polygon that share
+        ``pattern`` at a point inside them. Only pieces of an earlier polygon cut in several
+        are evaluated, a chunk of polygons at a time (their vertices' full rows are wide)."""
+        polys, counts = self.polys.view(), self.counts.view()
+        n, width = polys.shape
+        shared = (torch.bincount(ancestors)[ancestors] > 1).nonzero().flatten()
+        group = torch.arange(n, device=polys.device)
+        if len(shared) == 0:
+            return group
+        valid = torch.arange(width, device=polys.device) < counts[:, None]
+        step = max(1, _CHUNK_ELEMENTS // (width * rows.shape[1]))
+        keys = []
+        for part in torch.split(shared, step):
+            inside = (rows[polys[part]] * valid[part][..., None]).sum(1)
+            inside = inside / counts[part, None].to(rows.dtype)
+            keys.append(torch.cat([ancestors[part, None], pattern(inside).long()], dim=1))
+        _, shared_group = torch.unique(torch.cat(keys), dim=0, return_inverse=True)
+        group[shared] = shared_group  # ids 0..; the other polygons are alone in their group
+        alone = torch.ones(n, dtype=torch.bool, device=polys.device)
+        alone[shared] = False
+        group[alone] = (
+            int(shared_group.max()) + 1 + torch.arange(int(alone.sum()), device=polys.device)
+        )
+        return group
 
     def split(self, table: Growable, site: Values, eps: Tensor) -> None:
         self.splits += 1

@@ -30,6 +30,18 @@ class TableFull(Exception):
     """A vertex table would grow past its byte limit: the walk goes on in smaller chunks."""
 
 
+class Indivisible(InputError):
+    """One cell's walk does not fit in the memory budget and cells cannot be divided further.
+
+    ``cuttable``: the cell's own vertices fit, so what overflowed were the vertices that the
+    splits add; walking parts of the cell (a segment cut in two) one after the other may fit.
+    """
+
+    def __init__(self, message: str, cuttable: bool) -> None:
+        super().__init__(message)
+        self.cuttable = cuttable
+
+
 class Growable:
     """A tensor that grows by rows with amortised doubling.
 
@@ -410,9 +422,10 @@ class _Walk:
             hi = his[0]
             where = self.net.nodes[hi].path if hi < len(self.net.nodes) else "the output"
             width = need // max(1, len(coords) * table.data.element_size())
-            raise InputError(
+            raise Indivisible(
                 "one region cannot be divided further: "
-                + _too_big(len(coords), width, _HEADROOM * need, max(0, limit), where)
+                + _too_big(len(coords), width, _HEADROOM * need, max(0, limit), where),
+                cuttable=_HEADROOM * need <= limit,
             )
         sizes = [len(g) for g in groups]
         done = splitter.num_cells - sum(sizes)
