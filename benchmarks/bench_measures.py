@@ -21,17 +21,14 @@ with other jobs, torch's two-thread pool slowed small ops by up to 80x in our ru
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import platform
 import resource
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from harness import main, run_worker
+
 SIGMA = 0.01
 MLPS = {"mnist": [784] + [200] * 4 + [10], "cifar": [3072] + [1000] * 7 + [10]}
 
@@ -136,18 +133,13 @@ def worker(spec: dict) -> dict:
 
 # ------------------------------------------------------------------ driver side
 def run(spec: dict) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    cmd = [sys.executable, __file__, "--worker", json.dumps(spec)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"worker {spec} failed:\n{done.stderr[-3000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_worker(__file__, spec)
     print(
         f"  {spec['case']:7s} {spec['method']:16s} {spec['points']:4d} points "
         f"{result['seconds']:8.2f} s",
         file=sys.stderr,
     )
-    return spec | result
+    return result
 
 
 def plan(args) -> list[dict]:
@@ -235,9 +227,7 @@ def report(results: list[dict]) -> None:
     Console(width=160).print(table)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads per process (0: torch's default)"
     )
@@ -248,16 +238,7 @@ def main() -> None:
     parser.add_argument("--resnet-points", type=int, default=128)
     parser.add_argument("--resnet-exact-points", type=int, default=2)
     parser.add_argument("--probes", type=int, nargs="+", default=[8, 32])
-    parser.add_argument("--json", help="also write the raw results to this file")
-    args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
-        return
-    results = [run(spec) for spec in plan(args)]
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
-    report(results)
 
 
 if __name__ == "__main__":
-    main()
+    main(__doc__.splitlines()[0], add_arguments, worker, plan, run, report)

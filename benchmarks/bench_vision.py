@@ -22,16 +22,13 @@ both given: on a shared machine the CPU time is the steadier figure.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import resource
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from harness import WorkerFailed, main, run_worker
+
 SIGMA = 0.01
 
 #: The planes of part (b): model builder, input shape, half-width of the square around the origin.
@@ -181,14 +178,12 @@ def worker(spec: dict) -> dict:
 
 # ------------------------------------------------------------------ driver side
 def run(spec: dict) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    cmd = [sys.executable, __file__, "--worker", json.dumps(spec)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
-        return spec | {"failed": done.stderr.strip().splitlines()[-1][:200]}
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    try:
+        result = run_worker(__file__, spec)
+    except WorkerFailed as failed:
+        return spec | {"failed": str(failed).splitlines()[-1][:200]}
     print(f"  {spec.get('case', spec['model'])}: {result['seconds']:.2f} s", file=sys.stderr)
-    return spec | result
+    return result
 
 
 def plan(args) -> list[dict]:
@@ -253,23 +248,12 @@ def report(results: list[dict]) -> None:
     console.print(regions)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--lc-points", type=int, default=32)
     parser.add_argument("--probes", type=int, default=8)
     parser.add_argument("--skip-resnet-plane", action="store_true")
-    parser.add_argument("--json", help="also write the raw results to this file")
-    args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
-        return
-    results = [run(spec) for spec in plan(args)]
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
-    report(results)
 
 
 if __name__ == "__main__":
-    main()
+    main(__doc__.splitlines()[0], add_arguments, worker, plan, run, report)
