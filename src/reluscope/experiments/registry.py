@@ -81,12 +81,20 @@ def declared_names() -> list[str]:
     """The names of the experiments under ``reluscope.experiments``, read from their modules'
     source (``EXPERIMENT = Experiment(name=...)``) without importing them: cheap enough for the
     command line's help."""
+    return list(_declared_names())
+
+
+@cache
+def _declared_names() -> tuple[str, ...]:
     import reluscope.experiments as package
 
     names: list[str] = []
     for root in package.__path__:
         for file in sorted(Path(root).rglob("*.py")):
-            for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            source = file.read_text(encoding="utf-8")
+            if "EXPERIMENT" not in source:
+                continue
+            for node in ast.walk(ast.parse(source)):
                 if (
                     isinstance(node, ast.Assign)
                     and any(isinstance(t, ast.Name) and t.id == "EXPERIMENT" for t in node.targets)
@@ -99,7 +107,7 @@ def declared_names() -> list[str]:
                         and isinstance(k.value, ast.Constant)
                         and isinstance(k.value.value, str)
                     ]
-    return sorted(names)
+    return tuple(sorted(names))
 
 
 def experiments() -> list[Experiment]:
