@@ -374,13 +374,12 @@ class _Walk:
             # Our own table may use half of what is left, so that, divided into groups, its
             # cells leave the groups the other half (a table given with ``rows`` is the
             # caller's, counted in ``held``).
-            limit: int | None = (self.budget - held) // 2
+            limit = None if chunkable is None else (self.budget - held) // 2
             where = nodes[hi].path if hi < len(nodes) else "the output"
             if chunkable is None:
                 if need > self.budget:
                     raise InputError(_too_big(count, width, need, self.budget, where))
-                limit = None
-            elif _HEADROOM * need > (self.budget - held) // 2:
+            elif limit is not None and _HEADROOM * need > limit:
                 return self.chunked(his[n:], lo, table, layout, affine, chunkable, rows, held, need)
             state = chunkable.snapshot() if chunkable is not None else None
             try:
